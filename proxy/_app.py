@@ -1,0 +1,194 @@
+"""The ASGI application: security checks, the MCP endpoints, health, lifespan and hot reload.
+
+`/…/mcp` goes straight to the MCP endpoint (the hot path skips Starlette's router); everything
+else — `/healthz`, `/readyz` — is a small Starlette app.
+
+    app = create_app(load_config("slicewire.yaml"))
+    uvicorn.run(app, host="127.0.0.1", port=8080)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ._config import Config, ConfigError, load_config
+from ._endpoint import McpEndpoint
+from ._gateway import Gateway
+from ._jsonrpc import INVALID_REQUEST, encode_error
+from ._responder import Receive, Send
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SlicewireApp", "create_app"]
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(value: str) -> str:
+    """`example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`."""
+    if value.startswith("["):
+        return value.split("]", 1)[0] + "]"
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class SlicewireApp:
+    """The gateway as one ASGI callable. `gateway` is live once the lifespan has started."""
+
+    def __init__(self, config: Config, config_file: str | None = None, watch: bool = True) -> None:
+        self.gateway = Gateway(config)
+        self.config_file = config_file
+        self.watch = watch and config_file is not None
+        self.endpoint = McpEndpoint(self.gateway)
+        self._watcher: asyncio.Task[None] | None = None
+        self.aux = Starlette(
+            routes=[Route("/healthz", self._healthz), Route("/readyz", self._readyz)],
+        )
+
+    # --- ASGI ------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            refusal = self._refuse(scope)
+            if refusal is not None:
+                await _plain_error(send, 403, refusal)
+                return
+            path: str = scope["path"]
+            if path.endswith("/mcp") or path.endswith("/mcp/"):
+                await self.endpoint(scope, receive, send)
+                return
+            if path in ("/healthz", "/readyz"):
+                await self.aux(scope, receive, send)
+                return
+            await _plain_error(send, 404, f"Not found: {path}")
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def _refuse(self, scope: dict[str, Any]) -> str | None:
+        """DNS-rebinding protection: Host and Origin must be ones this gateway is meant to serve."""
+        security = self.gateway.config.security
+        host = origin = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+        loopback_bind = _is_loopback(self.gateway.config.listen.host)
+        if host is not None:
+            name = _host_name(host).lower()
+            if security.allowed_hosts:
+                if name not in security.allowed_hosts and host.lower() not in security.allowed_hosts:
+                    return f"Forbidden: Host {host!r} is not in security.allowed_hosts"
+            elif loopback_bind and name not in _LOOPBACK_NAMES:
+                return f"Forbidden: Host {host!r} is not a loopback name (set security.allowed_hosts)"
+        if origin is not None and origin != "null":
+            if origin in security.allowed_origins:
+                return None
+            hostname = urlsplit(origin).hostname or ""
+            if not (loopback_bind and _is_loopback(hostname)):
+                return f"Forbidden: Origin {origin!r} is not in security.allowed_origins"
+        elif origin == "null" and "null" not in security.allowed_origins:
+            return "Forbidden: Origin 'null' is not allowed"
+        return None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            await self.gateway.start()
+            if self.watch:
+                self._watcher = asyncio.get_running_loop().create_task(self._watch_config())
+        except Exception as exc:
+            logger.exception("gateway failed to start")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await self.gateway.close()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    # --- health ----------------------------------------------------------------------------------
+
+    async def _healthz(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def _readyz(self, request: Request) -> JSONResponse:
+        status = self.gateway.status()
+        return JSONResponse(status, status_code=200 if status["ready"] else 503)
+
+    # --- hot reload ------------------------------------------------------------------------------
+
+    def _watched(self) -> tuple[set[Path], set[Path]]:
+        files = {Path(f).resolve() for f in self.gateway.config.source_files}
+        dirs = {f.parent for f in files}
+        config = self.gateway.config
+        if config.virtual_servers_dir and self.config_file:
+            dirs.add((Path(self.config_file).parent / config.virtual_servers_dir).resolve())
+        return files, dirs
+
+    async def _watch_config(self) -> None:
+        from watchfiles import awatch
+
+        assert self.config_file is not None
+        while True:
+            files, dirs = self._watched()
+            vs_dirs = dirs - {f.parent for f in files} | (
+                {(Path(self.config_file).parent / self.gateway.config.virtual_servers_dir).resolve()}
+                if self.gateway.config.virtual_servers_dir
+                else set()
+            )
+
+            def relevant(change: Any, path: str) -> bool:
+                p = Path(path).resolve()
+                return p in files or (p.suffix == ".json" and p.parent in vs_dirs)
+
+            async for _ in awatch(*dirs, watch_filter=relevant, debounce=200, step=50):
+                await self.reload()
+                break  # the watched set may have changed with the new config
+
+    async def reload(self) -> bool:
+        """Load the config file again and serve it; on error keep the current config. True if applied."""
+        assert self.config_file is not None
+        try:
+            config = load_config(self.config_file)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                logger.error("config reload rejected, still serving the previous config: %s", problem)
+            return False
+        config = config.model_copy(update={"listen": self.gateway.config.listen})
+        await self.gateway.reload(config)
+        return True
+
+
+async def _plain_error(send: Send, status: int, message: str) -> None:
+    body = encode_error(None, INVALID_REQUEST, message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(config: Config, config_file: str | None = None, watch: bool = True) -> SlicewireApp:
+    return SlicewireApp(config, config_file, watch)

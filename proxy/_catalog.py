@@ -1,0 +1,107 @@
+"""The backends and the tools each currently offers.
+
+Discovery runs in the background at start, again whenever a backend (re)connects or says
+`notifications/tools/list_changed`, and on config reload for backends whose config changed.
+Listeners are told which backends' tools changed so the slices can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._config import BackendConfig
+from ._jsonrpc import Message
+from ._upstream import Backend, BackendError, create_backend
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Catalog"]
+
+_RETRY_S = (0.5, 1, 2, 5, 10, 30)
+
+
+class Catalog:
+    def __init__(self, on_change: Callable[[set[str]], None]) -> None:
+        self.backends: dict[str, Backend] = {}
+        self.tools: dict[str, list[dict[str, Any]] | None] = {}
+        self._on_change = on_change
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+
+    def versions(self) -> dict[str, str | None]:
+        return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
+
+    @property
+    def ready(self) -> bool:
+        """Every backend has answered discovery at least once."""
+        return all(tools is not None for tools in self.tools.values())
+
+    def apply(self, configs: Iterable[BackendConfig]) -> list[Backend]:
+        """Reconcile with a (re)loaded config. Returns backends to close (removed or changed)."""
+        wanted = {c.path: c for c in configs}
+        stale: list[Backend] = []
+        for path, backend in list(self.backends.items()):
+            if path not in wanted or wanted[path] != backend.config:
+                stale.append(self.backends.pop(path))
+                self.tools.pop(path, None)
+                task = self._tasks.pop(path, None)
+                if task is not None:
+                    task.cancel()
+        for path, config in wanted.items():
+            if path not in self.backends:
+                backend = create_backend(config)
+                backend.on_notification = self._notification
+                backend.on_connected = self._connected
+                self.backends[path] = backend
+                self.tools[path] = None
+                self._schedule(path)
+        return stale
+
+    def _schedule(self, path: str) -> None:
+        task = self._tasks.get(path)
+        if task is not None and not task.done():
+            task.cancel()
+        self._tasks[path] = asyncio.get_running_loop().create_task(self._discover_loop(path), name=f"discover {path}")
+
+    async def _discover_loop(self, path: str) -> None:
+        attempt = 0
+        while not self._closing:
+            backend = self.backends.get(path)
+            if backend is None:
+                return
+            try:
+                tools = await backend.list_tools()
+            except BackendError as exc:
+                delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
+                logger.warning("discovery of %s failed: %s (retrying in %ss)", path, exc.detail, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if self.backends.get(path) is backend:
+                changed = self.tools.get(path) != tools
+                self.tools[path] = tools
+                logger.info("backend %s offers %d tools", path, len(tools))
+                if changed:
+                    self._on_change({path})
+            return
+
+    def _connected(self, backend: Backend) -> None:
+        # A reconnection (restart, new session) may come with a different tool list.
+        if self.tools.get(backend.path) is not None and self.backends.get(backend.path) is backend:
+            task = self._tasks.get(backend.path)
+            if task is None or task.done():
+                self._schedule(backend.path)
+
+    def _notification(self, backend: Backend, msg: Message) -> None:
+        if msg.method == "notifications/tools/list_changed" and self.backends.get(backend.path) is backend:
+            logger.info("backend %s: tool list changed; rediscovering", backend.path)
+            self._schedule(backend.path)
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)

@@ -1,0 +1,331 @@
+"""Configuration: `slicewire.yaml` plus registry-shaped virtual-server JSON files.
+
+Loaded and validated once at the edge (CLI / app factory) into one frozen `Config` that is passed
+down. Every problem is reported as `file: field.path: what was expected, found what`; unknown keys
+are errors.
+
+    >>> config = load_config("slicewire.yaml")
+    >>> [vs.path for vs in config.virtual_servers]
+    ['/virtual/support']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._mcp import ALL_VERSIONS
+
+__all__ = [
+    "BackendConfig",
+    "Config",
+    "ConfigError",
+    "ListenConfig",
+    "ToolMapping",
+    "VirtualServerConfig",
+    "load_config",
+    "normalize_path",
+]
+
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~\-]+)+$")
+_RESERVED_PREFIXES = ("/healthz", "/readyz", "/.well-known", "/metrics")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be served. `problems` lists one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def normalize_path(value: str) -> str:
+    """`/currenttime/` and `/currenttime` name the same server: registry files are written both ways."""
+    if len(value) > 1:
+        value = value.rstrip("/")
+    return value
+
+
+def _check_path(value: str) -> str:
+    value = normalize_path(value)
+    if not _PATH_RE.match(value):
+        raise ValueError(
+            f"expected a path such as '/github' (letters, digits, '.', '_', '~', '-' per segment), found {value!r}"
+        )
+    if value.startswith(_RESERVED_PREFIXES):
+        raise ValueError(f"path {value!r} collides with a built-in endpoint")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class ListenConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class BackendConfig(_Strict):
+    """One real MCP server the gateway talks to."""
+
+    path: str
+    transport: Literal["streamable-http", "sse", "stdio"]
+    url: str | None = None
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    # "auto" probes `server/discover` and falls back to `initialize`; a version pins the era.
+    protocol_version: str = "auto"
+    restart_backoff_s: float = Field(default=0.5, gt=0)
+    restart_backoff_max_s: float = Field(default=30.0, gt=0)
+
+    _normalize = field_validator("path")(lambda cls, v: _check_path(v))
+
+    @field_validator("protocol_version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        if value != "auto" and value not in ALL_VERSIONS:
+            raise ValueError(f"expected 'auto' or one of {', '.join(ALL_VERSIONS)}, found {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> BackendConfig:
+        if self.transport in ("streamable-http", "sse"):
+            if not self.url:
+                raise ValueError(f"transport {self.transport!r} needs 'url'")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError(f"'url' must start with http:// or https://, found {self.url!r}")
+            if self.command is not None:
+                raise ValueError(f"'command' is only for transport 'stdio', not {self.transport!r}")
+        else:
+            if not self.command:
+                raise ValueError("transport 'stdio' needs 'command'")
+            if self.url is not None:
+                raise ValueError("'url' is not used by transport 'stdio'")
+        return self
+
+
+class ToolMapping(_Strict):
+    """One backend tool exposed by a virtual server (mcp-gateway-registry shape)."""
+
+    tool_name: str = Field(min_length=1)
+    backend_server_path: str
+    alias: str | None = None
+    backend_version: str | None = None
+    description_override: str | None = None
+
+    _normalize = field_validator("backend_server_path")(lambda cls, v: normalize_path(v))
+
+    @property
+    def exposed_name(self) -> str:
+        return self.alias or self.tool_name
+
+
+class ToolScopeOverride(_Strict):
+    tool_alias: str = Field(min_length=1)
+    required_scopes: list[str] = []
+
+
+class VirtualServerConfig(_Strict):
+    """A curated slice of backend tools, served at `<path>/mcp` (mcp-gateway-registry shape)."""
+
+    path: str
+    server_name: str = Field(min_length=1)
+    description: str | None = None
+    tool_mappings: Annotated[list[ToolMapping], Field(min_length=1)]
+    required_scopes: list[str] = []
+    tool_scope_overrides: list[ToolScopeOverride] = []
+    tags: list[str] = []
+    supported_transports: list[Literal["streamable-http", "sse", "stdio"]] = ["streamable-http"]
+    is_enabled: bool = True
+
+    _normalize = field_validator("path")(lambda cls, v: _check_path(v))
+
+    @field_validator("supported_transports")
+    @classmethod
+    def _served(cls, value: list[str]) -> list[str]:
+        if "streamable-http" not in value:
+            raise ValueError(
+                f"Slicewire serves virtual servers over 'streamable-http'; supported_transports must include it, "
+                f"found {value!r}"
+            )
+        return value
+
+
+class LimitsConfig(_Strict):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # How long a modern client may take to answer an InputRequiredResult before the backend call is dropped.
+    input_required_ttl_s: float = Field(default=300.0, gt=0)
+
+
+class SecurityConfig(_Strict):
+    # Browser Origins allowed to call the gateway (DNS-rebinding protection). Requests without Origin pass.
+    allowed_origins: list[str] = []
+    # Host header values accepted. Empty: loopback names only when bound to loopback, anything otherwise.
+    allowed_hosts: list[str] = []
+
+
+class Config(_Strict):
+    """Everything the gateway needs, validated. Built by `load_config`, passed down, never mutated."""
+
+    listen: ListenConfig = ListenConfig()
+    backends: list[BackendConfig] = []
+    virtual_servers: list[VirtualServerConfig] = []
+    virtual_servers_dir: str | None = None
+    limits: LimitsConfig = LimitsConfig()
+    security: SecurityConfig = SecurityConfig()
+    tools_list_ttl_ms: int = Field(default=0, ge=0)
+    # Where the config came from, for reload and error messages; not a YAML key.
+    source_files: tuple[str, ...] = Field(default=(), exclude=True)
+
+    def backend(self, path: str) -> BackendConfig | None:
+        for backend in self.backends:
+            if backend.path == path:
+                return backend
+        return None
+
+
+def _format_errors(file: str, exc: ValidationError, prefix: str = "") -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        loc = loc.lstrip(".") or "(top level)"
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{file}: {loc}: unknown key (not part of the configuration schema)")
+            continue
+        if err["type"] == "missing":
+            problems.append(f"{file}: {loc}: required field is missing")
+            continue
+        found = err.get("input")
+        shown = _short(found)
+        if "found" in msg:
+            problems.append(f"{file}: {loc}: {msg}")
+        else:
+            problems.append(f"{file}: {loc}: {msg[0].lower() + msg[1:]}, found {shown}")
+    return problems
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{path}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"]) from None
+
+
+def load_config(file: str | os.PathLike[str]) -> Config:
+    """Read, validate and cross-check a configuration. Raises ConfigError listing every problem."""
+    path = Path(file)
+    raw = _read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level, found {type(raw).__name__}"])
+    problems: list[str] = []
+    sources = [str(path)]
+    # Virtual servers from the directory are validated one file at a time, so errors name their file.
+    extra_servers: list[tuple[str, VirtualServerConfig]] = []
+    vs_dir = raw.get("virtual_servers_dir")
+    if isinstance(vs_dir, str):
+        directory = (path.parent / vs_dir).resolve()
+        if not directory.is_dir():
+            problems.append(f"{path}: virtual_servers_dir: expected a directory, found {vs_dir!r} (not a directory)")
+        else:
+            for json_file in sorted(directory.glob("*.json")):
+                sources.append(str(json_file))
+                try:
+                    data = _read_json(json_file)
+                    extra_servers.append((str(json_file), VirtualServerConfig.model_validate(data)))
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
+                except ValidationError as exc:
+                    problems.extend(_format_errors(str(json_file), exc))
+    try:
+        config = Config.model_validate({**raw, "source_files": tuple(sources)})
+    except ValidationError as exc:
+        problems.extend(_format_errors(str(path), exc))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    servers = [(str(path), vs) for vs in config.virtual_servers] + extra_servers
+    problems.extend(_cross_check(config, servers))
+    if problems:
+        raise ConfigError(problems)
+    return config.model_copy(update={"virtual_servers": [vs for _, vs in servers]})
+
+
+def _cross_check(config: Config, servers: list[tuple[str, VirtualServerConfig]]) -> list[str]:
+    """Rules that span objects: unique paths, mappings that name configured backends, unique tool names."""
+    problems = []
+    seen_backends: dict[str, int] = {}
+    for i, backend in enumerate(config.backends):
+        if backend.path in seen_backends:
+            problems.append(
+                f"{config.source_files[0]}: backends[{i}].path: {backend.path!r} is already used by "
+                f"backends[{seen_backends[backend.path]}]"
+            )
+        seen_backends.setdefault(backend.path, i)
+    seen_servers: dict[str, str] = {}
+    for file, vs in servers:
+        if vs.path in seen_servers:
+            problems.append(f"{file}: path: virtual server {vs.path!r} is also defined in {seen_servers[vs.path]}")
+        seen_servers.setdefault(vs.path, file)
+        if vs.path in seen_backends:
+            problems.append(f"{file}: path: {vs.path!r} is also a backend path")
+        exposed: dict[str, int] = {}
+        for j, mapping in enumerate(vs.tool_mappings):
+            where = f"{file}: {vs.path}: tool_mappings[{j}]"
+            if mapping.backend_server_path not in seen_backends:
+                known = ", ".join(sorted(seen_backends)) or "none configured"
+                problems.append(
+                    f"{where}.backend_server_path: expected a configured backend ({known}), "
+                    f"found {mapping.backend_server_path!r}"
+                )
+            name = mapping.exposed_name
+            if name in exposed:
+                first = vs.tool_mappings[exposed[name]]
+                problems.append(
+                    f"{where}: exposes tool {name!r}, which tool_mappings[{exposed[name]}] "
+                    f"({first.tool_name!r} from {first.backend_server_path}) already exposes; give one an alias"
+                )
+            exposed.setdefault(name, j)
+        for k, override in enumerate(vs.tool_scope_overrides):
+            if override.tool_alias not in exposed:
+                problems.append(
+                    f"{file}: {vs.path}: tool_scope_overrides[{k}].tool_alias: expected an exposed tool name "
+                    f"({', '.join(exposed)}), found {override.tool_alias!r}"
+                )
+    return problems

@@ -1,0 +1,325 @@
+"""The client-facing MCP endpoint (`<virtual server path>/mcp`), both eras on one URL.
+
+Raw ASGI for speed: read and check the HTTP request (content type, Accept, size), parse the
+JSON-RPC body, decide the era — an `initialize` or an `Mcp-Session-Id` means legacy, per-request
+`_meta` / a modern `MCP-Protocol-Version` means modern — apply that era's transport rules, and hand
+the message to a handler. Every refusal is a JSON-RPC error body with the status the spec gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ._gateway import Gateway, VirtualServer
+from ._handlers import Call, answer_relayed, handle_request, initialize
+from ._jsonrpc import INVALID_REQUEST, Message, ProtocolError, encode_error, parse_message
+from ._mcp import (
+    ALL_VERSIONS,
+    HEADER_MISMATCH,
+    LEGACY_VERSIONS,
+    META_CLIENT_CAPABILITIES,
+    META_PROTOCOL_VERSION,
+    MODERN_VERSIONS,
+    PROTOCOL_VERSION_HEADER,
+    SESSION_ID_HEADER,
+    SESSION_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    HeaderMismatch,
+    check_modern_headers,
+)
+from ._responder import Receive, Responder, Send
+from ._sessions import LiveSession
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["McpEndpoint"]
+
+_KEEPALIVE_S = 15.0
+
+
+def _accepts(accept: str, *types: str) -> bool:
+    """True if the Accept header admits every one of `types` (wildcards count)."""
+    offered = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    if "*/*" in offered:
+        return True
+    for wanted in types:
+        major = wanted.split("/", 1)[0] + "/*"
+        if wanted not in offered and major not in offered:
+            return False
+    return True
+
+
+class McpEndpoint:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            path = path[:-1]
+        vs_path = self.gateway.endpoints.get(path)
+        responder = Responder(send, receive)
+        if vs_path is None:
+            await responder.json(404, encode_error(None, INVALID_REQUEST, f"No virtual server is served at {path}"))
+            return
+        server = self.gateway.servers[vs_path]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        if method == "POST":
+            await self._post(server, headers, receive, responder)
+        elif method == "GET":
+            await self._get(server, headers, responder)
+        elif method == "DELETE":
+            await self._delete(server, headers, responder)
+        else:
+            responder.extra_headers.append((b"allow", b"GET, POST, DELETE"))
+            await responder.json(405, encode_error(None, INVALID_REQUEST, f"Method {method} is not allowed here"))
+
+    # --- POST ------------------------------------------------------------------------------------
+
+    async def _post(
+        self, server: VirtualServer, headers: dict[str, str], receive: Receive, responder: Responder
+    ) -> None:
+        content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            await responder.json(
+                415,
+                encode_error(None, INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json"),
+            )
+            return
+        if not _accepts(headers.get("accept", ""), "application/json", "text/event-stream"):
+            await responder.json(
+                406,
+                encode_error(
+                    None,
+                    INVALID_REQUEST,
+                    "Not Acceptable: Accept must list both application/json and text/event-stream",
+                ),
+            )
+            return
+        body = await self._read_body(headers, receive, responder)
+        if body is None:
+            return
+        try:
+            msg = parse_message(body)
+        except ProtocolError as exc:
+            await responder.json(400, encode_error(exc.id, exc.code, exc.message))
+            return
+
+        session_id = headers.get(SESSION_ID_HEADER)
+        header_version = headers.get(PROTOCOL_VERSION_HEADER)
+        if msg.method == "initialize" and msg.kind == "request" and session_id is None:
+            await initialize(self.gateway, server, msg, responder)
+            return
+        if session_id is not None:
+            await self._legacy(server, session_id, header_version, msg, responder)
+            return
+        body_version = _meta_version(msg)
+        if header_version in MODERN_VERSIONS or body_version is not None:
+            await self._modern(server, headers, header_version, body_version, msg, responder)
+            return
+        if header_version is not None and header_version not in ALL_VERSIONS:
+            await responder.json(400, _unsupported(msg.id, header_version))
+            return
+        await responder.json(
+            400,
+            encode_error(
+                msg.id,
+                INVALID_REQUEST,
+                "Bad Request: no Mcp-Session-Id header. Legacy clients start with initialize; "
+                "2026-07-28 clients send io.modelcontextprotocol/protocolVersion in params._meta",
+            ),
+        )
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive, responder: Responder) -> bytes | None:
+        limit = self.gateway.config.limits.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await responder.json(413, encode_error(None, INVALID_REQUEST, f"Request body larger than {limit} bytes"))
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await responder.json(
+                    413, encode_error(None, INVALID_REQUEST, f"Request body larger than {limit} bytes")
+                )
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _legacy(
+        self, server: VirtualServer, session_id: str, header_version: str | None, msg: Message, responder: Responder
+    ) -> None:
+        state = await self.gateway.sessions.get(session_id)
+        if state is None or state.virtual_server != server.config.path:
+            await responder.json(
+                404, encode_error(msg.id, SESSION_NOT_FOUND, "Session not found: initialize a new session")
+            )
+            return
+        if header_version is not None and header_version not in LEGACY_VERSIONS:
+            await responder.json(400, _unsupported(msg.id, header_version))
+            return
+        live = self.gateway.live.get(session_id)
+        if live is None:  # another replica created it; rebuild this process's companion
+            live = self.gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
+        responder.extra_headers.append((b"mcp-session-id", session_id.encode()))
+        if msg.kind == "request":
+            if msg.method == "initialize":
+                await responder.json(400, encode_error(msg.id, INVALID_REQUEST, "This session is already initialized"))
+                return
+            call = Call(
+                self.gateway,
+                server,
+                "legacy",
+                state.protocol_version,
+                responder,
+                session=state,
+                live=live,
+                client_capabilities=state.client_capabilities,
+            )
+            await handle_request(call, msg)
+        elif msg.kind == "notification":
+            if msg.method == "notifications/cancelled":
+                request_id = msg.params.get("requestId")
+                exchange = live.in_flight.get(request_id) if request_id is not None else None
+                if exchange is not None:
+                    await exchange.close()
+            await responder.empty(202)
+        else:
+            if not await answer_relayed(live, msg):
+                logger.debug("session %s answered %r, which nobody awaits", session_id, msg.id)
+            await responder.empty(202)
+
+    async def _modern(
+        self,
+        server: VirtualServer,
+        headers: dict[str, str],
+        header_version: str | None,
+        body_version: str | None,
+        msg: Message,
+        responder: Responder,
+    ) -> None:
+        try:
+            version = check_modern_headers(msg, headers)
+        except HeaderMismatch as exc:
+            await responder.json(400, encode_error(msg.id, HEADER_MISMATCH, str(exc)))
+            return
+        if version not in MODERN_VERSIONS:
+            await responder.json(400, _unsupported(msg.id, version))
+            return
+        if msg.kind != "request":
+            # Nothing for a modern client to notify or answer: cancellation is closing the stream.
+            await responder.empty(202)
+            return
+        meta = msg.params.get("_meta")
+        meta = meta if isinstance(meta, dict) else {}
+        capabilities = meta.get(META_CLIENT_CAPABILITIES)
+        call = Call(
+            self.gateway,
+            server,
+            "modern",
+            version,
+            responder,
+            client_capabilities=capabilities if isinstance(capabilities, dict) else {},
+            meta=meta,
+        )
+        await handle_request(call, msg)
+
+    # --- GET: the legacy session's server-initiated stream ----------------------------------------
+
+    async def _get(self, server: VirtualServer, headers: dict[str, str], responder: Responder) -> None:
+        session_id = headers.get(SESSION_ID_HEADER)
+        if session_id is None:
+            responder.extra_headers.append((b"allow", b"POST"))
+            await responder.json(
+                405, encode_error(None, INVALID_REQUEST, "GET needs an Mcp-Session-Id (2026-07-28 clients: use POST)")
+            )
+            return
+        if not _accepts(headers.get("accept", ""), "text/event-stream"):
+            await responder.json(
+                406, encode_error(None, INVALID_REQUEST, "Not Acceptable: Accept must list text/event-stream")
+            )
+            return
+        state = await self.gateway.sessions.get(session_id)
+        live = self.gateway.live.get(session_id)
+        if state is None or live is None or state.virtual_server != server.config.path:
+            await responder.json(
+                404, encode_error(None, SESSION_NOT_FOUND, "Session not found: initialize a new session")
+            )
+            return
+        if live.stream is not None:
+            await responder.json(
+                409, encode_error(None, INVALID_REQUEST, "Conflict: this session already has a GET stream")
+            )
+            return
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        live.stream = queue
+        closed = asyncio.Event()
+
+        async def hang_up() -> None:
+            closed.set()
+            queue.put_nowait(b"")
+
+        responder.extra_headers.append((b"mcp-session-id", session_id.encode()))
+        responder.watch(hang_up)
+        try:
+            await responder.start_stream()
+            while not closed.is_set():
+                try:
+                    item = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
+                except TimeoutError:
+                    await responder.comment()
+                    continue
+                if not item:
+                    break
+                await responder.event(item)
+        finally:
+            if live.stream is queue:
+                live.stream = None
+            await responder.end()
+
+    async def _delete(self, server: VirtualServer, headers: dict[str, str], responder: Responder) -> None:
+        session_id = headers.get(SESSION_ID_HEADER)
+        if session_id is None:
+            responder.extra_headers.append((b"allow", b"POST"))
+            await responder.json(405, encode_error(None, INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"))
+            return
+        state = await self.gateway.sessions.get(session_id)
+        if state is None or state.virtual_server != server.config.path:
+            await responder.json(404, encode_error(None, SESSION_NOT_FOUND, "Session not found"))
+            return
+        await self.gateway.sessions.delete(session_id)
+        live = self.gateway.live.pop(session_id, None)
+        if live is not None:
+            await live.close()
+        await responder.empty(200)
+
+
+def _meta_version(msg: Message) -> str | None:
+    if msg.kind not in ("request", "notification"):
+        return None
+    meta = msg.params.get("_meta")
+    if isinstance(meta, dict):
+        version = meta.get(META_PROTOCOL_VERSION)
+        if isinstance(version, str):
+            return version
+    return None
+
+
+def _unsupported(id: Any, requested: str) -> bytes:
+    return encode_error(
+        id,
+        UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version",
+        {"supported": list(reversed(ALL_VERSIONS)), "requested": requested},
+    )

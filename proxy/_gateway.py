@@ -1,0 +1,193 @@
+"""The running gateway: config, backends, slices, sessions — and what changes them.
+
+One `Gateway` per process. It is built from a validated `Config`, started inside the event loop,
+swapped to a new config on reload without dropping sessions, and closed at shutdown. The HTTP
+layer (`_endpoint`) and the method handlers (`_handlers`) read from it; nothing else holds state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ._catalog import Catalog
+from ._config import Config, VirtualServerConfig
+from ._jsonrpc import encode_notification
+from ._mcp import META_SUBSCRIPTION_ID
+from ._sessions import InMemorySessionStore, LiveSession, SessionStore
+from ._slice import Slice
+from ._upstream import Exchange
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Gateway", "Parked", "VirtualServer"]
+
+GATEWAY_VERSION = "0.1.0"
+_SESSION_IDLE_S = 3600.0
+_SWEEP_S = 30.0
+
+
+@dataclass(frozen=True)
+class VirtualServer:
+    """What one endpoint serves right now: its config and its current slice."""
+
+    config: VirtualServerConfig
+    slice: Slice
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        return {"name": self.config.server_name, "version": GATEWAY_VERSION}
+
+    def capabilities(self) -> dict[str, Any]:
+        # Only what a virtual server serves: tools.
+        return {"tools": {"listChanged": True}}
+
+
+@dataclass
+class Parked:
+    """A backend call waiting for a modern client to retry with `inputResponses` (MRTR)."""
+
+    exchange: Exchange
+    virtual_server: str
+    tool: str
+    # key in inputRequests -> the backend's request id awaiting that answer
+    pending: dict[str, Any]
+    progress_token: Any
+    expires: float
+
+
+class Listener:
+    """A modern client's `subscriptions/listen` stream."""
+
+    def __init__(self, subscription_id: Any) -> None:
+        self.subscription_id = subscription_id
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+
+class Gateway:
+    def __init__(self, config: Config, store: SessionStore | None = None) -> None:
+        self.config = config
+        self.sessions: SessionStore = store or InMemorySessionStore()
+        self.live: dict[str, LiveSession] = {}
+        self.parked: dict[str, Parked] = {}
+        self.listeners: dict[str, set[Listener]] = {}
+        self.servers: dict[str, VirtualServer] = {}
+        # endpoint path ("/virtual/x/mcp") -> virtual server path
+        self.endpoints: dict[str, str] = {}
+        self.catalog = Catalog(self._tools_changed)
+        self._sweeper: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+        self.reloads = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.catalog.apply(self.config.backends)
+        self._rebuild(notify=False)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for live in list(self.live.values()):
+            await live.close()
+        for parked in list(self.parked.values()):
+            await parked.exchange.close()
+        for listeners in self.listeners.values():
+            for listener in listeners:
+                listener.queue.put_nowait(b"")
+        await self.catalog.close()
+
+    async def reload(self, config: Config) -> None:
+        """Serve a new config. Sessions stay open; backends whose config is unchanged stay connected."""
+        old = self.config
+        self.config = config
+        stale = self.catalog.apply(config.backends)
+        self._rebuild(notify=True, previous=old)
+        self.reloads += 1
+        for backend in stale:
+            with contextlib.suppress(Exception):
+                await backend.close()
+        logger.info(
+            "config reloaded: %d backends, %d virtual servers", len(config.backends), len(config.virtual_servers)
+        )
+
+    # --- slices ----------------------------------------------------------------------------------
+
+    def _tools_changed(self, backends: set[str]) -> None:
+        self._rebuild(notify=True)
+
+    def _rebuild(self, notify: bool, previous: Config | None = None) -> None:
+        versions = self.catalog.versions()
+        servers: dict[str, VirtualServer] = {}
+        for vs in self.config.virtual_servers:
+            if not vs.is_enabled:
+                continue
+            servers[vs.path] = VirtualServer(vs, Slice.build(vs, self.catalog.tools, versions))
+        old = self.servers
+        self.servers = servers
+        self.endpoints = {f"{path}/mcp": path for path in servers}
+        if not notify:
+            return
+        for path, server in servers.items():
+            before = old.get(path)
+            if before is None or before.slice.tools != server.slice.tools:
+                self.notify_list_changed(path)
+
+    def notify_list_changed(self, path: str) -> None:
+        """Tell every client of a virtual server that its tool list changed."""
+        message = encode_notification("notifications/tools/list_changed")
+        count = 0
+        for live in self.live.values():
+            if live.stream is not None and live.virtual_server == path:
+                live.stream.put_nowait(message)
+                count += 1
+        for listener in self.listeners.get(path, ()):
+            listener.queue.put_nowait(
+                encode_notification(
+                    "notifications/tools/list_changed", {"_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}}
+                )
+            )
+            count += 1
+        if count:
+            logger.info("told %d client stream(s) of %s that its tools changed", count, path)
+
+    # --- housekeeping ----------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_S)
+            now = time.monotonic()
+            for token, parked in list(self.parked.items()):
+                if parked.expires < now:
+                    del self.parked[token]
+                    await parked.exchange.close()
+            for sid in await self.sessions.expire(_SESSION_IDLE_S):
+                live = self.live.pop(sid, None)
+                if live is not None:
+                    await live.close()
+
+    def status(self) -> dict[str, Any]:
+        """Backend and slice health, for /readyz and `slicewire check`."""
+        backends = {}
+        for path, backend in self.catalog.backends.items():
+            identity = backend.identity
+            backends[path] = {
+                "transport": backend.config.transport,
+                "connected": identity is not None,
+                "discovered": self.catalog.tools.get(path) is not None,
+                "era": identity.era if identity else None,
+                "protocol_version": identity.protocol_version if identity else None,
+                "server": identity.server_info if identity else None,
+                "tools": len(self.catalog.tools.get(path) or []),
+                "error": backend.last_error,
+            }
+        servers = {
+            path: {"tools": [t["name"] for t in vs.slice.tools], "problems": list(vs.slice.problems)}
+            for path, vs in self.servers.items()
+        }
+        return {"ready": self.catalog.ready, "backends": backends, "virtual_servers": servers}

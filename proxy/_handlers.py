@@ -1,0 +1,484 @@
+"""MCP method handlers of a virtual server, for both client eras.
+
+Each handler answers one JSON-RPC request through the `Responder` of its HTTP exchange. The only
+one on the hot path is `call_tool`: look the exposed name up in the slice, forward to the backend
+with the original name, and pass the answer through — switching to SSE only when the backend sends
+something before its answer (progress, a request for the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ._gateway import Gateway, Listener, Parked, VirtualServer
+from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, RequestId, encode_error, encode_result
+from ._mcp import (
+    ALL_VERSIONS,
+    BACKEND_ERROR,
+    META_LOG_LEVEL,
+    META_SERVER_INFO,
+    META_SUBSCRIPTION_ID,
+    REQUEST_TIMEOUT,
+    Era,
+    negotiate_legacy,
+)
+from ._responder import Responder
+from ._sessions import LiveSession, Relayed, SessionState, new_session_id
+from ._upstream import Backend, BackendError, BackendTimeout, Exchange
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Call", "handle_request", "initialize"]
+
+_RESERVED_META = "io.modelcontextprotocol/"
+_PARK_PREFIX = "sw1."
+_KEEPALIVE_S = 15.0
+# Which client capability a server-to-client request needs.
+_NEEDS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
+_progress_tokens = itertools.count(1)
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request being answered: who asks, in which era, on which virtual server."""
+
+    gateway: Gateway
+    server: VirtualServer
+    era: Era
+    protocol_version: str
+    responder: Responder
+    session: SessionState | None = None
+    live: LiveSession | None = None
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def stamp(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Modern results carry `resultType` and the server's identity."""
+        if self.era == "modern":
+            result.setdefault("resultType", "complete")
+            meta = result.get("_meta")
+            meta = dict(meta) if isinstance(meta, dict) else {}
+            meta[META_SERVER_INFO] = self.server.server_info
+            result["_meta"] = meta
+        return result
+
+
+async def handle_request(call: Call, msg: Message) -> None:
+    method = msg.method
+    handler = _MODERN.get(method or "") if call.era == "modern" else _LEGACY.get(method or "")
+    if handler is None:
+        status = 404 if call.era == "modern" else 200
+        await call.responder.json(status, encode_error(msg.id, METHOD_NOT_FOUND, f"Method not found: {method}"))
+        return
+    await handler(call, msg)
+
+
+# --- handshake and discovery ----------------------------------------------------------------------
+
+
+async def initialize(gateway: Gateway, server: VirtualServer, msg: Message, responder: Responder) -> None:
+    """Legacy handshake: negotiate a version and open a gateway session."""
+    params = msg.params
+    version = negotiate_legacy(params.get("protocolVersion"))
+    capabilities = params.get("capabilities")
+    client_info = params.get("clientInfo")
+    state = SessionState(
+        id=new_session_id(),
+        virtual_server=server.config.path,
+        protocol_version=version,
+        client_info=client_info if isinstance(client_info, dict) else {},
+        client_capabilities=capabilities if isinstance(capabilities, dict) else {},
+    )
+    await gateway.sessions.put(state)
+    gateway.live[state.id] = LiveSession(state.id, server.config.path)
+    result: dict[str, Any] = {
+        "protocolVersion": version,
+        "capabilities": server.capabilities(),
+        "serverInfo": server.server_info,
+    }
+    if server.config.description:
+        result["instructions"] = server.config.description
+    responder.extra_headers.append((b"mcp-session-id", state.id.encode()))
+    await responder.json(200, encode_result(msg.id, result))
+
+
+async def _discover(call: Call, msg: Message) -> None:
+    result: dict[str, Any] = {
+        "supportedVersions": list(reversed(ALL_VERSIONS)),
+        "capabilities": call.server.capabilities(),
+        "ttlMs": call.gateway.config.tools_list_ttl_ms,
+        "cacheScope": "private",
+    }
+    if call.server.config.description:
+        result["instructions"] = call.server.config.description
+    await call.responder.json(200, encode_result(msg.id, call.stamp(result)))
+
+
+async def _ping(call: Call, msg: Message) -> None:
+    await call.responder.json(200, encode_result(msg.id, {}))
+
+
+async def _set_level(call: Call, msg: Message) -> None:
+    # Backends' log messages about a request are relayed on that request's stream; nothing to store.
+    await call.responder.json(200, encode_result(msg.id, {}))
+
+
+# --- tools/list -----------------------------------------------------------------------------------
+
+
+_PAGE_SIZE = 1000
+
+
+async def _list_tools(call: Call, msg: Message) -> None:
+    cursor = msg.params.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "cursor must be a string"))
+        return
+    try:
+        tools, next_cursor = call.server.slice.page(cursor, _PAGE_SIZE)
+    except ValueError as exc:
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, str(exc)))
+        return
+    result: dict[str, Any] = {"tools": tools}
+    if next_cursor is not None:
+        result["nextCursor"] = next_cursor
+    if call.era == "modern":
+        # The list is this virtual server's view, not the backends': never shared across users.
+        result["ttlMs"] = call.gateway.config.tools_list_ttl_ms
+        result["cacheScope"] = "private"
+    await call.responder.json(200, encode_result(msg.id, call.stamp(result)))
+
+
+# --- tools/call -----------------------------------------------------------------------------------
+
+
+async def _call_tool(call: Call, msg: Message) -> None:
+    params = msg.params
+    name = params.get("name")
+    if not isinstance(name, str):
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "tools/call needs params.name (a string)"))
+        return
+    arguments = params.get("arguments")
+    if arguments is not None and not isinstance(arguments, dict):
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "params.arguments must be an object"))
+        return
+    client_meta = params.get("_meta")
+    client_meta = client_meta if isinstance(client_meta, dict) else {}
+    client_token = client_meta.get("progressToken")
+
+    state = params.get("requestState")
+    if call.era == "modern" and isinstance(state, str) and state.startswith(_PARK_PREFIX):
+        await _resume(call, msg, name, state, client_token)
+        return
+
+    route = call.server.slice.routes.get(name)
+    if route is None:
+        # Outside the slice: it does not exist for this client, and no backend hears of it.
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown tool: {name}"))
+        return
+    backend = call.gateway.catalog.backends.get(route.backend)
+    if backend is None:
+        await call.responder.json(
+            200,
+            encode_error(msg.id, BACKEND_ERROR, f"Backend {route.backend}: not configured", {"backend": route.backend}),
+        )
+        return
+    upstream: dict[str, Any] = {"name": route.tool_name, "arguments": arguments if arguments is not None else {}}
+    meta = {k: v for k, v in client_meta.items() if not k.startswith(_RESERVED_META) and k != "progressToken"}
+    if META_LOG_LEVEL in client_meta:
+        meta[META_LOG_LEVEL] = client_meta[META_LOG_LEVEL]
+    if client_token is not None:
+        meta["progressToken"] = f"sw-{next(_progress_tokens)}"
+    if meta:
+        upstream["_meta"] = meta
+    if call.era == "modern":
+        # A modern backend's own MRTR round trip passes through untouched.
+        for key in ("inputResponses", "requestState"):
+            if key in params:
+                upstream[key] = params[key]
+    await _forward(call, msg.id, backend, upstream, client_token, name)
+
+
+async def _forward(
+    call: Call, client_id: RequestId | None, backend: Backend, upstream: dict[str, Any], client_token: Any, tool: str
+) -> None:
+    while True:
+        try:
+            exchange = await backend.open("tools/call", upstream)
+        except BackendError as exc:
+            await call.responder.json(200, _backend_error(client_id, exc))
+            return
+        outcome = await _pump(call, client_id, exchange, client_token, tool)
+        if isinstance(outcome, bytes):
+            await call.responder.json(200, outcome)
+            return
+        # A modern backend asked for input and this client is legacy: ask the client, then retry.
+        responses = await _gather_inputs(call, exchange, outcome)
+        if responses is None:
+            await call.responder.json(
+                200, encode_error(client_id, BACKEND_ERROR, f"Backend {backend.path}: input request was not answered")
+            )
+            return
+        upstream = {**upstream, "inputResponses": responses}
+        if "requestState" in outcome:
+            upstream["requestState"] = outcome["requestState"]
+        else:
+            upstream.pop("requestState", None)
+
+
+async def _pump(
+    call: Call, client_id: RequestId | None, exchange: Exchange, client_token: Any, tool: str
+) -> bytes | dict[str, Any]:
+    """Relay what the backend sends about one request until its answer; return the encoded answer,
+    or a modern backend's InputRequiredResult when a legacy client must be asked first."""
+    parked = False
+    live = call.live
+    if live is not None and client_id is not None:
+        live.in_flight[client_id] = exchange
+    call.responder.watch(exchange.close)
+    try:
+        while True:
+            try:
+                up = await exchange.next()
+            except BackendError as exc:
+                return _backend_error(client_id, exc)
+            kind = up.kind
+            if kind == "result":
+                result = up.result if isinstance(up.result, dict) else {}
+                if call.era == "legacy" and result.get("resultType") == "input_required":
+                    return result
+                return encode_result(client_id, call.stamp(result))
+            if kind == "error":
+                error = up.error
+                return encode_error(
+                    client_id, error.get("code", BACKEND_ERROR), str(error.get("message", "")), error.get("data")
+                )
+            if kind == "notification":
+                out = _map_notification(call, up, client_token)
+                if out is not None:
+                    await call.responder.event(out)
+                continue
+            # A backend request for the client (elicitation, sampling, roots) in the middle of the call.
+            if up.method == "ping" or up.id is None:
+                if up.id is not None:
+                    await exchange.answer(up.id, {"result": {}})
+                continue
+            refusal = _refusal(call, up.method or "")
+            if refusal is not None:
+                await exchange.answer(up.id, {"error": refusal})
+                continue
+            if call.era == "legacy":
+                response = await _relay(call, up.method or "", up.params, exchange)
+                await exchange.answer(up.id, response)
+                continue
+            parked = True
+            return _park(call, client_id, exchange, tool, {"input-1": up})
+    finally:
+        if live is not None and client_id is not None:
+            live.in_flight.pop(client_id, None)
+        if not parked and not exchange.done:
+            await exchange.close()
+
+
+def _map_notification(call: Call, up: Message, client_token: Any) -> bytes | None:
+    method = up.method
+    if method == "notifications/progress":
+        if client_token is None:
+            return None
+        params = dict(up.params)
+        params["progressToken"] = client_token
+        return orjson.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+    if method == "notifications/message":
+        return orjson.dumps(up.raw)
+    return None
+
+
+def _refusal(call: Call, method: str) -> dict[str, Any] | None:
+    needed = _NEEDS.get(method)
+    if needed is None:
+        return {"code": METHOD_NOT_FOUND, "message": f"Method not found: {method}"}
+    if needed not in call.client_capabilities:
+        return {"code": METHOD_NOT_FOUND, "message": f"The client did not declare the {needed} capability"}
+    return None
+
+
+def _backend_error(client_id: RequestId | None, exc: BackendError) -> bytes:
+    code = REQUEST_TIMEOUT if isinstance(exc, BackendTimeout) else BACKEND_ERROR
+    return encode_error(client_id, code, str(exc), {"backend": exc.backend})
+
+
+# --- relaying backend requests to a legacy client ------------------------------------------------
+
+
+async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exchange | None) -> dict[str, Any]:
+    """Ask the legacy client on this request's SSE stream; return its answer as {"result"|"error": ...}."""
+    live = call.live
+    assert live is not None
+    ttl = call.gateway.config.limits.input_required_ttl_s
+    relay_id = live.next_relay_id()
+    future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    live.relayed[relay_id] = Relayed(exchange, relay_id, future)  # type: ignore[arg-type]
+    if exchange is not None:
+        exchange.extend_deadline(ttl)
+    try:
+        await call.responder.event(orjson.dumps({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}))
+        disconnected = asyncio.ensure_future(call.responder.disconnected.wait())
+        done, _ = await asyncio.wait({future, disconnected}, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
+        disconnected.cancel()
+        if future in done and not future.cancelled():
+            return future.result()
+        return {"error": {"code": REQUEST_TIMEOUT, "message": f"The client did not answer {method}"}}
+    finally:
+        live.relayed.pop(relay_id, None)
+
+
+async def _gather_inputs(call: Call, exchange: Exchange, outcome: dict[str, Any]) -> dict[str, Any] | None:
+    requests = outcome.get("inputRequests")
+    responses: dict[str, Any] = {}
+    if not isinstance(requests, dict):
+        return responses
+    for key, request in requests.items():
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            continue
+        method = request["method"]
+        if _refusal(call, method) is not None:
+            return None
+        params = request.get("params")
+        answer = await _relay(call, method, params if isinstance(params, dict) else {}, None)
+        if "result" not in answer:
+            return None
+        responses[key] = answer["result"]
+    return responses
+
+
+async def answer_relayed(live: LiveSession, msg: Message) -> bool:
+    """A legacy client's answer to a relayed request. False if nobody is waiting for it."""
+    relayed = live.relayed.get(msg.id) if msg.id is not None else None
+    if relayed is None or relayed.future is None or relayed.future.done():
+        return False
+    response = {"result": msg.result} if msg.kind == "result" else {"error": msg.error}
+    relayed.future.set_result(response)
+    return True
+
+
+# --- multi round-trip requests for modern clients -------------------------------------------------
+
+
+def _park(
+    call: Call, client_id: RequestId | None, exchange: Exchange, tool: str, requests: dict[str, Message]
+) -> bytes:
+    """Answer a modern client with InputRequiredResult; keep the backend call waiting for the retry."""
+    ttl = call.gateway.config.limits.input_required_ttl_s
+    token = _PARK_PREFIX + secrets.token_urlsafe(24)
+    call.gateway.parked[token] = Parked(
+        exchange=exchange,
+        virtual_server=call.server.config.path,
+        tool=tool,
+        pending={key: (m.id, m.method, m.params) for key, m in requests.items()},
+        progress_token=None,
+        expires=time.monotonic() + ttl,
+    )
+    exchange.extend_deadline(ttl)
+    input_requests = {key: {"method": m.method, "params": m.params} for key, m in requests.items()}
+    result = {"resultType": "input_required", "inputRequests": input_requests, "requestState": token}
+    return encode_result(client_id, call.stamp(result))
+
+
+async def _resume(call: Call, msg: Message, tool: str, token: str, client_token: Any) -> None:
+    parked = call.gateway.parked.pop(token, None)
+    if parked is None or parked.expires < time.monotonic() or parked.virtual_server != call.server.config.path:
+        if parked is not None:
+            await parked.exchange.close()
+        await call.responder.json(
+            200, encode_error(msg.id, INVALID_PARAMS, "requestState is unknown or expired; call the tool again")
+        )
+        return
+    if parked.tool != tool:
+        call.gateway.parked[token] = parked
+        await call.responder.json(
+            200, encode_error(msg.id, INVALID_PARAMS, f"requestState belongs to tool {parked.tool!r}, not {tool!r}")
+        )
+        return
+    responses = msg.params.get("inputResponses")
+    responses = responses if isinstance(responses, dict) else {}
+    missing = {key: value for key, value in parked.pending.items() if key not in responses}
+    if missing:
+        # Ask again for what is still missing, as the MRTR pattern prescribes.
+        call.gateway.parked[token] = parked
+        input_requests = {key: {"method": method, "params": params} for key, (_, method, params) in missing.items()}
+        result = {"resultType": "input_required", "inputRequests": input_requests, "requestState": token}
+        await call.responder.json(200, encode_result(msg.id, call.stamp(result)))
+        return
+    exchange = parked.exchange
+    try:
+        for key, (upstream_id, _, _) in parked.pending.items():
+            await exchange.answer(upstream_id, {"result": responses[key]})
+    except BackendError as exc:
+        await exchange.close()
+        await call.responder.json(200, _backend_error(msg.id, exc))
+        return
+    outcome = await _pump(call, msg.id, exchange, client_token, tool)
+    assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
+    await call.responder.json(200, outcome)
+
+
+# --- subscriptions/listen -------------------------------------------------------------------------
+
+
+async def _listen(call: Call, msg: Message) -> None:
+    wanted = msg.params.get("notifications")
+    wanted = wanted if isinstance(wanted, dict) else {}
+    granted = {"toolsListChanged": True} if wanted.get("toolsListChanged") else {}
+    listener = Listener(msg.id)
+    path = call.server.config.path
+    listeners = call.gateway.listeners.setdefault(path, set())
+    if granted:
+        listeners.add(listener)
+    responder = call.responder
+    closed = asyncio.Event()
+
+    async def hang_up() -> None:
+        closed.set()
+
+    responder.watch(hang_up)
+    ack = {"notifications": granted, "_meta": {META_SUBSCRIPTION_ID: msg.id}}
+    try:
+        await responder.event(
+            orjson.dumps({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": ack})
+        )
+        while not closed.is_set():
+            try:
+                item = await asyncio.wait_for(listener.queue.get(), _KEEPALIVE_S)
+            except TimeoutError:
+                await responder.comment()
+                continue
+            if not item:  # the gateway is shutting down: end the subscription gracefully
+                final = {"resultType": "complete", "_meta": {META_SUBSCRIPTION_ID: msg.id}}
+                await responder.event(encode_result(msg.id, final))
+                break
+            await responder.event(item)
+    finally:
+        listeners.discard(listener)
+        await responder.end()
+
+
+_LEGACY = {
+    "ping": _ping,
+    "tools/list": _list_tools,
+    "tools/call": _call_tool,
+    "logging/setLevel": _set_level,
+}
+_MODERN = {
+    "server/discover": _discover,
+    "tools/list": _list_tools,
+    "tools/call": _call_tool,
+    "subscriptions/listen": _listen,
+}

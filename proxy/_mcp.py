@@ -1,0 +1,161 @@
+"""MCP protocol vocabulary shared by both eras: versions, header names, error codes, `_meta` keys,
+and the pure checks the streamable HTTP transport prescribes.
+
+Legacy era (2025-11-25 and earlier): `initialize` handshake, `Mcp-Session-Id` sessions.
+Modern era (2026-07-28): stateless requests carrying the protocol version and client capabilities
+in `params._meta`, `server/discover`, `Mcp-Method` / `Mcp-Name` headers mirrored from the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Final, Literal
+
+from ._jsonrpc import Message
+
+__all__ = [
+    "ALL_VERSIONS",
+    "LATEST_LEGACY",
+    "LATEST_MODERN",
+    "LEGACY_VERSIONS",
+    "MODERN_VERSIONS",
+    "Era",
+    "HeaderMismatch",
+    "check_modern_headers",
+    "decode_header_value",
+    "era_of",
+    "negotiate_legacy",
+]
+
+Era = Literal["legacy", "modern"]
+
+LEGACY_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+MODERN_VERSIONS: Final = ("2026-07-28",)
+ALL_VERSIONS: Final = LEGACY_VERSIONS + MODERN_VERSIONS
+LATEST_LEGACY: Final = LEGACY_VERSIONS[-1]
+LATEST_MODERN: Final = MODERN_VERSIONS[-1]
+# Clients older than 2025-06-18 did not send the version header; the spec lets servers assume this one.
+DEFAULT_HEADERLESS_VERSION: Final = "2025-03-26"
+
+# HTTP header names, lower-case as ASGI delivers them.
+SESSION_ID_HEADER: Final = "mcp-session-id"
+PROTOCOL_VERSION_HEADER: Final = "mcp-protocol-version"
+METHOD_HEADER: Final = "mcp-method"
+NAME_HEADER: Final = "mcp-name"
+LAST_EVENT_ID_HEADER: Final = "last-event-id"
+
+# MCP error codes (JSON-RPC server-error range reserved by the spec, 2026-07-28 numbering).
+HEADER_MISMATCH: Final = -32020
+MISSING_CLIENT_CAPABILITY: Final = -32021
+UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+# Implementation-defined range (-32000..-32019): Slicewire's own.
+BACKEND_ERROR: Final = -32000
+SESSION_NOT_FOUND: Final = -32001
+REQUEST_TIMEOUT: Final = -32002
+
+# Reserved `_meta` keys of the modern era.
+META_PROTOCOL_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
+META_CLIENT_INFO: Final = "io.modelcontextprotocol/clientInfo"
+META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
+META_SERVER_INFO: Final = "io.modelcontextprotocol/serverInfo"
+META_LOG_LEVEL: Final = "io.modelcontextprotocol/logLevel"
+META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
+
+# Methods whose `params.name` / `params.uri` the modern transport mirrors into `Mcp-Name`.
+_NAME_PARAM: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_B64_PREFIX: Final = "=?base64?"
+_B64_SUFFIX: Final = "?="
+
+
+class HeaderMismatch(Exception):
+    """The HTTP headers contradict the JSON-RPC body (answer: 400, code -32020)."""
+
+
+def negotiate_legacy(requested: Any) -> str:
+    """The version to answer an `initialize` with: the client's if we speak it, else our latest."""
+    return requested if requested in LEGACY_VERSIONS else LATEST_LEGACY
+
+
+def meta_of(msg: Message) -> dict[str, Any]:
+    meta = msg.params.get("_meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+def era_of(msg: Message, header_version: str | None) -> Era:
+    """Which era a client-to-gateway message belongs to.
+
+    A message carrying the modern `_meta` protocol version, or sent under a modern
+    `MCP-Protocol-Version` header, is modern; everything else (including `initialize`) is legacy.
+    """
+    if header_version in MODERN_VERSIONS:
+        return "modern"
+    if msg.method is not None and META_PROTOCOL_VERSION in meta_of(msg):
+        return "modern"
+    return "legacy"
+
+
+def decode_header_value(value: str) -> str:
+    """Undo the `=?base64?...?=` sentinel encoding of `Mcp-Name` / `Mcp-Param-*` values."""
+    if value.startswith(_B64_PREFIX) and value.endswith(_B64_SUFFIX) and len(value) >= len(_B64_PREFIX) + 2:
+        encoded = value[len(_B64_PREFIX) : -len(_B64_SUFFIX)]
+        try:
+            return base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise HeaderMismatch(f"Header value {value!r} is not valid base64-encoded UTF-8") from None
+    return value
+
+
+def check_modern_headers(msg: Message, headers: dict[str, str]) -> str:
+    """Validate the modern request metadata headers against the body; return the protocol version.
+
+    Raises HeaderMismatch naming the first disagreement, as the 2026-07-28 transport requires.
+    """
+    header_version = headers.get(PROTOCOL_VERSION_HEADER)
+    body_version = meta_of(msg).get(META_PROTOCOL_VERSION)
+    if header_version is None:
+        raise HeaderMismatch("Header mismatch: required header MCP-Protocol-Version is missing")
+    if body_version is not None and body_version != header_version:
+        raise HeaderMismatch(
+            f"Header mismatch: MCP-Protocol-Version header value {header_version!r} "
+            f"does not match body value {body_version!r}"
+        )
+    if msg.kind != "request":
+        return header_version
+    method_header = headers.get(METHOD_HEADER)
+    if method_header is None:
+        raise HeaderMismatch("Header mismatch: required header Mcp-Method is missing")
+    if method_header != msg.method:
+        raise HeaderMismatch(
+            f"Header mismatch: Mcp-Method header value {method_header!r} does not match body value {msg.method!r}"
+        )
+    name_key = _NAME_PARAM.get(msg.method or "")
+    if name_key is not None:
+        name_header = headers.get(NAME_HEADER)
+        if name_header is None:
+            raise HeaderMismatch(f"Header mismatch: required header Mcp-Name is missing for {msg.method}")
+        body_name = msg.params.get(name_key)
+        decoded = decode_header_value(name_header)
+        if decoded != body_name:
+            raise HeaderMismatch(
+                f"Header mismatch: Mcp-Name header value {decoded!r} does not match body value {body_name!r}"
+            )
+    return header_version
+
+
+def encode_header_value(value: str) -> str:
+    """Encode a value for `Mcp-Name` / `Mcp-Param-*`, using the base64 sentinel when it is not plain ASCII."""
+    plain = (
+        value.isascii()
+        and value == value.strip()
+        and all(32 <= ord(c) < 127 or c == "\t" for c in value)
+        and not (value.startswith(_B64_PREFIX) and value.endswith(_B64_SUFFIX))
+    )
+    if plain:
+        return value
+    return _B64_PREFIX + base64.b64encode(value.encode("utf-8")).decode("ascii") + _B64_SUFFIX
+
+
+def name_param(method: str) -> str | None:
+    """The params key mirrored into `Mcp-Name` for this method, if any."""
+    return _NAME_PARAM.get(method)

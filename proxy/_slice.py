@@ -1,0 +1,111 @@
+"""Slicing: a virtual server's routing table, built from its mappings and what the backends offer.
+
+Pure: given the config of one virtual server and the tool lists discovered from the backends, a
+`Slice` knows which tools exist for the agent (aliases and description overrides applied, schemas,
+annotations and icons kept) and where each exposed name goes. Rebuilt whenever a backend's tool
+list changes or the config is reloaded; lookups on the hot path are one dict access.
+
+    >>> s = Slice.build(vs_config, {"/github": [{"name": "get_issue", "inputSchema": {...}}]}, {})
+    >>> s.routes["get_issue"].backend
+    '/github'
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Route", "Slice"]
+
+
+class _Mapping(Protocol):
+    tool_name: str
+    backend_server_path: str
+    alias: str | None
+    backend_version: str | None
+    description_override: str | None
+
+    @property
+    def exposed_name(self) -> str: ...
+
+
+class _VirtualServer(Protocol):
+    path: str
+    tool_mappings: Sequence[_Mapping]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where an exposed tool name goes."""
+
+    exposed: str
+    backend: str
+    tool_name: str
+
+
+@dataclass(frozen=True)
+class Slice:
+    path: str
+    # Exposed tool definitions, in mapping order (deterministic, as the 2026-07-28 spec asks).
+    tools: tuple[dict[str, Any], ...]
+    routes: Mapping[str, Route]
+    # Human-readable reasons a mapped tool is not currently exposed.
+    problems: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def build(
+        cls,
+        vs: _VirtualServer,
+        discovered: Mapping[str, Sequence[dict[str, Any]] | None],
+        versions: Mapping[str, str | None],
+    ) -> Slice:
+        """`discovered[backend]` is None while a backend has not answered discovery: its mappings still
+        route (the call then fails naming the backend), but they cannot be listed without a schema."""
+        tools: list[dict[str, Any]] = []
+        routes: dict[str, Route] = {}
+        problems: list[str] = []
+        by_backend = {path: {t["name"]: t for t in listed} for path, listed in discovered.items() if listed is not None}
+        for mapping in vs.tool_mappings:
+            exposed = mapping.exposed_name
+            backend = mapping.backend_server_path
+            route = Route(exposed, backend, mapping.tool_name)
+            listed = by_backend.get(backend)
+            if listed is None:
+                routes[exposed] = route
+                problems.append(f"{exposed}: backend {backend} has not answered discovery yet")
+                continue
+            if mapping.backend_version is not None and versions.get(backend) != mapping.backend_version:
+                problems.append(
+                    f"{exposed}: pinned to {backend} version {mapping.backend_version}, "
+                    f"but the backend reports {versions.get(backend)!r}"
+                )
+                continue
+            original = listed.get(mapping.tool_name)
+            if original is None:
+                problems.append(f"{exposed}: backend {backend} has no tool named {mapping.tool_name!r}")
+                continue
+            tool = dict(original)
+            tool["name"] = exposed
+            if mapping.description_override is not None:
+                tool["description"] = mapping.description_override
+            tools.append(tool)
+            routes[exposed] = route
+        return cls(vs.path, tuple(tools), routes, tuple(problems))
+
+    def page(self, cursor: str | None, size: int) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of tools. Cursors are opaque offsets; a bad one raises ValueError."""
+        start = 0
+        if cursor:
+            try:
+                start = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("o:"))
+            except (ValueError, UnicodeDecodeError):
+                raise ValueError(f"Invalid cursor: {cursor!r}") from None
+            if start < 0 or start > len(self.tools):
+                raise ValueError(f"Invalid cursor: {cursor!r}")
+        end = start + size if size > 0 else len(self.tools)
+        next_cursor = None
+        if end < len(self.tools):
+            next_cursor = base64.urlsafe_b64encode(f"o:{end}".encode()).decode()
+        return list(self.tools[start:end]), next_cursor

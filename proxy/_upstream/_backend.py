@@ -1,0 +1,255 @@
+"""What every backend transport shares: the era handshake, listing tools, unsolicited notifications.
+
+Subclasses provide three primitives — `_connect_transport`, `_open_raw` and `_notify_raw` — and get
+`open()`, `request()`, `list_tools()` and reconnection for free.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .._config import BackendConfig
+from .._jsonrpc import Message
+from .._mcp import LATEST_LEGACY, LEGACY_VERSIONS, META_SERVER_INFO, MODERN_VERSIONS, UNSUPPORTED_PROTOCOL_VERSION
+from ._base import (
+    GATEWAY_CLIENT_CAPABILITIES,
+    GATEWAY_CLIENT_INFO,
+    BackendError,
+    BackendProtocolError,
+    BackendUnavailable,
+    Exchange,
+    IdSource,
+    ServerIdentity,
+    modern_meta,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Backend", "BackendRpcError"]
+
+# Pages of tools/list we follow before deciding a backend's cursor loops.
+_MAX_PAGES = 1000
+
+
+class BackendRpcError(BackendError):
+    """The backend answered with a JSON-RPC error."""
+
+    def __init__(self, backend: str, error: dict[str, Any]) -> None:
+        self.code = error.get("code")
+        self.data = error.get("data")
+        super().__init__(backend, f"error {self.code}: {error.get('message')}")
+
+
+class Backend(abc.ABC):
+    """One configured backend MCP server, connected in whichever era it speaks."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.path = config.path
+        self.identity: ServerIdentity | None = None
+        self.last_error: str | None = None
+        # Called with (backend, message) for notifications and requests not tied to a request of ours.
+        self.on_notification: Callable[[Backend, Message], None] = lambda backend, message: None
+        # Called after every successful (re)connection, e.g. to rediscover tools after a restart.
+        self.on_connected: Callable[[Backend], None] = lambda backend: None
+        self._ids = IdSource()
+        self._connect_lock = asyncio.Lock()
+        self._closed = False
+
+    # --- primitives a transport provides -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _connect_transport(self) -> None:
+        """Make the transport usable (spawn the process, open the HTTP pool). Idempotent."""
+
+    @abc.abstractmethod
+    async def _open_raw(self, method: str, params: dict[str, Any] | None, era: str) -> Exchange:
+        """Send one request as-is (ids assigned here) and return its exchange."""
+
+    @abc.abstractmethod
+    async def _notify_raw(self, method: str, params: dict[str, Any] | None, era: str) -> None:
+        """Send one notification."""
+
+    async def _after_handshake(self) -> None:  # noqa: B027 - optional hook
+        """Open whatever carries unsolicited notifications (GET stream, subscriptions/listen)."""
+
+    async def _reset(self) -> None:  # noqa: B027 - optional hook
+        """Forget the session after the backend lost it (restart, expiry)."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release everything; the backend is not used again."""
+
+    # --- shared behaviour ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.identity is not None
+
+    async def connect(self) -> ServerIdentity:
+        """Connect and run the era handshake, once; concurrent callers wait for the same attempt."""
+        if self.identity is not None:
+            return self.identity
+        async with self._connect_lock:
+            if self.identity is not None:
+                return self.identity
+            if self._closed:
+                raise BackendUnavailable(self.path, "the gateway is shutting down")
+            try:
+                await self._connect_transport()
+                identity = await self._handshake()
+            except BackendError as exc:
+                self.last_error = exc.detail
+                raise
+            self.identity = identity
+            self.last_error = None
+            logger.info(
+                "backend %s connected: %s era, protocol %s, server %s %s",
+                self.path,
+                identity.era,
+                identity.protocol_version,
+                identity.server_info.get("name", "?"),
+                identity.version or "",
+            )
+            await self._after_handshake()
+        self.on_connected(self)
+        return identity
+
+    async def disconnect(self, reason: str) -> None:
+        """Drop the session so that the next request handshakes again."""
+        if self.identity is not None:
+            logger.warning("backend %s: %s; reconnecting on next use", self.path, reason)
+        self.identity = None
+        self.last_error = reason
+        await self._reset()
+
+    async def _handshake(self) -> ServerIdentity:
+        pinned = self.config.protocol_version
+        if pinned == "auto" or pinned in MODERN_VERSIONS:
+            identity = await self._try_discover(required=pinned != "auto")
+            if identity is not None:
+                return identity
+        version = pinned if pinned in LEGACY_VERSIONS else LATEST_LEGACY
+        result = await self._raw_request(
+            "initialize",
+            {
+                "protocolVersion": version,
+                "capabilities": GATEWAY_CLIENT_CAPABILITIES,
+                "clientInfo": GATEWAY_CLIENT_INFO,
+            },
+            "legacy",
+        )
+        negotiated = result.get("protocolVersion")
+        if negotiated not in LEGACY_VERSIONS:
+            raise BackendProtocolError(self.path, f"initialize answered with unknown protocol version {negotiated!r}")
+        identity = ServerIdentity(
+            era="legacy",
+            protocol_version=negotiated,
+            server_info=_dict(result.get("serverInfo")),
+            capabilities=_dict(result.get("capabilities")),
+            instructions=result.get("instructions") if isinstance(result.get("instructions"), str) else None,
+        )
+        self.identity = identity  # the session exists from here on; initialized is sent within it
+        await self._notify_raw("notifications/initialized", None, "legacy")
+        return identity
+
+    async def _try_discover(self, required: bool) -> ServerIdentity | None:
+        """Probe `server/discover`. None means "speaks the legacy era": fall back to initialize."""
+        try:
+            result = await self._raw_request("server/discover", {"_meta": modern_meta(None)}, "modern", probe=True)
+        except BackendRpcError as exc:
+            if exc.code == UNSUPPORTED_PROTOCOL_VERSION:
+                supported = exc.data.get("supported") if isinstance(exc.data, dict) else None
+                if isinstance(supported, list) and not any(v in LEGACY_VERSIONS for v in supported):
+                    raise BackendProtocolError(
+                        self.path, f"speaks only protocol versions {supported}, none of which Slicewire knows"
+                    ) from None
+            if required:
+                raise
+            return None
+        except BackendProtocolError:
+            if required:
+                raise
+            return None
+        supported = result.get("supportedVersions")
+        if not isinstance(supported, list) or not any(v in MODERN_VERSIONS for v in supported):
+            if required:
+                raise BackendProtocolError(self.path, f"server/discover lists no modern version: {supported!r}")
+            return None
+        meta = _dict(result.get("_meta"))
+        return ServerIdentity(
+            era="modern",
+            protocol_version=[v for v in MODERN_VERSIONS if v in supported][-1],
+            server_info=_dict(meta.get(META_SERVER_INFO)),
+            capabilities=_dict(result.get("capabilities")),
+            instructions=result.get("instructions") if isinstance(result.get("instructions"), str) else None,
+        )
+
+    async def _raw_request(
+        self, method: str, params: dict[str, Any] | None, era: str, probe: bool = False
+    ) -> dict[str, Any]:
+        exchange = await self._open_raw(method, params, era)
+        if probe:
+            # A legacy stdio server may ignore a method it does not know; do not wait the full timeout.
+            exchange.timeout_s = min(exchange.timeout_s, 5.0)
+        return await self._drain(exchange)
+
+    async def _drain(self, exchange: Exchange) -> dict[str, Any]:
+        """Wait for the final answer, refusing any server-to-client request on the way."""
+        while True:
+            msg = await exchange.next()
+            if msg.kind == "result":
+                result = msg.result
+                if not isinstance(result, dict):
+                    raise BackendProtocolError(self.path, "the result is not a JSON object")
+                return result
+            if msg.kind == "error":
+                raise BackendRpcError(self.path, msg.error)
+            if msg.kind == "request" and msg.id is not None:
+                await exchange.answer(
+                    msg.id, {"error": {"code": -32601, "message": "No client is attached to this gateway request"}}
+                )
+
+    async def open(self, method: str, params: dict[str, Any] | None) -> Exchange:
+        """Send a request in the backend's era (the `_meta` envelope added for modern backends)."""
+        identity = await self.connect()
+        if identity.era == "modern":
+            params = dict(params) if params else {}
+            params["_meta"] = modern_meta(params.get("_meta"))
+        return await self._open_raw(method, params, identity.era)
+
+    async def notify(self, method: str, params: dict[str, Any] | None) -> None:
+        identity = await self.connect()
+        await self._notify_raw(method, params, identity.era)
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A request whose server-to-client requests nobody can answer (discovery, health)."""
+        return await self._drain(await self.open(method, params))
+
+    async def list_tools(self) -> list[dict[str, Any]]:
+        """Every tool the backend offers, following pagination."""
+        tools: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            result = await self.request("tools/list", {"cursor": cursor} if cursor else None)
+            page = result.get("tools")
+            if not isinstance(page, list):
+                raise BackendProtocolError(self.path, "tools/list result has no 'tools' array")
+            tools.extend(t for t in page if isinstance(t, dict) and isinstance(t.get("name"), str))
+            cursor = result.get("nextCursor")
+            if not cursor:
+                return tools
+        raise BackendProtocolError(self.path, f"tools/list did not end after {_MAX_PAGES} pages")
+
+    async def close(self) -> None:
+        self._closed = True
+        self.identity = None
+        await self.aclose()
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
