@@ -1,0 +1,128 @@
+"""FastMCP servers the tests run as real backend processes.
+
+    python -m tests.support.backends alpha --port 9001 [--transport http|stdio]
+
+`alpha` holds the tools the slices expose plus `delete_repo`, a destructive tool no slice maps;
+`beta` is a second backend; `call_log` (never exposed) tells a test which tools a backend ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from fastmcp import Context, FastMCP
+
+CALLS: list[str] = []
+
+
+def alpha() -> FastMCP:
+    mcp = FastMCP("alpha", version="1.2.3")
+
+    @mcp.tool(annotations={"readOnlyHint": True, "title": "Echo"})
+    def echo(text: str) -> str:
+        """Echo the text back."""
+        CALLS.append("echo")
+        return text
+
+    @mcp.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        CALLS.append("add")
+        return a + b
+
+    @mcp.tool
+    def structured(name: str) -> dict:
+        """Return structured content."""
+        CALLS.append("structured")
+        return {"greeting": f"hello {name}", "length": len(name)}
+
+    @mcp.tool
+    def fail(message: str) -> str:
+        """Always raises: the result has isError true."""
+        CALLS.append("fail")
+        raise ValueError(message)
+
+    @mcp.tool
+    async def progress(ctx: Context, steps: int = 3) -> str:
+        """Report progress `steps` times."""
+        CALLS.append("progress")
+        for i in range(steps):
+            await ctx.report_progress(i + 1, steps, f"step {i + 1}")
+        return f"{steps} steps"
+
+    @mcp.tool
+    async def ask(ctx: Context, question: str = "Your name?") -> str:
+        """Elicit a name from the user (needs a legacy-era session to the backend)."""
+        CALLS.append("ask")
+        answer = await ctx.elicit(question, response_type=str)
+        if answer.action != "accept":
+            return f"no answer ({answer.action})"
+        return f"hello {answer.data}"
+
+    @mcp.tool
+    async def sleep(seconds: float) -> str:
+        """Sleep, then answer."""
+        CALLS.append("sleep")
+        await asyncio.sleep(seconds)
+        return "slept"
+
+    @mcp.tool(annotations={"destructiveHint": True})
+    def delete_repo(repo: str) -> str:
+        """Delete a repository. No slice may expose this."""
+        CALLS.append("delete_repo")
+        return f"deleted {repo}"
+
+    @mcp.tool
+    def crash() -> str:
+        """Exit the process at once (for restart tests over stdio)."""
+        CALLS.append("crash")
+        os._exit(3)
+
+    @mcp.tool
+    def call_log() -> list[str]:
+        """Which tools ran in this process, in order."""
+        return list(CALLS)
+
+    return mcp
+
+
+def beta() -> FastMCP:
+    mcp = FastMCP("beta", version="0.9.0")
+
+    @mcp.tool
+    def get_issue(number: int) -> dict:
+        """Fetch an issue."""
+        CALLS.append("get_issue")
+        return {"number": number, "title": f"Issue {number}", "state": "open"}
+
+    @mcp.tool
+    def search(query: str) -> list[str]:
+        """Search issues."""
+        CALLS.append("search")
+        return [f"{query}-1", f"{query}-2"]
+
+    @mcp.tool
+    def call_log() -> list[str]:
+        """Which tools ran in this process, in order."""
+        return list(CALLS)
+
+    return mcp
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("server", choices=["alpha", "beta"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--transport", choices=["http", "stdio"], default="http")
+    args = parser.parse_args()
+    server = {"alpha": alpha, "beta": beta}[args.server]()
+    if args.transport == "stdio":
+        server.run(transport="stdio", show_banner=False)
+    else:
+        server.run(transport="http", host="127.0.0.1", port=args.port, show_banner=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
