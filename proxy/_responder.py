@@ -41,6 +41,8 @@ class Responder:
         self.status = 0
 
     async def json(self, status: int, body: bytes) -> None:
+        if self.disconnected.is_set():
+            return  # nobody to answer; the request was cancelled by hanging up
         if self.started:
             # Already streaming: the answer goes out as the stream's last event.
             await self.event(body)

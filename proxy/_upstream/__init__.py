@@ -8,6 +8,7 @@ from ._base import (
     BackendTimeout,
     BackendUnavailable,
     Exchange,
+    ExchangeClosed,
     ServerIdentity,
 )
 from ._http import StreamableHTTPBackend
@@ -21,6 +22,7 @@ __all__ = [
     "BackendTimeout",
     "BackendUnavailable",
     "Exchange",
+    "ExchangeClosed",
     "ServerIdentity",
     "StdioBackend",
     "StreamableHTTPBackend",

@@ -29,6 +29,7 @@ __all__ = [
     "BackendTimeout",
     "BackendUnavailable",
     "Exchange",
+    "ExchangeClosed",
     "ServerIdentity",
 ]
 
@@ -60,6 +61,10 @@ class BackendTimeout(BackendError):
 
 class BackendProtocolError(BackendError):
     """It answered, but not with MCP (garbage, wrong status, wrong content type)."""
+
+
+class ExchangeClosed(BackendError):
+    """The gateway gave up on the request (the client cancelled or hung up)."""
 
 
 @dataclass
@@ -112,15 +117,25 @@ class Exchange:
         self._cancel = cancel
         self._deadline = time.monotonic() + timeout_s
         self.done = False
+        self._waiter: asyncio.Task[Any] | None = None
+        self._closing = False
 
     async def next(self) -> Message:
         """The next message about this request. The final one has kind 'result' or 'error'."""
+        if self._closing:
+            raise ExchangeClosed(self.backend, "the request was cancelled")
         remaining = self._deadline - time.monotonic()
+        self._waiter = asyncio.current_task()
         try:
             if remaining <= 0:
                 raise TimeoutError
             async with asyncio.timeout(remaining):
                 item = await anext(self._source)
+        except asyncio.CancelledError:
+            task = self._waiter
+            if self._closing and task is not None and task.uncancel() == 0:
+                raise ExchangeClosed(self.backend, "the request was cancelled") from None
+            raise
         except TimeoutError:
             await self.close()
             raise BackendTimeout(self.backend, f"no response within {self.timeout_s:g}s") from None
@@ -130,6 +145,8 @@ class Exchange:
         except BaseException:
             self.done = True
             raise
+        finally:
+            self._waiter = None
         if item.kind in ("result", "error"):
             self.done = True
             await _aclose(self._source)
@@ -146,11 +163,19 @@ class Exchange:
         await self._answer(request_id, response)
 
     async def close(self) -> None:
-        """Stop caring about this request; tells the backend to cancel it if it is still running."""
+        """Stop caring about this request; tells the backend to cancel it if it is still running.
+
+        Safe to call from another task while `next()` waits: that wait ends with ExchangeClosed.
+        """
         if self.done:
             return
         self.done = True
-        await _aclose(self._source)
+        self._closing = True
+        waiter = self._waiter
+        if waiter is not None and waiter is not asyncio.current_task():
+            waiter.cancel()  # the pending read unwinds the source; next() raises ExchangeClosed
+        else:
+            await _aclose(self._source)
         try:
             await self._cancel()
         except Exception:  # cancelling is best effort; the request is abandoned either way

@@ -56,7 +56,8 @@ class StreamBackend(Backend):
             raise
 
         async def cancel() -> None:
-            if self._pending.pop(upstream_id, None) is not None and method != "initialize":
+            self._pending.pop(upstream_id, None)
+            if method != "initialize":
                 await self._notify_raw("notifications/cancelled", {"requestId": upstream_id}, era)
 
         async def answer(request_id: RequestId, response: dict[str, Any]) -> None:

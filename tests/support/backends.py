@@ -65,7 +65,11 @@ def alpha() -> FastMCP:
     async def sleep(seconds: float) -> str:
         """Sleep, then answer."""
         CALLS.append("sleep")
-        await asyncio.sleep(seconds)
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            CALLS.append("sleep-cancelled")
+            raise
         return "slept"
 
     @mcp.tool(annotations={"destructiveHint": True})

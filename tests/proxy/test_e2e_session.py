@@ -1,0 +1,131 @@
+"""What a real session carries through the gateway: progress, elicitation round trips, cancellation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import mcp.types as mt
+import pytest
+
+from tests.support.gateway import RunningGateway
+
+from .clients import fastmcp_client, sdk_session, text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def test_progress_reaches_a_modern_client(gateway: RunningGateway) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with fastmcp_client(gateway.url("/virtual/support"), progress_handler=on_progress) as client:
+        result = await client.call_tool("progress", {"steps": 3})
+    assert result.data == "3 steps"
+    assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+
+
+async def test_progress_reaches_a_legacy_client_from_a_legacy_backend(gateway: RunningGateway) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with sdk_session(gateway.url("/virtual/support")) as session:
+        result = await session.call_tool("long-op", {"duration": 0.3, "steps": 3}, progress_callback=on_progress)
+    assert not result.is_error
+    assert seen == [1, 2, 3]
+
+
+async def test_elicitation_round_trip_modern_client(gateway: RunningGateway) -> None:
+    """A legacy-era backend elicits mid-call; the modern client gets an InputRequiredResult and retries."""
+    asked: list[str] = []
+
+    async def elicit(message: str, response_type: Any, params: Any, context: Any) -> str:
+        asked.append(message)
+        return "ada"
+
+    async with fastmcp_client(gateway.url("/virtual/support"), elicitation_handler=elicit) as client:
+        result = await client.call_tool("ask", {"question": "Who are you?"})
+    assert asked == ["Who are you?"]
+    assert result.data == "hello ada"
+
+
+async def test_elicitation_round_trip_legacy_client(gateway: RunningGateway) -> None:
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        asked.append(params.message)
+        return mt.ElicitResult(action="accept", content={"value": "grace"})
+
+    async with sdk_session(gateway.url("/virtual/support"), elicitation_callback=elicit) as session:
+        result = await session.call_tool("ask", {"question": "Name?"})
+        declined = await session.call_tool("confirm", {})  # server-everything's elicitation, answered below
+    assert asked[0] == "Name?"
+    assert text_of(result) == "hello grace"
+    assert not declined.is_error and len(asked) == 2
+
+
+async def test_elicitation_refused_when_client_lacks_the_capability(gateway: RunningGateway) -> None:
+    # Raw modern request without elicitation in clientCapabilities: the backend is told no, the call ends.
+    body = {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "method": "tools/call",
+        "params": {
+            "name": "ask",
+            "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": "ask",
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(gateway.url("/virtual/support"), json=body, headers=headers)
+    assert response.status_code == 200
+    result = response.json()["result"]
+    assert result["resultType"] == "complete"
+    assert result["isError"] is True or "no answer" in str(result)
+
+
+async def _call_log(url: str) -> list[str]:
+    async with fastmcp_client(url) as direct:
+        return (await direct.call_tool("call_log", {})).structured_content["result"]
+
+
+async def _wait_for_cancel(url: str, before: int) -> None:
+    with anyio.fail_after(10):
+        while (await _call_log(url))[before:].count("sleep-cancelled") < 1:
+            await anyio.sleep(0.05)
+
+
+async def test_legacy_cancellation_reaches_the_backend(gateway: RunningGateway, backends: dict[str, str]) -> None:
+    before = len(await _call_log(backends["alpha"]))
+    async with sdk_session(gateway.url("/virtual/support")) as session:
+        with anyio.move_on_after(0.5) as scope:
+            await session.call_tool("sleep", {"seconds": 30})
+        assert scope.cancelled_caught
+        await _wait_for_cancel(backends["alpha"], before)
+        # The session stays usable after a cancelled call.
+        result = await session.call_tool("echo", {"text": "still here"})
+    assert text_of(result) == "still here"
+
+
+async def test_modern_cancellation_by_closing_the_stream(gateway: RunningGateway, backends: dict[str, str]) -> None:
+    before = len(await _call_log(backends["alpha"]))
+    async with fastmcp_client(gateway.url("/virtual/support")) as client:
+        with anyio.move_on_after(0.5) as scope:
+            await client.call_tool("sleep", {"seconds": 30})
+        assert scope.cancelled_caught
+    await _wait_for_cancel(backends["alpha"], before)
