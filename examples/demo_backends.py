@@ -1,6 +1,6 @@
 """Demo backends for `scripts/demo`: a GitHub-like server (with a destructive tool) and a docs server.
 
-    python examples/demo_backends.py github --port 9001
+python examples/demo_backends.py github --port 9001
 """
 
 from __future__ import annotations

@@ -141,29 +141,28 @@ class SlicewireApp:
 
     # --- hot reload ------------------------------------------------------------------------------
 
-    def _watched(self) -> tuple[set[Path], set[Path]]:
-        files = {Path(f).resolve() for f in self.gateway.config.source_files}
-        dirs = {f.parent for f in files}
-        config = self.gateway.config
-        if config.virtual_servers_dir and self.config_file:
-            dirs.add((Path(self.config_file).parent / config.virtual_servers_dir).resolve())
-        return files, dirs
+    def _watched(self) -> tuple[set[Path], set[Path], Path | None]:
+        """The YAML file, the directories to watch, and the virtual-servers directory if any."""
+        assert self.config_file is not None
+        config_file = Path(self.config_file).resolve()
+        files = {config_file}
+        dirs = {config_file.parent}
+        vs_dir = None
+        if self.gateway.config.virtual_servers_dir:
+            vs_dir = (config_file.parent / self.gateway.config.virtual_servers_dir).resolve()
+            if vs_dir.is_dir():
+                dirs.add(vs_dir)
+        return files, dirs, vs_dir
 
     async def _watch_config(self) -> None:
         from watchfiles import awatch
 
-        assert self.config_file is not None
         while True:
-            files, dirs = self._watched()
-            vs_dirs = dirs - {f.parent for f in files} | (
-                {(Path(self.config_file).parent / self.gateway.config.virtual_servers_dir).resolve()}
-                if self.gateway.config.virtual_servers_dir
-                else set()
-            )
+            files, dirs, vs_dir = self._watched()
 
-            def relevant(change: Any, path: str) -> bool:
+            def relevant(change: Any, path: str, files: set[Path] = files, vs_dir: Path | None = vs_dir) -> bool:
                 p = Path(path).resolve()
-                return p in files or (p.suffix == ".json" and p.parent in vs_dirs)
+                return p in files or (p.suffix == ".json" and p.parent == vs_dir)
 
             async for _ in awatch(*dirs, watch_filter=relevant, debounce=200, step=50):
                 await self.reload()

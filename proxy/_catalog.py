@@ -30,6 +30,7 @@ class Catalog:
         self._on_change = on_change
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self.ready_event = asyncio.Event()
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
@@ -58,6 +59,10 @@ class Catalog:
                 self.backends[path] = backend
                 self.tools[path] = None
                 self._schedule(path)
+        if self.ready:
+            self.ready_event.set()
+        else:
+            self.ready_event.clear()
         return stale
 
     def _schedule(self, path: str) -> None:
@@ -84,6 +89,8 @@ class Catalog:
                 changed = self.tools.get(path) != tools
                 self.tools[path] = tools
                 logger.info("backend %s offers %d tools", path, len(tools))
+                if self.ready:
+                    self.ready_event.set()
                 if changed:
                     self._on_change({path})
             return

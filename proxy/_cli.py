@@ -7,10 +7,10 @@ slicewire check --config slicewire.yaml --json
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,15 +91,14 @@ def check(
     raise typer.Exit(0 if report["ok"] else 1)
 
 
-async def _check(cfg: Config, timeout: float) -> dict[str, Any]:
+async def _check(cfg: Config, wait_s: float) -> dict[str, Any]:
     from ._gateway import Gateway
 
     gateway = Gateway(cfg)
     await gateway.start()
     try:
-        deadline = time.monotonic() + timeout
-        while not gateway.catalog.ready and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gateway.catalog.ready_event.wait(), wait_s)
         status = gateway.status()
         servers = []
         for vs in cfg.virtual_servers:
@@ -161,7 +160,7 @@ def _print_report(report: dict[str, Any]) -> None:
             table.caption = "disabled (is_enabled: false)"
         console.print(table)
         for problem in vs["problems"]:
-            console.print(f"  [yellow]problem[/yellow]: {problem}")
+            console.print(f"  [yellow]problem[/yellow]: {problem}", soft_wrap=True)
     console.print("[green]OK[/green]" if report["ok"] else "[red]problems found[/red]")
 
 

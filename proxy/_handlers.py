@@ -330,8 +330,9 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
         exchange.extend_deadline(ttl)
     try:
         await call.responder.event(orjson.dumps({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}))
-        disconnected = asyncio.ensure_future(call.responder.disconnected.wait())
-        done, _ = await asyncio.wait({future, disconnected}, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
+        disconnected: asyncio.Future[Any] = asyncio.ensure_future(call.responder.disconnected.wait())
+        waiting: set[asyncio.Future[Any]] = {future, disconnected}
+        done, _ = await asyncio.wait(waiting, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
         disconnected.cancel()
         if future in done and not future.cancelled():
             return future.result()

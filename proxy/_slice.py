@@ -21,19 +21,23 @@ __all__ = ["Route", "Slice"]
 
 
 class _Mapping(Protocol):
-    tool_name: str
-    backend_server_path: str
-    alias: str | None
-    backend_version: str | None
-    description_override: str | None
-
+    @property
+    def tool_name(self) -> str: ...
+    @property
+    def backend_server_path(self) -> str: ...
+    @property
+    def backend_version(self) -> str | None: ...
+    @property
+    def description_override(self) -> str | None: ...
     @property
     def exposed_name(self) -> str: ...
 
 
 class _VirtualServer(Protocol):
-    path: str
-    tool_mappings: Sequence[_Mapping]
+    @property
+    def path(self) -> str: ...
+    @property
+    def tool_mappings(self) -> Sequence[_Mapping]: ...
 
 
 @dataclass(frozen=True, slots=True)

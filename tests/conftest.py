@@ -92,8 +92,16 @@ def support_config(backends: dict[str, str]) -> dict[str, Any]:
                     {"tool_name": "ask", "backend_server_path": "/alpha-legacy"},
                     {"tool_name": "get_issue", "backend_server_path": "/beta"},
                     {"tool_name": "echo", "backend_server_path": "/everything", "alias": "everything-echo"},
-                    {"tool_name": "trigger-elicitation-request", "backend_server_path": "/everything", "alias": "confirm"},
-                    {"tool_name": "trigger-long-running-operation", "backend_server_path": "/everything", "alias": "long-op"},
+                    {
+                        "tool_name": "trigger-elicitation-request",
+                        "backend_server_path": "/everything",
+                        "alias": "confirm",
+                    },
+                    {
+                        "tool_name": "trigger-long-running-operation",
+                        "backend_server_path": "/everything",
+                        "alias": "long-op",
+                    },
                     {"tool_name": "read_text_file", "backend_server_path": "/fs", "alias": "read-doc"},
                 ],
                 "tags": ["support"],

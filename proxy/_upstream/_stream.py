@@ -38,6 +38,7 @@ class StreamBackend(Backend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: dict[RequestId, _Pending] = {}
+        self._replies: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     async def _write(self, data: bytes) -> None:
@@ -101,14 +102,19 @@ class StreamBackend(Backend):
         # A server-to-client request. The stream carries no link to the request it serves, so it goes
         # to the one call in flight; with none or several, nobody can answer it reliably.
         calls = [p for p in self._pending.values() if p.method in _CALL_METHODS]
-        loop = asyncio.get_running_loop()
         if msg.method == "ping":
-            loop.create_task(self._write(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, "result": {}})))
+            self._reply(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, "result": {}}))
         elif len(calls) == 1:
             calls[0].queue.put_nowait(msg)
         else:
             error = {"code": -32601, "message": f"{msg.method} cannot be attributed to one client request"}
-            loop.create_task(self._write(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, "error": error})))
+            self._reply(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, "error": error}))
+
+    def _reply(self, data: bytes) -> None:
+        """Answer the backend from the reader (which must not block on its own writes)."""
+        task = asyncio.get_running_loop().create_task(self._write(data))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
 
     def _fail_pending(self, error: BaseException) -> None:
         for pending in list(self._pending.values()):

@@ -98,10 +98,11 @@ async def test_disabled_and_unknown_servers_are_404(gateway: RunningGateway) -> 
     import httpx
 
     for path in ("/virtual/off/mcp", "/virtual/nope/mcp"):
-        response = httpx.post(
-            gateway.base + path,
-            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-            headers={"accept": "application/json, text/event-stream"},
-        )
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                gateway.base + path,
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={"accept": "application/json, text/event-stream"},
+            )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == -32600

@@ -24,7 +24,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> object:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> object:
     """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -45,7 +47,7 @@ class Proc:
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.args = args
         self.log_path = log
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(log, "ab")
         self.process = subprocess.Popen(
             args,
             stdout=self._log,

@@ -1,0 +1,196 @@
+"""Backends that die, hang, crash or answer garbage: a JSON-RPC error naming the backend, in time,
+and the other backends of the same virtual server unaffected."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.support.gateway import RunningGateway
+from tests.support.procs import Proc, free_port, start_fastmcp, wait_until
+
+from .clients import fastmcp_client, sdk_session, text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+class GarbageServer:
+    """Answers every HTTP request with 200 and a body that is not JSON-RPC."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    body = b"<html>definitely not MCP</html>"
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                        + str(len(body)).encode()
+                        + b"\r\nconnection: close\r\n\r\n"
+                        + body
+                    )
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def failing(workdir: Path, tmp_path: Path) -> Iterator[tuple[RunningGateway, Proc, GarbageServer]]:
+    """A gateway whose slice spans a healthy backend, one the test kills, garbage and a crashing stdio one."""
+    healthy, healthy_url = start_fastmcp("beta", tmp_path)
+    doomed, doomed_url = start_fastmcp("alpha", tmp_path)
+    garbage = GarbageServer()
+    config = {
+        "backends": [
+            {"path": "/healthy", "transport": "streamable-http", "url": healthy_url},
+            {"path": "/doomed", "transport": "streamable-http", "url": doomed_url, "timeout_s": 1.5},
+            {"path": "/garbage", "transport": "streamable-http", "url": f"http://127.0.0.1:{garbage.port}/mcp"},
+            {
+                "path": "/crashy",
+                "transport": "stdio",
+                "command": sys.executable,
+                "args": ["-m", "tests.support.backends", "alpha", "--transport", "stdio"],
+                "restart_backoff_s": 0.2,
+            },
+        ],
+        "virtual_servers": [
+            {
+                "path": "/virtual/mixed",
+                "server_name": "Mixed health",
+                "tool_mappings": [
+                    {"tool_name": "get_issue", "backend_server_path": "/healthy"},
+                    {"tool_name": "sleep", "backend_server_path": "/doomed"},
+                    {"tool_name": "echo", "backend_server_path": "/doomed"},
+                    {"tool_name": "echo", "backend_server_path": "/garbage", "alias": "garbage-echo"},
+                    {"tool_name": "crash", "backend_server_path": "/crashy"},
+                    {"tool_name": "echo", "backend_server_path": "/crashy", "alias": "stdio-echo"},
+                ],
+            }
+        ],
+    }
+    gw = RunningGateway(config, tmp_path, wait_ready=False)
+    wait_until(lambda: all(gw.status()["backends"][p]["discovered"] for p in ("/healthy", "/doomed", "/crashy")), 60)
+    try:
+        yield gw, doomed, garbage
+    finally:
+        gw.stop()
+        healthy.stop()
+        doomed.stop()
+        garbage.close()
+
+
+async def test_slow_backend_times_out_naming_it(failing: tuple[RunningGateway, Proc, GarbageServer]) -> None:
+    gw, _, _ = failing
+    async with fastmcp_client(gw.url("/virtual/mixed")) as client:
+        started = time.monotonic()
+        with pytest.raises(MCPError) as info:
+            await client.call_tool_mcp("sleep", {"seconds": 10})
+        elapsed = time.monotonic() - started
+        assert info.value.error.code == -32002
+        assert "Backend /doomed" in info.value.error.message and "1.5s" in info.value.error.message
+        assert elapsed < 4
+        issue = await client.call_tool_mcp("get_issue", {"number": 1})  # the other backend is unaffected
+        assert issue.structured_content["number"] == 1
+
+
+async def test_garbage_answer_is_an_error_naming_the_backend(
+    failing: tuple[RunningGateway, Proc, GarbageServer],
+) -> None:
+    gw, _, _ = failing
+    async with sdk_session(gw.url("/virtual/mixed")) as session:
+        with pytest.raises(MCPError) as info:
+            await session.call_tool("garbage-echo", {"text": "x"})
+        assert info.value.error.code == -32000
+        assert "Backend /garbage" in info.value.error.message
+        assert (await session.call_tool("get_issue", {"number": 2})).structured_content["number"] == 2
+    assert gw.status()["backends"]["/garbage"]["discovered"] is False
+
+
+async def test_backend_killed_mid_session(failing: tuple[RunningGateway, Proc, GarbageServer]) -> None:
+    gw, doomed, _ = failing
+    async with sdk_session(gw.url("/virtual/mixed")) as session:
+        assert text_of(await session.call_tool("echo", {"text": "before"})) == "before"
+        async with anyio.create_task_group() as tg:
+            results: list[BaseException | object] = []
+
+            async def in_flight() -> None:
+                try:
+                    results.append(await session.call_tool("sleep", {"seconds": 5}))
+                except MCPError as exc:
+                    results.append(exc)
+
+            tg.start_soon(in_flight)
+            await anyio.sleep(0.3)
+            doomed.kill()
+        [outcome] = results
+        assert isinstance(outcome, MCPError) and "Backend /doomed" in outcome.error.message
+        with pytest.raises(MCPError) as info:
+            await session.call_tool("echo", {"text": "after"})
+        assert "Backend /doomed" in info.value.error.message
+        assert (await session.call_tool("get_issue", {"number": 1})).structured_content["number"] == 1
+
+
+async def test_crashed_stdio_backend_is_restarted(failing: tuple[RunningGateway, Proc, GarbageServer]) -> None:
+    gw, _, _ = failing
+    async with fastmcp_client(gw.url("/virtual/mixed")) as client:
+        assert text_of(await client.call_tool_mcp("stdio-echo", {"text": "one"})) == "one"
+        with pytest.raises(MCPError) as info:
+            await client.call_tool_mcp("crash", {})
+        assert "Backend /crashy" in info.value.error.message and "exited" in info.value.error.message
+
+        # Restarted with backoff: the same tool works again without any action from the client.
+        async def echo_works() -> bool:
+            try:
+                return text_of(await client.call_tool_mcp("stdio-echo", {"text": "two"})) == "two"
+            except MCPError:
+                return False
+
+        with anyio.fail_after(20):
+            while not await echo_works():
+                await anyio.sleep(0.1)
+    assert "restarting in" in gw.log()
+
+
+def test_unreachable_backend_is_not_ready(workdir: Path, tmp_path: Path) -> None:
+    config = {
+        "backends": [
+            {"path": "/nowhere", "transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp"}
+        ],
+        "virtual_servers": [
+            {"path": "/v", "server_name": "v", "tool_mappings": [{"tool_name": "x", "backend_server_path": "/nowhere"}]}
+        ],
+    }
+    gw = RunningGateway(config, tmp_path, wait_ready=False)
+    try:
+        status = gw.status()
+        assert status["ready"] is False
+        assert status["backends"]["/nowhere"]["discovered"] is False
+    finally:
+        gw.stop()
