@@ -1,7 +1,7 @@
-"""Streamable HTTP backends, both eras, over one keep-alive aiohttp connection pool per backend.
+"""Streamable HTTP backends, both eras, over one keep-alive connection pool per backend.
 
-aiohttp is the upstream client because it was the fastest correct one measured (see bench/):
-httpx's default pool costs several times more CPU per proxied call under concurrency.
+The pool is `_h1.H1Pool`, a small httptools-based client: the fastest correct upstream client
+measured for this workload (bench/README.md has the figures for aiohttp and httpx).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from .._config import BackendConfig
@@ -29,6 +28,7 @@ from .._mcp import (
 from .._sse import SSEDecoder
 from ._backend import Backend
 from ._base import BackendProtocolError, BackendUnavailable, Exchange, modern_meta
+from ._h1 import H1ConnectionError, H1Pool, H1Response
 
 logger = logging.getLogger(__name__)
 
@@ -48,34 +48,28 @@ class StreamableHTTPBackend(Backend):
         super().__init__(config)
         assert config.url is not None
         self.url = config.url
-        self._http: aiohttp.ClientSession | None = None
+        self._http: H1Pool | None = None
         self._session_id: str | None = None
         self._listener: asyncio.Task[None] | None = None
 
     async def _connect_transport(self) -> None:
         if self._http is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=False)
-            self._http = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
+            self._http = H1Pool(self.url, self.config.connect_timeout_s)
 
-    def _headers(self, method: str | None, params: dict[str, Any] | None, era: str) -> dict[str, str]:
-        headers = {"Accept": _ACCEPT, "Content-Type": _JSON}
+    def _headers(self, method: str | None, params: dict[str, Any] | None, era: str) -> list[tuple[str, str]]:
+        headers = [("accept", _ACCEPT), ("content-type", _JSON)]
         if era == "modern":
-            headers[PROTOCOL_VERSION_HEADER] = LATEST_MODERN
+            headers.append((PROTOCOL_VERSION_HEADER, LATEST_MODERN))
             if method is not None:
-                headers[METHOD_HEADER] = method
+                headers.append((METHOD_HEADER, method))
                 key = name_param(method)
                 if key is not None and params is not None and isinstance(params.get(key), str):
-                    headers[NAME_HEADER] = encode_header_value(params[key])
+                    headers.append((NAME_HEADER, encode_header_value(params[key])))
         else:
             if self.identity is not None:
-                headers[PROTOCOL_VERSION_HEADER] = self.identity.protocol_version
+                headers.append((PROTOCOL_VERSION_HEADER, self.identity.protocol_version))
             if self._session_id is not None:
-                headers[SESSION_ID_HEADER] = self._session_id
+                headers.append((SESSION_ID_HEADER, self._session_id))
         return headers
 
     async def _open_raw(self, method: str, params: dict[str, Any] | None, era: str) -> Exchange:
@@ -101,49 +95,44 @@ class StreamableHTTPBackend(Backend):
         )
 
     async def _messages(
-        self, body: bytes, headers: dict[str, str], upstream_id: RequestId, method: str, state: dict[str, Any]
+        self, body: bytes, headers: list[tuple[str, str]], upstream_id: RequestId, method: str, state: dict[str, Any]
     ) -> AsyncIterator[Message]:
         assert self._http is not None
+        has_session = any(name == SESSION_ID_HEADER for name, _ in headers)
         try:
-            response = await self._http.post(self.url, data=body, headers=headers)
-        except aiohttp.ClientConnectorError as exc:
-            await self._lost(f"cannot connect: {exc.strerror or type(exc).__name__}")
-            raise BackendUnavailable(self.path, "cannot connect (is it running?)") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            await self._lost(f"connection failed: {exc}")
-            raise BackendUnavailable(self.path, f"connection failed ({type(exc).__name__})") from None
+            response = await self._http.request("POST", headers, body)
+        except H1ConnectionError as exc:
+            await self._lost(str(exc))
+            raise BackendUnavailable(self.path, f"{exc} (is it running?)") from None
         state["response"] = response
         try:
             if method == "initialize":
                 self._session_id = response.headers.get(SESSION_ID_HEADER)
             status = response.status
-            content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-            if status == 404 and headers.get(SESSION_ID_HEADER) and method != "initialize":
+            content_type = response.content_type
+            if status == 404 and has_session and method != "initialize":
                 await self.disconnect("the backend no longer knows our session (restarted?)")
                 raise BackendUnavailable(self.path, "the backend lost its MCP session; retry the request")
             if status >= 400 or status == 202:
                 yield await self._error_status(response, upstream_id)
                 return
             if content_type == _JSON:
-                yield self._parse(await self._read(response))
+                yield self._parse(await response.read())
             elif content_type == "text/event-stream":
                 decoder = SSEDecoder()
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     for event in decoder.feed(chunk):
                         if event.event == "message" and event.data.strip():
                             yield self._parse(event.data.encode())
             else:
                 raise BackendProtocolError(self.path, f"answered HTTP {status} with content type {content_type!r}")
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
-            await self._lost(f"connection lost mid-response: {type(exc).__name__}")
+        except H1ConnectionError as exc:
+            await self._lost(f"connection lost mid-response: {exc}")
             raise BackendUnavailable(self.path, "the connection closed before the answer arrived") from None
         finally:
             response.release()
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        return await response.read()
-
-    async def _error_status(self, response: aiohttp.ClientResponse, upstream_id: RequestId) -> Message:
+    async def _error_status(self, response: H1Response, upstream_id: RequestId) -> Message:
         """A 4xx/5xx may still carry a JSON-RPC error for our request (modern servers answer so)."""
         data = await response.read()
         try:
@@ -173,14 +162,15 @@ class StreamableHTTPBackend(Backend):
         await self._connect_transport()
         assert self._http is not None
         try:
-            async with self._http.post(self.url, data=body, headers=self._headers(method, params, era)) as response:
+            response = await self._http.request("POST", self._headers(method, params, era), body)
+            try:
                 await response.read()
-                if response.status >= 400:
-                    logger.warning(
-                        "backend %s refused a %s with HTTP %s", self.path, method or "response", response.status
-                    )
-        except (aiohttp.ClientError, OSError) as exc:
-            raise BackendUnavailable(self.path, f"connection failed ({type(exc).__name__})") from None
+            finally:
+                response.release()
+        except H1ConnectionError as exc:
+            raise BackendUnavailable(self.path, str(exc)) from None
+        if response.status >= 400:
+            logger.warning("backend %s refused a %s with HTTP %s", self.path, method or "response", response.status)
 
     async def _lost(self, reason: str) -> None:
         if self.identity is not None:
@@ -216,24 +206,19 @@ class StreamableHTTPBackend(Backend):
     async def _listen_once(self, era: str) -> None:
         assert self._http is not None
         if era == "modern":
-            listen_id = self._ids.next()
             params = {"notifications": {"toolsListChanged": True}, "_meta": modern_meta(None)}
-            request = self._http.post(
-                self.url,
-                data=encode_request(listen_id, "subscriptions/listen", params),
-                headers=self._headers("subscriptions/listen", params, era),
-            )
+            body = encode_request(self._ids.next(), "subscriptions/listen", params)
+            response = await self._http.request("POST", self._headers("subscriptions/listen", params, era), body)
         else:
-            request = self._http.get(
-                self.url, headers={**self._headers(None, None, era), "Accept": "text/event-stream"}
-            )
-        async with request as response:
-            if response.status in (405, 404) or response.status >= 400:
+            headers = [(k, v) for k, v in self._headers(None, None, era) if k != "accept"]
+            response = await self._http.request("GET", [*headers, ("accept", "text/event-stream")])
+        try:
+            if response.status >= 400:
                 # The backend offers no stream; list changes then arrive only via reload or rediscovery.
                 logger.info("backend %s offers no notification stream (HTTP %s)", self.path, response.status)
                 raise _NoStream()
             decoder = SSEDecoder()
-            async for chunk in response.content.iter_any():
+            async for chunk in response.chunks():
                 for event in decoder.feed(chunk):
                     if not event.data.strip():
                         continue
@@ -250,6 +235,8 @@ class StreamableHTTPBackend(Backend):
                         await self._send_response(
                             msg.id, {"error": {"code": -32601, "message": "Not supported outside a request"}}, era
                         )
+        finally:
+            response.close()
 
     async def _reset(self) -> None:
         self._session_id = None
@@ -262,12 +249,13 @@ class StreamableHTTPBackend(Backend):
             self._listener.cancel()
         if self._session_id is not None and self._http is not None:
             try:
-                async with self._http.delete(self.url, headers={SESSION_ID_HEADER: self._session_id}) as response:
-                    await response.read()
-            except (aiohttp.ClientError, OSError):
-                pass
+                response = await self._http.request("DELETE", [(SESSION_ID_HEADER, self._session_id)])
+                await response.read()
+                response.release()
+            except H1ConnectionError:
+                pass  # the backend is gone already; its session with it
         if self._http is not None:
-            await self._http.close()
+            self._http.close()
             self._http = None
 
 

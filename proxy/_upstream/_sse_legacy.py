@@ -7,13 +7,13 @@ import asyncio
 import logging
 from urllib.parse import urljoin
 
-import aiohttp
 import orjson
 
 from .._config import BackendConfig
 from .._jsonrpc import ProtocolError, parse_object
 from .._sse import SSEDecoder
 from ._base import BackendProtocolError, BackendUnavailable
+from ._h1 import H1ConnectionError, H1Pool
 from ._stream import StreamBackend
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ class LegacySSEBackend(StreamBackend):
         super().__init__(config)
         assert config.url is not None
         self.url = config.url
-        self._http: aiohttp.ClientSession | None = None
+        self._http: H1Pool | None = None
+        self._post: H1Pool | None = None
         self._post_url: str | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -34,13 +35,12 @@ class LegacySSEBackend(StreamBackend):
         if self._reader is not None and not self._reader.done() and self._post_url is not None:
             return
         if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s)
-            )
+            self._http = H1Pool(self.url, self.config.connect_timeout_s)
         endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.get_running_loop().create_task(self._read(endpoint), name=f"sse {self.path}")
         try:
             self._post_url = await asyncio.wait_for(asyncio.shield(endpoint), self.config.connect_timeout_s)
+            self._post = H1Pool(self._post_url, self.config.connect_timeout_s)
         except TimeoutError:
             self._reader.cancel()
             raise BackendUnavailable(self.path, "the SSE stream sent no endpoint event") from None
@@ -49,11 +49,12 @@ class LegacySSEBackend(StreamBackend):
         assert self._http is not None
         reason = "the SSE stream ended"
         try:
-            async with self._http.get(self.url, headers={"Accept": "text/event-stream"}) as response:
+            response = await self._http.request("GET", [("accept", "text/event-stream")])
+            try:
                 if response.status != 200:
                     raise BackendProtocolError(self.path, f"the SSE stream answered HTTP {response.status}")
                 decoder = SSEDecoder()
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     for event in decoder.feed(chunk):
                         if event.event == "endpoint":
                             if not endpoint.done():
@@ -65,8 +66,10 @@ class LegacySSEBackend(StreamBackend):
                             self._route(parse_object(orjson.loads(event.data)))
                         except (orjson.JSONDecodeError, ProtocolError):
                             logger.warning("backend %s sent an event that is not JSON-RPC", self.path)
-        except (aiohttp.ClientError, OSError) as exc:
-            reason = f"cannot connect ({type(exc).__name__})"
+            finally:
+                response.close()
+        except H1ConnectionError as exc:
+            reason = str(exc)
             if not endpoint.done():
                 endpoint.set_exception(BackendUnavailable(self.path, reason))
         except BackendProtocolError as exc:
@@ -82,21 +85,23 @@ class LegacySSEBackend(StreamBackend):
                 await self.disconnect(reason)
 
     async def _write(self, data: bytes) -> None:
-        if self._http is None or self._post_url is None:
+        if self._post is None or self._post_url is None:
             raise BackendUnavailable(self.path, "the SSE stream is not open")
         try:
-            async with self._http.post(
-                self._post_url, data=data, headers={"Content-Type": "application/json"}
-            ) as response:
+            response = await self._post.request("POST", [("content-type", "application/json")], data)
+            try:
                 await response.read()
-                if response.status >= 400:
-                    raise BackendProtocolError(self.path, f"refused a message with HTTP {response.status}")
-        except (aiohttp.ClientError, OSError) as exc:
-            raise BackendUnavailable(self.path, f"connection failed ({type(exc).__name__})") from None
+            finally:
+                response.release()
+        except H1ConnectionError as exc:
+            raise BackendUnavailable(self.path, str(exc)) from None
+        if response.status >= 400:
+            raise BackendProtocolError(self.path, f"refused a message with HTTP {response.status}")
 
     async def aclose(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        for pool in (self._http, self._post):
+            if pool is not None:
+                pool.close()
+        self._http = self._post = None

@@ -1,0 +1,106 @@
+"""A deliberately fast MCP backend for benchmarks: raw asyncio + httptools, 2026-07-28 and 2025-11-25.
+
+It answers `server/discover`, `initialize`, `tools/list` (one tool, `echo`) and `tools/call` (echoes
+the arguments back as text and structured content) with JSON bodies over keep-alive HTTP/1.1, so
+that it is never the bottleneck of a gateway measurement (bench/run.py measures it alone first).
+
+    python bench/echo_backend.py --port 9500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import httptools
+import orjson
+import uvloop
+
+TOOL = {
+    "name": "echo",
+    "description": "Echo the arguments back.",
+    "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+}
+SERVER_INFO = {"name": "bench-echo", "version": "1.0.0"}
+
+
+def answer(message: dict) -> dict | None:
+    method = message.get("method")
+    if method == "tools/call":
+        arguments = message.get("params", {}).get("arguments", {})
+        text = orjson.dumps(arguments).decode()
+        result = {"content": [{"type": "text", "text": text}], "structuredContent": arguments, "isError": False}
+    elif method == "server/discover":
+        result = {
+            "supportedVersions": ["2026-07-28"],
+            "capabilities": {"tools": {}},
+            "ttlMs": 0,
+            "cacheScope": "public",
+            "resultType": "complete",
+            "_meta": {"io.modelcontextprotocol/serverInfo": SERVER_INFO},
+        }
+    elif method == "initialize":
+        result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": SERVER_INFO}
+    elif method == "tools/list":
+        result = {"tools": [TOOL], "ttlMs": 0, "cacheScope": "public", "resultType": "complete"}
+    elif method == "ping":
+        result = {}
+    elif "id" not in message:
+        return None
+    else:
+        return {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32601, "message": "Method not found"}}
+    return {"jsonrpc": "2.0", "id": message["id"], "result": result}
+
+
+class Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.body: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.body = []
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        assert self.transport is not None
+        if self.parser.get_method() != b"POST":
+            self.transport.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+            return
+        reply = answer(orjson.loads(b"".join(self.body)))
+        if reply is None:
+            self.transport.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+            return
+        body = orjson.dumps(reply)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+        self.transport.write(head + body)
+
+
+async def serve(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Protocol, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvloop.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()
