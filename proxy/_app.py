@@ -60,6 +60,10 @@ class SlicewireApp:
         self.watch = watch and config_file is not None
         self.endpoint = McpEndpoint(self.gateway)
         self._watcher: asyncio.Task[None] | None = None
+        self._loopback_bind = _is_loopback(config.listen.host)
+        # Verdicts per (Host, Origin) pair, valid for one security config (cleared when it changes).
+        self._verdicts: dict[tuple[str | None, str | None], str | None] = {}
+        self._verdicts_for: object = None
         self.aux = Starlette(
             routes=[Route("/healthz", self._healthz), Route("/readyz", self._readyz)],
         )
@@ -86,14 +90,26 @@ class SlicewireApp:
 
     def _refuse(self, scope: dict[str, Any]) -> str | None:
         """DNS-rebinding protection: Host and Origin must be ones this gateway is meant to serve."""
-        security = self.gateway.config.security
         host = origin = None
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1")
             elif name == b"origin":
                 origin = value.decode("latin-1")
-        loopback_bind = _is_loopback(self.gateway.config.listen.host)
+        security = self.gateway.config.security
+        if self._verdicts_for is not security or len(self._verdicts) > 1024:
+            self._verdicts = {}
+            self._verdicts_for = security
+        key = (host, origin)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            verdict = self._verdicts[key] = self._judge(host, origin)
+            return verdict
+
+    def _judge(self, host: str | None, origin: str | None) -> str | None:
+        security = self.gateway.config.security
+        loopback_bind = self._loopback_bind
         if host is not None:
             name = _host_name(host).lower()
             if security.allowed_hosts:

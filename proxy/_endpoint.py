@@ -39,8 +39,22 @@ __all__ = ["McpEndpoint"]
 _KEEPALIVE_S = 15.0
 
 
+_accept_verdicts: dict[tuple[str, tuple[str, ...]], bool] = {}
+
+
 def _accepts(accept: str, *types: str) -> bool:
-    """True if the Accept header admits every one of `types` (wildcards count)."""
+    """True if the Accept header admits every one of `types` (wildcards count). Verdicts are cached:
+    clients send the same few Accept values over and over."""
+    key = (accept, types)
+    verdict = _accept_verdicts.get(key)
+    if verdict is None:
+        if len(_accept_verdicts) > 256:
+            _accept_verdicts.clear()
+        verdict = _accept_verdicts[key] = _judge_accept(accept, types)
+    return verdict
+
+
+def _judge_accept(accept: str, types: tuple[str, ...]) -> bool:
     offered = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
     if "*/*" in offered:
         return True

@@ -19,6 +19,8 @@ __all__ = ["Responder"]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
+WATCH_AFTER_S = 0.05
+
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -37,6 +39,7 @@ class Responder:
         self.finished = False
         self.disconnected = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        self._watch_timer: asyncio.TimerHandle | None = None
         self._on_disconnect: list[Callable[[], Awaitable[None]]] = []
         self.status = 0
 
@@ -97,9 +100,18 @@ class Responder:
         self._stop_watch()
 
     def watch(self, on_disconnect: Callable[[], Awaitable[None]]) -> None:
-        """Run `on_disconnect` if the client hangs up before the answer is complete."""
+        """Run `on_disconnect` if the client hangs up before the answer is complete.
+
+        Watching costs a task, so it starts only once the answer has taken longer than
+        `WATCH_AFTER_S`: most calls finish first, and a hang-up is noticed at most that much later.
+        """
         self._on_disconnect.append(on_disconnect)
-        if self._watcher is None:
+        if self._watcher is None and self._watch_timer is None and not self.finished:
+            self._watch_timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._start_watch)
+
+    def _start_watch(self) -> None:
+        self._watch_timer = None
+        if self._watcher is None and not self.finished:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -115,5 +127,8 @@ class Responder:
                 await callback()
 
     def _stop_watch(self) -> None:
+        if self._watch_timer is not None:
+            self._watch_timer.cancel()
+            self._watch_timer = None
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()

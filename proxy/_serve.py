@@ -21,5 +21,7 @@ def run(config: Config, config_file: str | None, reload: bool = True) -> None:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-* are not trusted unless a deployment says so
+        server_header=False,
         timeout_graceful_shutdown=5,
     )

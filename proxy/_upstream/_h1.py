@@ -20,10 +20,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["H1ConnectionError", "H1Pool", "H1Response"]
+__all__ = ["H1ConnectionError", "H1Pool", "H1Response", "encode_headers"]
 
 _MAX_IDLE = 512
 _PAUSE_AT = 1024 * 1024  # stop reading from a backend that streams faster than the client drains
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> bytes:
+    """Header lines for `H1Pool.request`; values must already be safe header values."""
+    return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
 
 
 class H1ConnectionError(Exception):
@@ -215,7 +220,9 @@ class H1Pool:
         self.port = parts.port or (443 if self.tls else 80)
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         default_port = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
-        self._host_header = self.host if default_port else f"{self.host}:{self.port}"
+        host_header = self.host if default_port else f"{self.host}:{self.port}"
+        self._host_line = f"host: {host_header}\r\n".encode("latin-1")
+        self._target = f"{self.target} HTTP/1.1".encode("latin-1")
         self._ssl = ssl.create_default_context() if self.tls else None
         self.connect_timeout = connect_timeout
         self._idle: list[_Connection] = []
@@ -240,11 +247,21 @@ class H1Pool:
             raise H1ConnectionError(f"cannot connect: {exc.strerror or type(exc).__name__}") from None
         return conn
 
-    async def request(self, method: str, headers: list[tuple[str, str]], body: bytes = b"") -> H1Response:
-        """Send a request; return once the response headers arrived."""
-        head = f"{method} {self.target} HTTP/1.1\r\nhost: {self._host_header}\r\ncontent-length: {len(body)}\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in headers)
-        data = head.encode("latin-1") + b"\r\n" + body
+    async def request(self, method: str, headers: list[tuple[str, str]] | bytes, body: bytes = b"") -> H1Response:
+        """Send a request; return once the response headers arrived.
+
+        `headers` is a list of (name, value), or header lines already encoded (`b"name: value\\r\\n"...`).
+        """
+        if not isinstance(headers, bytes):
+            headers = encode_headers(headers)
+        data = b"%s %s\r\n%scontent-length: %d\r\n%s\r\n%s" % (
+            method.encode(),
+            self._target,
+            self._host_line,
+            len(body),
+            headers,
+            body,
+        )
         while self._idle:
             conn = self._idle.pop()
             if conn.closed or conn.transport is None or conn.transport.is_closing():

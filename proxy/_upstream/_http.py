@@ -16,10 +16,9 @@ import orjson
 from .._config import BackendConfig
 from .._jsonrpc import Message, ProtocolError, RequestId, encode_notification, encode_request, parse_object
 from .._mcp import (
+    LATEST_LEGACY,
     LATEST_MODERN,
     META_SUBSCRIPTION_ID,
-    METHOD_HEADER,
-    NAME_HEADER,
     PROTOCOL_VERSION_HEADER,
     SESSION_ID_HEADER,
     encode_header_value,
@@ -28,7 +27,7 @@ from .._mcp import (
 from .._sse import SSEDecoder
 from ._backend import Backend
 from ._base import BackendProtocolError, BackendUnavailable, Exchange, modern_meta
-from ._h1 import H1ConnectionError, H1Pool, H1Response
+from ._h1 import H1ConnectionError, H1Pool, H1Response, encode_headers
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ __all__ = ["StreamableHTTPBackend"]
 _ACCEPT = "application/json, text/event-stream"
 _JSON = "application/json"
 _RECONNECT_DELAY_S = 1.0
+_MODERN_HEAD = encode_headers([("accept", _ACCEPT), ("content-type", _JSON), (PROTOCOL_VERSION_HEADER, LATEST_MODERN)])
 
 
 class _SessionLost(Exception):
@@ -56,21 +56,22 @@ class StreamableHTTPBackend(Backend):
         if self._http is None:
             self._http = H1Pool(self.url, self.config.connect_timeout_s)
 
-    def _headers(self, method: str | None, params: dict[str, Any] | None, era: str) -> list[tuple[str, str]]:
-        headers = [("accept", _ACCEPT), ("content-type", _JSON)]
+    def _headers(self, method: str | None, params: dict[str, Any] | None, era: str) -> bytes:
+        """Encoded header lines for a POST in `era` (the constant part is built once per era)."""
         if era == "modern":
-            headers.append((PROTOCOL_VERSION_HEADER, LATEST_MODERN))
+            head = _MODERN_HEAD
             if method is not None:
-                headers.append((METHOD_HEADER, method))
+                head += b"mcp-method: " + method.encode("latin-1") + b"\r\n"
                 key = name_param(method)
                 if key is not None and params is not None and isinstance(params.get(key), str):
-                    headers.append((NAME_HEADER, encode_header_value(params[key])))
-        else:
-            if self.identity is not None:
-                headers.append((PROTOCOL_VERSION_HEADER, self.identity.protocol_version))
-            if self._session_id is not None:
-                headers.append((SESSION_ID_HEADER, self._session_id))
-        return headers
+                    head += b"mcp-name: " + encode_header_value(params[key]).encode("latin-1") + b"\r\n"
+            return head
+        headers = [("accept", _ACCEPT), ("content-type", _JSON)]
+        if self.identity is not None:
+            headers.append((PROTOCOL_VERSION_HEADER, self.identity.protocol_version))
+        if self._session_id is not None:
+            headers.append((SESSION_ID_HEADER, self._session_id))
+        return encode_headers(headers)
 
     async def _open_raw(self, method: str, params: dict[str, Any] | None, era: str) -> Exchange:
         upstream_id = self._ids.next()
@@ -95,10 +96,10 @@ class StreamableHTTPBackend(Backend):
         )
 
     async def _messages(
-        self, body: bytes, headers: list[tuple[str, str]], upstream_id: RequestId, method: str, state: dict[str, Any]
+        self, body: bytes, headers: bytes, upstream_id: RequestId, method: str, state: dict[str, Any]
     ) -> AsyncIterator[Message]:
         assert self._http is not None
-        has_session = any(name == SESSION_ID_HEADER for name, _ in headers)
+        has_session = b"\r\nmcp-session-id: " in b"\r\n" + headers
         try:
             response = await self._http.request("POST", headers, body)
         except H1ConnectionError as exc:
@@ -210,8 +211,11 @@ class StreamableHTTPBackend(Backend):
             body = encode_request(self._ids.next(), "subscriptions/listen", params)
             response = await self._http.request("POST", self._headers("subscriptions/listen", params, era), body)
         else:
-            headers = [(k, v) for k, v in self._headers(None, None, era) if k != "accept"]
-            response = await self._http.request("GET", [*headers, ("accept", "text/event-stream")])
+            version = self.identity.protocol_version if self.identity is not None else LATEST_LEGACY
+            headers = [("accept", "text/event-stream"), (PROTOCOL_VERSION_HEADER, version)]
+            if self._session_id is not None:
+                headers.append((SESSION_ID_HEADER, self._session_id))
+            response = await self._http.request("GET", headers)
         try:
             if response.status >= 400:
                 # The backend offers no stream; list changes then arrive only via reload or rediscovery.
