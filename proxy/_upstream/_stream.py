@@ -107,7 +107,8 @@ class StreamBackend(Backend):
         elif len(calls) == 1:
             calls[0].queue.put_nowait(msg)
         else:
-            error = {"code": -32601, "message": f"{msg.method} cannot be attributed to one client request"}
+            # Roots, elicitation and sampling belong to one client; outside its call there is none to ask.
+            error = {"code": -32601, "message": f"{msg.method} is relayed to clients only during their tool calls"}
             self._reply(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, "error": error}))
 
     def _reply(self, data: bytes) -> None:
