@@ -102,6 +102,12 @@ class Catalog:
             if task is None or task.done():
                 self._schedule(backend.path)
 
+    def heard(self, path: str, msg: Message) -> None:
+        """A notification that arrived on a request's stream rather than a standing one."""
+        backend = self.backends.get(path)
+        if backend is not None:
+            self._notification(backend, msg)
+
     def _notification(self, backend: Backend, msg: Message) -> None:
         if msg.method == "notifications/tools/list_changed" and self.backends.get(backend.path) is backend:
             logger.info("backend %s: tool list changed; rediscovering", backend.path)

@@ -265,6 +265,9 @@ async def _pump(
                 out = _map_notification(call, up, client_token)
                 if out is not None:
                     await call.responder.event(out)
+                elif up.method == "notifications/tools/list_changed":
+                    # Backends may announce list changes on the stream of the call that caused them.
+                    call.gateway.catalog.heard(exchange.backend, up)
                 continue
             # A backend request for the client (elicitation, sampling, roots) in the middle of the call.
             if up.method == "ping" or up.id is None:

@@ -103,6 +103,7 @@ def support_config(backends: dict[str, str]) -> dict[str, Any]:
                         "alias": "long-op",
                     },
                     {"tool_name": "read_text_file", "backend_server_path": "/fs", "alias": "read-doc"},
+                    {"tool_name": "trigger-sampling-request", "backend_server_path": "/everything", "alias": "sample"},
                 ],
                 "tags": ["support"],
             },
@@ -123,7 +124,7 @@ def support_config(backends: dict[str, str]) -> dict[str, Any]:
 
 SUPPORT_SLICE = [
     "echo", "plus", "structured", "fail", "progress", "sleep", "ask", "get_issue",
-    "everything-echo", "confirm", "long-op", "read-doc",
+    "everything-echo", "confirm", "long-op", "read-doc", "sample",
 ]  # fmt: skip
 
 

@@ -98,3 +98,45 @@ async def test_modern_listen_stream_hears_list_changes(backends: dict[str, str],
     assert ack["method"] == "notifications/subscriptions/acknowledged"
     assert ack["params"]["notifications"] == {"toolsListChanged": True}
     assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 9
+
+
+@pytest.mark.parametrize("backend_path", ["/alpha", "/alpha-legacy"])
+async def test_backend_list_change_refilters_and_tells_clients(tmp_path: Path, backend_path: str) -> None:
+    """A backend adds a tool and says so; the slice that maps it grows, and its clients are told."""
+    from tests.support.procs import start_fastmcp
+
+    alpha, alpha_url = start_fastmcp("alpha", tmp_path)
+    backends_config = [
+        {"path": "/alpha", "transport": "streamable-http", "url": alpha_url},
+        {"path": "/alpha-legacy", "transport": "streamable-http", "url": alpha_url, "protocol_version": "2025-11-25"},
+    ]
+    config = {
+        "backends": backends_config,
+        "virtual_servers": [
+            {"path": "/virtual/grow", "server_name": "G", "tool_mappings": [
+                {"tool_name": "grow", "backend_server_path": backend_path},
+                {"tool_name": "sprout", "backend_server_path": backend_path}]}
+        ],
+    }  # fmt: skip
+    gw = RunningGateway(config, tmp_path)
+    notifications: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        method = getattr(getattr(message, "root", message), "method", None)
+        if method:
+            notifications.append(method)
+
+    try:
+        async with sdk_session(gw.url("/virtual/grow"), message_handler=on_message) as session:
+            assert [t.name for t in (await session.list_tools()).tools] == ["grow"]
+            assert text_of(await session.call_tool("grow", {"name": "sprout"})) == "added sprout"
+            with anyio.fail_after(15):
+                while "notifications/tools/list_changed" not in notifications:
+                    await anyio.sleep(0.05)
+            tools = (await session.list_tools()).tools
+            assert [t.name for t in tools] == ["grow", "sprout"]
+            assert tools[1].description == "Added at run time: sprout"
+            assert text_of(await session.call_tool("sprout", {})) == "sprout is new"
+    finally:
+        gw.stop()
+        alpha.stop()

@@ -129,3 +129,36 @@ async def test_modern_cancellation_by_closing_the_stream(gateway: RunningGateway
             await client.call_tool("sleep", {"seconds": 30})
         assert scope.cancelled_caught
     await _wait_for_cancel(backends["alpha"], before)
+
+
+async def test_sampling_round_trip_legacy_client(gateway: RunningGateway) -> None:
+    """server-everything asks for an LLM completion mid-call; the legacy client answers on its stream."""
+    prompts: list[str] = []
+
+    async def sample(context: Any, params: mt.CreateMessageRequestParams) -> mt.CreateMessageResult:
+        prompts.append(params.messages[0].content.text)
+        return mt.CreateMessageResult(
+            role="assistant",
+            content=mt.TextContent(type="text", text="Paris"),
+            model="test-model",
+            stop_reason="endTurn",
+        )
+
+    async with sdk_session(gateway.url("/virtual/support"), sampling_callback=sample) as session:
+        result = await session.call_tool("sample", {"prompt": "Capital of France?", "maxTokens": 5})
+    assert prompts and "Capital of France?" in prompts[0]
+    assert "Paris" in text_of(result)
+
+
+async def test_sampling_round_trip_modern_client(gateway: RunningGateway) -> None:
+    """The same request reaches a 2026-07-28 client as an InputRequiredResult; its retry completes the call."""
+    prompts: list[str] = []
+
+    async def sample(messages: Any, params: Any, context: Any) -> str:
+        prompts.append(str(messages))
+        return "Paris"
+
+    async with fastmcp_client(gateway.url("/virtual/support"), sampling_handler=sample) as client:
+        result = await client.call_tool_mcp("sample", {"prompt": "Capital of France?", "maxTokens": 5})
+    assert prompts and "Capital of France?" in prompts[0]
+    assert "Paris" in text_of(result)

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 
+import mcp_types
 from fastmcp import Context, FastMCP
 
 CALLS: list[str] = []
@@ -88,6 +89,18 @@ def alpha() -> FastMCP:
     def call_log() -> list[str]:
         """Which tools ran in this process, in order."""
         return list(CALLS)
+
+    @mcp.tool
+    async def grow(ctx: Context, name: str) -> str:
+        """Add a tool named `name` at run time and announce the change."""
+        CALLS.append("grow")
+
+        def grown() -> str:
+            return f"{name} is new"
+
+        mcp.tool(grown, name=name, description=f"Added at run time: {name}")
+        await ctx.send_notification(mcp_types.ToolListChangedNotification())
+        return f"added {name}"
 
     return mcp
 
