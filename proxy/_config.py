@@ -166,6 +166,8 @@ class LimitsConfig(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # How long a modern client may take to answer an InputRequiredResult before the backend call is dropped.
     input_required_ttl_s: float = Field(default=300.0, gt=0)
+    # Legacy-era client sessions idle this long are forgotten (the client then gets 404 and re-initializes).
+    session_idle_s: float = Field(default=3600.0, gt=0)
 
 
 class SecurityConfig(_Strict):

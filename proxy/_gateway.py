@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["Gateway", "Parked", "VirtualServer"]
 
 GATEWAY_VERSION = "0.1.0"
-_SESSION_IDLE_S = 3600.0
 _SWEEP_S = 30.0
 
 
@@ -166,7 +165,7 @@ class Gateway:
                 if parked.expires < now:
                     del self.parked[token]
                     await parked.exchange.close()
-            for sid in await self.sessions.expire(_SESSION_IDLE_S):
+            for sid in await self.sessions.expire(self.config.limits.session_idle_s):
                 live = self.live.pop(sid, None)
                 if live is not None:
                     await live.close()

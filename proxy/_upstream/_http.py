@@ -100,11 +100,23 @@ class StreamableHTTPBackend(Backend):
     ) -> AsyncIterator[Message]:
         assert self._http is not None
         has_session = b"\r\nmcp-session-id: " in b"\r\n" + headers
-        try:
-            response = await self._http.request("POST", headers, body)
-        except H1ConnectionError as exc:
-            await self._lost(str(exc))
-            raise BackendUnavailable(self.path, f"{exc} (is it running?)") from None
+        for attempt in range(2):
+            try:
+                response = await self._http.request("POST", headers, body)
+            except H1ConnectionError as exc:
+                await self._lost(str(exc))
+                raise BackendUnavailable(self.path, f"{exc} (is it running?)") from None
+            if response.status != 404 or not has_session or method == "initialize" or attempt:
+                break
+            # 404 for our session id: the backend restarted or expired the session and did not run the
+            # request. Open a new session and send it once more; the client never notices.
+            await response.read()
+            response.release()
+            await self.disconnect("the backend no longer knows our session (restarted?)")
+            identity = await self.connect()
+            if identity.era != "legacy":
+                raise BackendUnavailable(self.path, "the backend changed protocol era; retry the request")
+            headers = self._headers(method, None, "legacy")
         state["response"] = response
         try:
             if method == "initialize":

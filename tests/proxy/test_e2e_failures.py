@@ -194,3 +194,25 @@ def test_unreachable_backend_is_not_ready(workdir: Path, tmp_path: Path) -> None
         assert status["backends"]["/nowhere"]["discovered"] is False
     finally:
         gw.stop()
+
+
+async def test_restarted_legacy_backend_gets_a_new_session_transparently(tmp_path: Path) -> None:
+    port = free_port()
+    alpha, url = start_fastmcp("alpha", tmp_path, port)
+    config = {
+        "backends": [{"path": "/a", "transport": "streamable-http", "url": url, "protocol_version": "2025-11-25"}],
+        "virtual_servers": [
+            {"path": "/v", "server_name": "V", "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/a"}]}
+        ],
+    }
+    gw = RunningGateway(config, tmp_path)
+    try:
+        async with sdk_session(gw.url("/v")) as session:
+            assert text_of(await session.call_tool("echo", {"text": "first"})) == "first"
+            alpha.stop()
+            alpha, _ = start_fastmcp("alpha", tmp_path, port)  # same address, no memory of our session
+            assert text_of(await session.call_tool("echo", {"text": "second"})) == "second"
+        assert "no longer knows our session" in gw.log()
+    finally:
+        gw.stop()
+        alpha.stop()
