@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import mcp.types as mt
 from fastmcp import Client
 from mcp import ClientSession
@@ -28,3 +29,25 @@ def fastmcp_client(url: str, **kwargs: Any) -> Client:
 
 def text_of(result: mt.CallToolResult | Any) -> str:
     return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+
+
+class Notifications:
+    """Collects the methods of notifications a client receives; `wait_for` polls with a deadline.
+
+    seen = Notifications()
+    async with sdk_session(url, message_handler=seen.handler) as session: ...
+    await seen.wait_for("notifications/tools/list_changed")
+    """
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+
+    async def handler(self, message: Any) -> None:
+        method = getattr(getattr(message, "root", message), "method", None)
+        if method:
+            self.methods.append(method)
+
+    async def wait_for(self, method: str, within_s: float = 15) -> None:
+        with anyio.fail_after(within_s):
+            while method not in self.methods:
+                await anyio.sleep(0.05)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.gateway import RunningGateway
 
-from .clients import sdk_session, text_of
+from .clients import Notifications, sdk_session, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -29,23 +29,15 @@ def slice_config(backends: dict[str, str], tools: list[str]) -> dict[str, Any]:
 
 async def test_edit_applies_to_open_sessions(backends: dict[str, str], tmp_path: Path) -> None:
     gw = RunningGateway(slice_config(backends, ["get_issue"]), tmp_path)
-    notifications: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        method = getattr(getattr(message, "root", message), "method", None)
-        if method:
-            notifications.append(method)
-
+    seen = Notifications()
     try:
-        async with sdk_session(gw.url("/virtual/r"), message_handler=on_message) as session:
+        async with sdk_session(gw.url("/virtual/r"), message_handler=seen.handler) as session:
             assert [t.name for t in (await session.list_tools()).tools] == ["get_issue"]
             with pytest.raises(Exception, match="Unknown tool: search"):
                 await session.call_tool("search", {"query": "x"})
 
             gw.write_config({"listen": gw.config["listen"], **slice_config(backends, ["get_issue", "search"])})
-            with anyio.fail_after(15):
-                while "notifications/tools/list_changed" not in notifications:
-                    await anyio.sleep(0.05)
+            await seen.wait_for("notifications/tools/list_changed")
             # Same session, new slice.
             assert [t.name for t in (await session.list_tools()).tools] == ["get_issue", "search"]
             result = await session.call_tool("search", {"query": "router"})
@@ -119,20 +111,12 @@ async def test_backend_list_change_refilters_and_tells_clients(tmp_path: Path, b
         ],
     }  # fmt: skip
     gw = RunningGateway(config, tmp_path)
-    notifications: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        method = getattr(getattr(message, "root", message), "method", None)
-        if method:
-            notifications.append(method)
-
+    seen = Notifications()
     try:
-        async with sdk_session(gw.url("/virtual/grow"), message_handler=on_message) as session:
+        async with sdk_session(gw.url("/virtual/grow"), message_handler=seen.handler) as session:
             assert [t.name for t in (await session.list_tools()).tools] == ["grow"]
             assert text_of(await session.call_tool("grow", {"name": "sprout"})) == "added sprout"
-            with anyio.fail_after(15):
-                while "notifications/tools/list_changed" not in notifications:
-                    await anyio.sleep(0.05)
+            await seen.wait_for("notifications/tools/list_changed")
             tools = (await session.list_tools()).tools
             assert [t.name for t in tools] == ["grow", "sprout"]
             assert tools[1].description == "Added at run time: sprout"
