@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -162,6 +164,207 @@ def _print_report(report: dict[str, Any]) -> None:
         for problem in vs["problems"]:
             console.print(f"  [yellow]problem[/yellow]: {problem}", soft_wrap=True)
     console.print("[green]OK[/green]" if report["ok"] else "[red]problems found[/red]")
+
+
+DEFAULT_RECORDER = "127.0.0.1:7320"
+FromOption = Annotated[
+    str,
+    typer.Option("--from", "-f", help="A live recorder's host:port, or a trace file (.duckdb) of a stopped one."),
+]
+
+
+@app.command()
+def recorder(
+    db: Annotated[Path, typer.Option(help="DuckDB file to store spans in (created if missing).")] = Path(
+        "traces.duckdb"
+    ),
+    listen: Annotated[str, typer.Option(help="host:port for the gRPC recorder service.")] = DEFAULT_RECORDER,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the flight recorder: receive spans over gRPC and store them in DuckDB."""
+    _logging(log_level)
+    from recorder import SchemaError, StoreError
+    from recorder import serve as serve_recorder
+
+    try:
+        asyncio.run(serve_recorder(str(db), listen))
+    except (StoreError, SchemaError) as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def up(
+    config: ConfigOption,
+    db: Annotated[Path, typer.Option(help="DuckDB file for the recorder.")] = Path("traces.duckdb"),
+    recorder_listen: Annotated[str, typer.Option(help="host:port for the embedded recorder.")] = DEFAULT_RECORDER,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    reload: Annotated[bool, typer.Option("--reload/--no-reload", help="Apply config edits without a restart.")] = True,
+) -> None:
+    """Run the gateway and a recorder together (the recorder stores spans in an embedded DuckDB file)."""
+    import subprocess
+    import sys
+
+    _logging(log_level)
+    cfg = _load(config)
+    target = cfg.recorder.target or recorder_listen
+    cfg = cfg.model_copy(update={"recorder": cfg.recorder.model_copy(update={"target": target})})
+    child = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "recorder", "--db", str(db), "--listen", target, "--log-level", log_level],
+        start_new_session=True,  # Ctrl-C reaches the gateway first; the recorder is stopped after its last spans
+        preexec_fn=_die_with_parent,
+    )
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into an exception so that the
+    # recorder below is stopped (and flushes) instead of the process vanishing.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        if not _wait_for_port(target, child, 30):
+            raise _fail(f"the recorder did not start on {target} (see its log above)")
+        from ._serve import run
+
+        run(cfg, str(config), reload)
+    finally:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """In the child: receive SIGTERM if the parent dies without stopping us (Linux prctl)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: `up` still stops the recorder on every normal exit
+
+
+def _wait_for_port(target: str, child: Any, timeout: float) -> bool:
+    import socket
+
+    host, _, port = target.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return False
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host.strip("[]") or "127.0.0.1", int(port))) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def _parse_time(value: str | None, flag: str) -> int | None:
+    """`10m`, `2h`, `3d` ago, or an ISO 8601 time; nanoseconds since the epoch."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1] in units:
+        return time.time_ns() - int(value[:-1]) * units[value[-1]] * 1_000_000_000
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected 10m, 2h, 3d or an ISO 8601 time, found {value!r}", param_hint=flag
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+def _open_recording(source: str) -> Any:
+    from recorder import RecordingError, connect
+
+    try:
+        return connect(source)
+    except RecordingError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _recording_call(fn: Any) -> Any:
+    from recorder import RecordingError
+
+    try:
+        return fn()
+    except RecordingError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def traces(
+    source: FromOption = DEFAULT_RECORDER,
+    server: Annotated[str | None, typer.Option("--server", help="Only this virtual server (path).")] = None,
+    tool: Annotated[str | None, typer.Option(help="Only calls of this (exposed) tool.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Only traces that reached this backend (path).")] = None,
+    subject: Annotated[str | None, typer.Option(help="Only this caller.")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
+    since: Annotated[str | None, typer.Option(help="10m, 2h, 3d, or an ISO 8601 time.")] = None,
+    until: Annotated[str | None, typer.Option(help="10m, 2h, 3d, or an ISO 8601 time.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many traces, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Recent traces (one per client request), newest first."""
+    from recorder._views import TraceFilter, console, list_traces, render_traces
+
+    flt = TraceFilter(server, tool, backend, subject, None, errors, _parse_time(since, "--since"),
+                      _parse_time(until, "--until"), limit)  # fmt: skip
+    with _open_recording(source) as rec:
+        rows = _recording_call(lambda: list_traces(rec, flt))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render_traces(rows, console())
+
+
+@app.command()
+def show(
+    trace_id: Annotated[str, typer.Argument(help="The trace id (32 hex digits) from `slicewire traces`.")],
+    source: FromOption = DEFAULT_RECORDER,
+    payloads: Annotated[bool, typer.Option("--payloads", help="Print each span's (redacted) payloads.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """One trace as a waterfall: a row per span, bars to scale."""
+    from recorder._views import console, render_waterfall, waterfall_rows
+
+    if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id.lower()):
+        raise typer.BadParameter(f"expected 32 hex digits, found {trace_id!r}", param_hint="TRACE_ID")
+    with _open_recording(source) as rec:
+        rows = _recording_call(lambda: waterfall_rows(rec, trace_id.lower()))
+    if not rows:
+        raise _fail(f"no trace {trace_id} in {source}")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render_waterfall(rows, console(), payloads)
+
+
+@app.command()
+def session(
+    session_id: Annotated[str, typer.Argument(help="A session id from `slicewire traces`.")],
+    source: FromOption = DEFAULT_RECORDER,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every trace of one agent session, in order."""
+    from recorder._views import console, render_traces, session_rows
+
+    with _open_recording(source) as rec:
+        result = _recording_call(lambda: session_rows(rec, session_id))
+    if result["session"] is None and not result["traces"]:
+        raise _fail(f"no session {session_id!r} in {source}")
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        render_traces(result["traces"], console(), title=f"Session {session_id}")
 
 
 def main() -> None:

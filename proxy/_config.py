@@ -27,6 +27,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ListenConfig",
+    "RecorderConfig",
     "ToolMapping",
     "VirtualServerConfig",
     "load_config",
@@ -177,6 +178,57 @@ class SecurityConfig(_Strict):
     allowed_hosts: list[str] = []
 
 
+class RedactConfig(_Strict):
+    # JSON object keys (any depth, case-insensitive) whose values are replaced by the marker.
+    keys: list[str] = [
+        "password", "passwd", "secret", "token", "access_token", "refresh_token", "id_token", "api_key", "apikey",
+        "authorization", "client_secret", "private_key", "cookie",
+    ]  # fmt: skip
+    # JSON paths from the message root, e.g. $.params.arguments.ssn or $.result.structuredContent.card
+    paths: list[str] = []
+    # Regular expressions; every match in any string is replaced.
+    patterns: list[str] = [r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+", r"\b(sk|pk|ghp|gho|xox[abprs])[-_][A-Za-z0-9_-]{8,}"]
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("$"):
+                raise ValueError(f"a JSON path starts with '$', found {path!r}")
+        return value
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc}), found {pattern!r}") from None
+        return value
+
+
+class RecorderConfig(_Strict):
+    """Where spans go. Without `target` the gateway records nothing."""
+
+    target: str | None = None  # host:port of `slicewire recorder`
+    spool_dir: str = ".slicewire/spool"
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    queue_max_spans: int = Field(default=200_000, gt=0)
+    batch_spans: int = Field(default=64, gt=0, le=10_000)
+    flush_interval_ms: int = Field(default=200, gt=0)
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    max_payload_bytes: int = Field(default=64 * 1024, gt=0)
+    redact: RedactConfig = RedactConfig()
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9.\-\[\]:]+:\d+$", value):
+            raise ValueError(f"expected host:port, found {value!r}")
+        return value
+
+
 class Config(_Strict):
     """Everything the gateway needs, validated. Built by `load_config`, passed down, never mutated."""
 
@@ -187,6 +239,7 @@ class Config(_Strict):
     limits: LimitsConfig = LimitsConfig()
     security: SecurityConfig = SecurityConfig()
     tools_list_ttl_ms: int = Field(default=0, ge=0)
+    recorder: RecorderConfig = RecorderConfig()
     # Where the config came from, for reload and error messages; not a YAML key.
     source_files: tuple[str, ...] = Field(default=(), exclude=True)
 

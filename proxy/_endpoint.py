@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from ._gateway import Gateway, VirtualServer
@@ -29,6 +30,7 @@ from ._mcp import (
     HeaderMismatch,
     check_modern_headers,
 )
+from ._recording import Trace, session_trace_id
 from ._responder import Receive, Responder, Send
 from ._sessions import LiveSession
 
@@ -75,6 +77,8 @@ class McpEndpoint:
             path = path[:-1]
         vs_path = self.gateway.endpoints.get(path)
         responder = Responder(send, receive)
+        emitter = self.gateway.emitter
+        trace = responder.trace = Trace(time.time_ns(), scope["headers"]) if emitter is not None else None
         if vs_path is None:
             await responder.json(404, encode_error(None, INVALID_REQUEST, f"No virtual server is served at {path}"))
             return
@@ -82,7 +86,14 @@ class McpEndpoint:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         if method == "POST":
-            await self._post(server, headers, receive, responder)
+            try:
+                await self._post(server, headers, receive, responder)
+            finally:
+                if trace is not None and emitter is not None and trace.method:
+                    trace.end_ns = time.time_ns()
+                    trace.response = responder.sent_body
+                    trace.virtual_server = server.config.path
+                    emitter.emit(trace)
         elif method == "GET":
             await self._get(server, headers, responder)
         elif method == "DELETE":
@@ -116,15 +127,25 @@ class McpEndpoint:
         body = await self._read_body(headers, receive, responder)
         if body is None:
             return
+        trace = responder.trace
         try:
             msg = parse_message(body)
         except ProtocolError as exc:
+            if trace is not None:
+                trace.method = "(invalid message)"
             await responder.json(400, encode_error(exc.id, exc.code, exc.message))
             return
+        if trace is not None:
+            trace.method = msg.method or f"({msg.kind})"
+            trace.request_id = msg.id
+            trace.request = msg.raw
+            trace.continue_from(headers.get("traceparent") or _meta_of(msg).get("traceparent"))
 
         session_id = headers.get(SESSION_ID_HEADER)
         header_version = headers.get(PROTOCOL_VERSION_HEADER)
         if msg.method == "initialize" and msg.kind == "request" and session_id is None:
+            if trace is not None:
+                trace.era, trace.parsed_ns = "legacy", time.time_ns()
             await initialize(self.gateway, server, msg, responder)
             return
         if session_id is not None:
@@ -183,6 +204,12 @@ class McpEndpoint:
         if header_version is not None and header_version not in LEGACY_VERSIONS:
             await responder.json(400, _unsupported(msg.id, header_version))
             return
+        trace = responder.trace
+        if trace is not None:
+            trace.era, trace.protocol_version, trace.session_id = "legacy", state.protocol_version, session_id
+            trace.parsed_ns = time.time_ns()
+            if msg.kind != "request" and not trace.parent_span_id:
+                trace.trace_id = session_trace_id(session_id)  # unrelated messages join the session's trace
         live = self.gateway.live.get(session_id)
         if live is None:  # another replica created it; rebuild this process's companion
             live = self.gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
@@ -235,9 +262,12 @@ class McpEndpoint:
             # Nothing for a modern client to notify or answer: cancellation is closing the stream.
             await responder.empty(202)
             return
-        meta = msg.params.get("_meta")
-        meta = meta if isinstance(meta, dict) else {}
+        meta = _meta_of(msg)
         capabilities = meta.get(META_CLIENT_CAPABILITIES)
+        trace = responder.trace
+        if trace is not None:
+            trace.era, trace.protocol_version, trace.parsed_ns = "modern", version, time.time_ns()
+            trace.session_id = _modern_session_key(server, meta, headers)
         call = Call(
             self.gateway,
             server,
@@ -317,6 +347,23 @@ class McpEndpoint:
         if live is not None:
             await live.close()
         await responder.empty(200)
+
+
+def _meta_of(msg: Message) -> dict[str, Any]:
+    meta = msg.params.get("_meta") if msg.kind in ("request", "notification") else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _modern_session_key(server: VirtualServer, meta: dict[str, Any], headers: dict[str, str]) -> str:
+    """2026-07-28 has no sessions; group an agent's requests by OTel baggage `session.id` when the client
+    sends it, else by virtual server and client identity."""
+    for item in headers.get("baggage", "").split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "session.id" and value:
+            return value.split(";", 1)[0]
+    info = meta.get("io.modelcontextprotocol/clientInfo")
+    name = f"{info.get('name', '?')}/{info.get('version', '?')}" if isinstance(info, dict) else "?"
+    return f"{server.config.path}|{name}"
 
 
 def _meta_version(msg: Message) -> str | None:

@@ -18,6 +18,7 @@ from ._catalog import Catalog
 from ._config import Config, VirtualServerConfig
 from ._jsonrpc import encode_notification
 from ._mcp import META_SUBSCRIPTION_ID
+from ._recording import SpanEmitter
 from ._sessions import InMemorySessionStore, LiveSession, SessionStore
 from ._slice import Slice
 from ._upstream import Exchange
@@ -79,12 +80,18 @@ class Gateway:
         self.endpoints: dict[str, str] = {}
         self.catalog = Catalog(self._tools_changed)
         self._sweeper: asyncio.Task[None] | None = None
+        # The flight recorder's emitter; None when `recorder.target` is not configured.
+        self.emitter: SpanEmitter | None = None
         self.started_at = time.time()
         self.reloads = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.config.recorder.target is not None:
+            self.emitter = SpanEmitter(self.config.recorder)
+            await self.emitter.start()
+            logger.info("recording spans to %s", self.config.recorder.target)
         self.catalog.apply(self.config.backends)
         self._rebuild(notify=False)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -100,6 +107,8 @@ class Gateway:
             for listener in listeners:
                 listener.queue.put_nowait(b"")
         await self.catalog.close()
+        if self.emitter is not None:
+            await self.emitter.close()
 
     async def reload(self, config: Config) -> None:
         """Serve a new config. Sessions stay open; backends whose config is unchanged stay connected."""
@@ -189,4 +198,7 @@ class Gateway:
             path: {"tools": [t["name"] for t in vs.slice.tools], "problems": list(vs.slice.problems)}
             for path, vs in self.servers.items()
         }
-        return {"ready": self.catalog.ready, "backends": backends, "virtual_servers": servers}
+        recorder = None
+        if self.emitter is not None:
+            recorder = {"target": self.config.recorder.target, **self.emitter.counters}
+        return {"ready": self.catalog.ready, "backends": backends, "virtual_servers": servers, "recorder": recorder}

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from proto import pb
+
 from ._gateway import Gateway, Listener, Parked, VirtualServer
 from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, RequestId, encode_error, encode_result
 from ._mcp import (
@@ -30,6 +32,7 @@ from ._mcp import (
     Era,
     negotiate_legacy,
 )
+from ._recording import Hop, Trace
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
 from ._upstream import Backend, BackendError, BackendTimeout, Exchange
@@ -99,6 +102,9 @@ async def initialize(gateway: Gateway, server: VirtualServer, msg: Message, resp
     )
     await gateway.sessions.put(state)
     gateway.live[state.id] = LiveSession(state.id, server.config.path)
+    if responder.trace is not None:
+        responder.trace.session_id = state.id
+        responder.trace.protocol_version = version
     result: dict[str, Any] = {
         "protocolVersion": version,
         "capabilities": server.capabilities(),
@@ -179,11 +185,18 @@ async def _call_tool(call: Call, msg: Message) -> None:
         await _resume(call, msg, name, state, client_token)
         return
 
+    trace = call.responder.trace
+    if trace is not None:
+        trace.tool = name
     route = call.server.slice.routes.get(name)
+    if trace is not None:
+        trace.sliced_ns = time.time_ns()
     if route is None:
         # Outside the slice: it does not exist for this client, and no backend hears of it.
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown tool: {name}"))
         return
+    if trace is not None:
+        trace.backend, trace.backend_tool = route.backend, route.tool_name
     backend = call.gateway.catalog.backends.get(route.backend)
     if backend is None:
         await call.responder.json(
@@ -210,13 +223,19 @@ async def _call_tool(call: Call, msg: Message) -> None:
 async def _forward(
     call: Call, client_id: RequestId | None, backend: Backend, upstream: dict[str, Any], client_token: Any, tool: str
 ) -> None:
+    trace = call.responder.trace
     while True:
+        hop = None
+        if trace is not None:
+            hop = _upstream_hop(trace, backend.path, str(upstream["name"]), upstream)
         try:
             exchange = await backend.open("tools/call", upstream)
         except BackendError as exc:
+            if hop is not None:
+                hop.end_ns, hop.error = time.time_ns(), (BACKEND_ERROR, str(exc))
             await call.responder.json(200, _backend_error(client_id, exc))
             return
-        outcome = await _pump(call, client_id, exchange, client_token, tool)
+        outcome = await _pump(call, client_id, exchange, client_token, tool, hop)
         if isinstance(outcome, bytes):
             await call.responder.json(200, outcome)
             return
@@ -234,8 +253,45 @@ async def _forward(
             upstream.pop("requestState", None)
 
 
+def _upstream_hop(trace: Trace, backend: str, tool: str, upstream: dict[str, Any]) -> Hop:
+    """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`."""
+    hop = Hop(f"tools/call {tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", time.time_ns())
+    hop.backend, hop.tool = backend, tool
+    meta = dict(upstream.get("_meta") or {})
+    meta["traceparent"] = trace.downstream_traceparent(hop)
+    upstream["_meta"] = meta
+    hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
+    trace.hops.append(hop)
+    return hop
+
+
+def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | None = None) -> None:
+    if hop is None:
+        return
+    hop.end_ns = time.time_ns()
+    if up is not None:
+        hop.response = up.raw
+        if up.kind == "error":
+            hop.error = (int(up.error.get("code", BACKEND_ERROR)), str(up.error.get("message", "")))
+    if error is not None:
+        hop.error = error
+
+
+def _child_hop(hop: Hop | None, up: Message, direction: int) -> None:
+    if hop is None:
+        return
+    child = Hop(up.method or "message", pb.SPAN_KIND_INTERNAL, direction, up.method or "", time.time_ns())
+    child.request = up.raw
+    hop.children.append(child)
+
+
 async def _pump(
-    call: Call, client_id: RequestId | None, exchange: Exchange, client_token: Any, tool: str
+    call: Call,
+    client_id: RequestId | None,
+    exchange: Exchange,
+    client_token: Any,
+    tool: str,
+    hop: Hop | None = None,
 ) -> bytes | dict[str, Any]:
     """Relay what the backend sends about one request until its answer; return the encoded answer,
     or a modern backend's InputRequiredResult when a legacy client must be asked first."""
@@ -249,8 +305,15 @@ async def _pump(
             try:
                 up = await exchange.next()
             except BackendError as exc:
+                _finish_hop(
+                    hop, None, (REQUEST_TIMEOUT if isinstance(exc, BackendTimeout) else BACKEND_ERROR, str(exc))
+                )
                 return _backend_error(client_id, exc)
             kind = up.kind
+            if kind in ("result", "error"):
+                _finish_hop(hop, up)
+            else:
+                _child_hop(hop, up, pb.DIRECTION_BACKEND_TO_GATEWAY)
             if kind == "result":
                 result = up.result if isinstance(up.result, dict) else {}
                 if call.era == "legacy" and result.get("resultType") == "input_required":
@@ -331,6 +394,12 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
     live.relayed[relay_id] = Relayed(exchange, relay_id, future)  # type: ignore[arg-type]
     if exchange is not None:
         exchange.extend_deadline(ttl)
+    hop = None
+    trace = call.responder.trace
+    if trace is not None:
+        hop = Hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method, time.time_ns())
+        hop.request = {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}
+        trace.hops.append(hop)
     try:
         await call.responder.event(orjson.dumps({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}))
         disconnected: asyncio.Future[Any] = asyncio.ensure_future(call.responder.disconnected.wait())
@@ -338,8 +407,12 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
         done, _ = await asyncio.wait(waiting, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
         disconnected.cancel()
         if future in done and not future.cancelled():
-            return future.result()
-        return {"error": {"code": REQUEST_TIMEOUT, "message": f"The client did not answer {method}"}}
+            answer = future.result()
+        else:
+            answer = {"error": {"code": REQUEST_TIMEOUT, "message": f"The client did not answer {method}"}}
+        if hop is not None:
+            hop.end_ns, hop.response = time.time_ns(), answer
+        return answer
     finally:
         live.relayed.pop(relay_id, None)
 
@@ -429,7 +502,15 @@ async def _resume(call: Call, msg: Message, tool: str, token: str, client_token:
         await exchange.close()
         await call.responder.json(200, _backend_error(msg.id, exc))
         return
-    outcome = await _pump(call, msg.id, exchange, client_token, tool)
+    hop = None
+    trace = call.responder.trace
+    if trace is not None:
+        trace.backend = exchange.backend
+        hop = Hop(f"tools/call {tool} (resumed)", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
+                  time.time_ns())  # fmt: skip
+        hop.backend, hop.request = exchange.backend, {"inputResponses": responses}
+        trace.hops.append(hop)
+    outcome = await _pump(call, msg.id, exchange, client_token, tool, hop)
     assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
     await call.responder.json(200, outcome)
 

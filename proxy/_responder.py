@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ._recording import Trace
 from ._sse import encode_event
 
 __all__ = ["Responder"]
@@ -42,8 +43,12 @@ class Responder:
         self._watch_timer: asyncio.TimerHandle | None = None
         self._on_disconnect: list[Callable[[], Awaitable[None]]] = []
         self.status = 0
+        # The flight recorder's record of this request (None when not recording), and the final answer.
+        self.trace: Trace | None = None
+        self.sent_body: bytes | None = None
 
     async def json(self, status: int, body: bytes) -> None:
+        self.sent_body = body
         if self.disconnected.is_set():
             return  # nobody to answer; the request was cancelled by hanging up
         if self.started:

@@ -1,6 +1,25 @@
-"""Slicewire's flight recorder: spans of every JSON-RPC message, stored in DuckDB.
+"""Slicewire's flight recorder: spans of every JSON-RPC message, stored in DuckDB, queryable live.
 
-Not built yet: the gateway core comes first (issue 2); the recorder is issue 3.
+import recorder
+rec = recorder.connect("127.0.0.1:4317")      # a live recorder, or a path to its trace file
+rec.df("SELECT tool_name, count(*) FROM spans GROUP BY 1")
 """
 
-__all__: list[str] = []
+from ._client import Recording, RecordingError, connect
+from ._schema import SCHEMA_VERSION, SchemaError
+from ._server import RecorderService, serve
+from ._store import QueryRefused, SpanStore, StoreError, WriteResult
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "QueryRefused",
+    "RecorderService",
+    "Recording",
+    "RecordingError",
+    "SchemaError",
+    "SpanStore",
+    "StoreError",
+    "WriteResult",
+    "connect",
+    "serve",
+]

@@ -1,0 +1,471 @@
+"""The flight recorder's gateway side: what a request leaves behind, and how it reaches the recorder.
+
+On the request path the gateway only fills a `Trace` (timestamps and references to messages it
+already has) and appends it to a bounded queue: no I/O, no serialization. A background task turns
+traces into spans (redacting payloads), packs about 64 spans per `SpanBatch`, and ships batches over
+short gRPC client streams; the recorder's Ack means "stored". When the recorder is unreachable or
+slow, batches go to an append-only spool file (size-capped; what does not fit is counted as
+dropped) and are re-sent once it answers again. The recorder de-duplicates on span id, so a batch
+sent twice is stored once.
+
+Span model, one trace per client request (see docs/recording.md):
+
+    tools/call say                 SERVER  client -> gateway -> client, whole request
+    ├─ parse                       INTERNAL  receive, JSON-RPC parse, era and header checks
+    ├─ slice                       INTERNAL  exposed name -> (backend, tool)
+    ├─ tools/call echo             CLIENT    the upstream call to the backend
+    │  └─ notifications/progress   INTERNAL  each message the backend sent about it
+    ├─ elicitation/create          INTERNAL  a backend request relayed to the client, until answered
+    └─ respond                     INTERNAL  encoding and sending the answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import socket
+import struct
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+
+from proto import pb, pb_grpc
+
+from ._config import RecorderConfig
+from ._redact import Redactor
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Hop", "SpanEmitter", "Trace", "parse_traceparent", "session_trace_id"]
+
+_getrandbits = random.SystemRandom().getrandbits
+_LEN = struct.Struct(">I")
+_MESSAGE_KIND = {
+    "request": pb.MESSAGE_KIND_REQUEST,
+    "notification": pb.MESSAGE_KIND_NOTIFICATION,
+    "result": pb.MESSAGE_KIND_RESULT,
+    "error": pb.MESSAGE_KIND_ERROR,
+}
+
+
+def new_trace_id() -> bytes:
+    return _getrandbits(128).to_bytes(16, "big")
+
+
+def new_span_id() -> bytes:
+    return _getrandbits(64).to_bytes(8, "big")
+
+
+def session_trace_id(session_id: str) -> bytes:
+    """The trace that collects a session's messages not tied to one request (stable per session)."""
+    return hashlib.blake2b(session_id.encode(), digest_size=16).digest()
+
+
+def parse_traceparent(value: Any) -> tuple[bytes, bytes] | None:
+    """W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`) -> (trace id, parent span id), or None."""
+    if not isinstance(value, str) or len(value) < 55:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+        return None
+    try:
+        trace_id, span_id = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+    except ValueError:
+        return None
+    if trace_id == bytes(16) or span_id == bytes(8):
+        return None
+    return trace_id, span_id
+
+
+def traceparent(trace_id: bytes, span_id: bytes) -> str:
+    return f"00-{trace_id.hex()}-{span_id.hex()}-01"
+
+
+class Hop:
+    """One message exchange inside a trace: the upstream call, a relayed request, a notification."""
+
+    __slots__ = ("backend", "children", "direction", "end_ns", "error", "kind", "method", "name", "request", "response",
+                 "span_id", "start_ns", "tool")  # fmt: skip
+
+    def __init__(self, name: str, kind: int, direction: int, method: str, start_ns: int) -> None:
+        self.name = name
+        self.kind = kind
+        self.direction = direction
+        self.method = method
+        self.start_ns = start_ns
+        self.end_ns = start_ns
+        self.span_id = new_span_id()
+        self.backend = ""
+        self.tool = ""
+        self.request: Any = None
+        self.response: Any = None
+        self.error: tuple[int, str] | None = None
+        self.children: list[Hop] = []
+
+
+class Trace:
+    """What one client request leaves behind. Filled on the request path; turned into spans later."""
+
+    __slots__ = ("backend", "backend_tool", "end_ns", "era", "error", "headers", "hops", "method", "parent_span_id",
+                 "parsed_ns", "protocol_version", "request", "request_id", "response", "session_id", "sliced_ns",
+                 "span_id", "start_ns", "subject", "tool", "trace_id", "virtual_server")  # fmt: skip
+
+    def __init__(self, start_ns: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.start_ns = start_ns
+        self.parsed_ns = start_ns
+        self.sliced_ns = 0
+        self.end_ns = 0
+        self.headers = headers
+        self.trace_id = b""
+        self.span_id = new_span_id()
+        self.parent_span_id = b""
+        self.method = ""
+        self.request_id: Any = None
+        self.request: Any = None
+        self.response: bytes | None = None
+        self.error: tuple[int, str] | None = None
+        self.era = ""
+        self.protocol_version = ""
+        self.session_id = ""
+        self.virtual_server = ""
+        self.subject = ""
+        self.tool = ""
+        self.backend = ""
+        self.backend_tool = ""
+        self.hops: list[Hop] = []
+
+    def continue_from(self, traceparent_value: Any) -> None:
+        """Join the caller's trace when it sent a W3C traceparent (header or params._meta)."""
+        parsed = parse_traceparent(traceparent_value)
+        if parsed is not None:
+            self.trace_id, self.parent_span_id = parsed
+
+    def downstream_traceparent(self, hop: Hop) -> str:
+        return traceparent(self.trace_id or self.ensure_trace_id(), hop.span_id)
+
+    def ensure_trace_id(self) -> bytes:
+        if not self.trace_id:
+            self.trace_id = new_trace_id()
+        return self.trace_id
+
+
+class SpanEmitter:
+    """Bounded queue -> batches -> gRPC, with a spool for when the recorder is away.
+
+    emitter = SpanEmitter(config.recorder, instance="gw-1")
+    await emitter.start()
+    emitter.emit(trace)        # cheap; never awaits
+    await emitter.close()      # flushes what it can, spools the rest
+    """
+
+    def __init__(self, config: RecorderConfig, instance: str | None = None) -> None:
+        assert config.target is not None
+        self.config = config
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.redactor = Redactor(
+            config.redact.keys, config.redact.paths, config.redact.patterns, config.max_payload_bytes
+        )
+        self._queue: deque[Trace] = deque()
+        self._queued_spans = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+        self.spool = Path(config.spool_dir) / "spans.spool"
+        self.counters = {"emitted": 0, "sent": 0, "spooled": 0, "dropped": 0, "resent": 0, "send_failures": 0}
+        self._closing = False
+
+    # --- request path ----------------------------------------------------------------------------
+
+    def emit(self, trace: Trace) -> None:
+        """Queue a finished trace. Past `queue_max_spans` it is counted as dropped, never blocks."""
+        spans = 2 + len(trace.hops) * 2  # an estimate; exact counts are taken when spans are built
+        if self._queued_spans + spans > self.config.queue_max_spans:
+            self.counters["dropped"] += spans
+            return
+        self._queue.append(trace)
+        self._queued_spans += spans
+        if self._queued_spans >= self.config.batch_spans:
+            self._wake.set()
+
+    # --- background --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.config.target or "")
+        self._stub = pb_grpc.RecorderStub(self._channel)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="span emitter")
+
+    async def _run(self) -> None:
+        interval = self.config.flush_interval_ms / 1000
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Ship everything queued (or spool it), then retry the spool if the recorder answers."""
+        batches = self._take_batches()
+        if batches:
+            if await self._send(batches):
+                self.counters["sent"] += sum(len(b.spans) for b in batches)
+            else:
+                self._spool(batches)
+        if (batches or self._spool_pending()) and self._spool_pending() and not self._closing:
+            await self._drain_spool()
+
+    def _take_batches(self) -> list[Any]:
+        spans: list[Any] = []
+        while self._queue:
+            trace = self._queue.popleft()
+            try:
+                spans.extend(self.spans_of(trace))
+            except Exception:  # a bad trace must not stop recording; it is logged and dropped
+                logger.exception("could not build spans for a trace; dropped")
+                self.counters["dropped"] += 1
+        self._queued_spans = 0
+        self.counters["emitted"] += len(spans)
+        size = self.config.batch_spans
+        return [pb.SpanBatch(spans=spans[i : i + size], sender=self.instance) for i in range(0, len(spans), size)]
+
+    async def _send(self, batches: list[Any]) -> bool:
+        try:
+            ack = await self._stub.Record(iter(batches), timeout=self.config.send_timeout_s)
+        except grpc.RpcError as exc:
+            self.counters["send_failures"] += 1
+            code = exc.code() if hasattr(exc, "code") else None
+            logger.debug("recorder send failed: %s", code)
+            return False
+        expected = sum(len(b.spans) for b in batches)
+        if ack.received != expected:
+            logger.warning("recorder acknowledged %d of %d spans; re-sending later", ack.received, expected)
+            return False
+        return True
+
+    # --- spool -----------------------------------------------------------------------------------
+
+    def _spool_pending(self) -> bool:
+        try:
+            return self.spool.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def _spool(self, batches: list[Any]) -> None:
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            size = self.spool.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        with self.spool.open("ab") as f:
+            for batch in batches:
+                data = batch.SerializeToString()
+                if size + len(data) + 4 > self.config.spool_max_bytes:
+                    self.counters["dropped"] += len(batch.spans)
+                    continue
+                f.write(_LEN.pack(len(data)) + data)
+                size += len(data) + 4
+                self.counters["spooled"] += len(batch.spans)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _read_spool(self) -> list[Any]:
+        data = self.spool.read_bytes()
+        batches, offset = [], 0
+        while offset + 4 <= len(data):
+            (length,) = _LEN.unpack_from(data, offset)
+            chunk = data[offset + 4 : offset + 4 + length]
+            if len(chunk) < length:
+                logger.warning("spool ends with a partial batch (%d bytes); ignored", len(chunk))
+                break
+            batches.append(pb.SpanBatch.FromString(chunk))
+            offset += 4 + length
+        return batches
+
+    async def _drain_spool(self) -> None:
+        batches = self._read_spool()
+        # Send in slices so one huge spool does not become one huge stream.
+        for start in range(0, len(batches), 64):
+            part = batches[start : start + 64]
+            if not await self._send(part):
+                remaining = batches[start:]
+                tmp = self.spool.with_suffix(".tmp")
+                with tmp.open("wb") as f:
+                    for batch in remaining:
+                        data = batch.SerializeToString()
+                        f.write(_LEN.pack(len(data)) + data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                tmp.replace(self.spool)
+                return
+            sent = sum(len(b.spans) for b in part)
+            self.counters["resent"] += sent
+            self.counters["sent"] += sent
+        self.spool.unlink(missing_ok=True)
+        logger.info("recorder reachable again: spooled spans re-sent")
+
+    async def close(self) -> None:
+        """Stop: ship what is queued (or spool it)."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        batches = self._take_batches()
+        if batches and not await self._send(batches):
+            self._spool(batches)
+        elif batches:
+            self.counters["sent"] += sum(len(b.spans) for b in batches)
+        if self._channel is not None:
+            await self._channel.close()
+
+    # --- spans -----------------------------------------------------------------------------------
+
+    def spans_of(self, trace: Trace) -> list[Any]:
+        """Turn one trace into spans: redacted payloads, OTel MCP attribute names."""
+        redact = self.redactor.payload
+        trace_id = trace.ensure_trace_id()
+        end = trace.end_ns or time.time_ns()
+        common = {
+            "trace_id": trace_id,
+            "session_id": trace.session_id,
+            "virtual_server": trace.virtual_server,
+            "subject": trace.subject,
+            "protocol_era": trace.era,
+            "protocol_version": trace.protocol_version,
+            "gateway_instance": self.instance,
+        }
+        request_id = "" if trace.request_id is None else str(trace.request_id)
+        response_obj = None
+        if trace.response:
+            try:
+                response_obj = orjson.loads(trace.response)
+            except orjson.JSONDecodeError:
+                response_obj = None
+        error = trace.error
+        if error is None and isinstance(response_obj, dict) and isinstance(response_obj.get("error"), dict):
+            err = response_obj["error"]
+            error = (int(err.get("code", 0)), str(err.get("message", "")))
+        attrs: dict[str, Any] = {
+            "mcp.method.name": trace.method,
+            "mcp.protocol.version": trace.protocol_version,
+            "network.transport": "tcp",
+            "network.protocol.name": "http",
+        }
+        if trace.session_id:
+            attrs["mcp.session.id"] = trace.session_id
+        if request_id:
+            attrs["jsonrpc.request.id"] = request_id
+        if trace.tool:
+            attrs["gen_ai.tool.name"] = trace.tool
+            attrs["gen_ai.operation.name"] = "execute_tool"
+        if error is not None:
+            attrs["error.type"] = str(error[0])
+            attrs["rpc.response.status_code"] = str(error[0])
+        headers = self.redactor.headers(trace.headers) if trace.headers else {}
+        if "user-agent" in headers:
+            attrs["user_agent.original"] = headers["user-agent"]
+        if headers:
+            attrs["http.request.headers"] = headers
+        request_payload, cut_in = redact(trace.request)
+        response_payload, cut_out = redact(response_obj)
+        name = f"{trace.method} {trace.tool}" if trace.tool else trace.method or "request"
+        root = pb.Span(
+            span_id=trace.span_id,
+            parent_span_id=trace.parent_span_id,
+            name=name,
+            kind=pb.SPAN_KIND_SERVER,
+            direction=pb.DIRECTION_CLIENT_TO_GATEWAY,
+            method=trace.method,
+            request_id=request_id,
+            message_kind=pb.MESSAGE_KIND_REQUEST if request_id else pb.MESSAGE_KIND_NOTIFICATION,
+            tool_name=trace.tool,
+            backend=trace.backend,
+            backend_tool_name=trace.backend_tool,
+            start_time_unix_nano=trace.start_ns,
+            end_time_unix_nano=end,
+            status=pb.STATUS_CODE_ERROR if error is not None else pb.STATUS_CODE_OK,
+            error_code=error[0] if error else 0,
+            error_message=error[1] if error else "",
+            attributes_json=orjson.dumps(attrs),
+            request_payload=request_payload,
+            response_payload=response_payload,
+            payload_truncated=cut_in or cut_out,
+            **common,
+        )
+        spans = [root]
+        parsed = trace.parsed_ns or trace.start_ns
+        spans.append(self._internal("parse", trace, trace.start_ns, parsed, trace.span_id, common))
+        if trace.sliced_ns:
+            spans.append(self._internal("slice", trace, parsed, trace.sliced_ns, trace.span_id, common))
+        respond_from = parsed
+        for hop in trace.hops:
+            self._hop_spans(hop, trace.span_id, common, spans)
+            respond_from = max(respond_from, hop.end_ns)
+        if trace.sliced_ns and not trace.hops:
+            respond_from = trace.sliced_ns
+        spans.append(self._internal("respond", trace, respond_from, end, trace.span_id, common))
+        return spans
+
+    def _internal(self, name: str, trace: Trace, start: int, end: int, parent: bytes, common: dict[str, Any]) -> Any:
+        return pb.Span(
+            span_id=new_span_id(),
+            parent_span_id=parent,
+            name=name,
+            kind=pb.SPAN_KIND_INTERNAL,
+            method=trace.method,
+            tool_name=trace.tool,
+            start_time_unix_nano=start,
+            end_time_unix_nano=max(start, end),
+            status=pb.STATUS_CODE_OK,
+            attributes_json=b"{}",
+            **common,
+        )
+
+    def _hop_spans(self, hop: Hop, parent: bytes, common: dict[str, Any], out: list[Any]) -> None:
+        request_payload, cut_in = self.redactor.payload(hop.request)
+        response_payload, cut_out = self.redactor.payload(hop.response)
+        attrs: dict[str, Any] = {"mcp.method.name": hop.method}
+        if hop.backend:
+            attrs["server.address"] = hop.backend
+        if hop.tool:
+            attrs["gen_ai.tool.name"] = hop.tool
+            attrs["gen_ai.operation.name"] = "execute_tool"
+        if hop.error is not None:
+            attrs["error.type"] = str(hop.error[0])
+            attrs["rpc.response.status_code"] = str(hop.error[0])
+        out.append(
+            pb.Span(
+                span_id=hop.span_id,
+                parent_span_id=parent,
+                name=hop.name,
+                kind=hop.kind,
+                direction=hop.direction,
+                method=hop.method,
+                backend=hop.backend,
+                backend_tool_name=hop.tool,
+                start_time_unix_nano=hop.start_ns,
+                end_time_unix_nano=max(hop.start_ns, hop.end_ns),
+                status=pb.STATUS_CODE_ERROR if hop.error else pb.STATUS_CODE_OK,
+                error_code=hop.error[0] if hop.error else 0,
+                error_message=hop.error[1] if hop.error else "",
+                message_kind=pb.MESSAGE_KIND_REQUEST,
+                attributes_json=orjson.dumps(attrs),
+                request_payload=request_payload,
+                response_payload=response_payload,
+                payload_truncated=cut_in or cut_out,
+                **common,
+            )
+        )
+        for child in hop.children:
+            self._hop_spans(child, hop.span_id, common, out)

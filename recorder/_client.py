@@ -1,0 +1,116 @@
+"""Reading a recording: from a live recorder over gRPC, or from its DuckDB file when it is stopped."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import duckdb
+import grpc
+import pyarrow as pa
+
+from proto import pb, pb_grpc
+
+__all__ = ["Recording", "RecordingError", "connect"]
+
+
+class RecordingError(Exception):
+    """The recording could not be read (recorder unreachable, file missing, query refused)."""
+
+
+class Recording:
+    """Query a recording with DuckDB SQL; results as DuckDB relations, pandas frames or Arrow tables.
+
+    Tables and views: `spans`, `sessions`, `traces` (one row per trace), `waterfall` (every span
+    with depth, offset from its trace's start, duration and self time).
+
+    Attribute keys follow the OpenTelemetry conventions and contain dots, so quote them inside the
+    JSON path: ``attrs->>'$."mcp.method.name"'`` (not ``attrs->>'$.mcp.method.name'``, which DuckDB
+    reads as nested objects and answers with NULL).
+
+        rec = recorder.connect("127.0.0.1:4317")          # live recorder
+        rec = recorder.connect("traces.duckdb")           # stopped recorder: the file itself
+        rec.df("SELECT tool_name, count(*) FROM spans GROUP BY 1")
+    """
+
+    def __init__(self, target: str, timeout: float = 10.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._local = duckdb.connect()
+        self._file: duckdb.DuckDBPyConnection | None = None
+        self._channel: grpc.Channel | None = None
+        if _is_file(target):
+            if not os.path.exists(target):
+                raise RecordingError(f"{target}: no such trace file")
+            try:
+                self._file = duckdb.connect(target, read_only=True)
+            except duckdb.Error as exc:
+                raise RecordingError(
+                    f"{target}: cannot open read-only ({str(exc).splitlines()[0]}); while a recorder is writing "
+                    "it, connect to the recorder's address instead"
+                ) from None
+        else:
+            self._channel = grpc.insecure_channel(target)
+            self._stub = pb_grpc.RecorderStub(self._channel)
+
+    @property
+    def live(self) -> bool:
+        return self._channel is not None
+
+    def arrow(self, query: str, max_rows: int = 0) -> pa.Table:
+        if self._file is not None:
+            try:
+                relation = self._file.sql(query)
+                if max_rows:
+                    relation = relation.limit(max_rows)
+                return relation.to_arrow_table()
+            except duckdb.Error as exc:
+                raise RecordingError(str(exc).splitlines()[0]) from None
+        try:
+            chunks = self._stub.Query(pb.QueryRequest(sql=query, max_rows=max_rows), timeout=self.timeout)
+            data = b"".join(chunk.arrow_ipc for chunk in chunks)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise RecordingError(f"no recorder answers at {self.target}") from None
+            raise RecordingError(exc.details() or str(code)) from None
+        return pa.ipc.open_stream(data).read_all()
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """The result as a DuckDB relation (query it further, `.df()`, `.fetchall()`)."""
+        if self._file is not None:
+            try:
+                return self._file.sql(query)
+            except duckdb.Error as exc:
+                raise RecordingError(str(exc).splitlines()[0]) from None
+        return self._local.from_arrow(self.arrow(query))
+
+    def df(self, query: str) -> Any:
+        """The result as a pandas DataFrame (needs pandas)."""
+        return self.arrow(query).to_pandas()
+
+    def rows(self, query: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.arrow(query).to_pylist()
+        return rows
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        if self._file is not None:
+            self._file.close()
+        self._local.close()
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_file(target: str) -> bool:
+    return target.endswith((".duckdb", ".db")) or os.sep in target or os.path.exists(target)
+
+
+def connect(target: str, timeout: float = 10.0) -> Recording:
+    """A live recorder's `host:port`, or the path of a trace file written by a stopped recorder."""
+    return Recording(target, timeout)
