@@ -61,15 +61,19 @@ CREATE TABLE sessions (
     errors          BIGINT NOT NULL
 );
 
+-- A trace's root: no parent, or a parent outside the recording (the caller's span, via traceparent).
+CREATE VIEW roots AS
+SELECT s.* FROM spans s ANTI JOIN spans p ON p.span_id = s.parent_span_id;
+
 -- One row per trace: its root span and totals.
 CREATE VIEW traces AS
 SELECT
     s.trace_id,
-    any_value(s.name) FILTER (WHERE s.parent_span_id IS NULL) AS name,
+    any_value(r.name) AS name,
     any_value(s.session_id) AS session_id,
     any_value(s.virtual_server) AS virtual_server,
     any_value(s.subject) AS subject,
-    any_value(s.tool_name) FILTER (WHERE s.parent_span_id IS NULL) AS tool_name,
+    any_value(r.tool_name) AS tool_name,
     string_agg(DISTINCT s.backend, ',') FILTER (WHERE s.backend IS NOT NULL AND s.backend <> '') AS backends,
     min(s.start_ns) AS start_ns,
     max(s.end_ns) AS end_ns,
@@ -78,12 +82,13 @@ SELECT
     count(*) FILTER (WHERE s.status = 'ERROR') AS errors,
     any_value(s.replay_of) AS replay_of
 FROM spans s
+LEFT JOIN roots r ON r.span_id = s.span_id
 GROUP BY s.trace_id;
 
 -- Every span placed in its trace: depth, offset from the trace's start, duration, self time.
 CREATE VIEW waterfall AS
 WITH RECURSIVE tree(span_id, depth) AS (
-    SELECT span_id, 0 FROM spans WHERE parent_span_id IS NULL
+    SELECT span_id, 0 FROM roots
     UNION ALL
     SELECT c.span_id, t.depth + 1 FROM spans c JOIN tree t ON c.parent_span_id = t.span_id
 ),

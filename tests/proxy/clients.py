@@ -22,8 +22,12 @@ async def sdk_session(url: str, **callbacks: Any) -> AsyncIterator[ClientSession
         yield session
 
 
-def fastmcp_client(url: str, **kwargs: Any) -> Client:
+def fastmcp_client(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Client:
     """A modern-era client: opens with server/discover, stateless requests."""
+    if headers:
+        from fastmcp.client.transports import StreamableHttpTransport
+
+        return Client(StreamableHttpTransport(url, headers=headers), **kwargs)
     return Client(url, **kwargs)
 
 

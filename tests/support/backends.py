@@ -73,6 +73,12 @@ def alpha() -> FastMCP:
             raise
         return "slept"
 
+    @mcp.tool
+    def login(user: str, password: str) -> str:
+        """Check a password (recording tests: the password must never be recorded)."""
+        CALLS.append("login")
+        return f"welcome {user}" if password else "denied"
+
     @mcp.tool(annotations={"destructiveHint": True})
     def delete_repo(repo: str) -> str:
         """Delete a repository. No slice may expose this."""

@@ -1,0 +1,87 @@
+"""The DuckDB store on real files: batches, de-duplication, sessions, the waterfall, read-only queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from proto import pb
+from recorder import SCHEMA_VERSION, QueryRefused, SchemaError, SpanStore, connect
+
+
+def span(trace: int, span: int, parent: int | None, start: int, end: int, **kw: object) -> pb.Span:
+    return pb.Span(
+        trace_id=trace.to_bytes(16, "big"),
+        span_id=span.to_bytes(8, "big"),
+        parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+        name=kw.pop("name", f"span {span}"),  # type: ignore[arg-type]
+        start_time_unix_nano=start,
+        end_time_unix_nano=end,
+        session_id=kw.pop("session_id", "s1"),  # type: ignore[arg-type]
+        attributes_json=b'{"mcp.method.name": "tools/call"}',
+        **kw,
+    )
+
+
+def test_write_dedupe_sessions_and_waterfall(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "t.duckdb")
+    batch = [
+        span(1, 1, None, 1000, 2000, name="tools/call get_issue", kind=pb.SPAN_KIND_SERVER, tool_name="get_issue"),
+        span(1, 2, 1, 1100, 1200, name="parse"),
+        span(1, 3, 1, 1200, 1900, name="tools/call get_issue", kind=pb.SPAN_KIND_CLIENT, backend="/gh"),
+        span(1, 4, 3, 1500, 1500, name="notifications/progress"),
+        span(2, 5, None, 3000, 3500, status=pb.STATUS_CODE_ERROR, error_code=-32602, error_message="Unknown tool: x"),
+    ]
+    assert store.write(batch).result(10).stored == 5
+    again = store.write([*batch[:2], span(3, 6, None, 4000, 4100, session_id="s2")]).result(10)
+    assert (again.received, again.stored, again.duplicates) == (3, 1, 2)
+    rows = store.query("SELECT span_id, depth, offset_ns, duration_ns, self_ns FROM waterfall WHERE trace_id = "
+                       f"'{(1).to_bytes(16, 'big').hex()}' ORDER BY start_ns")  # fmt: skip
+    as_dicts = rows.to_pylist()
+    assert [r["depth"] for r in as_dicts] == [0, 1, 1, 2]
+    assert as_dicts[0]["self_ns"] == 1000 - 100 - 700  # root minus its direct children
+    assert as_dicts[2]["offset_ns"] == 200
+    sessions = {r["session_id"]: r for r in store.query("SELECT * FROM sessions").to_pylist()}
+    assert sessions["s1"]["spans"] == 5 and sessions["s1"]["errors"] == 1  # duplicates not counted twice
+    assert sessions["s2"]["spans"] == 1
+    traces = store.query("SELECT * FROM traces ORDER BY start_ns").to_pylist()
+    assert traces[0]["name"] == "tools/call get_issue" and traces[0]["backends"] == "/gh" and traces[0]["spans"] == 4
+    dotted = store.query("""SELECT attrs->>'$."mcp.method.name"' AS m FROM spans LIMIT 1""").to_pylist()
+    assert dotted == [{"m": "tools/call"}]
+    store.close()
+
+
+def test_queries_are_read_only(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "t.duckdb")
+    for sql in ("DELETE FROM spans", "DROP TABLE spans", "SELECT 1; SELECT 2", "INSERT INTO sessions VALUES (1)"):
+        with pytest.raises(QueryRefused):
+            store.query(sql)
+    with pytest.raises(QueryRefused, match="nope"):
+        store.query("SELECT * FROM nope")
+    store.close()
+
+
+def test_reopen_and_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.duckdb"
+    SpanStore(path).close()
+    store = SpanStore(path)  # migrations are not re-applied
+    store.close()
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION + 1])
+    con.close()
+    with pytest.raises(SchemaError, match="upgrade Slicewire"):
+        SpanStore(path)
+
+
+def test_file_reader_for_a_stopped_recorder(tmp_path: Path) -> None:
+    path = tmp_path / "t.duckdb"
+    store = SpanStore(path)
+    store.write([span(7, 9, None, 10, 20, name="tools/list")]).result(10)
+    store.close()
+    with connect(str(path)) as rec:
+        assert not rec.live
+        assert rec.rows("SELECT name FROM traces") == [{"name": "tools/list"}]
+        assert rec.sql("SELECT count(*) AS n FROM spans").fetchall() == [(1,)]

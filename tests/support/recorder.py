@@ -1,0 +1,39 @@
+"""A real `slicewire recorder` process on 127.0.0.1 writing a real DuckDB file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .procs import Proc, free_port, port_open, wait_until
+
+
+class RunningRecorder:
+    def __init__(self, db: Path, workdir: Path, port: int | None = None) -> None:
+        self.db = db
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.proc = self._start()
+
+    def _start(self) -> Proc:
+        proc = Proc(
+            [sys.executable, "-m", "proxy", "recorder", "--db", str(self.db), "--listen", self.target],
+            self.workdir / f"recorder-{self.port}.log",
+        )
+        wait_until(port_open(self.port), 30, what=f"recorder on {self.target}")
+        return proc
+
+    def restart(self) -> None:
+        self.proc.stop()
+        self.proc = self._start()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def start(self) -> None:
+        self.proc = self._start()
+
+    def stop(self) -> None:
+        """SIGTERM: the recorder finishes streams in flight, flushes and closes the file."""
+        self.proc.stop()
