@@ -95,7 +95,8 @@ async def test_session_through_two_backends_is_recorded(backends: dict[str, str]
         kids = r.rows(f"SELECT name FROM waterfall WHERE trace_id = '{'ab' * 16}' AND depth = 2")
         assert [k["name"] for k in kids] == ["notifications/progress", "notifications/progress"]
         init = r.rows(
-            f"SELECT count(*) AS n FROM spans WHERE session_id = '{session_id}' AND method = 'initialize' AND kind = 'SERVER'"
+            f"SELECT count(*) AS n FROM spans WHERE session_id = '{session_id}' "
+            "AND method = 'initialize' AND kind = 'SERVER'"
         )
         assert init == [{"n": 1}]
     assert_never_stored(tmp_path, SECRET, BEARER)
