@@ -30,6 +30,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 SYSTEMS = [
     "direct",
     "slicewire",
+    "slicewire-recording",
     "slicewire-legacy",
     "forwarder-raw",
     "forwarder-aiohttp",
@@ -122,12 +123,13 @@ def measure(url: str, pid: int, concurrency: int, duration: float, era: str, too
     return result
 
 
-def gateway_config(backend_url: str, port: int, workdir: Path) -> Path:
+def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | None = None) -> Path:
     path = workdir / "bench.yaml"
     path.write_text(
         json.dumps(
             {
                 "listen": {"host": "127.0.0.1", "port": port},
+                "recorder": {"target": recorder, "spool_dir": str(workdir / "spool")},
                 "backends": [{"path": "/echo", "transport": "streamable-http", "url": backend_url}],
                 "virtual_servers": [
                     {
@@ -155,11 +157,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for system in args.systems:
             results[system] = {}
             proc = None
+            extra: list[subprocess.Popen[bytes]] = []
             if system == "direct":
                 url, pid, era, tool = backend_url, backend.pid, "modern", "echo"
             elif system.startswith("slicewire"):
                 port = free_port()
-                config = gateway_config(backend_url, port, workdir)
+                target = None
+                if system == "slicewire-recording":
+                    # The recorder runs beside the load generator (core 1): the figure is the gateway's own cost.
+                    target = f"127.0.0.1:{free_port()}"
+                    recorder = pinned(
+                        1,
+                        [
+                            sys.executable,
+                            "-m",
+                            "proxy",
+                            "recorder",
+                            "--db",
+                            str(workdir / "bench.duckdb"),
+                            "--listen",
+                            target,
+                            "--log-level",
+                            "warning",
+                        ],
+                        workdir / "recorder.log",
+                    )
+                    extra.append(recorder)
+                    wait_port(int(target.rsplit(":", 1)[1]))
+                config = gateway_config(backend_url, port, workdir, target)
                 proc = pinned(
                     0,
                     [
@@ -210,6 +235,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 if proc is not None:
                     stop(proc)
+                for other in extra:
+                    stop(other)
     finally:
         stop(backend)
     return results
@@ -228,6 +255,7 @@ def table(results: dict[str, Any]) -> str:
             )
     direct = results.get("direct", {})
     gateway = results.get("slicewire", {})
+    recording = results.get("slicewire-recording", {})
     if direct and gateway:
         lines.append("")
         for c in gateway:
@@ -236,6 +264,13 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(
                     f"- c={c}: Slicewire adds {added:.3f} ms to p50; gateway CPU "
                     f"{gateway[c]['cpu_us_per_req']} µs per proxied tools/call"
+                )
+        for c in recording:
+            if c in gateway:
+                cost = 1 - recording[c]["rps"] / gateway[c]["rps"]
+                lines.append(
+                    f"- c={c}: recording on costs {cost * 100:.1f}% of req/s "
+                    f"({recording[c]['cpu_us_per_req']} vs {gateway[c]['cpu_us_per_req']} µs CPU per call)"
                 )
         for system, points in results.items():
             if system.startswith("forwarder") and "64" in points and "64" in gateway:

@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Hop", "SpanEmitter", "Trace", "parse_traceparent", "session_trace_id"]
 
-_getrandbits = random.SystemRandom().getrandbits
+# Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do.
+_getrandbits = random.Random(os.urandom(32)).getrandbits
 _LEN = struct.Struct(">I")
 _MESSAGE_KIND = {
     "request": pb.MESSAGE_KIND_REQUEST,
@@ -213,8 +214,15 @@ class SpanEmitter:
             await self.flush()
 
     async def flush(self) -> None:
-        """Ship everything queued (or spool it), then retry the spool if the recorder answers."""
-        batches = self._take_batches()
+        """Ship everything queued (or spool it), then retry the spool if the recorder answers.
+
+        Spans are built a batch at a time with a yield to the event loop in between, so a burst of
+        traffic never becomes one long stall of the requests in flight.
+        """
+        batches = []
+        while self._queue:
+            batches.extend(self._take_batches(self.config.batch_spans))
+            await asyncio.sleep(0)
         if batches:
             if await self._send(batches):
                 self.counters["sent"] += sum(len(b.spans) for b in batches)
@@ -223,16 +231,17 @@ class SpanEmitter:
         if (batches or self._spool_pending()) and self._spool_pending() and not self._closing:
             await self._drain_spool()
 
-    def _take_batches(self) -> list[Any]:
+    def _take_batches(self, max_spans: int = 0) -> list[Any]:
+        """Build spans from queued traces (all of them, or until about `max_spans`) and pack them."""
         spans: list[Any] = []
-        while self._queue:
+        while self._queue and not (max_spans and len(spans) >= max_spans):
             trace = self._queue.popleft()
             try:
                 spans.extend(self.spans_of(trace))
             except Exception:  # a bad trace must not stop recording; it is logged and dropped
                 logger.exception("could not build spans for a trace; dropped")
                 self.counters["dropped"] += 1
-        self._queued_spans = 0
+        self._queued_spans = max(0, self._queued_spans - len(spans)) if self._queue else 0
         self.counters["emitted"] += len(spans)
         size = self.config.batch_spans
         return [pb.SpanBatch(spans=spans[i : i + size], sender=self.instance) for i in range(0, len(spans), size)]

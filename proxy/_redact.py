@@ -53,11 +53,54 @@ class Redactor:
         self.patterns = [re.compile(p) for p in patterns]
         self.max_payload_bytes = max_payload_bytes
         self._secrets: set[str] = set()
+        # Fast path: most payloads hold nothing to redact. The same rules as byte searches over the
+        # serialized JSON decide whether the (slow) walk is needed at all.
+        self._key_needles = tuple(b'"' + k.encode("utf-8") + b'":' for k in sorted(self.keys))
+        # Strings shorter than every pattern's shortest match cannot match; and when every pattern has
+        # known anchor literals, one search for any anchor decides whether the patterns need to run.
+        widths = [_min_width(p.pattern) for p in self.patterns]
+        self._min_len = min(widths) if widths else 0
+        anchors = [_ANCHORS.get(p.pattern) for p in self.patterns]
+        self._anchor_scan = (
+            re.compile("|".join(re.escape(a) for group in anchors if group for a in group))
+            if self.patterns and all(anchors)
+            else None
+        )
+        self._header_verdicts: dict[bytes, bool] = {}
 
     def add_secret(self, value: str) -> None:
         """A value that must never be recorded, wherever it appears (e.g. an injected credential)."""
         if len(value) >= 4:
             self._secrets.add(value)
+
+    def _needs_walk(self, value: Any) -> bool:
+        """True unless the value certainly holds nothing to redact: no secret key, no string a pattern
+        could match (checked by anchors where known) and no known secret. Cheaper than the walk."""
+        if self.paths:
+            return True
+        stack = [value]
+        keys, patterns, secrets = self.keys, self.patterns, self._secrets
+        min_len, anchor_scan = self._min_len, self._anchor_scan
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if isinstance(key, str) and key.lower() in keys:
+                        return True
+                    if isinstance(child, (dict, list, str)):
+                        stack.append(child)
+            elif isinstance(item, list):
+                stack.extend(c for c in item if isinstance(c, (dict, list, str)))
+            elif isinstance(item, str):
+                if patterns and len(item) >= min_len:
+                    if anchor_scan is None or anchor_scan.search(item.lower()):
+                        for pattern in patterns:
+                            if pattern.search(item):
+                                return True
+                for secret in secrets:
+                    if secret in item:
+                        return True
+        return False
 
     def _string(self, value: str) -> str:
         for pattern in self.patterns:
@@ -108,7 +151,7 @@ class Redactor:
         """Redacted JSON bytes, cut at the cap; and whether it was cut."""
         if value is None:
             return b"", False
-        data = orjson.dumps(self.value(value))
+        data = orjson.dumps(self.value(value) if self._needs_walk(value) else value)
         if len(data) > self.max_payload_bytes:
             return data[: self.max_payload_bytes], True
         return data, False
@@ -116,7 +159,43 @@ class Redactor:
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         """Request headers for a span: credential-looking ones replaced by the marker."""
         out = {}
+        verdicts = self._header_verdicts
         for raw_name, raw_value in headers:
+            secret = verdicts.get(raw_name)
+            if secret is None:
+                if len(verdicts) > 512:
+                    verdicts.clear()
+                secret = verdicts[raw_name] = bool(CREDENTIAL_HEADER.search(raw_name.decode("latin-1")))
             name = raw_name.decode("latin-1").lower()
-            out[name] = MARKER if CREDENTIAL_HEADER.search(name) else self._string(raw_value.decode("latin-1"))
+            if secret:
+                out[name] = MARKER
+            elif name in _PLAIN_HEADERS:
+                out[name] = raw_value.decode("latin-1")
+            else:
+                out[name] = self._string(raw_value.decode("latin-1"))
         return out
+
+
+# Headers whose values are protocol plumbing: recorded as they are, without pattern scans.
+_PLAIN_HEADERS = frozenset(
+    ("host", "content-type", "content-length", "accept", "accept-encoding", "connection", "user-agent",
+     "mcp-protocol-version", "mcp-method", "mcp-name", "traceparent", "tracestate")
+)  # fmt: skip
+
+
+# Literals that every match of a default pattern contains (lower-cased), so that payloads without any
+# of them skip the regex. Patterns not listed here are always run.
+_ANCHORS: dict[str, tuple[str, ...]] = {
+    r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+": ("bearer",),
+    r"\b(sk|pk|ghp|gho|xox[abprs])[-_][A-Za-z0-9_-]{8,}": ("sk-", "sk_", "pk-", "pk_", "ghp", "gho", "xox"),
+}
+
+
+def _min_width(pattern: str) -> int:
+    """The length of the shortest string the pattern can match (0 when it cannot be told)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        return int(_parser.parse(pattern).getwidth()[0])
+    except Exception:  # private API: any doubt means "scan everything"
+        return 0
