@@ -38,7 +38,9 @@ class RecorderService(pb_grpc.RecorderServicer):  # type: ignore[misc]
         pending = []
         async for batch in request_iterator:
             received += len(batch.spans)
-            pending.append(asyncio.wrap_future(self.store.write(list(batch.spans))))
+            # Converted to Arrow in a worker thread, overlapping with the writer's inserts.
+            future = await asyncio.to_thread(self.store.write, list(batch.spans))
+            pending.append(asyncio.wrap_future(future))
         for result in await asyncio.gather(*pending):
             stored += result.stored
         return pb.Ack(received=received, stored=stored, duplicates=received - stored)

@@ -183,7 +183,7 @@ class SpanStore:
             raise StoreError(f"{self.path}: {exc}") from None
         if previous == 0:
             logger.info("created trace store %s", self.path)
-        self._queue: queue.Queue[tuple[list[Any], concurrent.futures.Future[WriteResult]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[pa.Table, concurrent.futures.Future[WriteResult]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
         self._closed = False
         self.stored = 0
@@ -192,11 +192,18 @@ class SpanStore:
         self._thread.start()
 
     def write(self, spans: list[Any]) -> concurrent.futures.Future[WriteResult]:
+        """Queue spans for the writer. The protobuf -> Arrow conversion happens here, in the caller's
+        thread, so that it overlaps with the writer's inserts (which release the GIL)."""
         future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
         if self._closed:
             future.set_exception(StoreError("the store is closed"))
             return future
-        self._queue.put((spans, future))
+        try:
+            table = spans_to_arrow(spans)
+        except (pa.ArrowException, ValueError, OverflowError) as exc:
+            future.set_exception(StoreError(f"spans could not be converted: {exc}"))
+            return future
+        self._queue.put((table, future))
         return future
 
     def _run(self) -> None:
@@ -217,34 +224,34 @@ class SpanStore:
                 pending.append(more)
             self._write(pending)
 
-    def _write(self, pending: list[tuple[list[Any], concurrent.futures.Future[WriteResult]]]) -> None:
-        spans = [s for batch, _ in pending for s in batch]
+    def _write(self, pending: list[tuple[pa.Table, concurrent.futures.Future[WriteResult]]]) -> None:
+        total = sum(table.num_rows for table, _ in pending)
         try:
-            batch = spans_to_arrow(spans)  # noqa: F841 - DuckDB reads the local by name
+            batch = pa.concat_tables([table for table, _ in pending])  # noqa: F841 - DuckDB reads it by name
             self._con.execute("BEGIN TRANSACTION")
             row = self._con.execute(_INSERT).fetchone()
             stored = int(row[0]) if row else 0
-            self._con.execute(_FOLD_SESSIONS if stored == len(spans) else _RECOUNT_SESSIONS)
+            self._con.execute(_FOLD_SESSIONS if stored == total else _RECOUNT_SESSIONS)
             self._con.execute("COMMIT")
         except (duckdb.Error, pa.ArrowException, ValueError) as exc:
             try:
                 self._con.execute("ROLLBACK")
             except duckdb.Error:
                 pass
-            logger.exception("writing %d spans failed", len(spans))
+            logger.exception("writing %d spans failed", total)
             for _, future in pending:
                 future.set_exception(StoreError(str(exc)))
             return
         self.stored += stored
-        self.duplicates += len(spans) - stored
+        self.duplicates += total - stored
         self.batches += 1
         # Stored counts are per transaction; split them over the callers in order (duplicates are rare
         # and only matter for the Ack's statistics, never for correctness).
         left = stored
-        for batch_spans, future in pending:
-            mine = min(left, len(batch_spans))
+        for table, future in pending:
+            mine = min(left, table.num_rows)
             left -= mine
-            future.set_result(WriteResult(len(batch_spans), mine))
+            future.set_result(WriteResult(table.num_rows, mine))
 
     def query(self, sql: str, max_rows: int = 0) -> pa.Table:
         """Run one read-only statement on its own cursor; the result as an Arrow table."""
