@@ -28,18 +28,17 @@ import os
 import random
 import socket
 import struct
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 import grpc
-import orjson
 
 from proto import pb, pb_grpc
 
 from ._config import RecorderConfig
 from ._redact import Redactor
+from ._spans import SpanColumns, batch_size, build_spans
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +47,6 @@ __all__ = ["Hop", "SpanEmitter", "Trace", "parse_traceparent", "session_trace_id
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do.
 _getrandbits = random.Random(os.urandom(32)).getrandbits
 _LEN = struct.Struct(">I")
-_MESSAGE_KIND = {
-    "request": pb.MESSAGE_KIND_REQUEST,
-    "notification": pb.MESSAGE_KIND_NOTIFICATION,
-    "result": pb.MESSAGE_KIND_RESULT,
-    "error": pb.MESSAGE_KIND_ERROR,
-}
 
 
 def new_trace_id() -> bytes:
@@ -225,26 +218,39 @@ class SpanEmitter:
             await asyncio.sleep(0)
         if batches:
             if await self._send(batches):
-                self.counters["sent"] += sum(len(b.spans) for b in batches)
+                self.counters["sent"] += sum(batch_size(b) for b in batches)
             else:
                 self._spool(batches)
         if (batches or self._spool_pending()) and self._spool_pending() and not self._closing:
             await self._drain_spool()
 
     def _take_batches(self, max_spans: int = 0) -> list[Any]:
-        """Build spans from queued traces (all of them, or until about `max_spans`) and pack them."""
-        spans: list[Any] = []
-        while self._queue and not (max_spans and len(spans) >= max_spans):
+        """Build spans from queued traces (all of them, or until about `max_spans`), a batch per
+        `batch_spans`, in column form (no protobuf message per span)."""
+        batches: list[Any] = []
+        columns = SpanColumns()
+        taken = 0
+        size = self.config.batch_spans
+        while self._queue and not (max_spans and taken >= max_spans):
             trace = self._queue.popleft()
+            before = len(columns)
             try:
-                spans.extend(self.spans_of(trace))
+                build_spans(trace, self.redactor, self.instance, columns)
             except Exception:  # a bad trace must not stop recording; it is logged and dropped
                 logger.exception("could not build spans for a trace; dropped")
+                columns.truncate(before)
                 self.counters["dropped"] += 1
-        self._queued_spans = max(0, self._queued_spans - len(spans)) if self._queue else 0
-        self.counters["emitted"] += len(spans)
-        size = self.config.batch_spans
-        return [pb.SpanBatch(spans=spans[i : i + size], sender=self.instance) for i in range(0, len(spans), size)]
+                continue
+            if len(columns) >= size:
+                taken += len(columns)
+                batches.append(pb.SpanBatch(columns=columns.message(), sender=self.instance))
+                columns = SpanColumns()
+        if len(columns):
+            taken += len(columns)
+            batches.append(pb.SpanBatch(columns=columns.message(), sender=self.instance))
+        self._queued_spans = max(0, self._queued_spans - taken) if self._queue else 0
+        self.counters["emitted"] += taken
+        return batches
 
     async def _send(self, batches: list[Any]) -> bool:
         try:
@@ -254,7 +260,7 @@ class SpanEmitter:
             code = exc.code() if hasattr(exc, "code") else None
             logger.debug("recorder send failed: %s", code)
             return False
-        expected = sum(len(b.spans) for b in batches)
+        expected = sum(batch_size(b) for b in batches)
         if ack.received != expected:
             logger.warning("recorder acknowledged %d of %d spans; re-sending later", ack.received, expected)
             return False
@@ -278,11 +284,11 @@ class SpanEmitter:
             for batch in batches:
                 data = batch.SerializeToString()
                 if size + len(data) + 4 > self.config.spool_max_bytes:
-                    self.counters["dropped"] += len(batch.spans)
+                    self.counters["dropped"] += batch_size(batch)
                     continue
                 f.write(_LEN.pack(len(data)) + data)
                 size += len(data) + 4
-                self.counters["spooled"] += len(batch.spans)
+                self.counters["spooled"] += batch_size(batch)
             f.flush()
             os.fsync(f.fileno())
 
@@ -315,7 +321,7 @@ class SpanEmitter:
                     os.fsync(f.fileno())
                 tmp.replace(self.spool)
                 return
-            sent = sum(len(b.spans) for b in part)
+            sent = sum(batch_size(b) for b in part)
             self.counters["resent"] += sent
             self.counters["sent"] += sent
         self.spool.unlink(missing_ok=True)
@@ -334,147 +340,6 @@ class SpanEmitter:
         if batches and not await self._send(batches):
             self._spool(batches)
         elif batches:
-            self.counters["sent"] += sum(len(b.spans) for b in batches)
+            self.counters["sent"] += sum(batch_size(b) for b in batches)
         if self._channel is not None:
             await self._channel.close()
-
-    # --- spans -----------------------------------------------------------------------------------
-
-    def spans_of(self, trace: Trace) -> list[Any]:
-        """Turn one trace into spans: redacted payloads, OTel MCP attribute names."""
-        redact = self.redactor.payload
-        trace_id = trace.ensure_trace_id()
-        end = trace.end_ns or time.time_ns()
-        common = {
-            "trace_id": trace_id,
-            "session_id": trace.session_id,
-            "virtual_server": trace.virtual_server,
-            "subject": trace.subject,
-            "protocol_era": trace.era,
-            "protocol_version": trace.protocol_version,
-            "gateway_instance": self.instance,
-        }
-        request_id = "" if trace.request_id is None else str(trace.request_id)
-        response_obj = None
-        if trace.response:
-            try:
-                response_obj = orjson.loads(trace.response)
-            except orjson.JSONDecodeError:
-                response_obj = None
-        error = trace.error
-        if error is None and isinstance(response_obj, dict) and isinstance(response_obj.get("error"), dict):
-            err = response_obj["error"]
-            error = (int(err.get("code", 0)), str(err.get("message", "")))
-        attrs: dict[str, Any] = {
-            "mcp.method.name": trace.method,
-            "mcp.protocol.version": trace.protocol_version,
-            "network.transport": "tcp",
-            "network.protocol.name": "http",
-        }
-        if trace.session_id:
-            attrs["mcp.session.id"] = trace.session_id
-        if request_id:
-            attrs["jsonrpc.request.id"] = request_id
-        if trace.tool:
-            attrs["gen_ai.tool.name"] = trace.tool
-            attrs["gen_ai.operation.name"] = "execute_tool"
-        if error is not None:
-            attrs["error.type"] = str(error[0])
-            attrs["rpc.response.status_code"] = str(error[0])
-        headers = self.redactor.headers(trace.headers) if trace.headers else {}
-        if "user-agent" in headers:
-            attrs["user_agent.original"] = headers["user-agent"]
-        if headers:
-            attrs["http.request.headers"] = headers
-        request_payload, cut_in = redact(trace.request)
-        response_payload, cut_out = redact(response_obj)
-        name = f"{trace.method} {trace.tool}" if trace.tool else trace.method or "request"
-        root = pb.Span(
-            span_id=trace.span_id,
-            parent_span_id=trace.parent_span_id,
-            name=name,
-            kind=pb.SPAN_KIND_SERVER,
-            direction=pb.DIRECTION_CLIENT_TO_GATEWAY,
-            method=trace.method,
-            request_id=request_id,
-            message_kind=pb.MESSAGE_KIND_REQUEST if request_id else pb.MESSAGE_KIND_NOTIFICATION,
-            tool_name=trace.tool,
-            backend=trace.backend,
-            backend_tool_name=trace.backend_tool,
-            start_time_unix_nano=trace.start_ns,
-            end_time_unix_nano=end,
-            status=pb.STATUS_CODE_ERROR if error is not None else pb.STATUS_CODE_OK,
-            error_code=error[0] if error else 0,
-            error_message=error[1] if error else "",
-            attributes_json=orjson.dumps(attrs),
-            request_payload=request_payload,
-            response_payload=response_payload,
-            payload_truncated=cut_in or cut_out,
-            **common,
-        )
-        spans = [root]
-        parsed = trace.parsed_ns or trace.start_ns
-        spans.append(self._internal("parse", trace, trace.start_ns, parsed, trace.span_id, common))
-        if trace.sliced_ns:
-            spans.append(self._internal("slice", trace, parsed, trace.sliced_ns, trace.span_id, common))
-        respond_from = parsed
-        for hop in trace.hops:
-            self._hop_spans(hop, trace.span_id, common, spans)
-            respond_from = max(respond_from, hop.end_ns)
-        if trace.sliced_ns and not trace.hops:
-            respond_from = trace.sliced_ns
-        spans.append(self._internal("respond", trace, respond_from, end, trace.span_id, common))
-        return spans
-
-    def _internal(self, name: str, trace: Trace, start: int, end: int, parent: bytes, common: dict[str, Any]) -> Any:
-        return pb.Span(
-            span_id=new_span_id(),
-            parent_span_id=parent,
-            name=name,
-            kind=pb.SPAN_KIND_INTERNAL,
-            method=trace.method,
-            tool_name=trace.tool,
-            start_time_unix_nano=start,
-            end_time_unix_nano=max(start, end),
-            status=pb.STATUS_CODE_OK,
-            attributes_json=b"{}",
-            **common,
-        )
-
-    def _hop_spans(self, hop: Hop, parent: bytes, common: dict[str, Any], out: list[Any]) -> None:
-        request_payload, cut_in = self.redactor.payload(hop.request)
-        response_payload, cut_out = self.redactor.payload(hop.response)
-        attrs: dict[str, Any] = {"mcp.method.name": hop.method}
-        if hop.backend:
-            attrs["server.address"] = hop.backend
-        if hop.tool:
-            attrs["gen_ai.tool.name"] = hop.tool
-            attrs["gen_ai.operation.name"] = "execute_tool"
-        if hop.error is not None:
-            attrs["error.type"] = str(hop.error[0])
-            attrs["rpc.response.status_code"] = str(hop.error[0])
-        out.append(
-            pb.Span(
-                span_id=hop.span_id,
-                parent_span_id=parent,
-                name=hop.name,
-                kind=hop.kind,
-                direction=hop.direction,
-                method=hop.method,
-                backend=hop.backend,
-                backend_tool_name=hop.tool,
-                start_time_unix_nano=hop.start_ns,
-                end_time_unix_nano=max(hop.start_ns, hop.end_ns),
-                status=pb.STATUS_CODE_ERROR if hop.error else pb.STATUS_CODE_OK,
-                error_code=hop.error[0] if hop.error else 0,
-                error_message=hop.error[1] if hop.error else "",
-                message_kind=pb.MESSAGE_KIND_REQUEST,
-                attributes_json=orjson.dumps(attrs),
-                request_payload=request_payload,
-                response_payload=response_payload,
-                payload_truncated=cut_in or cut_out,
-                **common,
-            )
-        )
-        for child in hop.children:
-            self._hop_spans(child, hop.span_id, common, out)

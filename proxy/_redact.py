@@ -153,7 +153,8 @@ class Redactor:
             return b"", False
         data = orjson.dumps(self.value(value) if self._needs_walk(value) else value)
         if len(data) > self.max_payload_bytes:
-            return data[: self.max_payload_bytes], True
+            # Cut on a character boundary so that the stored text stays valid UTF-8.
+            return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True
         return data, False
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from proto import pb, pb_grpc
 
-from ._store import QueryRefused, SpanStore
+from ._store import QueryRefused, SpanStore, batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ class RecorderService(pb_grpc.RecorderServicer):  # type: ignore[misc]
         received = stored = 0
         pending = []
         async for batch in request_iterator:
-            received += len(batch.spans)
+            received += batch_size(batch)
             # Converted to Arrow in a worker thread, overlapping with the writer's inserts.
-            future = await asyncio.to_thread(self.store.write, list(batch.spans))
+            future = await asyncio.to_thread(self.store.write, batch)
             pending.append(asyncio.wrap_future(future))
         for result in await asyncio.gather(*pending):
             stored += result.stored

@@ -23,67 +23,77 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from proto import pb
-
 from ._schema import migrate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QueryRefused", "SpanStore", "StoreError", "WriteResult", "spans_to_arrow"]
+__all__ = ["QueryRefused", "SpanStore", "StoreError", "WriteResult", "batch_size", "batch_to_arrow", "spans_to_arrow"]
 
-_KIND = {pb.SPAN_KIND_INTERNAL: "INTERNAL", pb.SPAN_KIND_SERVER: "SERVER", pb.SPAN_KIND_CLIENT: "CLIENT"}
-_DIRECTION = {
-    pb.DIRECTION_CLIENT_TO_GATEWAY: "client->gateway",
-    pb.DIRECTION_GATEWAY_TO_BACKEND: "gateway->backend",
-    pb.DIRECTION_BACKEND_TO_GATEWAY: "backend->gateway",
-    pb.DIRECTION_GATEWAY_TO_CLIENT: "gateway->client",
-}
-_MESSAGE = {
-    pb.MESSAGE_KIND_REQUEST: "request",
-    pb.MESSAGE_KIND_NOTIFICATION: "notification",
-    pb.MESSAGE_KIND_RESULT: "result",
-    pb.MESSAGE_KIND_ERROR: "error",
-}
-_STATUS = {pb.STATUS_CODE_UNSET: "UNSET", pb.STATUS_CODE_OK: "OK", pb.STATUS_CODE_ERROR: "ERROR"}
-
-_COLUMNS = [
-    ("span_id", pa.string()),
-    ("trace_id", pa.string()),
-    ("parent_span_id", pa.string()),
+# Arrow columns in wire form (ids as bytes, enums as numbers): conversion to the stored form (hex ids,
+# enum names, NULL for empty) happens inside DuckDB's INSERT, in C, not per span in Python.
+_RAW = [
+    ("trace_id", pa.binary()),
+    ("span_id", pa.binary()),
+    ("parent_span_id", pa.binary()),
     ("name", pa.string()),
-    ("kind", pa.string()),
+    ("kind", pa.int32()),
     ("session_id", pa.string()),
     ("virtual_server", pa.string()),
     ("backend", pa.string()),
     ("subject", pa.string()),
-    ("direction", pa.string()),
+    ("direction", pa.int32()),
     ("method", pa.string()),
     ("request_id", pa.string()),
-    ("message_kind", pa.string()),
+    ("message_kind", pa.int32()),
     ("tool_name", pa.string()),
     ("backend_tool_name", pa.string()),
-    ("start_ns", pa.int64()),
-    ("end_ns", pa.int64()),
-    ("duration_ns", pa.int64()),
-    ("status", pa.string()),
+    ("start_time_unix_nano", pa.uint64()),
+    ("end_time_unix_nano", pa.uint64()),
+    ("status", pa.int32()),
     ("error_code", pa.int32()),
     ("error_message", pa.string()),
-    ("attrs", pa.string()),
-    ("request_payload", pa.string()),
-    ("response_payload", pa.string()),
+    ("attributes_json", pa.binary()),
+    ("request_payload", pa.binary()),
+    ("response_payload", pa.binary()),
     ("payload_truncated", pa.bool_()),
     ("protocol_era", pa.string()),
     ("protocol_version", pa.string()),
-    ("replay_of", pa.string()),
+    ("replay_of_trace_id", pa.binary()),
     ("gateway_instance", pa.string()),
 ]
-_SCHEMA = pa.schema(_COLUMNS)
-_INSERT = f"INSERT OR IGNORE INTO spans ({', '.join(n for n, _ in _COLUMNS)}) SELECT * FROM batch"
+_RAW_SCHEMA = pa.schema(_RAW)
+_TEXT_FROM_BYTES = ("attributes_json", "request_payload", "response_payload")
+
+_INSERT = """
+INSERT OR IGNORE INTO spans (
+    span_id, trace_id, parent_span_id, name, kind, session_id, virtual_server, backend, subject, direction,
+    method, request_id, message_kind, tool_name, backend_tool_name, start_ns, end_ns, duration_ns, status,
+    error_code, error_message, attrs, request_payload, response_payload, payload_truncated, protocol_era,
+    protocol_version, replay_of, gateway_instance)
+SELECT
+    lower(hex(span_id)), lower(hex(trace_id)), nullif(lower(hex(parent_span_id)), ''), name,
+    CASE kind WHEN 2 THEN 'SERVER' WHEN 3 THEN 'CLIENT' ELSE 'INTERNAL' END,
+    nullif(session_id, ''), nullif(virtual_server, ''), nullif(backend, ''), nullif(subject, ''),
+    CASE direction WHEN 1 THEN 'client->gateway' WHEN 2 THEN 'gateway->backend'
+                   WHEN 3 THEN 'backend->gateway' WHEN 4 THEN 'gateway->client' END,
+    nullif(method, ''), nullif(request_id, ''),
+    CASE message_kind WHEN 1 THEN 'request' WHEN 2 THEN 'notification' WHEN 3 THEN 'result' WHEN 4 THEN 'error' END,
+    nullif(tool_name, ''), nullif(backend_tool_name, ''),
+    start_time_unix_nano::BIGINT, end_time_unix_nano::BIGINT,
+    greatest(end_time_unix_nano::BIGINT - start_time_unix_nano::BIGINT, 0),
+    CASE status WHEN 1 THEN 'OK' WHEN 2 THEN 'ERROR' ELSE 'UNSET' END,
+    nullif(error_code, 0), nullif(error_message, ''),
+    coalesce(nullif(attributes_json, ''), '{}'), nullif(request_payload, ''), nullif(response_payload, ''),
+    payload_truncated, nullif(protocol_era, ''), nullif(protocol_version, ''),
+    nullif(lower(hex(replay_of_trace_id)), ''), nullif(gateway_instance, '')
+FROM batch
+"""
 _FOLD_SESSIONS = """
 INSERT INTO sessions
-SELECT session_id, any_value(virtual_server), any_value(subject), min(start_ns), max(end_ns), count(*),
-       count(*) FILTER (WHERE status = 'ERROR')
-FROM batch WHERE session_id IS NOT NULL GROUP BY session_id
+SELECT session_id, any_value(nullif(virtual_server, '')), any_value(nullif(subject, '')),
+       min(start_time_unix_nano)::BIGINT, max(end_time_unix_nano)::BIGINT, count(*),
+       count(*) FILTER (WHERE status = 2)
+FROM batch WHERE session_id <> '' GROUP BY session_id
 ON CONFLICT (session_id) DO UPDATE SET
     first_ns = least(sessions.first_ns, excluded.first_ns),
     last_ns = greatest(sessions.last_ns, excluded.last_ns),
@@ -96,7 +106,7 @@ _RECOUNT_SESSIONS = """
 INSERT OR REPLACE INTO sessions
 SELECT session_id, any_value(virtual_server), any_value(subject), min(start_ns), max(end_ns), count(*),
        count(*) FILTER (WHERE status = 'ERROR')
-FROM spans WHERE session_id IN (SELECT DISTINCT session_id FROM batch WHERE session_id IS NOT NULL)
+FROM spans WHERE session_id IN (SELECT DISTINCT session_id FROM batch WHERE session_id <> '')
 GROUP BY session_id
 """
 _READ_ONLY = {"SELECT", "EXPLAIN"}
@@ -120,51 +130,50 @@ class WriteResult:
         return self.received - self.stored
 
 
-def _hex(value: bytes) -> str | None:
-    return value.hex() if value else None
+def _text_column(values: list[bytes]) -> pa.Array:
+    """UTF-8 bytes -> Arrow strings, vectorized; invalid UTF-8 (a buggy sender) is replaced, not fatal."""
+    raw = pa.array(values, pa.binary())
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([v.decode("utf-8", "replace") for v in values], pa.string())
 
 
-def _text(value: bytes) -> str | None:
-    return value.decode("utf-8", "replace") if value else None
+def _table(columns: dict[str, list[Any]]) -> pa.Table:
+    arrays = []
+    for name, kind in _RAW:
+        values = columns[name]
+        arrays.append(_text_column(values) if name in _TEXT_FROM_BYTES else pa.array(values, kind))
+    return pa.Table.from_arrays(
+        arrays, schema=pa.schema([(n, pa.string() if n in _TEXT_FROM_BYTES else t) for n, t in _RAW])
+    )
+
+
+def batch_size(batch: Any) -> int:
+    """How many spans a SpanBatch carries, in either form."""
+    return len(batch.spans) + (len(batch.columns.span_id) if batch.HasField("columns") else 0)
+
+
+def batch_to_arrow(batch: Any) -> pa.Table:
+    """One SpanBatch (row form, column form, or both) -> one Arrow table in wire form."""
+    tables = []
+    if batch.spans:
+        tables.append(spans_to_arrow(list(batch.spans)))
+    if batch.HasField("columns"):
+        columns = batch.columns
+        data = {name: list(getattr(columns, name)) for name, _ in _RAW}
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"SpanColumns columns differ in length: {sorted(lengths)}")
+        tables.append(_table(data))
+    if not tables:
+        return _table({name: [] for name, _ in _RAW})
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def spans_to_arrow(spans: list[Any]) -> pa.Table:
-    """Protobuf spans -> one Arrow table in the `spans` column order."""
-    cols: list[list[Any]] = [[] for _ in _COLUMNS]
-    (span_id, trace_id, parent, name, kind, session, vs, backend, subject, direction, method, request_id,
-     message_kind, tool, backend_tool, start, end, duration, status, code, message, attrs, req, resp, cut,
-     era, version, replay_of, instance) = cols  # fmt: skip
-    for s in spans:
-        span_id.append(s.span_id.hex())
-        trace_id.append(s.trace_id.hex())
-        parent.append(_hex(s.parent_span_id))
-        name.append(s.name)
-        kind.append(_KIND.get(s.kind, "INTERNAL"))
-        session.append(s.session_id or None)
-        vs.append(s.virtual_server or None)
-        backend.append(s.backend or None)
-        subject.append(s.subject or None)
-        direction.append(_DIRECTION.get(s.direction))
-        method.append(s.method or None)
-        request_id.append(s.request_id or None)
-        message_kind.append(_MESSAGE.get(s.message_kind))
-        tool.append(s.tool_name or None)
-        backend_tool.append(s.backend_tool_name or None)
-        start.append(s.start_time_unix_nano)
-        end.append(s.end_time_unix_nano)
-        duration.append(max(0, s.end_time_unix_nano - s.start_time_unix_nano))
-        status.append(_STATUS.get(s.status, "UNSET"))
-        code.append(s.error_code or None)
-        message.append(s.error_message or None)
-        attrs.append(_text(s.attributes_json) or "{}")
-        req.append(_text(s.request_payload))
-        resp.append(_text(s.response_payload))
-        cut.append(s.payload_truncated)
-        era.append(s.protocol_era or None)
-        version.append(s.protocol_version or None)
-        replay_of.append(_hex(s.replay_of_trace_id))
-        instance.append(s.gateway_instance or None)
-    return pa.Table.from_arrays([pa.array(c, type=t) for c, (_, t) in zip(cols, _COLUMNS, strict=True)], schema=_SCHEMA)
+    """Protobuf spans (row form) -> one Arrow table in wire form."""
+    return _table({name: [getattr(s, name) for s in spans] for name, _ in _RAW})
 
 
 class SpanStore:
@@ -191,15 +200,15 @@ class SpanStore:
         self.batches = 0
         self._thread.start()
 
-    def write(self, spans: list[Any]) -> concurrent.futures.Future[WriteResult]:
-        """Queue spans for the writer. The protobuf -> Arrow conversion happens here, in the caller's
-        thread, so that it overlaps with the writer's inserts (which release the GIL)."""
+    def write(self, spans: list[Any] | Any) -> concurrent.futures.Future[WriteResult]:
+        """Queue spans (a list of Span, or a SpanBatch in either form) for the writer. The protobuf ->
+        Arrow conversion happens here, in the caller's thread, overlapping the writer's inserts."""
         future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
         if self._closed:
             future.set_exception(StoreError("the store is closed"))
             return future
         try:
-            table = spans_to_arrow(spans)
+            table = spans_to_arrow(spans) if isinstance(spans, list) else batch_to_arrow(spans)
         except (pa.ArrowException, ValueError, OverflowError) as exc:
             future.set_exception(StoreError(f"spans could not be converted: {exc}"))
             return future

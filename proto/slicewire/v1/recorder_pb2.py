@@ -24,31 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bslicewire/v1/recorder.proto\x12\x0cslicewire.v1\"\xce\x05\n\x04Span\x12\x10\n\x08trace_id\x18\x01 \x01(\x0c\x12\x0f\n\x07span_id\x18\x02 \x01(\x0c\x12\x16\n\x0eparent_span_id\x18\x03 \x01(\x0c\x12\x0c\n\x04name\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.slicewire.v1.SpanKind\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x16\n\x0evirtual_server\x18\x07 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12*\n\tdirection\x18\n \x01(\x0e\x32\x17.slicewire.v1.Direction\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12/\n\x0cmessage_kind\x18\r \x01(\x0e\x32\x19.slicewire.v1.MessageKind\x12\x11\n\ttool_name\x18\x0e \x01(\t\x12\x19\n\x11\x62\x61\x63kend_tool_name\x18\x0f \x01(\t\x12\x1c\n\x14start_time_unix_nano\x18\x10 \x01(\x06\x12\x1a\n\x12\x65nd_time_unix_nano\x18\x11 \x01(\x06\x12(\n\x06status\x18\x12 \x01(\x0e\x32\x18.slicewire.v1.StatusCode\x12\x12\n\nerror_code\x18\x13 \x01(\x11\x12\x15\n\rerror_message\x18\x14 \x01(\t\x12\x17\n\x0f\x61ttributes_json\x18\x15 \x01(\x0c\x12\x17\n\x0frequest_payload\x18\x16 \x01(\x0c\x12\x18\n\x10response_payload\x18\x17 \x01(\x0c\x12\x19\n\x11payload_truncated\x18\x18 \x01(\x08\x12\x14\n\x0cprotocol_era\x18\x19 \x01(\t\x12\x18\n\x10protocol_version\x18\x1a \x01(\t\x12\x1a\n\x12replay_of_trace_id\x18\x1b \x01(\x0c\x12\x18\n\x10gateway_instance\x18\x1c \x01(\t\">\n\tSpanBatch\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.slicewire.v1.Span\x12\x0e\n\x06sender\x18\x02 \x01(\t\";\n\x03\x41\x63k\x12\x10\n\x08received\x18\x01 \x01(\x04\x12\x0e\n\x06stored\x18\x02 \x01(\x04\x12\x12\n\nduplicates\x18\x03 \x01(\x04\"-\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08max_rows\x18\x02 \x01(\r\"\x1f\n\nQueryChunk\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c*i\n\x08SpanKind\x12\x19\n\x15SPAN_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12SPAN_KIND_INTERNAL\x10\x01\x12\x14\n\x10SPAN_KIND_SERVER\x10\x02\x12\x14\n\x10SPAN_KIND_CLIENT\x10\x03*\xac\x01\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44IRECTION_CLIENT_TO_GATEWAY\x10\x01\x12 \n\x1c\x44IRECTION_GATEWAY_TO_BACKEND\x10\x02\x12 \n\x1c\x44IRECTION_BACKEND_TO_GATEWAY\x10\x03\x12\x1f\n\x1b\x44IRECTION_GATEWAY_TO_CLIENT\x10\x04*\x95\x01\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14MESSAGE_KIND_REQUEST\x10\x01\x12\x1d\n\x19MESSAGE_KIND_NOTIFICATION\x10\x02\x12\x17\n\x13MESSAGE_KIND_RESULT\x10\x03\x12\x16\n\x12MESSAGE_KIND_ERROR\x10\x04*N\n\nStatusCode\x12\x15\n\x11STATUS_CODE_UNSET\x10\x00\x12\x12\n\x0eSTATUS_CODE_OK\x10\x01\x12\x15\n\x11STATUS_CODE_ERROR\x10\x02\x32\x83\x01\n\x08Recorder\x12\x36\n\x06Record\x12\x17.slicewire.v1.SpanBatch\x1a\x11.slicewire.v1.Ack(\x01\x12?\n\x05Query\x12\x1a.slicewire.v1.QueryRequest\x1a\x18.slicewire.v1.QueryChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bslicewire/v1/recorder.proto\x12\x0cslicewire.v1\"\xce\x05\n\x04Span\x12\x10\n\x08trace_id\x18\x01 \x01(\x0c\x12\x0f\n\x07span_id\x18\x02 \x01(\x0c\x12\x16\n\x0eparent_span_id\x18\x03 \x01(\x0c\x12\x0c\n\x04name\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.slicewire.v1.SpanKind\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x16\n\x0evirtual_server\x18\x07 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12*\n\tdirection\x18\n \x01(\x0e\x32\x17.slicewire.v1.Direction\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12/\n\x0cmessage_kind\x18\r \x01(\x0e\x32\x19.slicewire.v1.MessageKind\x12\x11\n\ttool_name\x18\x0e \x01(\t\x12\x19\n\x11\x62\x61\x63kend_tool_name\x18\x0f \x01(\t\x12\x1c\n\x14start_time_unix_nano\x18\x10 \x01(\x06\x12\x1a\n\x12\x65nd_time_unix_nano\x18\x11 \x01(\x06\x12(\n\x06status\x18\x12 \x01(\x0e\x32\x18.slicewire.v1.StatusCode\x12\x12\n\nerror_code\x18\x13 \x01(\x11\x12\x15\n\rerror_message\x18\x14 \x01(\t\x12\x17\n\x0f\x61ttributes_json\x18\x15 \x01(\x0c\x12\x17\n\x0frequest_payload\x18\x16 \x01(\x0c\x12\x18\n\x10response_payload\x18\x17 \x01(\x0c\x12\x19\n\x11payload_truncated\x18\x18 \x01(\x08\x12\x14\n\x0cprotocol_era\x18\x19 \x01(\t\x12\x18\n\x10protocol_version\x18\x1a \x01(\t\x12\x1a\n\x12replay_of_trace_id\x18\x1b \x01(\x0c\x12\x18\n\x10gateway_instance\x18\x1c \x01(\t\"\xd5\x05\n\x0bSpanColumns\x12\x10\n\x08trace_id\x18\x01 \x03(\x0c\x12\x0f\n\x07span_id\x18\x02 \x03(\x0c\x12\x16\n\x0eparent_span_id\x18\x03 \x03(\x0c\x12\x0c\n\x04name\x18\x04 \x03(\t\x12$\n\x04kind\x18\x05 \x03(\x0e\x32\x16.slicewire.v1.SpanKind\x12\x12\n\nsession_id\x18\x06 \x03(\t\x12\x16\n\x0evirtual_server\x18\x07 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x03(\t\x12\x0f\n\x07subject\x18\t \x03(\t\x12*\n\tdirection\x18\n \x03(\x0e\x32\x17.slicewire.v1.Direction\x12\x0e\n\x06method\x18\x0b \x03(\t\x12\x12\n\nrequest_id\x18\x0c \x03(\t\x12/\n\x0cmessage_kind\x18\r \x03(\x0e\x32\x19.slicewire.v1.MessageKind\x12\x11\n\ttool_name\x18\x0e \x03(\t\x12\x19\n\x11\x62\x61\x63kend_tool_name\x18\x0f \x03(\t\x12\x1c\n\x14start_time_unix_nano\x18\x10 \x03(\x06\x12\x1a\n\x12\x65nd_time_unix_nano\x18\x11 \x03(\x06\x12(\n\x06status\x18\x12 \x03(\x0e\x32\x18.slicewire.v1.StatusCode\x12\x12\n\nerror_code\x18\x13 \x03(\x11\x12\x15\n\rerror_message\x18\x14 \x03(\t\x12\x17\n\x0f\x61ttributes_json\x18\x15 \x03(\x0c\x12\x17\n\x0frequest_payload\x18\x16 \x03(\x0c\x12\x18\n\x10response_payload\x18\x17 \x03(\x0c\x12\x19\n\x11payload_truncated\x18\x18 \x03(\x08\x12\x14\n\x0cprotocol_era\x18\x19 \x03(\t\x12\x18\n\x10protocol_version\x18\x1a \x03(\t\x12\x1a\n\x12replay_of_trace_id\x18\x1b \x03(\x0c\x12\x18\n\x10gateway_instance\x18\x1c \x03(\t\"j\n\tSpanBatch\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.slicewire.v1.Span\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12*\n\x07\x63olumns\x18\x03 \x01(\x0b\x32\x19.slicewire.v1.SpanColumns\";\n\x03\x41\x63k\x12\x10\n\x08received\x18\x01 \x01(\x04\x12\x0e\n\x06stored\x18\x02 \x01(\x04\x12\x12\n\nduplicates\x18\x03 \x01(\x04\"-\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08max_rows\x18\x02 \x01(\r\"\x1f\n\nQueryChunk\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c*i\n\x08SpanKind\x12\x19\n\x15SPAN_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12SPAN_KIND_INTERNAL\x10\x01\x12\x14\n\x10SPAN_KIND_SERVER\x10\x02\x12\x14\n\x10SPAN_KIND_CLIENT\x10\x03*\xac\x01\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44IRECTION_CLIENT_TO_GATEWAY\x10\x01\x12 \n\x1c\x44IRECTION_GATEWAY_TO_BACKEND\x10\x02\x12 \n\x1c\x44IRECTION_BACKEND_TO_GATEWAY\x10\x03\x12\x1f\n\x1b\x44IRECTION_GATEWAY_TO_CLIENT\x10\x04*\x95\x01\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14MESSAGE_KIND_REQUEST\x10\x01\x12\x1d\n\x19MESSAGE_KIND_NOTIFICATION\x10\x02\x12\x17\n\x13MESSAGE_KIND_RESULT\x10\x03\x12\x16\n\x12MESSAGE_KIND_ERROR\x10\x04*N\n\nStatusCode\x12\x15\n\x11STATUS_CODE_UNSET\x10\x00\x12\x12\n\x0eSTATUS_CODE_OK\x10\x01\x12\x15\n\x11STATUS_CODE_ERROR\x10\x02\x32\x83\x01\n\x08Recorder\x12\x36\n\x06Record\x12\x17.slicewire.v1.SpanBatch\x1a\x11.slicewire.v1.Ack(\x01\x12?\n\x05Query\x12\x1a.slicewire.v1.QueryRequest\x1a\x18.slicewire.v1.QueryChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'slicewire.v1.recorder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SPANKIND']._serialized_start=971
-  _globals['_SPANKIND']._serialized_end=1076
-  _globals['_DIRECTION']._serialized_start=1079
-  _globals['_DIRECTION']._serialized_end=1251
-  _globals['_MESSAGEKIND']._serialized_start=1254
-  _globals['_MESSAGEKIND']._serialized_end=1403
-  _globals['_STATUSCODE']._serialized_start=1405
-  _globals['_STATUSCODE']._serialized_end=1483
+  _globals['_SPANKIND']._serialized_start=1743
+  _globals['_SPANKIND']._serialized_end=1848
+  _globals['_DIRECTION']._serialized_start=1851
+  _globals['_DIRECTION']._serialized_end=2023
+  _globals['_MESSAGEKIND']._serialized_start=2026
+  _globals['_MESSAGEKIND']._serialized_end=2175
+  _globals['_STATUSCODE']._serialized_start=2177
+  _globals['_STATUSCODE']._serialized_end=2255
   _globals['_SPAN']._serialized_start=46
   _globals['_SPAN']._serialized_end=764
-  _globals['_SPANBATCH']._serialized_start=766
-  _globals['_SPANBATCH']._serialized_end=828
-  _globals['_ACK']._serialized_start=830
-  _globals['_ACK']._serialized_end=889
-  _globals['_QUERYREQUEST']._serialized_start=891
-  _globals['_QUERYREQUEST']._serialized_end=936
-  _globals['_QUERYCHUNK']._serialized_start=938
-  _globals['_QUERYCHUNK']._serialized_end=969
-  _globals['_RECORDER']._serialized_start=1486
-  _globals['_RECORDER']._serialized_end=1617
+  _globals['_SPANCOLUMNS']._serialized_start=767
+  _globals['_SPANCOLUMNS']._serialized_end=1492
+  _globals['_SPANBATCH']._serialized_start=1494
+  _globals['_SPANBATCH']._serialized_end=1600
+  _globals['_ACK']._serialized_start=1602
+  _globals['_ACK']._serialized_end=1661
+  _globals['_QUERYREQUEST']._serialized_start=1663
+  _globals['_QUERYREQUEST']._serialized_end=1708
+  _globals['_QUERYCHUNK']._serialized_start=1710
+  _globals['_QUERYCHUNK']._serialized_end=1741
+  _globals['_RECORDER']._serialized_start=2258
+  _globals['_RECORDER']._serialized_end=2389
 # @@protoc_insertion_point(module_scope)

@@ -113,13 +113,75 @@ class Span(_message.Message):
     gateway_instance: str
     def __init__(self, trace_id: _Optional[bytes] = ..., span_id: _Optional[bytes] = ..., parent_span_id: _Optional[bytes] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[SpanKind, str]] = ..., session_id: _Optional[str] = ..., virtual_server: _Optional[str] = ..., backend: _Optional[str] = ..., subject: _Optional[str] = ..., direction: _Optional[_Union[Direction, str]] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., message_kind: _Optional[_Union[MessageKind, str]] = ..., tool_name: _Optional[str] = ..., backend_tool_name: _Optional[str] = ..., start_time_unix_nano: _Optional[int] = ..., end_time_unix_nano: _Optional[int] = ..., status: _Optional[_Union[StatusCode, str]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., attributes_json: _Optional[bytes] = ..., request_payload: _Optional[bytes] = ..., response_payload: _Optional[bytes] = ..., payload_truncated: _Optional[bool] = ..., protocol_era: _Optional[str] = ..., protocol_version: _Optional[str] = ..., replay_of_trace_id: _Optional[bytes] = ..., gateway_instance: _Optional[str] = ...) -> None: ...
 
+class SpanColumns(_message.Message):
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "name", "kind", "session_id", "virtual_server", "backend", "subject", "direction", "method", "request_id", "message_kind", "tool_name", "backend_tool_name", "start_time_unix_nano", "end_time_unix_nano", "status", "error_code", "error_message", "attributes_json", "request_payload", "response_payload", "payload_truncated", "protocol_era", "protocol_version", "replay_of_trace_id", "gateway_instance")
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_SERVER_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_KIND_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_ERA_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_OF_TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    trace_id: _containers.RepeatedScalarFieldContainer[bytes]
+    span_id: _containers.RepeatedScalarFieldContainer[bytes]
+    parent_span_id: _containers.RepeatedScalarFieldContainer[bytes]
+    name: _containers.RepeatedScalarFieldContainer[str]
+    kind: _containers.RepeatedScalarFieldContainer[SpanKind]
+    session_id: _containers.RepeatedScalarFieldContainer[str]
+    virtual_server: _containers.RepeatedScalarFieldContainer[str]
+    backend: _containers.RepeatedScalarFieldContainer[str]
+    subject: _containers.RepeatedScalarFieldContainer[str]
+    direction: _containers.RepeatedScalarFieldContainer[Direction]
+    method: _containers.RepeatedScalarFieldContainer[str]
+    request_id: _containers.RepeatedScalarFieldContainer[str]
+    message_kind: _containers.RepeatedScalarFieldContainer[MessageKind]
+    tool_name: _containers.RepeatedScalarFieldContainer[str]
+    backend_tool_name: _containers.RepeatedScalarFieldContainer[str]
+    start_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    end_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    status: _containers.RepeatedScalarFieldContainer[StatusCode]
+    error_code: _containers.RepeatedScalarFieldContainer[int]
+    error_message: _containers.RepeatedScalarFieldContainer[str]
+    attributes_json: _containers.RepeatedScalarFieldContainer[bytes]
+    request_payload: _containers.RepeatedScalarFieldContainer[bytes]
+    response_payload: _containers.RepeatedScalarFieldContainer[bytes]
+    payload_truncated: _containers.RepeatedScalarFieldContainer[bool]
+    protocol_era: _containers.RepeatedScalarFieldContainer[str]
+    protocol_version: _containers.RepeatedScalarFieldContainer[str]
+    replay_of_trace_id: _containers.RepeatedScalarFieldContainer[bytes]
+    gateway_instance: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, trace_id: _Optional[_Iterable[bytes]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., name: _Optional[_Iterable[str]] = ..., kind: _Optional[_Iterable[_Union[SpanKind, str]]] = ..., session_id: _Optional[_Iterable[str]] = ..., virtual_server: _Optional[_Iterable[str]] = ..., backend: _Optional[_Iterable[str]] = ..., subject: _Optional[_Iterable[str]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., request_id: _Optional[_Iterable[str]] = ..., message_kind: _Optional[_Iterable[_Union[MessageKind, str]]] = ..., tool_name: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., status: _Optional[_Iterable[_Union[StatusCode, str]]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., attributes_json: _Optional[_Iterable[bytes]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ..., protocol_era: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[_Iterable[str]] = ..., replay_of_trace_id: _Optional[_Iterable[bytes]] = ..., gateway_instance: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class SpanBatch(_message.Message):
-    __slots__ = ("spans", "sender")
+    __slots__ = ("spans", "sender", "columns")
     SPANS_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     spans: _containers.RepeatedCompositeFieldContainer[Span]
     sender: str
-    def __init__(self, spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., sender: _Optional[str] = ...) -> None: ...
+    columns: SpanColumns
+    def __init__(self, spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., sender: _Optional[str] = ..., columns: _Optional[_Union[SpanColumns, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("received", "stored", "duplicates")

@@ -1,0 +1,235 @@
+"""From a finished `Trace` to spans, in column form: one list per Span field, one entry per span.
+
+Building columns costs a few list appends per span instead of a protobuf message per span, and the
+recorder turns columns straight into Arrow arrays. Runs in the emitter's background task, never on
+the request path; payloads are redacted here, before anything leaves the gateway.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from proto import pb
+
+from ._redact import Redactor
+
+if TYPE_CHECKING:
+    from ._recording import Hop, Trace
+
+__all__ = ["SpanColumns", "batch_size", "build_spans"]
+
+FIELDS = (
+    "trace_id", "span_id", "parent_span_id", "name", "kind", "session_id", "virtual_server", "backend", "subject",
+    "direction", "method", "request_id", "message_kind", "tool_name", "backend_tool_name", "start_time_unix_nano",
+    "end_time_unix_nano", "status", "error_code", "error_message", "attributes_json", "request_payload",
+    "response_payload", "payload_truncated", "protocol_era", "protocol_version", "replay_of_trace_id",
+    "gateway_instance",
+)  # fmt: skip
+_EMPTY_ATTRS = b"{}"
+
+
+def batch_size(batch: Any) -> int:
+    """How many spans a SpanBatch carries, in either form."""
+    return len(batch.spans) + (len(batch.columns.span_id) if batch.HasField("columns") else 0)
+
+
+class SpanColumns:
+    """Spans being gathered for one SpanBatch."""
+
+    __slots__ = FIELDS
+
+    def __init__(self) -> None:
+        for name in FIELDS:
+            setattr(self, name, [])
+
+    def __len__(self) -> int:
+        return len(self.span_id)  # type: ignore[attr-defined]
+
+    def truncate(self, size: int) -> None:
+        """Drop spans past `size` (a trace that failed half-way)."""
+        for name in FIELDS:
+            del getattr(self, name)[size:]
+
+    def message(self) -> Any:
+        return pb.SpanColumns(**{name: getattr(self, name) for name in FIELDS})
+
+
+class _Context:
+    """What every span of one trace shares."""
+
+    __slots__ = ("columns", "instance", "trace", "trace_id")
+
+    def __init__(self, trace: Trace, trace_id: bytes, instance: str, columns: SpanColumns) -> None:
+        self.trace = trace
+        self.trace_id = trace_id
+        self.instance = instance
+        self.columns = columns
+
+    def add(
+        self,
+        span_id: bytes,
+        parent: bytes,
+        name: str,
+        kind: int,
+        start: int,
+        end: int,
+        *,
+        direction: int = 0,
+        method: str = "",
+        request_id: str = "",
+        message_kind: int = 0,
+        tool: str = "",
+        backend: str = "",
+        backend_tool: str = "",
+        error: tuple[int, str] | None = None,
+        attrs: bytes = _EMPTY_ATTRS,
+        request: bytes = b"",
+        response: bytes = b"",
+        truncated: bool = False,
+    ) -> None:
+        c, t = self.columns, self.trace
+        c.trace_id.append(self.trace_id)  # type: ignore[attr-defined]
+        c.span_id.append(span_id)  # type: ignore[attr-defined]
+        c.parent_span_id.append(parent)  # type: ignore[attr-defined]
+        c.name.append(name)  # type: ignore[attr-defined]
+        c.kind.append(kind)  # type: ignore[attr-defined]
+        c.session_id.append(t.session_id)  # type: ignore[attr-defined]
+        c.virtual_server.append(t.virtual_server)  # type: ignore[attr-defined]
+        c.backend.append(backend)  # type: ignore[attr-defined]
+        c.subject.append(t.subject)  # type: ignore[attr-defined]
+        c.direction.append(direction)  # type: ignore[attr-defined]
+        c.method.append(method)  # type: ignore[attr-defined]
+        c.request_id.append(request_id)  # type: ignore[attr-defined]
+        c.message_kind.append(message_kind)  # type: ignore[attr-defined]
+        c.tool_name.append(tool)  # type: ignore[attr-defined]
+        c.backend_tool_name.append(backend_tool)  # type: ignore[attr-defined]
+        c.start_time_unix_nano.append(start)  # type: ignore[attr-defined]
+        c.end_time_unix_nano.append(max(start, end))  # type: ignore[attr-defined]
+        c.status.append(pb.STATUS_CODE_ERROR if error else pb.STATUS_CODE_OK)  # type: ignore[attr-defined]
+        c.error_code.append(error[0] if error else 0)  # type: ignore[attr-defined]
+        c.error_message.append(error[1] if error else "")  # type: ignore[attr-defined]
+        c.attributes_json.append(attrs)  # type: ignore[attr-defined]
+        c.request_payload.append(request)  # type: ignore[attr-defined]
+        c.response_payload.append(response)  # type: ignore[attr-defined]
+        c.payload_truncated.append(truncated)  # type: ignore[attr-defined]
+        c.protocol_era.append(t.era)  # type: ignore[attr-defined]
+        c.protocol_version.append(t.protocol_version)  # type: ignore[attr-defined]
+        c.replay_of_trace_id.append(b"")  # type: ignore[attr-defined]
+        c.gateway_instance.append(self.instance)  # type: ignore[attr-defined]
+
+
+def _error_of(trace: Trace, response: Any) -> tuple[int, str] | None:
+    if trace.error is not None:
+        return trace.error
+    if isinstance(response, dict):
+        err = response.get("error")
+        if isinstance(err, dict):
+            code = err.get("code", 0)
+            return (int(code) if isinstance(code, int) else 0, str(err.get("message", "")))
+    return None
+
+
+def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanColumns) -> None:
+    """Append the spans of one trace (see the span model in _recording's docstring) to `columns`."""
+    from ._recording import new_span_id
+
+    ctx = _Context(trace, trace.ensure_trace_id(), instance, columns)
+    end = trace.end_ns or time.time_ns()
+    request_id = "" if trace.request_id is None else str(trace.request_id)
+    response: Any = None
+    if trace.response:
+        try:
+            response = orjson.loads(trace.response)
+        except orjson.JSONDecodeError:
+            response = None
+    error = _error_of(trace, response)
+    attrs: dict[str, Any] = {
+        "mcp.method.name": trace.method,
+        "mcp.protocol.version": trace.protocol_version,
+        "network.transport": "tcp",
+        "network.protocol.name": "http",
+    }
+    if trace.session_id:
+        attrs["mcp.session.id"] = trace.session_id
+    if request_id:
+        attrs["jsonrpc.request.id"] = request_id
+    if trace.tool:
+        attrs["gen_ai.tool.name"] = trace.tool
+        attrs["gen_ai.operation.name"] = "execute_tool"
+    if error is not None:
+        attrs["error.type"] = str(error[0])
+        attrs["rpc.response.status_code"] = str(error[0])
+    if trace.headers:
+        headers = redactor.headers(trace.headers)
+        if "user-agent" in headers:
+            attrs["user_agent.original"] = headers["user-agent"]
+        attrs["http.request.headers"] = headers
+    request_payload, cut_in = redactor.payload(trace.request)
+    response_payload, cut_out = redactor.payload(response)
+    ctx.add(
+        trace.span_id,
+        trace.parent_span_id,
+        f"{trace.method} {trace.tool}" if trace.tool else trace.method or "request",
+        pb.SPAN_KIND_SERVER,
+        trace.start_ns,
+        end,
+        direction=pb.DIRECTION_CLIENT_TO_GATEWAY,
+        method=trace.method,
+        request_id=request_id,
+        message_kind=pb.MESSAGE_KIND_REQUEST if request_id else pb.MESSAGE_KIND_NOTIFICATION,
+        tool=trace.tool,
+        backend=trace.backend,
+        backend_tool=trace.backend_tool,
+        error=error,
+        attrs=orjson.dumps(attrs),
+        request=request_payload,
+        response=response_payload,
+        truncated=cut_in or cut_out,
+    )
+    root = trace.span_id
+    parsed = trace.parsed_ns or trace.start_ns
+    ctx.add(new_span_id(), root, "parse", pb.SPAN_KIND_INTERNAL, trace.start_ns, parsed, method=trace.method)
+    if trace.sliced_ns:
+        ctx.add(new_span_id(), root, "slice", pb.SPAN_KIND_INTERNAL, parsed, trace.sliced_ns, tool=trace.tool)
+    respond_from = trace.sliced_ns or parsed
+    for hop in trace.hops:
+        _hop(ctx, redactor, hop, root)
+        respond_from = max(respond_from, hop.end_ns)
+    ctx.add(new_span_id(), root, "respond", pb.SPAN_KIND_INTERNAL, respond_from, end, method=trace.method)
+
+
+def _hop(ctx: _Context, redactor: Redactor, hop: Hop, parent: bytes) -> None:
+    request_payload, cut_in = redactor.payload(hop.request)
+    response_payload, cut_out = redactor.payload(hop.response)
+    attrs: dict[str, Any] = {"mcp.method.name": hop.method}
+    if hop.backend:
+        attrs["server.address"] = hop.backend
+    if hop.tool:
+        attrs["gen_ai.tool.name"] = hop.tool
+        attrs["gen_ai.operation.name"] = "execute_tool"
+    if hop.error is not None:
+        attrs["error.type"] = str(hop.error[0])
+        attrs["rpc.response.status_code"] = str(hop.error[0])
+    ctx.add(
+        hop.span_id,
+        parent,
+        hop.name,
+        hop.kind,
+        hop.start_ns,
+        hop.end_ns,
+        direction=hop.direction,
+        method=hop.method,
+        message_kind=pb.MESSAGE_KIND_REQUEST,
+        backend=hop.backend,
+        backend_tool=hop.tool,
+        error=hop.error,
+        attrs=orjson.dumps(attrs),
+        request=request_payload,
+        response=response_payload,
+        truncated=cut_in or cut_out,
+    )
+    for child in hop.children:
+        _hop(ctx, redactor, child, hop.span_id)
