@@ -56,50 +56,44 @@ class Redactor:
         # Fast path: most payloads hold nothing to redact. The same rules as byte searches over the
         # serialized JSON decide whether the (slow) walk is needed at all.
         self._key_needles = tuple(b'"' + k.encode("utf-8") + b'":' for k in sorted(self.keys))
-        # Strings shorter than every pattern's shortest match cannot match; and when every pattern has
-        # known anchor literals, one search for any anchor decides whether the patterns need to run.
-        widths = [_min_width(p.pattern) for p in self.patterns]
-        self._min_len = min(widths) if widths else 0
+        self._key_needles = tuple(b'"' + k.encode("utf-8") + b'":' for k in sorted(self.keys))
         anchors = [_ANCHORS.get(p.pattern) for p in self.patterns]
-        self._anchor_scan = (
-            re.compile("|".join(re.escape(a) for group in anchors if group for a in group))
-            if self.patterns and all(anchors)
-            else None
+        # When every pattern has known anchor literals, their absence proves no pattern matches.
+        self._anchors = (
+            tuple(a.encode("utf-8") for group in anchors if group for a in group) if all(anchors) else None
         )
+        self._byte_patterns = [re.compile(p.pattern.encode("utf-8")) for p in self.patterns]
+        self._secret_bytes: list[bytes] = []
         self._header_verdicts: dict[bytes, bool] = {}
 
     def add_secret(self, value: str) -> None:
         """A value that must never be recorded, wherever it appears (e.g. an injected credential)."""
         if len(value) >= 4:
             self._secrets.add(value)
+            # As it would appear inside serialized JSON (escapes included).
+            self._secret_bytes.append(orjson.dumps(value)[1:-1])
 
-    def _needs_walk(self, value: Any) -> bool:
-        """True unless the value certainly holds nothing to redact: no secret key, no string a pattern
-        could match (checked by anchors where known) and no known secret. Cheaper than the walk."""
+    def _needs_walk(self, data: bytes) -> bool:
+        """False when the serialized value certainly holds nothing to redact, decided with plain byte
+        searches (much cheaper than walking it or running regexes here): no `"secret-key":`, no anchor
+        literal of a pattern (patterns without known anchors always run), no known secret value."""
         if self.paths:
             return True
-        stack = [value]
-        keys, patterns, secrets = self.keys, self.patterns, self._secrets
-        min_len, anchor_scan = self._min_len, self._anchor_scan
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    if isinstance(key, str) and key.lower() in keys:
-                        return True
-                    if isinstance(child, (dict, list, str)):
-                        stack.append(child)
-            elif isinstance(item, list):
-                stack.extend(c for c in item if isinstance(c, (dict, list, str)))
-            elif isinstance(item, str):
-                if patterns and len(item) >= min_len:
-                    if anchor_scan is None or anchor_scan.search(item.lower()):
-                        for pattern in patterns:
-                            if pattern.search(item):
-                                return True
-                for secret in secrets:
-                    if secret in item:
-                        return True
+        lowered = data.lower()
+        for needle in self._key_needles:
+            if needle in lowered:
+                return True
+        if self._anchors is not None:
+            for anchor in self._anchors:
+                if anchor in lowered:
+                    return True
+        else:
+            for pattern in self._byte_patterns:
+                if pattern.search(data):
+                    return True
+        for secret in self._secret_bytes:
+            if secret in data:
+                return True
         return False
 
     def _string(self, value: str) -> str:
@@ -151,7 +145,9 @@ class Redactor:
         """Redacted JSON bytes, cut at the cap; and whether it was cut."""
         if value is None:
             return b"", False
-        data = orjson.dumps(self.value(value) if self._needs_walk(value) else value)
+        data = orjson.dumps(value)
+        if self._needs_walk(data):
+            data = orjson.dumps(self.value(value))
         if len(data) > self.max_payload_bytes:
             # Cut on a character boundary so that the stored text stays valid UTF-8.
             return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True
@@ -190,13 +186,3 @@ _ANCHORS: dict[str, tuple[str, ...]] = {
     r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+": ("bearer",),
     r"\b(sk|pk|ghp|gho|xox[abprs])[-_][A-Za-z0-9_-]{8,}": ("sk-", "sk_", "pk-", "pk_", "ghp", "gho", "xox"),
 }
-
-
-def _min_width(pattern: str) -> int:
-    """The length of the shortest string the pattern can match (0 when it cannot be told)."""
-    try:
-        from re import _parser  # type: ignore[attr-defined]
-
-        return int(_parser.parse(pattern).getwidth()[0])
-    except Exception:  # private API: any doubt means "scan everything"
-        return 0
