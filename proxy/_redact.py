@@ -59,9 +59,7 @@ class Redactor:
         self._key_needles = tuple(b'"' + k.encode("utf-8") + b'":' for k in sorted(self.keys))
         anchors = [_ANCHORS.get(p.pattern) for p in self.patterns]
         # When every pattern has known anchor literals, their absence proves no pattern matches.
-        self._anchors = (
-            tuple(a.encode("utf-8") for group in anchors if group for a in group) if all(anchors) else None
-        )
+        self._anchors = tuple(a.encode("utf-8") for group in anchors if group for a in group) if all(anchors) else None
         self._byte_patterns = [re.compile(p.pattern.encode("utf-8")) for p in self.patterns]
         self._secret_bytes: list[bytes] = []
         self._header_verdicts: dict[bytes, bool] = {}
