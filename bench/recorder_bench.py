@@ -116,11 +116,17 @@ async def _send_all(target: str, batches: list[bytes], streams: int, per_stream:
         return acked
 
 
-def bench_grpc(n: int, batch: int, workdir: Path) -> dict[str, Any]:
+def as_columns(spans: list[Any]) -> Any:
+    from proxy._spans import FIELDS
+
+    return pb.SpanColumns(**{name: [getattr(s, name) for s in spans] for name in FIELDS})
+
+
+def bench_grpc(n: int, batch: int, workdir: Path, columns: bool = False) -> dict[str, Any]:
     port = free_port()
     target = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "recorder", "--db", str(workdir / "grpc.duckdb"), "--listen", target,
+        [sys.executable, "-m", "proxy", "recorder", "--db", str(workdir / f"grpc-{columns}.duckdb"), "--listen", target,
          "--log-level", "warning"], cwd=ROOT,
     )  # fmt: skip
     try:
@@ -130,7 +136,12 @@ def bench_grpc(n: int, batch: int, workdir: Path) -> dict[str, Any]:
                 raise TimeoutError("recorder did not start")
             time.sleep(0.05)
         spans = make_spans(n)
-        batches = [pb.SpanBatch(spans=spans[i : i + batch]).SerializeToString() for i in range(0, n, batch)]
+        if columns:  # the form the gateway sends
+            batches = [
+                pb.SpanBatch(columns=as_columns(spans[i : i + batch])).SerializeToString() for i in range(0, n, batch)
+            ]
+        else:
+            batches = [pb.SpanBatch(spans=spans[i : i + batch]).SerializeToString() for i in range(0, n, batch)]
         started = time.perf_counter()
         stored = asyncio.run(_send_all(target, batches, streams=4, per_stream=16))
         elapsed = time.perf_counter() - started
@@ -174,7 +185,8 @@ def main() -> None:
     report = {
         "store_arrow": bench_store(args.spans, args.batch, workdir),
         "store_executemany_baseline": bench_executemany(min(args.spans, 5000), workdir),
-        "grpc_ingest": bench_grpc(args.spans, args.batch, workdir),
+        "grpc_ingest_columns": bench_grpc(args.spans, args.batch, workdir, columns=True),
+        "grpc_ingest_rows": bench_grpc(args.spans, args.batch, workdir),
         "spool": bench_spool(args.spans, args.batch, workdir),
     }
     for name, figures in report.items():
