@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -52,6 +53,16 @@ class Notifications:
             self.methods.append(method)
 
     async def wait_for(self, method: str, within_s: float = 15) -> None:
-        with anyio.fail_after(within_s):
-            while method not in self.methods:
-                await anyio.sleep(0.05)
+        await until(lambda: method in self.methods, within_s)
+
+
+async def until(condition: Callable[[], Any], within_s: float = 15, every_s: float = 0.05) -> None:
+    """Poll `condition` (sync or async) until it is true; fail after `within_s` seconds."""
+    with anyio.fail_after(within_s):
+        while True:
+            value = condition()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return
+            await anyio.sleep(every_s)

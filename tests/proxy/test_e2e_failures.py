@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -17,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 from tests.support.gateway import RunningGateway
 from tests.support.procs import Proc, free_port, start_fastmcp, wait_until
 
-from .clients import fastmcp_client, sdk_session, text_of
+from .clients import fastmcp_client, sdk_session, text_of, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -61,8 +62,16 @@ class GarbageServer:
         self.thread.join(5)
 
 
+@dataclass
+class Failing:
+    gw: RunningGateway
+    doomed: Proc
+    doomed_url: str
+    garbage: GarbageServer
+
+
 @pytest.fixture
-def failing(workdir: Path, tmp_path: Path) -> Iterator[tuple[RunningGateway, Proc, GarbageServer]]:
+def failing(workdir: Path, tmp_path: Path) -> Iterator[Failing]:
     """A gateway whose slice spans a healthy backend, one the test kills, garbage and a crashing stdio one."""
     healthy, healthy_url = start_fastmcp("beta", tmp_path)
     doomed, doomed_url = start_fastmcp("alpha", tmp_path)
@@ -98,7 +107,7 @@ def failing(workdir: Path, tmp_path: Path) -> Iterator[tuple[RunningGateway, Pro
     gw = RunningGateway(config, tmp_path, wait_ready=False)
     wait_until(lambda: all(gw.status()["backends"][p]["discovered"] for p in ("/healthy", "/doomed", "/crashy")), 60)
     try:
-        yield gw, doomed, garbage
+        yield Failing(gw, doomed, doomed_url, garbage)
     finally:
         gw.stop()
         healthy.stop()
@@ -106,8 +115,13 @@ def failing(workdir: Path, tmp_path: Path) -> Iterator[tuple[RunningGateway, Pro
         garbage.close()
 
 
-async def test_slow_backend_times_out_naming_it(failing: tuple[RunningGateway, Proc, GarbageServer]) -> None:
-    gw, _, _ = failing
+async def backend_ran(url: str, tool: str) -> bool:
+    async with fastmcp_client(url) as direct:
+        return tool in (await direct.call_tool("call_log", {})).structured_content["result"]
+
+
+async def test_slow_backend_times_out_naming_it(failing: Failing) -> None:
+    gw = failing.gw
     async with fastmcp_client(gw.url("/virtual/mixed")) as client:
         started = time.monotonic()
         with pytest.raises(MCPError) as info:
@@ -121,9 +135,9 @@ async def test_slow_backend_times_out_naming_it(failing: tuple[RunningGateway, P
 
 
 async def test_garbage_answer_is_an_error_naming_the_backend(
-    failing: tuple[RunningGateway, Proc, GarbageServer],
+    failing: Failing,
 ) -> None:
-    gw, _, _ = failing
+    gw = failing.gw
     async with sdk_session(gw.url("/virtual/mixed")) as session:
         with pytest.raises(MCPError) as info:
             await session.call_tool("garbage-echo", {"text": "x"})
@@ -133,8 +147,8 @@ async def test_garbage_answer_is_an_error_naming_the_backend(
     assert gw.status()["backends"]["/garbage"]["discovered"] is False
 
 
-async def test_backend_killed_mid_session(failing: tuple[RunningGateway, Proc, GarbageServer]) -> None:
-    gw, doomed, _ = failing
+async def test_backend_killed_mid_session(failing: Failing) -> None:
+    gw, doomed = failing.gw, failing.doomed
     async with sdk_session(gw.url("/virtual/mixed")) as session:
         assert text_of(await session.call_tool("echo", {"text": "before"})) == "before"
         async with anyio.create_task_group() as tg:
@@ -147,7 +161,7 @@ async def test_backend_killed_mid_session(failing: tuple[RunningGateway, Proc, G
                     results.append(exc)
 
             tg.start_soon(in_flight)
-            await anyio.sleep(0.3)
+            await until(lambda: backend_ran(failing.doomed_url, "sleep"))  # the call is in flight
             doomed.kill()
         [outcome] = results
         assert isinstance(outcome, MCPError) and "Backend /doomed" in outcome.error.message
@@ -157,8 +171,8 @@ async def test_backend_killed_mid_session(failing: tuple[RunningGateway, Proc, G
         assert (await session.call_tool("get_issue", {"number": 1})).structured_content["number"] == 1
 
 
-async def test_crashed_stdio_backend_is_restarted(failing: tuple[RunningGateway, Proc, GarbageServer]) -> None:
-    gw, _, _ = failing
+async def test_crashed_stdio_backend_is_restarted(failing: Failing) -> None:
+    gw = failing.gw
     async with fastmcp_client(gw.url("/virtual/mixed")) as client:
         assert text_of(await client.call_tool_mcp("stdio-echo", {"text": "one"})) == "one"
         with pytest.raises(MCPError) as info:
@@ -172,9 +186,7 @@ async def test_crashed_stdio_backend_is_restarted(failing: tuple[RunningGateway,
             except MCPError:
                 return False
 
-        with anyio.fail_after(20):
-            while not await echo_works():
-                await anyio.sleep(0.1)
+        await until(echo_works, within_s=20)
     assert "restarting in" in gw.log()
 
 

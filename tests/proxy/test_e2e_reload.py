@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.gateway import RunningGateway
 
-from .clients import Notifications, sdk_session, text_of
+from .clients import Notifications, sdk_session, text_of, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -47,9 +47,7 @@ async def test_edit_applies_to_open_sessions(backends: dict[str, str], tmp_path:
             bad = slice_config(backends, ["get_issue"])
             bad["virtual_servers"][0]["tool_mappings"][0]["backend_server_path"] = "/nowhere"
             gw.write_config({"listen": gw.config["listen"], **bad})
-            with anyio.fail_after(15):
-                while "config reload rejected" not in gw.log():
-                    await anyio.sleep(0.05)
+            await until(lambda: "config reload rejected" in gw.log())
             assert "'/nowhere'" in gw.log()
             assert [t.name for t in (await session.list_tools()).tools] == ["get_issue", "search"]
             assert text_of(await session.call_tool("get_issue", {"number": 3}))

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.gateway import RunningGateway
 
-from .clients import fastmcp_client, sdk_session, text_of
+from .clients import fastmcp_client, sdk_session, text_of, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -105,9 +105,10 @@ async def _call_log(url: str) -> list[str]:
 
 
 async def _wait_for_cancel(url: str, before: int) -> None:
-    with anyio.fail_after(10):
-        while (await _call_log(url))[before:].count("sleep-cancelled") < 1:
-            await anyio.sleep(0.05)
+    async def cancelled() -> bool:
+        return "sleep-cancelled" in (await _call_log(url))[before:]
+
+    await until(cancelled, within_s=10)
 
 
 async def test_legacy_cancellation_reaches_the_backend(gateway: RunningGateway, backends: dict[str, str]) -> None:
