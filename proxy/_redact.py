@@ -55,8 +55,10 @@ class Redactor:
         self._secrets: set[str] = set()
         # Fast path: most payloads hold nothing to redact. The same rules as byte searches over the
         # serialized JSON decide whether the (slow) walk is needed at all.
-        self._key_needles = tuple(b'"' + k.encode("utf-8") + b'":' for k in sorted(self.keys))
-        self._key_needles = tuple(b'"' + k.encode("utf-8") + b'":' for k in sorted(self.keys))
+        # Substring needles: a key that contains another key needs no needle of its own (a false
+        # positive only costs the exact walk).
+        minimal = [k for k in self.keys if not any(o != k and o in k for o in self.keys)]
+        self._key_needles = tuple(k.encode("utf-8") for k in sorted(minimal))
         anchors = [_ANCHORS.get(p.pattern) for p in self.patterns]
         # When every pattern has known anchor literals, their absence proves no pattern matches.
         self._anchors = tuple(a.encode("utf-8") for group in anchors if group for a in group) if all(anchors) else None
@@ -139,17 +141,28 @@ class Redactor:
             self._apply_path(copy, path)
         return copy
 
-    def payload(self, value: Any) -> tuple[bytes, bool]:
-        """Redacted JSON bytes, cut at the cap; and whether it was cut."""
+    def payload(self, value: Any, known_clean: bool = False) -> tuple[bytes, bool]:
+        """Redacted JSON bytes, cut at the cap; and whether it was cut.
+
+        `known_clean`: the caller knows the value carries only what an already-checked clean payload
+        carried plus gateway-made fields (e.g. the upstream copy of a client request), so the
+        prefilter is skipped.
+        """
+        data, truncated, _ = self.checked_payload(value, known_clean)
+        return data, truncated
+
+    def checked_payload(self, value: Any, known_clean: bool = False) -> tuple[bytes, bool, bool]:
+        """Like `payload`, plus whether the value was clean (nothing needed redacting)."""
         if value is None:
-            return b"", False
+            return b"", False, True
         data = orjson.dumps(value)
-        if self._needs_walk(data):
+        clean = known_clean or not self._needs_walk(data)
+        if not clean:
             data = orjson.dumps(self.value(value))
         if len(data) > self.max_payload_bytes:
             # Cut on a character boundary so that the stored text stays valid UTF-8.
-            return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True
-        return data, False
+            return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True, clean
+        return data, False, clean
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         """Request headers for a span: credential-looking ones replaced by the marker."""

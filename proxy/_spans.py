@@ -37,24 +37,24 @@ def batch_size(batch: Any) -> int:
 
 
 class SpanColumns:
-    """Spans being gathered for one SpanBatch."""
+    """Spans being gathered for one SpanBatch: one tuple per span, in FIELDS order, turned into
+    columns (a C-level transpose) only when the message is built."""
 
-    __slots__ = FIELDS
+    __slots__ = ("rows",)
 
     def __init__(self) -> None:
-        for name in FIELDS:
-            setattr(self, name, [])
+        self.rows: list[tuple[Any, ...]] = []
 
     def __len__(self) -> int:
-        return len(self.span_id)  # type: ignore[attr-defined]
+        return len(self.rows)
 
     def truncate(self, size: int) -> None:
         """Drop spans past `size` (a trace that failed half-way)."""
-        for name in FIELDS:
-            del getattr(self, name)[size:]
+        del self.rows[size:]
 
     def message(self) -> Any:
-        return pb.SpanColumns(**{name: getattr(self, name) for name in FIELDS})
+        columns = zip(*self.rows, strict=True) if self.rows else [()] * len(FIELDS)
+        return pb.SpanColumns(**dict(zip(FIELDS, columns, strict=True)))
 
 
 class _Context:
@@ -89,36 +89,19 @@ class _Context:
         request: bytes = b"",
         response: bytes = b"",
         truncated: bool = False,
+        at: int | None = None,
     ) -> None:
-        c, t = self.columns, self.trace
-        c.trace_id.append(self.trace_id)  # type: ignore[attr-defined]
-        c.span_id.append(span_id)  # type: ignore[attr-defined]
-        c.parent_span_id.append(parent)  # type: ignore[attr-defined]
-        c.name.append(name)  # type: ignore[attr-defined]
-        c.kind.append(kind)  # type: ignore[attr-defined]
-        c.session_id.append(t.session_id)  # type: ignore[attr-defined]
-        c.virtual_server.append(t.virtual_server)  # type: ignore[attr-defined]
-        c.backend.append(backend)  # type: ignore[attr-defined]
-        c.subject.append(t.subject)  # type: ignore[attr-defined]
-        c.direction.append(direction)  # type: ignore[attr-defined]
-        c.method.append(method)  # type: ignore[attr-defined]
-        c.request_id.append(request_id)  # type: ignore[attr-defined]
-        c.message_kind.append(message_kind)  # type: ignore[attr-defined]
-        c.tool_name.append(tool)  # type: ignore[attr-defined]
-        c.backend_tool_name.append(backend_tool)  # type: ignore[attr-defined]
-        c.start_time_unix_nano.append(start)  # type: ignore[attr-defined]
-        c.end_time_unix_nano.append(max(start, end))  # type: ignore[attr-defined]
-        c.status.append(pb.STATUS_CODE_ERROR if error else pb.STATUS_CODE_OK)  # type: ignore[attr-defined]
-        c.error_code.append(error[0] if error else 0)  # type: ignore[attr-defined]
-        c.error_message.append(error[1] if error else "")  # type: ignore[attr-defined]
-        c.attributes_json.append(attrs)  # type: ignore[attr-defined]
-        c.request_payload.append(request)  # type: ignore[attr-defined]
-        c.response_payload.append(response)  # type: ignore[attr-defined]
-        c.payload_truncated.append(truncated)  # type: ignore[attr-defined]
-        c.protocol_era.append(t.era)  # type: ignore[attr-defined]
-        c.protocol_version.append(t.protocol_version)  # type: ignore[attr-defined]
-        c.replay_of_trace_id.append(b"")  # type: ignore[attr-defined]
-        c.gateway_instance.append(self.instance)  # type: ignore[attr-defined]
+        t = self.trace
+        rows = self.columns.rows
+        (rows.append if at is None else lambda row: rows.insert(at, row))(
+            (
+                self.trace_id, span_id, parent, name, kind, t.session_id, t.virtual_server, backend, t.subject,
+                direction, method, request_id, message_kind, tool, backend_tool, start, max(start, end),
+                pb.STATUS_CODE_ERROR if error else pb.STATUS_CODE_OK, error[0] if error else 0,
+                error[1] if error else "", attrs, request, response, truncated, t.era, t.protocol_version, b"",
+                self.instance,
+            )
+        )  # fmt: skip
 
 
 def _error_of(trace: Trace, response: Any) -> tuple[int, str] | None:
@@ -167,8 +150,15 @@ def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanCo
         if "user-agent" in headers:
             attrs["user_agent.original"] = headers["user-agent"]
         attrs["http.request.headers"] = headers
-    request_payload, cut_in = redactor.payload(trace.request)
-    response_payload, cut_out = redactor.payload(response)
+    # The upstream call carries the client's request (renamed, plus gateway-made _meta) and its answer
+    # becomes the client's response (plus gateway-made fields): each content is checked once.
+    request_payload, cut_in, request_clean = redactor.checked_payload(trace.request)
+    root_at = len(ctx.columns)  # the root span goes first, though its response is checked last
+    upstream_clean = True
+    root = trace.span_id
+    for hop in trace.hops:
+        upstream_clean = _hop(ctx, redactor, hop, root, request_clean) and upstream_clean
+    response_payload, cut_out = redactor.payload(response, known_clean=bool(trace.hops) and upstream_clean)
     ctx.add(
         trace.span_id,
         trace.parent_span_id,
@@ -188,22 +178,24 @@ def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanCo
         request=request_payload,
         response=response_payload,
         truncated=cut_in or cut_out,
+        at=root_at,
     )
-    root = trace.span_id
     parsed = trace.parsed_ns or trace.start_ns
     ctx.add(new_span_id(), root, "parse", pb.SPAN_KIND_INTERNAL, trace.start_ns, parsed, method=trace.method)
     if trace.sliced_ns:
         ctx.add(new_span_id(), root, "slice", pb.SPAN_KIND_INTERNAL, parsed, trace.sliced_ns, tool=trace.tool)
     respond_from = trace.sliced_ns or parsed
     for hop in trace.hops:
-        _hop(ctx, redactor, hop, root)
         respond_from = max(respond_from, hop.end_ns)
     ctx.add(new_span_id(), root, "respond", pb.SPAN_KIND_INTERNAL, respond_from, end, method=trace.method)
 
 
-def _hop(ctx: _Context, redactor: Redactor, hop: Hop, parent: bytes) -> None:
-    request_payload, cut_in = redactor.payload(hop.request)
-    response_payload, cut_out = redactor.payload(hop.response)
+def _hop(ctx: _Context, redactor: Redactor, hop: Hop, parent: bytes, request_clean: bool) -> bool:
+    """Append a hop's spans; True when nothing it (or a child) carried needed redacting."""
+    upstream = hop.kind == pb.SPAN_KIND_CLIENT
+    request_payload, cut_in, sent_clean = redactor.checked_payload(hop.request, upstream and request_clean)
+    response_payload, cut_out, clean = redactor.checked_payload(hop.response)
+    clean = clean and sent_clean
     attrs: dict[str, Any] = {"mcp.method.name": hop.method}
     if hop.backend:
         attrs["server.address"] = hop.backend
@@ -232,4 +224,5 @@ def _hop(ctx: _Context, redactor: Redactor, hop: Hop, parent: bytes) -> None:
         truncated=cut_in or cut_out,
     )
     for child in hop.children:
-        _hop(ctx, redactor, child, hop.span_id)
+        clean = _hop(ctx, redactor, child, hop.span_id, False) and clean
+    return clean
