@@ -10,6 +10,7 @@ else — `/healthz`, `/readyz` — is a small Starlette app.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 from pathlib import Path
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SlicewireApp", "create_app"]
 
+GC_GEN0_THRESHOLD = 20_000
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -138,6 +140,11 @@ class SlicewireApp:
             logger.exception("gateway failed to start")
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
+        # Everything built at start-up lives as long as the process: keep it out of the cyclic GC's
+        # scans, and collect the young generation less often (the hot path allocates many short-lived
+        # dicts; measured in bench/).
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
         assert message["type"] == "lifespan.shutdown"
