@@ -214,7 +214,7 @@ class RecorderConfig(_Strict):
     target: str | None = None  # host:port of `slicewire recorder`
     spool_dir: str = ".slicewire/spool"
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
-    queue_max_spans: int = Field(default=200_000, gt=0)
+    queue_max_spans: int = Field(default=50_000, gt=0)  # ~10k requests waiting; beyond, spans are dropped
     batch_spans: int = Field(default=256, gt=0, le=10_000)
     flush_interval_ms: int = Field(default=200, gt=0)
     send_timeout_s: float = Field(default=10.0, gt=0)

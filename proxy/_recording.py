@@ -47,6 +47,7 @@ __all__ = ["Hop", "SpanEmitter", "Trace", "parse_traceparent", "session_trace_id
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do.
 _getrandbits = random.Random(os.urandom(32)).getrandbits
 _LEN = struct.Struct(">I")
+_BATCHES_PER_STREAM = 8
 
 
 def new_trace_id() -> bytes:
@@ -212,16 +213,21 @@ class SpanEmitter:
         Spans are built a batch at a time with a yield to the event loop in between, so a burst of
         traffic never becomes one long stall of the requests in flight.
         """
-        batches = []
+        recorder_away = False
         while self._queue:
-            batches.extend(self._take_batches(self.config.batch_spans))
-            await asyncio.sleep(0)
-        if batches:
-            if await self._send(batches):
+            # One stream per few batches: what is built is sent (or spooled) before more is built,
+            # so a recorder that falls behind shows up as a longer queue (bounded) rather than as
+            # an unbounded pile of built batches.
+            batches: list[Any] = []
+            while self._queue and len(batches) < _BATCHES_PER_STREAM:
+                batches.extend(self._take_batches(self.config.batch_spans))
+                await asyncio.sleep(0)
+            if not recorder_away and await self._send(batches):
                 self.counters["sent"] += sum(batch_size(b) for b in batches)
             else:
+                recorder_away = True  # spool the rest of this flush without waiting on the recorder again
                 self._spool(batches)
-        if (batches or self._spool_pending()) and self._spool_pending() and not self._closing:
+        if self._spool_pending() and not self._closing:
             await self._drain_spool()
 
     def _take_batches(self, max_spans: int = 0) -> list[Any]:

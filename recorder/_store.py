@@ -176,6 +176,21 @@ def spans_to_arrow(spans: list[Any]) -> pa.Table:
     return _table({name: [getattr(s, name) for s in spans] for name, _ in _RAW})
 
 
+def _settle(
+    future: concurrent.futures.Future[WriteResult], result: WriteResult | None = None, error: Exception | None = None
+) -> None:
+    """Resolve a caller's future unless it gave up (a cancelled stream): the writer must never die of it."""
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled between the check and the call
+
+
 class SpanStore:
     """The DuckDB file. `write()` from any thread; `query()` from any thread; `close()` flushes.
 
@@ -249,7 +264,7 @@ class SpanStore:
                 pass
             logger.exception("writing %d spans failed", total)
             for _, future in pending:
-                future.set_exception(StoreError(str(exc)))
+                _settle(future, error=StoreError(str(exc)))
             return
         self.stored += stored
         self.duplicates += total - stored
@@ -260,7 +275,7 @@ class SpanStore:
         for table, future in pending:
             mine = min(left, table.num_rows)
             left -= mine
-            future.set_result(WriteResult(table.num_rows, mine))
+            _settle(future, WriteResult(table.num_rows, mine))
 
     def query(self, sql: str, max_rows: int = 0) -> pa.Table:
         """Run one read-only statement on its own cursor; the result as an Arrow table."""

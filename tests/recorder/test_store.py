@@ -85,3 +85,14 @@ def test_file_reader_for_a_stopped_recorder(tmp_path: Path) -> None:
         assert not rec.live
         assert rec.rows("SELECT name FROM traces") == [{"name": "tools/list"}]
         assert rec.sql("SELECT count(*) AS n FROM spans").fetchall() == [(1,)]
+
+
+def test_writer_survives_a_caller_that_gave_up(tmp_path: Path) -> None:
+    """A Record stream cancelled by its client (timeout) leaves a cancelled future; the writer goes on."""
+    store = SpanStore(tmp_path / "t.duckdb")
+    abandoned = [store.write([span(9, i, None, 1, 2)]) for i in range(1, 50)]
+    for future in abandoned:
+        future.cancel()
+    assert store.write([span(9, 100, None, 1, 2)]).result(10).stored == 1  # still writing
+    assert store.query("SELECT count(*) AS n FROM spans").to_pylist() == [{"n": 50}]  # abandoned spans stored too
+    store.close()
