@@ -139,6 +139,7 @@ class McpEndpoint:
             trace.method = msg.method or f"({msg.kind})"
             trace.request_id = msg.id
             trace.request = msg.raw
+            trace.request_body = body
             trace.continue_from(headers.get("traceparent") or _meta_of(msg).get("traceparent"))
 
         session_id = headers.get(SESSION_ID_HEADER)

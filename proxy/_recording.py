@@ -109,8 +109,8 @@ class Trace:
     """What one client request leaves behind. Filled on the request path; turned into spans later."""
 
     __slots__ = ("backend", "backend_tool", "end_ns", "era", "error", "headers", "hops", "method", "parent_span_id",
-                 "parsed_ns", "protocol_version", "request", "request_id", "response", "session_id", "sliced_ns",
-                 "span_id", "start_ns", "subject", "tool", "trace_id", "virtual_server")  # fmt: skip
+                 "parsed_ns", "protocol_version", "request", "request_body", "request_id", "response", "session_id",
+                 "sliced_ns", "span_id", "start_ns", "subject", "tool", "trace_id", "virtual_server")  # fmt: skip
 
     def __init__(self, start_ns: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.start_ns = start_ns
@@ -124,6 +124,7 @@ class Trace:
         self.method = ""
         self.request_id: Any = None
         self.request: Any = None
+        self.request_body: bytes | None = None  # the request as received, when it is one JSON document
         self.response: bytes | None = None
         self.error: tuple[int, str] | None = None
         self.era = ""

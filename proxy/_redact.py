@@ -151,6 +151,19 @@ class Redactor:
         data, truncated, _ = self.checked_payload(value, known_clean)
         return data, truncated
 
+    def checked_raw(self, data: bytes, known_clean: bool = False) -> tuple[bytes, bool, bool]:
+        """Like `checked_payload` for JSON already serialized (a request body, an answer as sent): used
+        as it is unless it needs redacting, and only then parsed and walked."""
+        clean = known_clean or not self._needs_walk(data)
+        if not clean:
+            try:
+                data = orjson.dumps(self.value(orjson.loads(data)))
+            except orjson.JSONDecodeError:
+                data = self._string(data.decode("utf-8", "replace")).encode("utf-8")
+        if len(data) > self.max_payload_bytes:
+            return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True, clean
+        return data, False, clean
+
     def checked_payload(self, value: Any, known_clean: bool = False) -> tuple[bytes, bool, bool]:
         """Like `payload`, plus whether the value was clean (nothing needed redacting)."""
         if value is None:

@@ -123,7 +123,7 @@ def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanCo
     end = trace.end_ns or time.time_ns()
     request_id = "" if trace.request_id is None else str(trace.request_id)
     response: Any = None
-    if trace.response:
+    if trace.response and trace.error is None and b'"error":' in trace.response:
         try:
             response = orjson.loads(trace.response)
         except orjson.JSONDecodeError:
@@ -152,13 +152,18 @@ def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanCo
         attrs["http.request.headers"] = headers
     # The upstream call carries the client's request (renamed, plus gateway-made _meta) and its answer
     # becomes the client's response (plus gateway-made fields): each content is checked once.
-    request_payload, cut_in, request_clean = redactor.checked_payload(trace.request)
+    if trace.request_body is not None:
+        request_payload, cut_in, request_clean = redactor.checked_raw(trace.request_body)
+    else:
+        request_payload, cut_in, request_clean = redactor.checked_payload(trace.request)
     root_at = len(ctx.columns)  # the root span goes first, though its response is checked last
     upstream_clean = True
     root = trace.span_id
     for hop in trace.hops:
         upstream_clean = _hop(ctx, redactor, hop, root, request_clean) and upstream_clean
-    response_payload, cut_out = redactor.payload(response, known_clean=bool(trace.hops) and upstream_clean)
+    response_payload, cut_out, _ = redactor.checked_raw(
+        trace.response or b"", known_clean=bool(trace.hops) and upstream_clean
+    )
     ctx.add(
         trace.span_id,
         trace.parent_span_id,
