@@ -123,6 +123,15 @@ def measure(url: str, pid: int, concurrency: int, duration: float, era: str, too
     return result
 
 
+def recorder_counters(url: str) -> dict[str, Any] | None:
+    """The gateway's emitter counters (emitted, sent, spooled, dropped), from /readyz."""
+    import urllib.request
+
+    base = url.split("/virtual/")[0]
+    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+        return json.loads(response.read()).get("recorder")
+
+
 def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | None = None) -> Path:
     path = workdir / "bench.yaml"
     path.write_text(
@@ -225,6 +234,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     wait_port(int(url.split(":")[2].split("/")[0]))
                 for concurrency in args.concurrency:
                     point = measure(url, pid, concurrency, args.duration, era, tool)
+                    if system == "slicewire-recording":
+                        point["recorder"] = recorder_counters(url)
                     results[system][str(concurrency)] = point
                     print(
                         f"{system:26} c={concurrency:<3} {point['rps']:>8} req/s  p50 {point['p50_ms']:.3f} ms  "
@@ -268,9 +279,12 @@ def table(results: dict[str, Any]) -> str:
         for c in recording:
             if c in gateway:
                 cost = 1 - recording[c]["rps"] / gateway[c]["rps"]
+                counters = recording[c].get("recorder") or {}
                 lines.append(
                     f"- c={c}: recording on costs {cost * 100:.1f}% of req/s "
-                    f"({recording[c]['cpu_us_per_req']} vs {gateway[c]['cpu_us_per_req']} µs CPU per call)"
+                    f"({recording[c]['cpu_us_per_req']} vs {gateway[c]['cpu_us_per_req']} µs CPU per call; "
+                    f"spans emitted {counters.get('emitted')}, sent {counters.get('sent')}, "
+                    f"dropped {counters.get('dropped')} so far)"
                 )
         for system, points in results.items():
             if system.startswith("forwarder") and "64" in points and "64" in gateway:
