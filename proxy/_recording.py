@@ -182,7 +182,8 @@ class SpanEmitter:
 
     def emit(self, trace: Trace) -> None:
         """Queue a finished trace. Past `queue_max_spans` it is counted as dropped, never blocks."""
-        spans = 2 + len(trace.hops) * 2  # an estimate; exact counts are taken when spans are built
+        # root, parse, respond (+ slice) and each hop with its children: exact counts come when built
+        spans = 3 + (1 if trace.sliced_ns else 0) + sum(1 + len(hop.children) for hop in trace.hops)
         if self._queued_spans + spans > self.config.queue_max_spans:
             self.counters["dropped"] += spans
             return
@@ -206,7 +207,10 @@ class SpanEmitter:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # recording must never stop for good; say why and go on
+                logger.exception("span emitter: flush failed; retrying at the next interval")
 
     async def flush(self) -> None:
         """Ship everything queued (or spool it), then retry the spool if the recorder answers.
@@ -278,10 +282,18 @@ class SpanEmitter:
     def _spool_pending(self) -> bool:
         try:
             return self.spool.stat().st_size > 0
-        except FileNotFoundError:
+        except OSError:  # missing, or its directory cannot be made: nothing spooled
             return False
 
     def _spool(self, batches: list[Any]) -> None:
+        try:
+            self._append_to_spool(batches)
+        except OSError as exc:
+            lost = sum(batch_size(b) for b in batches)
+            self.counters["dropped"] += lost
+            logger.error("span emitter: cannot write the spool %s (%s); %d spans dropped", self.spool, exc, lost)
+
+    def _append_to_spool(self, batches: list[Any]) -> None:
         self.spool.parent.mkdir(parents=True, exist_ok=True)
         try:
             size = self.spool.stat().st_size
