@@ -14,11 +14,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from proto import pb
+
 from ._catalog import Catalog
 from ._config import Config, VirtualServerConfig
 from ._jsonrpc import encode_notification
 from ._mcp import META_SUBSCRIPTION_ID
-from ._recording import SpanEmitter
+from ._recording import SpanEmitter, Trace, session_trace_id
 from ._sessions import InMemorySessionStore, LiveSession, SessionStore
 from ._slice import Slice
 from ._upstream import Exchange
@@ -66,6 +68,19 @@ class Listener:
     def __init__(self, subscription_id: Any) -> None:
         self.subscription_id = subscription_id
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+
+def _sent_notification(session_id: str, virtual_server: str, message: bytes) -> Trace:
+    """A message the gateway sends on a session's own stream: a span in that session's trace."""
+    now = time.time_ns()
+    trace = Trace(now, [])
+    trace.trace_id = session_trace_id(session_id)
+    trace.direction = pb.DIRECTION_GATEWAY_TO_CLIENT
+    trace.method = "notifications/tools/list_changed"
+    trace.era, trace.session_id, trace.virtual_server = "legacy", session_id, virtual_server
+    trace.request_body = message
+    trace.end_ns = now
+    return trace
 
 
 class Gateway:
@@ -154,6 +169,8 @@ class Gateway:
             if live.stream is not None and live.virtual_server == path:
                 live.stream.put_nowait(message)
                 count += 1
+                if self.emitter is not None:
+                    self.emitter.emit(_sent_notification(live.id, path, message))
         for listener in self.listeners.get(path, ()):
             listener.queue.put_nowait(
                 encode_notification(

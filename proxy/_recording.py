@@ -108,7 +108,8 @@ class Hop:
 class Trace:
     """What one client request leaves behind. Filled on the request path; turned into spans later."""
 
-    __slots__ = ("backend", "backend_tool", "end_ns", "era", "error", "headers", "hops", "method", "parent_span_id",
+    __slots__ = ("backend", "backend_tool", "direction", "end_ns", "era", "error", "headers", "hops", "method",
+                 "parent_span_id",
                  "parsed_ns", "protocol_version", "request", "request_body", "request_id", "response", "session_id",
                  "sliced_ns", "span_id", "start_ns", "subject", "tool", "trace_id", "virtual_server")  # fmt: skip
 
@@ -136,6 +137,8 @@ class Trace:
         self.backend = ""
         self.backend_tool = ""
         self.hops: list[Hop] = []
+        # Most traces start with a client's message; a notification the gateway sends starts its own.
+        self.direction = pb.DIRECTION_CLIENT_TO_GATEWAY
 
     def continue_from(self, traceparent_value: Any) -> None:
         """Join the caller's trace when it sent a W3C traceparent (header or params._meta)."""

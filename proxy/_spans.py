@@ -171,7 +171,7 @@ def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanCo
         pb.SPAN_KIND_SERVER,
         trace.start_ns,
         end,
-        direction=pb.DIRECTION_CLIENT_TO_GATEWAY,
+        direction=trace.direction,
         method=trace.method,
         request_id=request_id,
         message_kind=pb.MESSAGE_KIND_REQUEST if request_id else pb.MESSAGE_KIND_NOTIFICATION,

@@ -192,3 +192,31 @@ def test_cli_reads_a_recording(backends: dict[str, str], tmp_path: Path) -> None
     finally:
         gw.stop()
         rec.stop()
+
+
+async def test_notification_to_a_session_joins_its_trace(backends: dict[str, str], tmp_path: Path) -> None:
+    from tests.proxy.clients import Notifications
+
+    rec = RunningRecorder(tmp_path / "traces.duckdb", tmp_path)
+    config = recording_config(backends, rec.target, tmp_path / "spool")
+    gw = RunningGateway(config, tmp_path)
+    seen = Notifications()
+    try:
+        async with sdk_session(gw.url("/virtual/rec"), message_handler=seen.handler) as session:
+            await session.call_tool("echo", {"text": "x"})
+            config["virtual_servers"][0]["tool_mappings"].pop()  # drop "shout": the slice changes
+            gw.write_config({"listen": gw.config["listen"], **config})
+            await seen.wait_for("notifications/tools/list_changed")
+        wait_until(lambda: sent(gw)["sent"] >= sent(gw)["emitted"] > 0, 20, what="spans sent")
+    finally:
+        gw.stop()
+        rec.stop()
+    with connect(str(rec.db)) as r:
+        [note] = r.rows("SELECT * FROM spans WHERE method = 'notifications/tools/list_changed' AND kind = 'SERVER'")
+        assert note["direction"] == "gateway->client"
+        session_id = note["session_id"]
+        initialize = r.rows(f"SELECT session_id FROM spans WHERE method = 'initialize' AND session_id = '{session_id}'")
+        assert initialize, "the notification carries the session that received it"
+        others = r.rows(f"SELECT DISTINCT trace_id FROM spans WHERE session_id = '{session_id}' "
+                        "AND method = 'notifications/initialized'")  # fmt: skip
+        assert others == [{"trace_id": note["trace_id"]}]  # the session's own trace
