@@ -219,6 +219,8 @@ class RecorderConfig(_Strict):
     flush_interval_ms: int = Field(default=200, gt=0)
     send_timeout_s: float = Field(default=10.0, gt=0)
     max_payload_bytes: int = Field(default=64 * 1024, gt=0)
+    # Which payloads spans carry: all (replay needs them), only those of failed requests, or none.
+    payloads: Literal["all", "errors", "none"] = "all"
     redact: RedactConfig = RedactConfig()
 
     @field_validator("target")

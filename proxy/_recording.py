@@ -249,7 +249,7 @@ class SpanEmitter:
             trace = self._queue.popleft()
             before = len(columns)
             try:
-                build_spans(trace, self.redactor, self.instance, columns)
+                build_spans(trace, self.redactor, self.instance, columns, self.config.payloads)
             except Exception:  # a bad trace must not stop recording; it is logged and dropped
                 logger.exception("could not build spans for a trace; dropped")
                 columns.truncate(before)

@@ -104,6 +104,23 @@ class _Context:
         )  # fmt: skip
 
 
+class _NoPayloads(Redactor):
+    """Stands in for the redactor when payloads are not captured: every payload is empty."""
+
+    def checked_raw(self, data: bytes, known_clean: bool = False) -> tuple[bytes, bool, bool]:
+        return b"", False, True
+
+    def checked_payload(self, value: Any, known_clean: bool = False) -> tuple[bytes, bool, bool]:
+        return b"", False, True
+
+
+_NO_PAYLOADS = _NoPayloads()
+
+
+def _hop_failed(hops: list[Hop]) -> bool:
+    return any(hop.error is not None or _hop_failed(hop.children) for hop in hops)
+
+
 def _error_of(trace: Trace, response: Any) -> tuple[int, str] | None:
     if trace.error is not None:
         return trace.error
@@ -115,8 +132,11 @@ def _error_of(trace: Trace, response: Any) -> tuple[int, str] | None:
     return None
 
 
-def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanColumns) -> None:
-    """Append the spans of one trace (see the span model in _recording's docstring) to `columns`."""
+def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanColumns, payloads: str = "all") -> None:
+    """Append the spans of one trace (see the span model in _recording's docstring) to `columns`.
+
+    `payloads`: "all", "errors" (only traces that ended in an error carry them) or "none".
+    """
     from ._recording import new_span_id
 
     ctx = _Context(trace, trace.ensure_trace_id(), instance, columns)
@@ -129,6 +149,9 @@ def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanCo
         except orjson.JSONDecodeError:
             response = None
     error = _error_of(trace, response)
+    headers_redactor = redactor  # headers are always recorded, always redacted by the real rules
+    if payloads == "none" or (payloads == "errors" and error is None and not _hop_failed(trace.hops)):
+        redactor = _NO_PAYLOADS
     attrs: dict[str, Any] = {
         "mcp.method.name": trace.method,
         "mcp.protocol.version": trace.protocol_version,
@@ -146,7 +169,7 @@ def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanCo
         attrs["error.type"] = str(error[0])
         attrs["rpc.response.status_code"] = str(error[0])
     if trace.headers:
-        headers = redactor.headers(trace.headers)
+        headers = headers_redactor.headers(trace.headers)
         if "user-agent" in headers:
             attrs["user_agent.original"] = headers["user-agent"]
         attrs["http.request.headers"] = headers

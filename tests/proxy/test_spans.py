@@ -83,3 +83,17 @@ def test_no_secret_through_any_payload() -> None:
         )
         assert SECRET.encode() not in blob
         assert b"[REDACTED]" in blob
+
+
+def test_payload_capture_levels() -> None:
+    ok = call_trace({"text": "hi"}, {"content": [{"type": "text", "text": "hi"}]})
+    failed = call_trace({"text": "hi"}, {"content": []})
+    failed.hops[0].error = (-32000, "Backend /b: down")
+    for level, trace, expect_payloads in (("none", ok, False), ("errors", ok, False), ("errors", failed, True)):
+        cols = SpanColumns()
+        build_spans(trace, redactor(), "gw-1", cols, payloads=level)
+        message = cols.message()
+        carried = any(message.request_payload) or any(message.response_payload)
+        assert carried is expect_payloads, level
+        headers = orjson.loads(message.attributes_json[0])["http.request.headers"]
+        assert headers["authorization"] == "[REDACTED]"  # headers recorded and redacted at every level
