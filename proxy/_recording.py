@@ -257,11 +257,11 @@ class SpanEmitter:
                 continue
             if len(columns) >= size:
                 taken += len(columns)
-                batches.append(pb.SpanBatch(columns=columns.message(), sender=self.instance))
+                batches.append(columns.batch(self.instance))
                 columns = SpanColumns()
         if len(columns):
             taken += len(columns)
-            batches.append(pb.SpanBatch(columns=columns.message(), sender=self.instance))
+            batches.append(columns.batch(self.instance))
         self._queued_spans = max(0, self._queued_spans - taken) if self._queue else 0
         self.counters["emitted"] += taken
         return batches

@@ -56,6 +56,17 @@ class SpanColumns:
         columns = zip(*self.rows, strict=True) if self.rows else [()] * len(FIELDS)
         return pb.SpanColumns(**dict(zip(FIELDS, columns, strict=True)))
 
+    def batch(self, sender: str) -> Any:
+        """A SpanBatch carrying these spans, its columns filled in place (no copy of a built message)."""
+        batch = pb.SpanBatch(sender=sender)
+        target = batch.columns
+        if self.rows:
+            for name, column in zip(FIELDS, zip(*self.rows, strict=True), strict=True):
+                getattr(target, name).extend(column)
+        else:
+            batch.columns.SetInParent()
+        return batch
+
 
 class _Context:
     """What every span of one trace shares."""
