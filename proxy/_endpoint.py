@@ -138,8 +138,7 @@ class McpEndpoint:
         if trace is not None:
             trace.method = msg.method or f"({msg.kind})"
             trace.request_id = msg.id
-            trace.request = msg.raw
-            trace.request_body = body
+            trace.request_body = body  # the bytes, not the parsed dict: less to keep while queued
             trace.continue_from(headers.get("traceparent") or _meta_of(msg).get("traceparent"))
 
         session_id = headers.get(SESSION_ID_HEADER)

@@ -270,7 +270,7 @@ def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | No
         return
     hop.end_ns = time.time_ns()
     if up is not None:
-        hop.response = up.raw
+        hop.response = up.data if up.data is not None else up.raw
         if up.kind == "error":
             hop.error = (int(up.error.get("code", BACKEND_ERROR)), str(up.error.get("message", "")))
     if error is not None:

@@ -62,6 +62,8 @@ class Message:
     raw: dict[str, Any]
     id: RequestId | None = None
     method: str | None = None
+    # The message as it arrived, when it arrived as one JSON document (kept for the flight recorder).
+    data: bytes | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -126,7 +128,10 @@ def parse_message(data: bytes | str) -> Message:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(PARSE_ERROR, f"Parse error: {exc}") from None
-    return parse_object(obj)
+    msg = parse_object(obj)
+    if isinstance(data, bytes):
+        msg.data = data
+    return msg
 
 
 def encode_result(id: RequestId | None, result: Any) -> bytes:

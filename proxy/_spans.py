@@ -233,7 +233,10 @@ def _hop(ctx: _Context, redactor: Redactor, hop: Hop, parent: bytes, request_cle
     """Append a hop's spans; True when nothing it (or a child) carried needed redacting."""
     upstream = hop.kind == pb.SPAN_KIND_CLIENT
     request_payload, cut_in, sent_clean = redactor.checked_payload(hop.request, upstream and request_clean)
-    response_payload, cut_out, clean = redactor.checked_payload(hop.response)
+    if isinstance(hop.response, bytes):
+        response_payload, cut_out, clean = redactor.checked_raw(hop.response)
+    else:
+        response_payload, cut_out, clean = redactor.checked_payload(hop.response)
     clean = clean and sent_clean
     attrs: dict[str, Any] = {"mcp.method.name": hop.method}
     if hop.backend:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from .._config import BackendConfig
-from .._jsonrpc import Message, ProtocolError, RequestId, encode_notification, encode_request, parse_object
+from .._jsonrpc import Message, ProtocolError, RequestId, encode_notification, encode_request, parse_message
 from .._mcp import (
     LATEST_LEGACY,
     LATEST_MODERN,
@@ -160,8 +160,8 @@ class StreamableHTTPBackend(Backend):
 
     def _parse(self, data: bytes) -> Message:
         try:
-            return parse_object(orjson.loads(data))
-        except (orjson.JSONDecodeError, ProtocolError) as exc:
+            return parse_message(data)
+        except ProtocolError as exc:
             raise BackendProtocolError(self.path, f"sent a message that is not JSON-RPC ({exc})") from None
 
     async def _send_response(self, request_id: RequestId, response: dict[str, Any], era: str) -> None:

@@ -12,10 +12,8 @@ import logging
 import os
 import time
 
-import orjson
-
 from .._config import BackendConfig
-from .._jsonrpc import ProtocolError, parse_object
+from .._jsonrpc import ProtocolError, parse_message
 from ._base import BackendUnavailable
 from ._stream import StreamBackend
 
@@ -94,8 +92,8 @@ class StdioBackend(StreamBackend):
                 if not line:
                     continue
                 try:
-                    msg = parse_object(orjson.loads(line))
-                except (orjson.JSONDecodeError, ProtocolError):
+                    msg = parse_message(line)
+                except ProtocolError:
                     logger.warning("backend %s wrote a line that is not JSON-RPC: %.200r", self.path, line)
                     continue
                 self._route(msg)
