@@ -218,4 +218,11 @@ class Gateway:
         recorder = None
         if self.emitter is not None:
             recorder = {"target": self.config.recorder.target, **self.emitter.counters}
-        return {"ready": self.catalog.ready, "backends": backends, "virtual_servers": servers, "recorder": recorder}
+        return {
+            "ready": self.catalog.ready,
+            "started_at": self.started_at,
+            "config_reloads": self.reloads,
+            "backends": backends,
+            "virtual_servers": servers,
+            "recorder": recorder,
+        }

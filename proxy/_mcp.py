@@ -35,15 +35,12 @@ MODERN_VERSIONS: Final = ("2026-07-28",)
 ALL_VERSIONS: Final = LEGACY_VERSIONS + MODERN_VERSIONS
 LATEST_LEGACY: Final = LEGACY_VERSIONS[-1]
 LATEST_MODERN: Final = MODERN_VERSIONS[-1]
-# Clients older than 2025-06-18 did not send the version header; the spec lets servers assume this one.
-DEFAULT_HEADERLESS_VERSION: Final = "2025-03-26"
 
 # HTTP header names, lower-case as ASGI delivers them.
 SESSION_ID_HEADER: Final = "mcp-session-id"
 PROTOCOL_VERSION_HEADER: Final = "mcp-protocol-version"
 METHOD_HEADER: Final = "mcp-method"
 NAME_HEADER: Final = "mcp-name"
-LAST_EVENT_ID_HEADER: Final = "last-event-id"
 
 # MCP error codes (JSON-RPC server-error range reserved by the spec, 2026-07-28 numbering).
 HEADER_MISMATCH: Final = -32020

@@ -143,7 +143,6 @@ class _Connection(asyncio.Protocol):
         self.response: H1Response | None = None
         self.closed = False
         self.paused = False
-        self._name = b""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -39,10 +39,6 @@ _RECONNECT_DELAY_S = 1.0
 _MODERN_HEAD = encode_headers([("accept", _ACCEPT), ("content-type", _JSON), (PROTOCOL_VERSION_HEADER, LATEST_MODERN)])
 
 
-class _SessionLost(Exception):
-    """The legacy backend answered 404 for our session id: it restarted or expired the session."""
-
-
 class StreamableHTTPBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

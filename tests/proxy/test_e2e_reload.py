@@ -42,6 +42,7 @@ async def test_edit_applies_to_open_sessions(backends: dict[str, str], tmp_path:
             assert [t.name for t in (await session.list_tools()).tools] == ["get_issue", "search"]
             result = await session.call_tool("search", {"query": "router"})
             assert result.structured_content == {"result": ["router-1", "router-2"]}
+            assert gw.status()["config_reloads"] == 1
 
             # An invalid edit is logged and the previous config keeps serving.
             bad = slice_config(backends, ["get_issue"])
@@ -49,6 +50,7 @@ async def test_edit_applies_to_open_sessions(backends: dict[str, str], tmp_path:
             gw.write_config({"listen": gw.config["listen"], **bad})
             await until(lambda: "config reload rejected" in gw.log())
             assert "'/nowhere'" in gw.log()
+            assert gw.status()["config_reloads"] == 1  # the rejected edit was not applied
             assert [t.name for t in (await session.list_tools()).tools] == ["get_issue", "search"]
             assert text_of(await session.call_tool("get_issue", {"number": 3}))
     finally:
