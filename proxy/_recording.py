@@ -204,16 +204,19 @@ class SpanEmitter:
 
     async def _run(self) -> None:
         interval = self.config.flush_interval_ms / 1000
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-            except TimeoutError:
-                pass
+        while True:
+            if not self._closing:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), interval)
+                except TimeoutError:
+                    pass
             self._wake.clear()
             try:
                 await self.flush()
             except Exception:  # recording must never stop for good; say why and go on
                 logger.exception("span emitter: flush failed; retrying at the next interval")
+            if self._closing:
+                return
 
     async def flush(self) -> None:
         """Ship everything queued (or spool it), then retry the spool if the recorder answers.
@@ -350,18 +353,17 @@ class SpanEmitter:
         logger.info("recorder reachable again: spooled spans re-sent")
 
     async def close(self) -> None:
-        """Stop: ship what is queued (or spool it)."""
+        """Stop: let a flush in progress finish (never cancel one: its batches would be lost), then
+        ship what is still queued, or spool it."""
         self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        batches = self._take_batches()
-        if batches and not await self._send(batches):
-            self._spool(batches)
-        elif batches:
-            self.counters["sent"] += sum(batch_size(b) for b in batches)
+                await asyncio.wait_for(asyncio.shield(self._task), self.config.send_timeout_s + 5)
+            except TimeoutError:
+                logger.error("span emitter: the last flush did not finish in time; stopping it")
+                self._task.cancel()
+        if self._queue:
+            await self.flush()  # sends, or spools once the recorder fails
         if self._channel is not None:
             await self._channel.close()

@@ -66,7 +66,8 @@ class Proc:
         return self.process.poll() is None
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
