@@ -106,3 +106,18 @@ async def test_disabled_and_unknown_servers_are_404(gateway: RunningGateway) -> 
             )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == -32600
+
+
+async def test_backend_pagination_is_followed(gateway: RunningGateway, backends: dict[str, str]) -> None:
+    """beta lists its tools two per page; the gateway's discovery follows nextCursor to the end."""
+    import httpx
+
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+               "mcp-method": "tools/list"}  # fmt: skip
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}
+    async with httpx.AsyncClient() as http:
+        first = await http.post(backends["beta"], headers=headers, json=body)
+    page = first.json()["result"]
+    assert len(page["tools"]) == 2 and page.get("nextCursor")  # the backend really paginates
+    assert gateway.status()["backends"]["/beta"]["tools"] == 3  # get_issue, search, call_log: both pages

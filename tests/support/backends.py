@@ -112,7 +112,8 @@ def alpha() -> FastMCP:
 
 
 def beta() -> FastMCP:
-    mcp = FastMCP("beta", version="0.9.0")
+    # Pages of two tools: the gateway must follow nextCursor to see them all.
+    mcp = FastMCP("beta", version="0.9.0", list_page_size=2)
 
     @mcp.tool
     def get_issue(number: int) -> dict:
