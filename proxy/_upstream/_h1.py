@@ -14,6 +14,8 @@ POST/GET/DELETE, JSON and SSE (chunked) bodies, TLS, connection reuse, abort.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -29,6 +31,25 @@ _PAUSE_AT = 1024 * 1024  # stop reading from a backend that streams faster than 
 def encode_headers(headers: list[tuple[str, str]]) -> bytes:
     """Header lines for `H1Pool.request`; values must already be safe header values."""
     return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve"
+    if exc.errno is not None and exc.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[exc.errno]
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or 'unknown reason'})"
+    return type(exc).__name__
+
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+}
 
 
 class H1ConnectionError(Exception):
@@ -243,7 +264,8 @@ class H1Pool:
         except TimeoutError:
             raise H1ConnectionError(f"connect timed out after {self.connect_timeout:g}s") from None
         except OSError as exc:
-            raise H1ConnectionError(f"cannot connect: {exc.strerror or type(exc).__name__}") from None
+            # Say why without the backend's address: these messages reach clients and logs.
+            raise H1ConnectionError(f"cannot connect: {_reason(exc)}") from None
         return conn
 
     async def request(self, method: str, headers: list[tuple[str, str]] | bytes, body: bytes = b"") -> H1Response:
