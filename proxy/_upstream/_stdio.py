@@ -54,9 +54,10 @@ class StdioBackend(StreamBackend):
                 start_new_session=True,
             )
         except OSError as exc:
-            raise BackendUnavailable(
-                self.path, f"cannot start {self.config.command!r}: {exc.strerror or exc}"
-            ) from None
+            # The command line stays in the log: error messages reach clients.
+            logger.error("backend %s: cannot start %r: %s", self.path, self.config.command, exc.strerror or exc)
+            reason = exc.strerror or type(exc).__name__
+            raise BackendUnavailable(self.path, f"cannot start its process ({reason})") from None
         self._started_at = time.monotonic()
         logger.info("backend %s: started %s (pid %s)", self.path, self.config.command, self._process.pid)
         loop = asyncio.get_running_loop()
