@@ -192,7 +192,7 @@ class SpanEmitter:
             return
         self._queue.append(trace)
         self._queued_spans += spans
-        if self._queued_spans >= self.config.batch_spans:
+        if self._queued_spans >= self.config.batch_spans * _BATCHES_PER_STREAM:  # a full stream waits
             self._wake.set()
 
     # --- background --------------------------------------------------------------------------------
