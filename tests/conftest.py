@@ -104,6 +104,7 @@ def support_config(backends: dict[str, str]) -> dict[str, Any]:
                     },
                     {"tool_name": "read_text_file", "backend_server_path": "/fs", "alias": "read-doc"},
                     {"tool_name": "trigger-sampling-request", "backend_server_path": "/everything", "alias": "sample"},
+                    {"tool_name": "guarded", "backend_server_path": "/alpha"},
                 ],
                 "tags": ["support"],
             },
@@ -124,7 +125,7 @@ def support_config(backends: dict[str, str]) -> dict[str, Any]:
 
 SUPPORT_SLICE = [
     "echo", "plus", "structured", "fail", "progress", "sleep", "ask", "get_issue",
-    "everything-echo", "confirm", "long-op", "read-doc", "sample",
+    "everything-echo", "confirm", "long-op", "read-doc", "sample", "guarded",
 ]  # fmt: skip
 
 

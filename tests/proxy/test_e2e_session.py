@@ -163,3 +163,31 @@ async def test_sampling_round_trip_modern_client(gateway: RunningGateway) -> Non
         result = await client.call_tool_mcp("sample", {"prompt": "Capital of France?", "maxTokens": 5})
     assert prompts and "Capital of France?" in prompts[0]
     assert "Paris" in text_of(result)
+
+
+async def test_modern_backend_input_request_passes_through_to_a_modern_client(gateway: RunningGateway) -> None:
+    """A 2026-07-28 backend answers InputRequiredResult; the client's retry carries the answer back."""
+    asked: list[str] = []
+
+    async def elicit(message: str, response_type: Any, params: Any, context: Any) -> str:
+        asked.append(message)
+        return "zed"
+
+    async with fastmcp_client(gateway.url("/virtual/support"), elicitation_handler=elicit) as client:
+        result = await client.call_tool_mcp("guarded", {})
+    assert asked == ["Name, please?"]
+    assert text_of(result) == "guarded hello zed (state-1)"  # requestState made the round trip
+
+
+async def test_modern_backend_input_request_reaches_a_legacy_client(gateway: RunningGateway) -> None:
+    """For a 2025-11-25 client the gateway asks on the call's stream, then retries the backend call."""
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        asked.append(params.message)
+        return mt.ElicitResult(action="accept", content={"value": "grace"})
+
+    async with sdk_session(gateway.url("/virtual/support"), elicitation_callback=elicit) as session:
+        result = await session.call_tool("guarded", {})
+    assert asked == ["Name, please?"]
+    assert text_of(result) == "guarded hello grace (state-1)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from typing import Any
 
 import mcp_types
 from fastmcp import Context, FastMCP
@@ -72,6 +73,23 @@ def alpha() -> FastMCP:
             CALLS.append("sleep-cancelled")
             raise
         return "slept"
+
+    @mcp.tool
+    async def guarded(ctx: Context) -> Any:
+        """Ask for a name the 2026-07-28 way: return InputRequiredResult, answer on the retry (MRTR)."""
+        responses = ctx.input_responses or {}
+        answer = responses.get("name")
+        if answer is not None:
+            CALLS.append("guarded")
+            content = getattr(answer, "content", None) or {}
+            return f"guarded hello {content.get('value', '?')} ({ctx.request_state})"
+        ask = mcp_types.ElicitRequest(
+            params=mcp_types.ElicitRequestFormParams(
+                message="Name, please?",
+                requested_schema={"type": "object", "properties": {"value": {"type": "string"}}, "required": ["value"]},
+            )
+        )
+        return mcp_types.InputRequiredResult(input_requests={"name": ask}, request_state="state-1")
 
     @mcp.tool
     def login(user: str, password: str) -> str:
