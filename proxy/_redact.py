@@ -64,7 +64,7 @@ class Redactor:
         self._anchors = tuple(a.encode("utf-8") for group in anchors if group for a in group) if all(anchors) else None
         self._byte_patterns = [re.compile(p.pattern.encode("utf-8")) for p in self.patterns]
         self._secret_bytes: list[bytes] = []
-        self._header_verdicts: dict[bytes, bool] = {}
+        self._header_cache: dict[tuple[bytes, bytes], tuple[str, str]] = {}
 
     def add_secret(self, value: str) -> None:
         """A value that must never be recorded, wherever it appears (e.g. an injected credential)."""
@@ -72,6 +72,7 @@ class Redactor:
             self._secrets.add(value)
             # As it would appear inside serialized JSON (escapes included).
             self._secret_bytes.append(orjson.dumps(value)[1:-1])
+            self._header_cache.clear()  # cached header values were judged without this secret
 
     def _needs_walk(self, data: bytes) -> bool:
         """False when the serialized value certainly holds nothing to redact, decided with plain byte
@@ -178,23 +179,27 @@ class Redactor:
         return data, False, clean
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-        """Request headers for a span: credential-looking ones replaced by the marker."""
+        """Request headers for a span: credential-looking ones replaced by the marker.
+
+        Clients send the same headers over and over: each (name, value) pair is judged once and the
+        recorded form cached (credential values are never kept: their entry is the marker)."""
         out = {}
-        verdicts = self._header_verdicts
-        for raw_name, raw_value in headers:
-            secret = verdicts.get(raw_name)
-            if secret is None:
-                if len(verdicts) > 512:
-                    verdicts.clear()
-                secret = verdicts[raw_name] = bool(CREDENTIAL_HEADER.search(raw_name.decode("latin-1")))
-            name = raw_name.decode("latin-1").lower()
-            if secret:
-                out[name] = MARKER
-            elif name in _PLAIN_HEADERS:
-                out[name] = raw_value.decode("latin-1")
-            else:
-                out[name] = self._string(raw_value.decode("latin-1"))
+        cache = self._header_cache
+        for pair in headers:
+            entry = cache.get(pair)
+            if entry is None:
+                if len(cache) > 4096:
+                    cache.clear()
+                entry = cache[pair] = self._header(*pair)
+            out[entry[0]] = entry[1]
         return out
+
+    def _header(self, raw_name: bytes, raw_value: bytes) -> tuple[str, str]:
+        name = raw_name.decode("latin-1").lower()
+        if CREDENTIAL_HEADER.search(name):
+            return name, MARKER
+        value = raw_value.decode("latin-1")
+        return name, value if name in _PLAIN_HEADERS else self._string(value)
 
 
 # Headers whose values are protocol plumbing: recorded as they are, without pattern scans.

@@ -47,3 +47,11 @@ def test_payload_cap_truncates_and_flags() -> None:
     assert cut is True and len(data) == 200
     data, cut = default().payload({"text": "short"})
     assert cut is False and orjson.loads(data) == {"text": "short"}
+
+
+def test_secret_added_later_reaches_cached_headers() -> None:
+    r = default()
+    headers = [(b"x-tenant", b"acme s3cr3t-value")]
+    assert r.headers(headers) == {"x-tenant": "acme s3cr3t-value"}
+    r.add_secret("s3cr3t-value")
+    assert r.headers(headers) == {"x-tenant": f"acme {MARKER}"}
