@@ -7,6 +7,7 @@ file under bench/results/. The machine is noisy: compare systems within one run 
 
     .venv/bin/python bench/run.py                       # everything, 5 s per point
     .venv/bin/python bench/run.py --systems direct,slicewire -c 1,64 -d 10
+    .venv/bin/python bench/run.py --repeat 3              # medians of three rounds
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -253,6 +255,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per system and concurrency, the median of every numeric figure over the rounds (the machine is
+    noisy; rounds run the systems one after another, so each round is a fair comparison)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    merged: dict[str, Any] = {}
+    for system, points in rounds[0].items():
+        merged[system] = {}
+        for c, first in points.items():
+            samples = [r[system][c] for r in rounds if c in r.get(system, {})]
+            point = dict(first)
+            for key, value in first.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    point[key] = statistics.median(s[key] for s in samples if s.get(key) is not None)
+            merged[system][c] = point
+    return merged
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
         "| system | c | req/s | p50 ms | p90 ms | p99 ms | CPU µs/req (SUT process) | RSS MB | errors |",
@@ -298,6 +318,9 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {SYSTEMS}")
     parser.add_argument("-c", "--concurrency", default="1,64", help="comma-separated concurrency levels")
     parser.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per measured point")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds over all systems; the table shows each figure's median"
+    )
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
     unknown = set(args.systems) - set(SYSTEMS)
@@ -306,13 +329,16 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         parser.error("needs 2 cores: the system under test on core 0, the load generator on core 1")
-    results = run(args)
+    rounds = [run(args) for _ in range(args.repeat)]
+    results = median_of(rounds)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
     report = {
         "date": stamp,
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "duration_s": args.duration,
-        "results": results,
+        "repeat": args.repeat,
+        "results": results,  # medians over the rounds
+        "rounds": rounds,
     }
     out = BENCH / "results" / f"gateway-{stamp}.json"
     out.parent.mkdir(exist_ok=True)
