@@ -21,7 +21,6 @@ from ._mcp import (
     HEADER_MISMATCH,
     LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES,
-    META_PROTOCOL_VERSION,
     MODERN_VERSIONS,
     PROTOCOL_VERSION_HEADER,
     SESSION_ID_HEADER,
@@ -29,6 +28,7 @@ from ._mcp import (
     UNSUPPORTED_PROTOCOL_VERSION,
     HeaderMismatch,
     check_modern_headers,
+    era_of,
 )
 from ._recording import Trace, session_trace_id
 from ._responder import Receive, Responder, Send
@@ -151,9 +151,8 @@ class McpEndpoint:
         if session_id is not None:
             await self._legacy(server, session_id, header_version, msg, responder)
             return
-        body_version = _meta_version(msg)
-        if header_version in MODERN_VERSIONS or body_version is not None:
-            await self._modern(server, headers, header_version, body_version, msg, responder)
+        if era_of(msg, header_version) == "modern":
+            await self._modern(server, headers, msg, responder)
             return
         if header_version is not None and header_version not in ALL_VERSIONS:
             await responder.json(400, _unsupported(msg.id, header_version))
@@ -241,15 +240,7 @@ class McpEndpoint:
                 logger.debug("session %s answered %r, which nobody awaits", session_id, msg.id)
             await responder.empty(202)
 
-    async def _modern(
-        self,
-        server: VirtualServer,
-        headers: dict[str, str],
-        header_version: str | None,
-        body_version: str | None,
-        msg: Message,
-        responder: Responder,
-    ) -> None:
+    async def _modern(self, server: VirtualServer, headers: dict[str, str], msg: Message, responder: Responder) -> None:
         try:
             version = check_modern_headers(msg, headers)
         except HeaderMismatch as exc:
@@ -364,17 +355,6 @@ def _modern_session_key(server: VirtualServer, meta: dict[str, Any], headers: di
     info = meta.get("io.modelcontextprotocol/clientInfo")
     name = f"{info.get('name', '?')}/{info.get('version', '?')}" if isinstance(info, dict) else "?"
     return f"{server.config.path}|{name}"
-
-
-def _meta_version(msg: Message) -> str | None:
-    if msg.kind not in ("request", "notification"):
-        return None
-    meta = msg.params.get("_meta")
-    if isinstance(meta, dict):
-        version = meta.get(META_PROTOCOL_VERSION)
-        if isinstance(version, str):
-            return version
-    return None
 
 
 def _unsupported(id: Any, requested: str) -> bytes:
