@@ -209,6 +209,7 @@ class Gateway:
                 "protocol_version": identity.protocol_version if identity else None,
                 "server": identity.server_info if identity else None,
                 "tools": len(self.catalog.tools.get(path) or []),
+                "restarts": getattr(backend, "restarts", 0),  # stdio processes restarted after exiting
                 "error": backend.last_error,
             }
         servers = {

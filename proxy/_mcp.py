@@ -44,7 +44,6 @@ NAME_HEADER: Final = "mcp-name"
 
 # MCP error codes (JSON-RPC server-error range reserved by the spec, 2026-07-28 numbering).
 HEADER_MISMATCH: Final = -32020
-MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 # Implementation-defined range (-32000..-32019): Slicewire's own.
 BACKEND_ERROR: Final = -32000

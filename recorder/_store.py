@@ -294,10 +294,6 @@ class SpanStore:
         finally:
             cursor.close()
 
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        """Block until everything queued so far is written (tests, shutdown)."""
-        self.write([]).result(timeout)
-
     def close(self) -> None:
         if self._closed:
             return

@@ -188,6 +188,7 @@ async def test_crashed_stdio_backend_is_restarted(failing: Failing) -> None:
 
         await until(echo_works, within_s=20)
     assert "restarting in" in gw.log()
+    assert gw.status()["backends"]["/crashy"]["restarts"] >= 1
 
 
 def test_unreachable_backend_is_not_ready(workdir: Path, tmp_path: Path) -> None:
