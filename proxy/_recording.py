@@ -2,11 +2,12 @@
 
 On the request path the gateway only fills a `Trace` (timestamps and references to messages it
 already has) and appends it to a bounded queue: no I/O, no serialization. A background task turns
-traces into spans (redacting payloads), packs about 64 spans per `SpanBatch`, and ships batches over
-short gRPC client streams; the recorder's Ack means "stored". When the recorder is unreachable or
-slow, batches go to an append-only spool file (size-capped; what does not fit is counted as
-dropped) and are re-sent once it answers again. The recorder de-duplicates on span id, so a batch
-sent twice is stored once.
+traces into rows (redacting payloads; see _spans), packs about `batch_spans` spans' worth per
+`SpanBatch`, and ships batches over short gRPC client streams, a few streams in flight at once so
+that a slow Ack never stalls building; the recorder's Ack means "stored", and the recorder expands
+each trace into its spans. When the recorder is unreachable or slow, batches go to an append-only
+spool file (size-capped; what does not fit is counted as dropped) and are re-sent once it answers
+again. The recorder de-duplicates on span id, so a batch sent twice is stored once.
 
 Span model, one trace per client request (see docs/recording.md):
 
@@ -34,11 +35,11 @@ from typing import Any
 
 import grpc
 
-from proto import pb, pb_grpc
+from proto import batch_size, pb, pb_grpc
 
 from ._config import RecorderConfig
 from ._redact import Redactor
-from ._spans import SpanColumns, batch_size, build_spans
+from ._spans import MAX_BATCH_BYTES, BatchBuilder, span_count
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ __all__ = ["Hop", "SpanEmitter", "Trace", "parse_traceparent", "session_trace_id
 _getrandbits = random.Random(os.urandom(32)).getrandbits
 _LEN = struct.Struct(">I")
 _BATCHES_PER_STREAM = 8
+_STREAMS_IN_FLIGHT = 4
 
 
 def new_trace_id() -> bytes:
@@ -180,19 +182,21 @@ class SpanEmitter:
         self.spool = Path(config.spool_dir) / "spans.spool"
         self.counters = {"emitted": 0, "sent": 0, "spooled": 0, "dropped": 0, "resent": 0, "send_failures": 0}
         self._closing = False
+        self._wake_at = config.batch_spans * _BATCHES_PER_STREAM
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._recorder_away = False
 
     # --- request path ----------------------------------------------------------------------------
 
     def emit(self, trace: Trace) -> None:
         """Queue a finished trace. Past `queue_max_spans` it is counted as dropped, never blocks."""
-        # root, parse, respond (+ slice) and each hop with its children: exact counts come when built
-        spans = 3 + (1 if trace.sliced_ns else 0) + sum(1 + len(hop.children) for hop in trace.hops)
+        spans = span_count(trace)
         if self._queued_spans + spans > self.config.queue_max_spans:
             self.counters["dropped"] += spans
             return
         self._queue.append(trace)
         self._queued_spans += spans
-        if self._queued_spans >= self.config.batch_spans * _BATCHES_PER_STREAM:  # a full stream waits
+        if self._queued_spans >= self._wake_at:  # a full stream waits
             self._wake.set()
 
     # --- background --------------------------------------------------------------------------------
@@ -221,51 +225,64 @@ class SpanEmitter:
     async def flush(self) -> None:
         """Ship everything queued (or spool it), then retry the spool if the recorder answers.
 
-        Spans are built a batch at a time with a yield to the event loop in between, so a burst of
-        traffic never becomes one long stall of the requests in flight.
+        Rows are built a batch at a time with a yield to the event loop in between, so a burst of
+        traffic never becomes one long stall of the requests in flight. Up to `_STREAMS_IN_FLIGHT`
+        streams wait for their Ack at once while the next one is built.
         """
-        recorder_away = False
+        self._recorder_away = False
         while self._queue:
-            # One stream per few batches: what is built is sent (or spooled) before more is built,
-            # so a recorder that falls behind shows up as a longer queue (bounded) rather than as
-            # an unbounded pile of built batches.
+            # What is built is sent (or spooled) before more than a few streams' worth is built, so
+            # a recorder that falls behind shows up as a longer queue (bounded) rather than as an
+            # unbounded pile of built batches.
             batches: list[Any] = []
             while self._queue and len(batches) < _BATCHES_PER_STREAM:
                 batches.extend(self._take_batches(self.config.batch_spans))
                 await asyncio.sleep(0)
-            if not recorder_away and await self._send(batches):
-                self.counters["sent"] += sum(batch_size(b) for b in batches)
-            else:
-                recorder_away = True  # spool the rest of this flush without waiting on the recorder again
-                self._spool(batches)
-        if self._spool_pending() and not self._closing:
+            if self._recorder_away:
+                self._spool(batches)  # the rest of this flush goes to the spool without waiting again
+                continue
+            task = asyncio.get_running_loop().create_task(self._ship(batches))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            if len(self._in_flight) >= _STREAMS_IN_FLIGHT:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+        if self._spool_pending() and not self._closing and not self._recorder_away:
             await self._drain_spool()
 
+    async def _ship(self, batches: list[Any]) -> None:
+        if await self._send(batches):
+            self.counters["sent"] += sum(batch_size(b) for b in batches)
+        else:
+            self._recorder_away = True
+            self._spool(batches)
+
     def _take_batches(self, max_spans: int = 0) -> list[Any]:
-        """Build spans from queued traces (all of them, or until about `max_spans`), a batch per
-        `batch_spans`, in column form (no protobuf message per span)."""
+        """Build rows from queued traces (all of them, or until about `max_spans` spans), one batch per
+        `batch_spans` spans (or MAX_BATCH_BYTES of payloads)."""
         batches: list[Any] = []
-        columns = SpanColumns()
+        builder = BatchBuilder(self.redactor, self.config.payloads)
         taken = 0
         size = self.config.batch_spans
-        while self._queue and not (max_spans and taken >= max_spans):
-            trace = self._queue.popleft()
-            before = len(columns)
+        queue = self._queue
+        while queue and not (max_spans and taken + len(builder) >= max_spans):
+            trace = queue.popleft()
             try:
-                build_spans(trace, self.redactor, self.instance, columns, self.config.payloads)
+                builder.add(trace)
             except Exception:  # a bad trace must not stop recording; it is logged and dropped
-                logger.exception("could not build spans for a trace; dropped")
-                columns.truncate(before)
-                self.counters["dropped"] += 1
+                logger.exception("could not record a trace; dropped")
+                self._queued_spans -= span_count(trace)
+                self.counters["dropped"] += span_count(trace)
                 continue
-            if len(columns) >= size:
-                taken += len(columns)
-                batches.append(columns.batch(self.instance))
-                columns = SpanColumns()
-        if len(columns):
-            taken += len(columns)
-            batches.append(columns.batch(self.instance))
-        self._queued_spans = max(0, self._queued_spans - taken) if self._queue else 0
+            if builder.spans >= size or builder.payload_bytes >= MAX_BATCH_BYTES:
+                taken += builder.spans
+                batches.append(builder.batch(self.instance))
+                builder = BatchBuilder(self.redactor, self.config.payloads)
+        if builder.spans:
+            taken += builder.spans
+            batches.append(builder.batch(self.instance))
+        self._queued_spans = max(0, self._queued_spans - taken) if queue else 0
         self.counters["emitted"] += taken
         return batches
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from ._prefilter import BytesPrefilter, HyperscanPrefilter, Rules, make_prefilter
+
 __all__ = ["MARKER", "Redactor"]
 
 MARKER = "[REDACTED]"
@@ -47,55 +49,36 @@ class Redactor:
         paths: Iterable[str] = (),
         patterns: Iterable[str] = (),
         max_payload_bytes: int = 65536,
+        use_hyperscan: bool = True,
     ) -> None:
+        self.use_hyperscan = use_hyperscan  # False: the pure-Python prefilter (tests compare both)
         self.keys = {k.lower() for k in keys}
         self.paths = [_parse_path(p) for p in paths]
         self.patterns = [re.compile(p) for p in patterns]
         self.max_payload_bytes = max_payload_bytes
         self._secrets: set[str] = set()
-        # Fast path: most payloads hold nothing to redact. The same rules as byte searches over the
-        # serialized JSON decide whether the (slow) walk is needed at all.
-        # Substring needles: a key that contains another key needs no needle of its own (a false
-        # positive only costs the exact walk).
-        minimal = [k for k in self.keys if not any(o != k and o in k for o in self.keys)]
-        self._key_needles = tuple(k.encode("utf-8") for k in sorted(minimal))
-        anchors = [_ANCHORS.get(p.pattern) for p in self.patterns]
-        # When every pattern has known anchor literals, their absence proves no pattern matches.
-        self._anchors = tuple(a.encode("utf-8") for group in anchors if group for a in group) if all(anchors) else None
-        self._byte_patterns = [re.compile(p.pattern.encode("utf-8")) for p in self.patterns]
         self._secret_bytes: list[bytes] = []
-        self._header_cache: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+        self._header_cache: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+        self._patterns_text = [p.pattern for p in self.patterns]
+        self._prefilter: BytesPrefilter | HyperscanPrefilter | None = None  # built on first use
 
     def add_secret(self, value: str) -> None:
         """A value that must never be recorded, wherever it appears (e.g. an injected credential)."""
-        if len(value) >= 4:
+        if len(value) >= 4 and value not in self._secrets:
             self._secrets.add(value)
             # As it would appear inside serialized JSON (escapes included).
             self._secret_bytes.append(orjson.dumps(value)[1:-1])
             self._header_cache.clear()  # cached header values were judged without this secret
+            self._prefilter = None  # rebuilt with the new secret at the next use
 
     def _needs_walk(self, data: bytes) -> bool:
-        """False when the serialized value certainly holds nothing to redact, decided with plain byte
-        searches (much cheaper than walking it or running regexes here): no `"secret-key":`, no anchor
-        literal of a pattern (patterns without known anchors always run), no known secret value."""
-        if self.paths:
-            return True
-        lowered = data.lower()
-        for needle in self._key_needles:
-            if needle in lowered:
-                return True
-        if self._anchors is not None:
-            for anchor in self._anchors:
-                if anchor in lowered:
-                    return True
-        else:
-            for pattern in self._byte_patterns:
-                if pattern.search(data):
-                    return True
-        for secret in self._secret_bytes:
-            if secret in data:
-                return True
-        return False
+        """False when the serialized value certainly holds nothing to redact (see _prefilter): most
+        payloads, decided from the bytes in one pass instead of decoding and walking them."""
+        prefilter = self._prefilter
+        if prefilter is None:
+            rules = Rules(self.keys, self.paths, self._patterns_text, self._secret_bytes)
+            prefilter = self._prefilter = make_prefilter(rules, self.use_hyperscan)
+        return prefilter.maybe(data)
 
     def _string(self, value: str) -> str:
         for pattern in self.patterns:
@@ -179,11 +162,16 @@ class Redactor:
         return data, False, clean
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-        """Request headers for a span: credential-looking ones replaced by the marker.
+        """Request headers for a span: credential-looking ones replaced by the marker."""
+        return orjson.loads(self.headers_json(headers))  # type: ignore[no-any-return]
 
-        Clients send the same headers over and over: each (name, value) pair is judged once and the
-        recorded form cached (credential values are never kept: their entry is the marker)."""
-        out = {}
+    def headers_json(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """`headers()` as a JSON object, built from cached pieces.
+
+        Clients send the same headers over and over: each (name, value) pair is judged once and its
+        JSON member cached (credential values are never kept: their entry holds the marker). A name
+        sent twice keeps its last value."""
+        members: dict[bytes, bytes] = {}
         cache = self._header_cache
         for pair in headers:
             entry = cache.get(pair)
@@ -191,15 +179,20 @@ class Redactor:
                 if len(cache) > 4096:
                     cache.clear()
                 entry = cache[pair] = self._header(*pair)
-            out[entry[0]] = entry[1]
-        return out
+            members[entry[0]] = entry[1]
+        return b"{" + b",".join(members.values()) + b"}"
 
-    def _header(self, raw_name: bytes, raw_value: bytes) -> tuple[str, str]:
+    def _header(self, raw_name: bytes, raw_value: bytes) -> tuple[bytes, bytes]:
+        """(lower-cased name, its JSON member `"name":"value"`)."""
         name = raw_name.decode("latin-1").lower()
         if CREDENTIAL_HEADER.search(name):
-            return name, MARKER
-        value = raw_value.decode("latin-1")
-        return name, value if name in _PLAIN_HEADERS else self._string(value)
+            value = MARKER
+        else:
+            value = raw_value.decode("latin-1")
+            if name not in _PLAIN_HEADERS:
+                value = self._string(value)
+        key = name.encode("latin-1")
+        return key, orjson.dumps(name) + b":" + orjson.dumps(value)
 
 
 # Headers whose values are protocol plumbing: recorded as they are, without pattern scans.
@@ -207,11 +200,3 @@ _PLAIN_HEADERS = frozenset(
     ("host", "content-type", "content-length", "accept", "accept-encoding", "connection", "user-agent",
      "mcp-protocol-version", "mcp-method", "mcp-name", "traceparent", "tracestate")
 )  # fmt: skip
-
-
-# Literals that every match of a default pattern contains (lower-cased), so that payloads without any
-# of them skip the regex. Patterns not listed here are always run.
-_ANCHORS: dict[str, tuple[str, ...]] = {
-    r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+": ("bearer",),
-    r"\b(sk|pk|ghp|gho|xox[abprs])[-_][A-Za-z0-9_-]{8,}": ("sk-", "sk_", "pk-", "pk_", "ghp", "gho", "xox"),
-}

@@ -1,13 +1,18 @@
-"""From a finished `Trace` to spans, in column form: one list per Span field, one entry per span.
+"""From finished `Trace`s to a `SpanBatch` in trace form: one row per request, one row per hop.
 
-Building columns costs a few list appends per span instead of a protobuf message per span, and the
-recorder turns columns straight into Arrow arrays. Runs in the emitter's background task, never on
-the request path; payloads are redacted here, before anything leaves the gateway.
+The gateway does not build spans. Per request it appends one tuple (the trace's scalars and its
+redacted payloads) and one tuple per hop; `batch()` turns the tuples into protobuf columns (a C-level
+transpose and one `extend` per column). The recorder expands each trace into its spans — root,
+parse, slice, respond, and one per hop — with OpenTelemetry attributes, in SQL (recorder/_store.py).
+That split is what keeps recording within a few percent of the gateway's throughput: building five
+spans with their attribute maps in Python cost more than proxying the call.
+
+Runs in the emitter's background task, never on the request path; payloads are redacted here, before
+anything leaves the gateway.
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,100 +24,37 @@ from ._redact import Redactor
 if TYPE_CHECKING:
     from ._recording import Hop, Trace
 
-__all__ = ["SpanColumns", "batch_size", "build_spans"]
+__all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder", "span_count"]
 
-FIELDS = (
-    "trace_id", "span_id", "parent_span_id", "name", "kind", "session_id", "virtual_server", "backend", "subject",
-    "direction", "method", "request_id", "message_kind", "tool_name", "backend_tool_name", "start_time_unix_nano",
-    "end_time_unix_nano", "status", "error_code", "error_message", "attributes_json", "request_payload",
-    "response_payload", "payload_truncated", "protocol_era", "protocol_version", "replay_of_trace_id",
-    "gateway_instance",
+TRACE_FIELDS = (
+    "trace_id", "span_id", "parent_span_id", "session_id", "virtual_server", "subject", "direction", "method",
+    "request_id", "tool_name", "backend", "backend_tool_name", "start_time_unix_nano", "parsed_time_unix_nano",
+    "sliced_time_unix_nano", "respond_time_unix_nano", "end_time_unix_nano", "error_code", "error_message",
+    "headers_json", "request_payload", "response_payload", "payload_truncated", "protocol_era", "protocol_version",
+    "replay_of_trace_id",
 )  # fmt: skip
-_EMPTY_ATTRS = b"{}"
+HOP_FIELDS = (
+    "trace_index", "span_id", "parent_span_id", "name", "kind", "direction", "method", "message_kind", "backend",
+    "backend_tool_name", "start_time_unix_nano", "end_time_unix_nano", "error_code", "error_message",
+    "request_payload", "response_payload", "payload_truncated",
+)  # fmt: skip
+
+# A batch is cut at this many payload bytes even when it has fewer spans than `batch_spans`: far
+# below the recorder's 64 MiB message limit, whatever the payload cap.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
-def batch_size(batch: Any) -> int:
-    """How many spans a SpanBatch carries, in either form."""
-    return len(batch.spans) + (len(batch.columns.span_id) if batch.HasField("columns") else 0)
+def span_count(trace: Trace) -> int:
+    """The spans a trace expands to: root, parse, respond, slice (when it ran), one per hop."""
+    spans = (4 if trace.sliced_ns else 3) + len(trace.hops)
+    for hop in trace.hops:
+        if hop.children:
+            spans += _descendants(hop)
+    return spans
 
 
-class SpanColumns:
-    """Spans being gathered for one SpanBatch: one tuple per span, in FIELDS order, turned into
-    columns (a C-level transpose) only when the message is built."""
-
-    __slots__ = ("rows",)
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[Any, ...]] = []
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def truncate(self, size: int) -> None:
-        """Drop spans past `size` (a trace that failed half-way)."""
-        del self.rows[size:]
-
-    def message(self) -> Any:
-        columns = zip(*self.rows, strict=True) if self.rows else [()] * len(FIELDS)
-        return pb.SpanColumns(**dict(zip(FIELDS, columns, strict=True)))
-
-    def batch(self, sender: str) -> Any:
-        """A SpanBatch carrying these spans, its columns filled in place (no copy of a built message)."""
-        batch = pb.SpanBatch(sender=sender)
-        target = batch.columns
-        if self.rows:
-            for name, column in zip(FIELDS, zip(*self.rows, strict=True), strict=True):
-                getattr(target, name).extend(column)
-        else:
-            batch.columns.SetInParent()
-        return batch
-
-
-class _Context:
-    """What every span of one trace shares."""
-
-    __slots__ = ("columns", "instance", "trace", "trace_id")
-
-    def __init__(self, trace: Trace, trace_id: bytes, instance: str, columns: SpanColumns) -> None:
-        self.trace = trace
-        self.trace_id = trace_id
-        self.instance = instance
-        self.columns = columns
-
-    def add(
-        self,
-        span_id: bytes,
-        parent: bytes,
-        name: str,
-        kind: int,
-        start: int,
-        end: int,
-        *,
-        direction: int = 0,
-        method: str = "",
-        request_id: str = "",
-        message_kind: int = 0,
-        tool: str = "",
-        backend: str = "",
-        backend_tool: str = "",
-        error: tuple[int, str] | None = None,
-        attrs: bytes = _EMPTY_ATTRS,
-        request: bytes = b"",
-        response: bytes = b"",
-        truncated: bool = False,
-        at: int | None = None,
-    ) -> None:
-        t = self.trace
-        rows = self.columns.rows
-        (rows.append if at is None else lambda row: rows.insert(at, row))(
-            (
-                self.trace_id, span_id, parent, name, kind, t.session_id, t.virtual_server, backend, t.subject,
-                direction, method, request_id, message_kind, tool, backend_tool, start, max(start, end),
-                pb.STATUS_CODE_ERROR if error else pb.STATUS_CODE_OK, error[0] if error else 0,
-                error[1] if error else "", attrs, request, response, truncated, t.era, t.protocol_version, b"",
-                self.instance,
-            )
-        )  # fmt: skip
+def _descendants(hop: Hop) -> int:
+    return sum(1 + _descendants(child) for child in hop.children) if hop.children else 0
 
 
 class _NoPayloads(Redactor):
@@ -132,139 +74,132 @@ def _hop_failed(hops: list[Hop]) -> bool:
     return any(hop.error is not None or _hop_failed(hop.children) for hop in hops)
 
 
-def _error_of(trace: Trace, response: Any) -> tuple[int, str] | None:
+def _error_of(trace: Trace) -> tuple[int, str] | None:
+    """The error the client was answered with: set by the gateway, or found in the response sent."""
     if trace.error is not None:
         return trace.error
-    if isinstance(response, dict):
-        err = response.get("error")
-        if isinstance(err, dict):
-            code = err.get("code", 0)
-            return (int(code) if isinstance(code, int) else 0, str(err.get("message", "")))
-    return None
+    response = trace.response
+    if not response or b'"error":' not in response:
+        return None
+    try:
+        err = orjson.loads(response).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(err, dict):
+        return None
+    code = err.get("code", 0)
+    return (code if isinstance(code, int) else 0, str(err.get("message", "")))
 
 
-def build_spans(trace: Trace, redactor: Redactor, instance: str, columns: SpanColumns, payloads: str = "all") -> None:
-    """Append the spans of one trace (see the span model in _recording's docstring) to `columns`.
+class BatchBuilder:
+    """Traces gathered for one SpanBatch, as row tuples (TRACE_FIELDS / HOP_FIELDS order).
 
-    `payloads`: "all", "errors" (only traces that ended in an error carry them) or "none".
+    builder = BatchBuilder(redactor)
+    builder.add(trace)               # -> the spans it will expand to
+    batch = builder.batch("gw-1")    # a SpanBatch with `traces` and `hops` columns
     """
-    from ._recording import new_span_id
 
-    ctx = _Context(trace, trace.ensure_trace_id(), instance, columns)
-    end = trace.end_ns or time.time_ns()
-    request_id = "" if trace.request_id is None else str(trace.request_id)
-    response: Any = None
-    if trace.response and trace.error is None and b'"error":' in trace.response:
+    __slots__ = ("hops", "payload_bytes", "payloads", "redactor", "spans", "traces")
+
+    def __init__(self, redactor: Redactor, payloads: str = "all") -> None:
+        self.redactor = redactor
+        self.payloads = payloads  # "all", "errors" (only failed requests carry them) or "none"
+        self.traces: list[tuple[Any, ...]] = []
+        self.hops: list[tuple[Any, ...]] = []
+        self.spans = 0
+        self.payload_bytes = 0
+
+    def __len__(self) -> int:
+        return self.spans
+
+    def add(self, trace: Trace) -> int:
+        """Append one trace (and its hops); returns the number of spans it expands to. A trace that
+        fails half-way leaves nothing behind."""
+        hops_before = len(self.hops)
         try:
-            response = orjson.loads(trace.response)
-        except orjson.JSONDecodeError:
-            response = None
-    error = _error_of(trace, response)
-    headers_redactor = redactor  # headers are always recorded, always redacted by the real rules
-    if payloads == "none" or (payloads == "errors" and error is None and not _hop_failed(trace.hops)):
-        redactor = _NO_PAYLOADS
-    attrs: dict[str, Any] = {
-        "mcp.method.name": trace.method,
-        "mcp.protocol.version": trace.protocol_version,
-        "network.transport": "tcp",
-        "network.protocol.name": "http",
-    }
-    if trace.session_id:
-        attrs["mcp.session.id"] = trace.session_id
-    if request_id:
-        attrs["jsonrpc.request.id"] = request_id
-    if trace.tool:
-        attrs["gen_ai.tool.name"] = trace.tool
-        attrs["gen_ai.operation.name"] = "execute_tool"
-    if error is not None:
-        attrs["error.type"] = str(error[0])
-        attrs["rpc.response.status_code"] = str(error[0])
-    if trace.headers:
-        headers = headers_redactor.headers(trace.headers)
-        if "user-agent" in headers:
-            attrs["user_agent.original"] = headers["user-agent"]
-        attrs["http.request.headers"] = headers
-    # The upstream call carries the client's request (renamed, plus gateway-made _meta) and its answer
-    # becomes the client's response (plus gateway-made fields): each content is checked once.
-    if trace.request_body is not None:
-        request_payload, cut_in, request_clean = redactor.checked_raw(trace.request_body)
-    else:
-        request_payload, cut_in, request_clean = redactor.checked_payload(trace.request)
-    root_at = len(ctx.columns)  # the root span goes first, though its response is checked last
-    upstream_clean = True
-    root = trace.span_id
-    for hop in trace.hops:
-        upstream_clean = _hop(ctx, redactor, hop, root, request_clean) and upstream_clean
-    response_payload, cut_out, _ = redactor.checked_raw(
-        trace.response or b"", known_clean=bool(trace.hops) and upstream_clean
-    )
-    ctx.add(
-        trace.span_id,
-        trace.parent_span_id,
-        f"{trace.method} {trace.tool}" if trace.tool else trace.method or "request",
-        pb.SPAN_KIND_SERVER,
-        trace.start_ns,
-        end,
-        direction=trace.direction,
-        method=trace.method,
-        request_id=request_id,
-        message_kind=pb.MESSAGE_KIND_REQUEST if request_id else pb.MESSAGE_KIND_NOTIFICATION,
-        tool=trace.tool,
-        backend=trace.backend,
-        backend_tool=trace.backend_tool,
-        error=error,
-        attrs=orjson.dumps(attrs),
-        request=request_payload,
-        response=response_payload,
-        truncated=cut_in or cut_out,
-        at=root_at,
-    )
-    parsed = trace.parsed_ns or trace.start_ns
-    ctx.add(new_span_id(), root, "parse", pb.SPAN_KIND_INTERNAL, trace.start_ns, parsed, method=trace.method)
-    if trace.sliced_ns:
-        ctx.add(new_span_id(), root, "slice", pb.SPAN_KIND_INTERNAL, parsed, trace.sliced_ns, tool=trace.tool)
-    respond_from = trace.sliced_ns or parsed
-    for hop in trace.hops:
-        respond_from = max(respond_from, hop.end_ns)
-    ctx.add(new_span_id(), root, "respond", pb.SPAN_KIND_INTERNAL, respond_from, end, method=trace.method)
+            return self._add(trace)
+        except BaseException:
+            del self.hops[hops_before:]
+            raise
 
+    def _add(self, trace: Trace) -> int:
+        error = _error_of(trace)
+        redactor = self.redactor
+        payloads = self.payloads
+        if payloads == "none" or (payloads == "errors" and error is None and not _hop_failed(trace.hops)):
+            redactor = _NO_PAYLOADS
+        # The upstream call carries the client's request (renamed, plus gateway-made _meta) and its
+        # answer becomes the client's response (plus gateway-made fields): each content is checked once.
+        if trace.request_body is not None:
+            request, cut_in, request_clean = redactor.checked_raw(trace.request_body)
+        else:
+            request, cut_in, request_clean = redactor.checked_payload(trace.request)
+        index = len(self.traces)
+        root = trace.span_id
+        spans = 4 if trace.sliced_ns else 3
+        size = len(request)
+        upstream_clean = True
+        respond_from = trace.sliced_ns or trace.parsed_ns or trace.start_ns
+        for hop in trace.hops:
+            clean, hop_spans, hop_bytes = self._hop(redactor, index, hop, root, request_clean)
+            upstream_clean = upstream_clean and clean
+            spans += hop_spans
+            size += hop_bytes
+            if hop.end_ns > respond_from:
+                respond_from = hop.end_ns
+        response, cut_out, _ = redactor.checked_raw(
+            trace.response or b"", known_clean=bool(trace.hops) and upstream_clean
+        )
+        end = trace.end_ns or respond_from
+        self.traces.append(
+            (
+                trace.trace_id or trace.ensure_trace_id(), root, trace.parent_span_id, trace.session_id,
+                trace.virtual_server, trace.subject, trace.direction, trace.method,
+                "" if trace.request_id is None else str(trace.request_id), trace.tool, trace.backend,
+                trace.backend_tool, trace.start_ns, trace.parsed_ns or trace.start_ns, trace.sliced_ns,
+                respond_from, end, error[0] if error else 0, (error[1] or "error") if error else "",
+                self.redactor.headers_json(trace.headers), request, response, cut_in or cut_out, trace.era,
+                trace.protocol_version, b"",
+            )
+        )  # fmt: skip
+        self.spans += spans
+        self.payload_bytes += size + len(response)
+        return spans
 
-def _hop(ctx: _Context, redactor: Redactor, hop: Hop, parent: bytes, request_clean: bool) -> bool:
-    """Append a hop's spans; True when nothing it (or a child) carried needed redacting."""
-    upstream = hop.kind == pb.SPAN_KIND_CLIENT
-    request_payload, cut_in, sent_clean = redactor.checked_payload(hop.request, upstream and request_clean)
-    if isinstance(hop.response, bytes):
-        response_payload, cut_out, clean = redactor.checked_raw(hop.response)
-    else:
-        response_payload, cut_out, clean = redactor.checked_payload(hop.response)
-    clean = clean and sent_clean
-    attrs: dict[str, Any] = {"mcp.method.name": hop.method}
-    if hop.backend:
-        attrs["server.address"] = hop.backend
-    if hop.tool:
-        attrs["gen_ai.tool.name"] = hop.tool
-        attrs["gen_ai.operation.name"] = "execute_tool"
-    if hop.error is not None:
-        attrs["error.type"] = str(hop.error[0])
-        attrs["rpc.response.status_code"] = str(hop.error[0])
-    ctx.add(
-        hop.span_id,
-        parent,
-        hop.name,
-        hop.kind,
-        hop.start_ns,
-        hop.end_ns,
-        direction=hop.direction,
-        method=hop.method,
-        message_kind=pb.MESSAGE_KIND_REQUEST,
-        backend=hop.backend,
-        backend_tool=hop.tool,
-        error=hop.error,
-        attrs=orjson.dumps(attrs),
-        request=request_payload,
-        response=response_payload,
-        truncated=cut_in or cut_out,
-    )
-    for child in hop.children:
-        clean = _hop(ctx, redactor, child, hop.span_id, False) and clean
-    return clean
+    def _hop(
+        self, redactor: Redactor, index: int, hop: Hop, parent: bytes, request_clean: bool
+    ) -> tuple[bool, int, int]:
+        """Append a hop (and its children): whether nothing it carried needed redacting, its spans, its bytes."""
+        upstream = hop.kind == pb.SPAN_KIND_CLIENT
+        request, cut_in, sent_clean = redactor.checked_payload(hop.request, upstream and request_clean)
+        if isinstance(hop.response, bytes):
+            response, cut_out, clean = redactor.checked_raw(hop.response)
+        else:
+            response, cut_out, clean = redactor.checked_payload(hop.response)
+        error = hop.error
+        kind = pb.MESSAGE_KIND_NOTIFICATION if hop.method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
+        self.hops.append(
+            (
+                index, hop.span_id, parent, hop.name, hop.kind, hop.direction, hop.method, kind, hop.backend, hop.tool,
+                hop.start_ns, hop.end_ns, error[0] if error else 0, (error[1] or "error") if error else "", request,
+                response, cut_in or cut_out,
+            )
+        )  # fmt: skip
+        spans, size = 1, len(request) + len(response)
+        clean = clean and sent_clean
+        for child in hop.children:
+            child_clean, child_spans, child_size = self._hop(redactor, index, child, hop.span_id, False)
+            clean = clean and child_clean
+            spans += child_spans
+            size += child_size
+        return clean, spans, size
+
+    def batch(self, sender: str) -> Any:
+        """A SpanBatch carrying these traces, its columns filled in place (no message per row)."""
+        batch = pb.SpanBatch(sender=sender)
+        for rows, target, fields in ((self.traces, batch.traces, TRACE_FIELDS), (self.hops, batch.hops, HOP_FIELDS)):
+            target.SetInParent()
+            if rows:
+                for name, column in zip(fields, zip(*rows, strict=True), strict=True):
+                    getattr(target, name).extend(column)
+        return batch

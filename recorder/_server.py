@@ -18,9 +18,9 @@ from typing import Any
 import grpc
 import pyarrow as pa
 
-from proto import pb, pb_grpc
+from proto import batch_size, pb, pb_grpc
 
-from ._store import QueryRefused, SpanStore, batch_size
+from ._store import QueryRefused, SpanStore
 
 logger = logging.getLogger(__name__)
 

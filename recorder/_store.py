@@ -23,11 +23,46 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from proto import batch_size
+
 from ._schema import migrate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QueryRefused", "SpanStore", "StoreError", "WriteResult", "batch_size", "batch_to_arrow", "spans_to_arrow"]
+__all__ = [
+    "Converted",
+    "QueryRefused",
+    "SpanStore",
+    "StoreError",
+    "WriteResult",
+    "batch_to_arrow",
+    "convert",
+    "spans_to_arrow",
+]
+
+# The gateway sends traces and hops (SpanBatch.traces / .hops); they are expanded into spans here.
+_TRACE = [
+    ("trace_id", pa.binary()), ("span_id", pa.binary()), ("parent_span_id", pa.binary()),
+    ("session_id", pa.string()), ("virtual_server", pa.string()), ("subject", pa.string()),
+    ("direction", pa.int32()), ("method", pa.string()), ("request_id", pa.string()), ("tool_name", pa.string()),
+    ("backend", pa.string()), ("backend_tool_name", pa.string()), ("start_time_unix_nano", pa.uint64()),
+    ("parsed_time_unix_nano", pa.uint64()), ("sliced_time_unix_nano", pa.uint64()),
+    ("respond_time_unix_nano", pa.uint64()), ("end_time_unix_nano", pa.uint64()), ("error_code", pa.int32()),
+    ("error_message", pa.string()), ("headers_json", pa.binary()), ("request_payload", pa.binary()),
+    ("response_payload", pa.binary()), ("payload_truncated", pa.bool_()), ("protocol_era", pa.string()),
+    ("protocol_version", pa.string()), ("replay_of_trace_id", pa.binary()),
+]  # fmt: skip
+_HOP = [
+    ("trace_index", pa.uint32()), ("span_id", pa.binary()), ("parent_span_id", pa.binary()), ("name", pa.string()),
+    ("kind", pa.int32()), ("direction", pa.int32()), ("method", pa.string()), ("message_kind", pa.int32()),
+    ("backend", pa.string()), ("backend_tool_name", pa.string()), ("start_time_unix_nano", pa.uint64()),
+    ("end_time_unix_nano", pa.uint64()), ("error_code", pa.int32()), ("error_message", pa.string()),
+    ("request_payload", pa.binary()), ("response_payload", pa.binary()), ("payload_truncated", pa.bool_()),
+]  # fmt: skip
+# What a hop takes from its trace.
+_HOP_FROM_TRACE = ("trace_id", "session_id", "virtual_server", "subject", "protocol_era", "protocol_version",
+                   "replay_of_trace_id")  # fmt: skip
+
 
 # Arrow columns in wire form (ids as bytes, enums as numbers): conversion to the stored form (hex ids,
 # enum names, NULL for empty) happens inside DuckDB's INSERT, in C, not per span in Python.
@@ -111,6 +146,71 @@ GROUP BY session_id
 """
 _READ_ONLY = {"SELECT", "EXPLAIN"}
 
+# A child span's id derived from its trace's root span id: the last byte XOR k (k = 1 parse, 2 slice,
+# 3 respond). Deterministic, so a re-sent trace expands to the same ids and is de-duplicated.
+_CHILD_ID_MACRO = """
+CREATE OR REPLACE TEMP MACRO sw_child_id(id, k) AS
+    unhex(left(hex(id), 14) || printf('%02X', xor(('0x' || right(hex(id), 2))::INTEGER, k)))
+"""
+_ERROR_ATTRS = """
+    'error.type', CASE WHEN failed THEN error_code::VARCHAR END,
+    'rpc.response.status_code', CASE WHEN failed THEN error_code::VARCHAR END"""
+# Traces and hops (the gateway's form) -> spans in wire form (the columns of _RAW, in order). The span
+# model is described in docs/recording.md; json_merge_patch drops the attributes that are NULL.
+_EXPAND = f"""
+WITH t AS (
+    SELECT *, (error_code <> 0 OR error_message <> '') AS failed,
+           greatest(start_time_unix_nano, parsed_time_unix_nano) AS parsed_ns,
+           CASE WHEN headers_json NOT IN ('', '{{}}') THEN json(headers_json) END AS headers
+    FROM trace_rows
+),
+h AS (SELECT *, (error_code <> 0 OR error_message <> '') AS failed FROM hop_rows)
+SELECT trace_id, span_id, parent_span_id,
+       CASE WHEN tool_name <> '' THEN method || ' ' || tool_name WHEN method <> '' THEN method ELSE 'request' END,
+       2, session_id, virtual_server, backend, subject, direction, method, request_id,
+       CASE WHEN request_id <> '' THEN 1 ELSE 2 END, tool_name, backend_tool_name,
+       start_time_unix_nano, greatest(start_time_unix_nano, end_time_unix_nano),
+       CASE WHEN failed THEN 2 ELSE 1 END, error_code, error_message,
+       json_merge_patch('{{}}', json_object(
+           'mcp.method.name', method, 'mcp.protocol.version', protocol_version,
+           'network.transport', 'tcp', 'network.protocol.name', 'http',
+           'mcp.session.id', nullif(session_id, ''), 'jsonrpc.request.id', nullif(request_id, ''),
+           'gen_ai.tool.name', nullif(tool_name, ''),
+           'gen_ai.operation.name', CASE WHEN tool_name <> '' THEN 'execute_tool' END,{_ERROR_ATTRS},
+           'user_agent.original', headers->>'user-agent',
+           'http.request.headers', headers))::VARCHAR,
+       request_payload, response_payload, payload_truncated, protocol_era, protocol_version, replay_of_trace_id,
+       gateway_instance
+FROM t
+UNION ALL
+SELECT trace_id, sw_child_id(span_id, 1), span_id, 'parse', 1, session_id, virtual_server, '', subject, 0, method, '',
+       0, '', '', start_time_unix_nano, parsed_ns, 1, 0, '', '{{}}', '', '', false, protocol_era, protocol_version,
+       replay_of_trace_id, gateway_instance
+FROM t
+UNION ALL
+SELECT trace_id, sw_child_id(span_id, 2), span_id, 'slice', 1, session_id, virtual_server, '', subject, 0, '', '', 0,
+       tool_name, '', parsed_ns, greatest(parsed_ns, sliced_time_unix_nano), 1, 0, '', '{{}}', '', '', false,
+       protocol_era, protocol_version, replay_of_trace_id, gateway_instance
+FROM t WHERE sliced_time_unix_nano > 0
+UNION ALL
+SELECT trace_id, sw_child_id(span_id, 3), span_id, 'respond', 1, session_id, virtual_server, '', subject, 0, method,
+       '', 0, '', '', respond_time_unix_nano, greatest(respond_time_unix_nano, end_time_unix_nano), 1, 0, '', '{{}}',
+       '', '', false, protocol_era, protocol_version, replay_of_trace_id, gateway_instance
+FROM t
+UNION ALL
+SELECT trace_id, span_id, parent_span_id, name, kind, session_id, virtual_server, backend, subject, direction, method,
+       '', message_kind, '', backend_tool_name, start_time_unix_nano,
+       greatest(start_time_unix_nano, end_time_unix_nano), CASE WHEN failed THEN 2 ELSE 1 END, error_code,
+       error_message,
+       json_merge_patch('{{}}', json_object(
+           'mcp.method.name', method, 'server.address', nullif(backend, ''),
+           'gen_ai.tool.name', nullif(backend_tool_name, ''),
+           'gen_ai.operation.name', CASE WHEN backend_tool_name <> '' THEN 'execute_tool' END,{_ERROR_ATTRS}))::VARCHAR,
+       request_payload, response_payload, payload_truncated, protocol_era, protocol_version, replay_of_trace_id,
+       gateway_instance
+FROM h
+"""
+
 
 class StoreError(Exception):
     """The DuckDB file could not be opened or written."""
@@ -139,35 +239,88 @@ def _text_column(values: list[bytes]) -> pa.Array:
         return pa.array([v.decode("utf-8", "replace") for v in values], pa.string())
 
 
-def _table(columns: dict[str, list[Any]]) -> pa.Table:
-    arrays = []
-    for name, kind in _RAW:
+_SPAN_SCHEMA = pa.schema([(n, pa.string() if n in _TEXT_FROM_BYTES else t) for n, t in _RAW])
+_PAYLOADS = ("headers_json", "request_payload", "response_payload")
+
+
+def _table(
+    columns: dict[str, list[Any]],
+    fields: list[tuple[str, Any]] = _RAW,
+    text: tuple[str, ...] = _TEXT_FROM_BYTES,
+    extra: dict[str, pa.Array] | None = None,
+) -> pa.Table:
+    """Columns (lists) -> an Arrow table of `fields` (`text` ones as strings) plus `extra` arrays."""
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns differ in length: {sorted(lengths)}")
+    names, arrays = [], []
+    for name, kind in fields:
         values = columns[name]
-        arrays.append(_text_column(values) if name in _TEXT_FROM_BYTES else pa.array(values, kind))
-    return pa.Table.from_arrays(
-        arrays, schema=pa.schema([(n, pa.string() if n in _TEXT_FROM_BYTES else t) for n, t in _RAW])
-    )
+        names.append(name)
+        arrays.append(_text_column(values) if name in text else pa.array(values, kind))
+    for name, array in (extra or {}).items():
+        names.append(name)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=names)
 
 
-def batch_size(batch: Any) -> int:
-    """How many spans a SpanBatch carries, in either form."""
-    return len(batch.spans) + (len(batch.columns.span_id) if batch.HasField("columns") else 0)
+@dataclass
+class Converted:
+    """One SpanBatch in Arrow form: spans as they came, traces and hops still to be expanded."""
+
+    spans: pa.Table | None
+    traces: pa.Table | None
+    hops: pa.Table | None
+    size: int  # spans, once expanded
 
 
-def batch_to_arrow(batch: Any) -> pa.Table:
-    """One SpanBatch (row form, column form, or both) -> one Arrow table in wire form."""
+def convert(batch: Any) -> Converted:
+    """One SpanBatch (any form) -> Arrow tables in wire form. Hops get their trace's shared fields."""
     tables = []
     if batch.spans:
         tables.append(spans_to_arrow(list(batch.spans)))
     if batch.HasField("columns"):
         columns = batch.columns
-        data = {name: list(getattr(columns, name)) for name, _ in _RAW}
-        lengths = {len(v) for v in data.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"SpanColumns columns differ in length: {sorted(lengths)}")
-        tables.append(_table(data))
+        tables.append(_table({name: list(getattr(columns, name)) for name, _ in _RAW}))
+    spans = (tables[0] if len(tables) == 1 else pa.concat_tables(tables)) if tables else None
+    traces = hops = None
+    if batch.HasField("traces"):
+        source = batch.traces
+        n = len(source.span_id)
+        sender = pa.array([batch.sender] * n, pa.string())
+        traces = _table({name: list(getattr(source, name)) for name, _ in _TRACE}, _TRACE, _PAYLOADS,
+                        {"gateway_instance": sender})  # fmt: skip
+        hop_source = batch.hops
+        index = list(hop_source.trace_index)
+        if index and max(index) >= n:
+            raise ValueError(f"a hop names trace {max(index)} of a batch with {n}")
+        rows = pa.array(index, pa.uint32())
+        shared = {name: traces[name].take(rows) for name in (*_HOP_FROM_TRACE, "gateway_instance")}
+        hops = _table({name: list(getattr(hop_source, name)) for name, _ in _HOP}, _HOP, _PAYLOADS, shared)
+    return Converted(spans, traces, hops, batch_size(batch))
+
+
+def batch_to_arrow(batch: Any) -> pa.Table:
+    """One SpanBatch (any form) -> one Arrow table of spans in wire form, traces expanded."""
+    con = duckdb.connect()
+    try:
+        con.execute(_CHILD_ID_MACRO)
+        return _spans_of([convert(batch)], con)
+    finally:
+        con.close()
+
+
+def _spans_of(items: list[Converted], con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every span the converted batches carry, traces expanded by `con` (which has the id macro)."""
+    tables = [item.spans for item in items if item.spans is not None]
+    traces = [item.traces for item in items if item.traces is not None]
+    if traces:
+        trace_rows = pa.concat_tables(traces)  # noqa: F841 - DuckDB reads it by name
+        hop_rows = pa.concat_tables([item.hops for item in items if item.hops is not None])  # noqa: F841
+        expanded = con.sql(_EXPAND).to_arrow_table()
+        tables.append(expanded.rename_columns(_SPAN_SCHEMA.names).cast(_SPAN_SCHEMA))
     if not tables:
-        return _table({name: [] for name, _ in _RAW})
+        return _SPAN_SCHEMA.empty_table()
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
@@ -203,11 +356,12 @@ class SpanStore:
         try:
             self._con = duckdb.connect(self.path)
             previous = migrate(self._con)
+            self._con.execute(_CHILD_ID_MACRO)
         except duckdb.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
         if previous == 0:
             logger.info("created trace store %s", self.path)
-        self._queue: queue.Queue[tuple[pa.Table, concurrent.futures.Future[WriteResult]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Converted, concurrent.futures.Future[WriteResult]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
         self._closed = False
         self.stored = 0
@@ -216,18 +370,22 @@ class SpanStore:
         self._thread.start()
 
     def write(self, spans: list[Any] | Any) -> concurrent.futures.Future[WriteResult]:
-        """Queue spans (a list of Span, or a SpanBatch in either form) for the writer. The protobuf ->
-        Arrow conversion happens here, in the caller's thread, overlapping the writer's inserts."""
+        """Queue spans (a list of Span, or a SpanBatch in any form) for the writer. The protobuf ->
+        Arrow conversion happens here, in the caller's thread, overlapping the writer's inserts; traces
+        are expanded into spans by the writer, all pending batches in one query."""
         future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
         if self._closed:
             future.set_exception(StoreError("the store is closed"))
             return future
         try:
-            table = spans_to_arrow(spans) if isinstance(spans, list) else batch_to_arrow(spans)
+            if isinstance(spans, list):
+                item = Converted(spans_to_arrow(spans), None, None, len(spans))
+            else:
+                item = convert(spans)
         except (pa.ArrowException, ValueError, OverflowError) as exc:
             future.set_exception(StoreError(f"spans could not be converted: {exc}"))
             return future
-        self._queue.put((table, future))
+        self._queue.put((item, future))
         return future
 
     def _run(self) -> None:
@@ -248,10 +406,12 @@ class SpanStore:
                 pending.append(more)
             self._write(pending)
 
-    def _write(self, pending: list[tuple[pa.Table, concurrent.futures.Future[WriteResult]]]) -> None:
-        total = sum(table.num_rows for table, _ in pending)
+    def _write(self, pending: list[tuple[Converted, concurrent.futures.Future[WriteResult]]]) -> None:
+        total = sum(item.size for item, _ in pending)
         try:
-            batch = pa.concat_tables([table for table, _ in pending])  # noqa: F841 - DuckDB reads it by name
+            batch = _spans_of([item for item, _ in pending], self._con)
+            if batch.num_rows != total:  # a sender's span count that does not match what it sent
+                raise ValueError(f"batches announced {total} spans and carried {batch.num_rows}")
             self._con.execute("BEGIN TRANSACTION")
             row = self._con.execute(_INSERT).fetchone()
             stored = int(row[0]) if row else 0
@@ -272,10 +432,10 @@ class SpanStore:
         # Stored counts are per transaction; split them over the callers in order (duplicates are rare
         # and only matter for the Ack's statistics, never for correctness).
         left = stored
-        for table, future in pending:
-            mine = min(left, table.num_rows)
+        for item, future in pending:
+            mine = min(left, item.size)
             left -= mine
-            _settle(future, WriteResult(table.num_rows, mine))
+            _settle(future, WriteResult(item.size, mine))
 
     def query(self, sql: str, max_rows: int = 0) -> pa.Table:
         """Run one read-only statement on its own cursor; the result as an Arrow table."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from proto import batch_size
 from proxy._config import RecorderConfig
 from proxy._recording import SpanEmitter, Trace
 from tests.support.procs import free_port
@@ -30,7 +31,7 @@ async def test_spools_when_no_recorder_answers(tmp_path: Path) -> None:
         await emitter.flush()
         assert emitter.counters["spooled"] == emitter.counters["emitted"] == 30  # 3 spans per tools/list
         assert emitter.counters["sent"] == 0 and emitter.counters["dropped"] == 0
-        assert sum(len(b.columns.span_id) for b in emitter._read_spool()) == 30
+        assert sum(batch_size(b) for b in emitter._read_spool()) == 30
     finally:
         await emitter.close()
 

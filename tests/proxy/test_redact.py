@@ -55,3 +55,61 @@ def test_secret_added_later_reaches_cached_headers() -> None:
     assert r.headers(headers) == {"x-tenant": "acme s3cr3t-value"}
     r.add_secret("s3cr3t-value")
     assert r.headers(headers) == {"x-tenant": f"acme {MARKER}"}
+
+
+# Payloads the walk redacts, each spelled to slip past a careless byte search.
+NEEDS_REDACTING = [
+    b'{"params":{"arguments":{"PassWord":"x"}}}',
+    b'{"a":{"pass\\u0077ord":"x"}}',  # the key spelled with an escape
+    b'{"a":{"api_key" :  "x"}}',
+    b'{"note":"Bearer\\nabc.def"}',  # only the decoded string has "Bearer <token>"... with a newline
+    b'{"note":"\\u0042earer abc"}',  # the anchor itself escaped
+    b'{"t":"use sk-abcdefghijklmnop"}',
+    b'{"params":{"arguments":{"ssn":"123"}}}',  # a configured path
+    b'{"result":{"dotted.key":1}}',
+    b'{"s":"the s3cr3t-value here"}',  # a known secret
+    b'{"P\\u00c4SSWORT":"x"}',  # a non-ASCII key, other case, escaped
+    '{"PÄSSWORT":"x"}'.encode(),  # ... and as UTF-8
+]
+CLEAN = [
+    b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the weather is fine"}]}}',
+    b'{"params":{"arguments":{"query":"how do tokens work","text":"' + b"x" * 500 + b'"}}}',
+]
+
+
+def prefilter_redactors() -> list[Redactor]:
+    c = RedactConfig()
+    keys = [*c.keys, "Pässwort"]
+    paths = ["$.params.arguments.ssn", '$.result."dotted.key"']
+    out = [Redactor(keys, paths, c.patterns, 1 << 20, use_hyperscan=flag) for flag in (True, False)]
+    for r in out:
+        r.add_secret("s3cr3t-value")
+    return out
+
+
+def test_prefilter_never_skips_what_the_walk_redacts() -> None:
+    """Both prefilters (Hyperscan, byte searches) against the exact walk: a payload the walk changes
+    must never be declared clean."""
+    for r in prefilter_redactors():
+        for data in NEEDS_REDACTING:
+            assert r.value(orjson.loads(data)) != orjson.loads(data), data  # the walk does redact it
+            assert r._needs_walk(data), (r.use_hyperscan, data)
+            redacted, _, clean = r.checked_raw(data)
+            assert not clean and MARKER.encode() in redacted, data
+
+
+def test_prefilter_passes_clean_payloads() -> None:
+    for r in prefilter_redactors():
+        for data in CLEAN:
+            if r.use_hyperscan:  # keys matched exactly: "tokens" in a value is not the key "token"
+                assert not r._needs_walk(data), data
+            assert r.checked_raw(data) == (data, False, r.checked_raw(data)[2])
+
+
+def test_prefilter_with_patterns_hyperscan_cannot_compile_or_anchor() -> None:
+    for flag in (True, False):
+        r = Redactor([], [], [r"(ab)\1", r"^secret-\d+"], 1 << 20, use_hyperscan=flag)  # back-reference; anchored
+        assert r.value({"a": "xxababyy"}) == {"a": f"xx{MARKER}yy"}
+        assert r._needs_walk(b'{"a":"xxababyy"}')
+        assert r.value({"a": "secret-42"}) == {"a": MARKER}
+        assert r._needs_walk(b'{"a":"secret-42"}')

@@ -1,4 +1,5 @@
-"""Span building from a trace: the span tree, and redaction that never lets a secret through a shortcut."""
+"""From a trace to spans: the gateway's rows, expanded by the recorder's SQL (a real in-memory DuckDB),
+give the span tree; redaction never lets a secret through a shortcut."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from proto import pb
 from proxy._config import RedactConfig
 from proxy._recording import Hop, Trace
 from proxy._redact import Redactor
-from proxy._spans import FIELDS, SpanColumns, build_spans
+from proxy._spans import BatchBuilder
+from recorder._store import batch_to_arrow
 
 SECRET = "sk-live-abcdefghijklmnop"
 
@@ -20,11 +22,14 @@ def redactor() -> Redactor:
     return Redactor(c.keys, c.paths, c.patterns, 65536)
 
 
-def columns_of(trace: Trace) -> dict[str, list]:
-    cols = SpanColumns()
-    build_spans(trace, redactor(), "gw-1", cols)
-    message = cols.message()
-    return {name: list(getattr(message, name)) for name in FIELDS}
+def columns_of(trace: Trace, payloads: str = "all") -> dict[str, list]:
+    """The spans of one trace, root first, as the recorder stores them (wire form: ids as bytes)."""
+    builder = BatchBuilder(redactor(), payloads)
+    spans = builder.add(trace)
+    table = batch_to_arrow(builder.batch("gw-1"))
+    assert table.num_rows == spans
+    rows = sorted(table.to_pylist(), key=lambda r: (r["parent_span_id"] != b"", r["start_time_unix_nano"]))
+    return {name: [r[name] for r in rows] for name in table.column_names}
 
 
 def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | None = None) -> Trace:
@@ -39,6 +44,7 @@ def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | N
     }
     trace.parsed_ns, trace.sliced_ns = now + 10, now + 20
     hop = Hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", now + 30)
+    hop.backend, hop.tool = "/b", "echo"
     hop.request = {"params": {"name": "echo", "arguments": request_args}}
     hop.response = {"jsonrpc": "2.0", "id": 1, "result": upstream_result}
     hop.end_ns = now + 500
@@ -65,9 +71,45 @@ def test_span_tree_of_a_call() -> None:
     root = cols["span_id"][0]
     assert cols["parent_span_id"][1:] == [root] * 4
     assert len({bytes(t) for t in cols["trace_id"]}) == 1
+    assert cols["gateway_instance"] == ["gw-1"] * 5
     attrs = orjson.loads(cols["attributes_json"][0])
     assert attrs["gen_ai.tool.name"] == "say" and attrs["jsonrpc.request.id"] == "7"
     assert attrs["http.request.headers"]["authorization"] == "[REDACTED]"
+    assert attrs["user_agent.original"] == "agent/1" and "error.type" not in attrs
+    by_name = {name: i for i, name in enumerate(cols["name"]) if name != "tools/call say"}
+    upstream = orjson.loads(cols["attributes_json"][by_name["tools/call echo"]])
+    assert upstream == {"mcp.method.name": "tools/call", "server.address": "/b", "gen_ai.tool.name": "echo",
+                        "gen_ai.operation.name": "execute_tool"}  # fmt: skip
+    # parse -> slice -> upstream -> respond, in time order, inside the root
+    starts = [cols["start_time_unix_nano"][by_name[n]] for n in ("parse", "slice", "tools/call echo", "respond")]
+    assert starts == sorted(starts) and starts[0] == cols["start_time_unix_nano"][0]
+    assert cols["end_time_unix_nano"][by_name["respond"]] == cols["end_time_unix_nano"][0]
+
+
+def test_child_span_ids_are_derived_and_stable() -> None:
+    """A re-sent trace must expand to the same span ids, or the recorder could not de-duplicate it."""
+    trace = call_trace({"text": "hi"}, {"content": []})
+    first, second = columns_of(trace)["span_id"], columns_of(trace)["span_id"]
+    assert first == second and len(set(first)) == 5
+    root = trace.span_id
+    derived = {bytes(i) for i in first} - {root, trace.hops[0].span_id}
+    assert derived == {root[:7] + bytes([root[7] ^ k]) for k in (1, 2, 3)}
+
+
+def test_failed_upstream_call_marks_the_hop_and_the_root() -> None:
+    trace = call_trace({"text": "hi"}, {"content": []})
+    trace.hops[0].error = (-32001, "Backend /b: timed out")
+    trace.response = orjson.dumps({"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": "timed out"}})
+    cols = columns_of(trace)
+    failed = {
+        name: (code, msg)
+        for name, status, code, msg in zip(
+            cols["name"], cols["status"], cols["error_code"], cols["error_message"], strict=True
+        )
+        if status == 2
+    }
+    assert failed == {"tools/call say": (-32001, "timed out"), "tools/call echo": (-32001, "Backend /b: timed out")}
+    assert orjson.loads(cols["attributes_json"][0])["error.type"] == "-32001"
 
 
 def test_no_secret_through_any_payload() -> None:
@@ -78,11 +120,11 @@ def test_no_secret_through_any_payload() -> None:
     ]
     for trace in cases:
         cols = columns_of(trace)
-        blob = b"".join(
-            bytes(v) for name in ("request_payload", "response_payload", "attributes_json") for v in cols[name]
+        blob = "".join(
+            v or "" for name in ("request_payload", "response_payload", "attributes_json") for v in cols[name]
         )
-        assert SECRET.encode() not in blob
-        assert b"[REDACTED]" in blob
+        assert SECRET not in blob
+        assert "[REDACTED]" in blob
 
 
 def test_payload_capture_levels() -> None:
@@ -90,10 +132,8 @@ def test_payload_capture_levels() -> None:
     failed = call_trace({"text": "hi"}, {"content": []})
     failed.hops[0].error = (-32000, "Backend /b: down")
     for level, trace, expect_payloads in (("none", ok, False), ("errors", ok, False), ("errors", failed, True)):
-        cols = SpanColumns()
-        build_spans(trace, redactor(), "gw-1", cols, payloads=level)
-        message = cols.message()
-        carried = any(message.request_payload) or any(message.response_payload)
+        cols = columns_of(trace, payloads=level)
+        carried = any(cols["request_payload"]) or any(cols["response_payload"])
         assert carried is expect_payloads, level
-        headers = orjson.loads(message.attributes_json[0])["http.request.headers"]
+        headers = orjson.loads(cols["attributes_json"][0])["http.request.headers"]
         assert headers["authorization"] == "[REDACTED]"  # headers recorded and redacted at every level

@@ -173,15 +173,113 @@ class SpanColumns(_message.Message):
     gateway_instance: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, trace_id: _Optional[_Iterable[bytes]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., name: _Optional[_Iterable[str]] = ..., kind: _Optional[_Iterable[_Union[SpanKind, str]]] = ..., session_id: _Optional[_Iterable[str]] = ..., virtual_server: _Optional[_Iterable[str]] = ..., backend: _Optional[_Iterable[str]] = ..., subject: _Optional[_Iterable[str]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., request_id: _Optional[_Iterable[str]] = ..., message_kind: _Optional[_Iterable[_Union[MessageKind, str]]] = ..., tool_name: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., status: _Optional[_Iterable[_Union[StatusCode, str]]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., attributes_json: _Optional[_Iterable[bytes]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ..., protocol_era: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[_Iterable[str]] = ..., replay_of_trace_id: _Optional[_Iterable[bytes]] = ..., gateway_instance: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class TraceColumns(_message.Message):
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "session_id", "virtual_server", "subject", "direction", "method", "request_id", "tool_name", "backend", "backend_tool_name", "start_time_unix_nano", "parsed_time_unix_nano", "sliced_time_unix_nano", "respond_time_unix_nano", "end_time_unix_nano", "error_code", "error_message", "headers_json", "request_payload", "response_payload", "payload_truncated", "protocol_era", "protocol_version", "replay_of_trace_id")
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_SERVER_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    PARSED_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SLICED_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    RESPOND_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_ERA_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_OF_TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    trace_id: _containers.RepeatedScalarFieldContainer[bytes]
+    span_id: _containers.RepeatedScalarFieldContainer[bytes]
+    parent_span_id: _containers.RepeatedScalarFieldContainer[bytes]
+    session_id: _containers.RepeatedScalarFieldContainer[str]
+    virtual_server: _containers.RepeatedScalarFieldContainer[str]
+    subject: _containers.RepeatedScalarFieldContainer[str]
+    direction: _containers.RepeatedScalarFieldContainer[Direction]
+    method: _containers.RepeatedScalarFieldContainer[str]
+    request_id: _containers.RepeatedScalarFieldContainer[str]
+    tool_name: _containers.RepeatedScalarFieldContainer[str]
+    backend: _containers.RepeatedScalarFieldContainer[str]
+    backend_tool_name: _containers.RepeatedScalarFieldContainer[str]
+    start_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    parsed_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    sliced_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    respond_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    end_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    error_code: _containers.RepeatedScalarFieldContainer[int]
+    error_message: _containers.RepeatedScalarFieldContainer[str]
+    headers_json: _containers.RepeatedScalarFieldContainer[bytes]
+    request_payload: _containers.RepeatedScalarFieldContainer[bytes]
+    response_payload: _containers.RepeatedScalarFieldContainer[bytes]
+    payload_truncated: _containers.RepeatedScalarFieldContainer[bool]
+    protocol_era: _containers.RepeatedScalarFieldContainer[str]
+    protocol_version: _containers.RepeatedScalarFieldContainer[str]
+    replay_of_trace_id: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, trace_id: _Optional[_Iterable[bytes]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., session_id: _Optional[_Iterable[str]] = ..., virtual_server: _Optional[_Iterable[str]] = ..., subject: _Optional[_Iterable[str]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., request_id: _Optional[_Iterable[str]] = ..., tool_name: _Optional[_Iterable[str]] = ..., backend: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., parsed_time_unix_nano: _Optional[_Iterable[int]] = ..., sliced_time_unix_nano: _Optional[_Iterable[int]] = ..., respond_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., headers_json: _Optional[_Iterable[bytes]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ..., protocol_era: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[_Iterable[str]] = ..., replay_of_trace_id: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class HopColumns(_message.Message):
+    __slots__ = ("trace_index", "span_id", "parent_span_id", "name", "kind", "direction", "method", "message_kind", "backend", "backend_tool_name", "start_time_unix_nano", "end_time_unix_nano", "error_code", "error_message", "request_payload", "response_payload", "payload_truncated")
+    TRACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_KIND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    trace_index: _containers.RepeatedScalarFieldContainer[int]
+    span_id: _containers.RepeatedScalarFieldContainer[bytes]
+    parent_span_id: _containers.RepeatedScalarFieldContainer[bytes]
+    name: _containers.RepeatedScalarFieldContainer[str]
+    kind: _containers.RepeatedScalarFieldContainer[SpanKind]
+    direction: _containers.RepeatedScalarFieldContainer[Direction]
+    method: _containers.RepeatedScalarFieldContainer[str]
+    message_kind: _containers.RepeatedScalarFieldContainer[MessageKind]
+    backend: _containers.RepeatedScalarFieldContainer[str]
+    backend_tool_name: _containers.RepeatedScalarFieldContainer[str]
+    start_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    end_time_unix_nano: _containers.RepeatedScalarFieldContainer[int]
+    error_code: _containers.RepeatedScalarFieldContainer[int]
+    error_message: _containers.RepeatedScalarFieldContainer[str]
+    request_payload: _containers.RepeatedScalarFieldContainer[bytes]
+    response_payload: _containers.RepeatedScalarFieldContainer[bytes]
+    payload_truncated: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, trace_index: _Optional[_Iterable[int]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., name: _Optional[_Iterable[str]] = ..., kind: _Optional[_Iterable[_Union[SpanKind, str]]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., message_kind: _Optional[_Iterable[_Union[MessageKind, str]]] = ..., backend: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ...) -> None: ...
+
 class SpanBatch(_message.Message):
-    __slots__ = ("spans", "sender", "columns")
+    __slots__ = ("spans", "sender", "columns", "traces", "hops")
     SPANS_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    TRACES_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
     spans: _containers.RepeatedCompositeFieldContainer[Span]
     sender: str
     columns: SpanColumns
-    def __init__(self, spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., sender: _Optional[str] = ..., columns: _Optional[_Union[SpanColumns, _Mapping]] = ...) -> None: ...
+    traces: TraceColumns
+    hops: HopColumns
+    def __init__(self, spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., sender: _Optional[str] = ..., columns: _Optional[_Union[SpanColumns, _Mapping]] = ..., traces: _Optional[_Union[TraceColumns, _Mapping]] = ..., hops: _Optional[_Union[HopColumns, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("received", "stored", "duplicates")
