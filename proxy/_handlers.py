@@ -232,9 +232,12 @@ async def _forward(
             exchange = await backend.open("tools/call", upstream)
         except BackendError as exc:
             if hop is not None:
+                hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
                 hop.end_ns, hop.error = time.time_ns(), (BACKEND_ERROR, str(exc))
             await call.responder.json(200, _backend_error(client_id, exc))
             return
+        if hop is not None:
+            hop.request = exchange.sent
         outcome = await _pump(call, client_id, exchange, client_token, tool, hop)
         if isinstance(outcome, bytes):
             await call.responder.json(200, outcome)
@@ -260,8 +263,7 @@ def _upstream_hop(trace: Trace, backend: str, tool: str, upstream: dict[str, Any
     meta = dict(upstream.get("_meta") or {})
     meta["traceparent"] = trace.downstream_traceparent(hop)
     upstream["_meta"] = meta
-    hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
-    trace.hops.append(hop)
+    trace.hops.append(hop)  # its request: the bytes sent, once the exchange is open
     return hop
 
 

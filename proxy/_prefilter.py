@@ -8,7 +8,8 @@ Two implementations of the same rules:
 
 - `HyperscanPrefilter` (Intel Hyperscan, via the `hyperscan` wheel): every rule compiled into one
   automaton, one pass over the bytes. ~0.6 µs for a 500-byte payload where the byte searches below
-  take ~10 µs; what keeps recording within a few percent of the gateway's throughput.
+  take ~10 µs, and `dirty()` scans a whole batch's payloads in one call; what keeps recording
+  within a few percent of the gateway's throughput.
 - `BytesPrefilter`: plain `in` searches, for platforms without a hyperscan wheel.
 
     prefilter = make_prefilter(Rules(keys={"password"}, paths=[], patterns=[], secrets=[]))
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from typing import Any
 
 __all__ = ["ANCHORS", "BytesPrefilter", "HyperscanPrefilter", "Rules", "make_prefilter"]
@@ -93,6 +96,10 @@ class BytesPrefilter:
         self.backslash_matters = rules.backslash_matters
         self.secrets = rules.secrets
 
+    def dirty(self, payloads: Sequence[bytes]) -> set[int]:
+        """The indices of the payloads that may hold something to redact."""
+        return {index for index, data in enumerate(payloads) if self.maybe(data)}
+
     def maybe(self, data: bytes) -> bool:
         if self.always or (self.backslash_matters and b"\\" in data):
             return True
@@ -123,7 +130,7 @@ class HyperscanPrefilter:
 
         def add(expression: bytes, flag: int = 0) -> None:
             expressions.append(expression)
-            flags.append(flag | hyperscan.HS_FLAG_SINGLEMATCH)
+            flags.append(flag)
 
         caseless = hyperscan.HS_FLAG_CASELESS
         unicode = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP  # Unicode case folding, for non-ASCII keys
@@ -160,6 +167,28 @@ class HyperscanPrefilter:
             if pattern.search(data):
                 return True
         return False
+
+    def dirty(self, payloads: Sequence[bytes]) -> set[int]:
+        """The indices of the payloads that may hold something to redact: all of them scanned as one
+        buffer (one call, however many payloads), each match mapped back to its payload."""
+        if self.always:
+            return set(range(len(payloads)))
+        starts = list(accumulate((len(p) + 1 for p in payloads), initial=0))
+        found: set[int] = set()
+
+        def on_match(_id: int, _from: int, to: int, _flags: int, _context: Any) -> bool:
+            found.add(bisect_right(starts, to - 1) - 1)  # the separator counts as its payload's: no false negative
+            return False
+
+        with self._lock:
+            self._db.scan(b"\n".join(payloads), match_event_handler=on_match)
+        if self.backslash_matters or self.patterns:
+            for index, data in enumerate(payloads):
+                if index not in found and (
+                    (self.backslash_matters and b"\\" in data) or any(p.search(data) for p in self.patterns)
+                ):
+                    found.add(index)
+        return found
 
 
 def _stop(*_: Any) -> bool:

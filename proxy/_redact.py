@@ -14,7 +14,7 @@ appear. A payload over the size cap is cut and flagged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -59,6 +59,7 @@ class Redactor:
         self._secrets: set[str] = set()
         self._secret_bytes: list[bytes] = []
         self._header_cache: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+        self._headers_json_cache: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}  # whole header lists
         self._patterns_text = [p.pattern for p in self.patterns]
         self._prefilter: BytesPrefilter | HyperscanPrefilter | None = None  # built on first use
 
@@ -69,16 +70,39 @@ class Redactor:
             # As it would appear inside serialized JSON (escapes included).
             self._secret_bytes.append(orjson.dumps(value)[1:-1])
             self._header_cache.clear()  # cached header values were judged without this secret
+            self._headers_json_cache.clear()
             self._prefilter = None  # rebuilt with the new secret at the next use
 
-    def _needs_walk(self, data: bytes) -> bool:
-        """False when the serialized value certainly holds nothing to redact (see _prefilter): most
-        payloads, decided from the bytes in one pass instead of decoding and walking them."""
+    def _get_prefilter(self) -> BytesPrefilter | HyperscanPrefilter:
         prefilter = self._prefilter
         if prefilter is None:
             rules = Rules(self.keys, self.paths, self._patterns_text, self._secret_bytes)
             prefilter = self._prefilter = make_prefilter(rules, self.use_hyperscan)
-        return prefilter.maybe(data)
+        return prefilter
+
+    def _needs_walk(self, data: bytes) -> bool:
+        """False when the serialized value certainly holds nothing to redact (see _prefilter): most
+        payloads, decided from the bytes in one pass instead of decoding and walking them."""
+        return self._get_prefilter().maybe(data)
+
+    def dirty(self, payloads: Sequence[bytes]) -> set[int]:
+        """Which of these serialized payloads may need redacting (`redact_raw`); one scan for all."""
+        return self._get_prefilter().dirty(payloads)
+
+    def redact_raw(self, data: bytes) -> bytes:
+        """Serialized JSON, redacted (decoded, walked, encoded); text that is not JSON gets the
+        string rules."""
+        try:
+            return orjson.dumps(self.value(orjson.loads(data)))
+        except orjson.JSONDecodeError:
+            return self._string(data.decode("utf-8", "replace")).encode("utf-8")
+
+    def cut(self, data: bytes) -> tuple[bytes, bool]:
+        """`data` within the payload cap, cut on a character boundary (stored text stays valid UTF-8);
+        and whether it was cut."""
+        if len(data) <= self.max_payload_bytes:
+            return data, False
+        return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True
 
     def _string(self, value: str) -> str:
         for pattern in self.patterns:
@@ -140,13 +164,9 @@ class Redactor:
         as it is unless it needs redacting, and only then parsed and walked."""
         clean = known_clean or not self._needs_walk(data)
         if not clean:
-            try:
-                data = orjson.dumps(self.value(orjson.loads(data)))
-            except orjson.JSONDecodeError:
-                data = self._string(data.decode("utf-8", "replace")).encode("utf-8")
-        if len(data) > self.max_payload_bytes:
-            return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True, clean
-        return data, False, clean
+            data = self.redact_raw(data)
+        data, truncated = self.cut(data)
+        return data, truncated, clean
 
     def checked_payload(self, value: Any, known_clean: bool = False) -> tuple[bytes, bool, bool]:
         """Like `payload`, plus whether the value was clean (nothing needed redacting)."""
@@ -156,10 +176,8 @@ class Redactor:
         clean = known_clean or not self._needs_walk(data)
         if not clean:
             data = orjson.dumps(self.value(value))
-        if len(data) > self.max_payload_bytes:
-            # Cut on a character boundary so that the stored text stays valid UTF-8.
-            return data[: self.max_payload_bytes].decode("utf-8", "ignore").encode("utf-8"), True, clean
-        return data, False, clean
+        data, truncated = self.cut(data)
+        return data, truncated, clean
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         """Request headers for a span: credential-looking ones replaced by the marker."""
@@ -169,8 +187,12 @@ class Redactor:
         """`headers()` as a JSON object, built from cached pieces.
 
         Clients send the same headers over and over: each (name, value) pair is judged once and its
-        JSON member cached (credential values are never kept: their entry holds the marker). A name
-        sent twice keeps its last value."""
+        JSON member cached (credential values are never kept: their entry holds the marker), and so
+        is each whole list's JSON. A name sent twice keeps its last value."""
+        key = tuple(headers)
+        whole = self._headers_json_cache.get(key)
+        if whole is not None:
+            return whole
         members: dict[bytes, bytes] = {}
         cache = self._header_cache
         for pair in headers:
@@ -180,7 +202,11 @@ class Redactor:
                     cache.clear()
                 entry = cache[pair] = self._header(*pair)
             members[entry[0]] = entry[1]
-        return b"{" + b",".join(members.values()) + b"}"
+        whole = b"{" + b",".join(members.values()) + b"}"
+        if len(self._headers_json_cache) > 1024:
+            self._headers_json_cache.clear()
+        self._headers_json_cache[key] = whole
+        return whole
 
     def _header(self, raw_name: bytes, raw_value: bytes) -> tuple[bytes, bytes]:
         """(lower-cased name, its JSON member `"name":"value"`)."""

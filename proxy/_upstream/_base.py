@@ -108,8 +108,10 @@ class Exchange:
         source: AsyncIterator[Message],
         answer: Callable[[RequestId, dict[str, Any]], Awaitable[None]],
         cancel: Callable[[], Awaitable[None]],
+        sent: bytes | None = None,
     ) -> None:
         self.backend = backend
+        self.sent = sent  # the request as it went to the backend (the flight recorder keeps it)
         self.upstream_id = upstream_id
         self.timeout_s = timeout_s
         self._source = source

@@ -89,6 +89,7 @@ class StreamableHTTPBackend(Backend):
             self._messages(body, headers, upstream_id, method, state),
             lambda rid, response: self._send_response(rid, response, era),
             cancel,
+            body,
         )
 
     async def _messages(

@@ -50,8 +50,9 @@ class StreamBackend(Backend):
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         pending = _Pending(method, token)
         self._pending[upstream_id] = pending
+        body = encode_request(upstream_id, method, params)
         try:
-            await self._write(encode_request(upstream_id, method, params))
+            await self._write(body)
         except BackendUnavailable:
             self._pending.pop(upstream_id, None)
             raise
@@ -65,7 +66,7 @@ class StreamBackend(Backend):
             await self._write(orjson.dumps({"jsonrpc": "2.0", "id": request_id, **response}))
 
         return Exchange(
-            self.path, upstream_id, self.config.timeout_s, self._messages(upstream_id, pending), answer, cancel
+            self.path, upstream_id, self.config.timeout_s, self._messages(upstream_id, pending), answer, cancel, body
         )
 
     async def _messages(self, upstream_id: RequestId, pending: _Pending) -> AsyncIterator[Message]:
