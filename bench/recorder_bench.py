@@ -65,11 +65,15 @@ def make_spans(n: int, offset: int = 0) -> list[Any]:
     return spans
 
 
-def bench_store(n: int, batch: int, workdir: Path) -> dict[str, Any]:
-    store = SpanStore(workdir / "store.duckdb")
-    spans = make_spans(n)
+def bench_store(n: int, batch: int, workdir: Path, form: str = "spans") -> dict[str, Any]:
+    store = SpanStore(workdir / f"store-{form}.duckdb")
+    if form == "traces":
+        items: list[Any] = make_trace_batches(n, batch)
+    else:
+        spans = make_spans(n)
+        items = [spans[i : i + batch] for i in range(0, n, batch)]
     started = time.perf_counter()
-    futures = [store.write(spans[i : i + batch]) for i in range(0, n, batch)]
+    futures = [store.write(item) for item in items]
     stored = sum(f.result().stored for f in futures)
     elapsed = time.perf_counter() - started
     store.close()
@@ -117,16 +121,57 @@ async def _send_all(target: str, batches: list[bytes], streams: int, per_stream:
 
 
 def as_columns(spans: list[Any]) -> Any:
-    from proxy._spans import FIELDS
-
-    return pb.SpanColumns(**{name: [getattr(s, name) for s in spans] for name in FIELDS})
+    return pb.SpanColumns(**{f.name: [getattr(s, f.name) for s in spans] for f in pb.SpanColumns.DESCRIPTOR.fields})
 
 
-def bench_grpc(n: int, batch: int, workdir: Path, columns: bool = False) -> dict[str, Any]:
+def make_trace_batches(n_spans: int, batch_spans: int) -> list[Any]:
+    """The form the gateway sends: tools/call traces (5 spans each) built by the gateway's own code."""
+    from proxy._config import RedactConfig
+    from proxy._recording import Hop, Trace
+    from proxy._redact import Redactor
+    from proxy._spans import BatchBuilder
+
+    config = RedactConfig()
+    redactor = Redactor(config.keys, config.paths, config.patterns)
+    headers = [(b"host", b"127.0.0.1:8080"), (b"content-type", b"application/json"), (b"mcp-method", b"tools/call")]
+    batches, builder = [], BatchBuilder(redactor)
+    now = time.time_ns()
+    for i in range(n_spans // 5):
+        trace = Trace(now + i * 1000, headers)
+        trace.method, trace.request_id, trace.tool, trace.era = "tools/call", i, "say", "modern"
+        trace.request_body, trace.session_id, trace.virtual_server = PAYLOAD, f"session-{i // 100}", "/virtual/bench"
+        trace.parsed_ns, trace.sliced_ns, trace.backend, trace.backend_tool = (
+            now + i * 1000 + 10,
+            now + i * 1000 + 20,
+            "/echo",
+            "echo",
+        )
+        hop = Hop(
+            "tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", now + i * 1000 + 30
+        )
+        hop.backend, hop.tool, hop.request, hop.response, hop.end_ns = (
+            "/echo",
+            "echo",
+            PAYLOAD,
+            PAYLOAD,
+            now + i * 1000 + 400,
+        )
+        trace.hops.append(hop)
+        trace.response, trace.end_ns = PAYLOAD, now + i * 1000 + 500
+        builder.add(trace)
+        if builder.spans >= batch_spans:
+            batches.append(builder.batch("bench"))
+            builder = BatchBuilder(redactor)
+    if builder.spans:
+        batches.append(builder.batch("bench"))
+    return batches
+
+
+def bench_grpc(n: int, batch: int, workdir: Path, form: str = "spans") -> dict[str, Any]:
     port = free_port()
     target = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "recorder", "--db", str(workdir / f"grpc-{columns}.duckdb"), "--listen", target,
+        [sys.executable, "-m", "proxy", "recorder", "--db", str(workdir / f"grpc-{form}.duckdb"), "--listen", target,
          "--log-level", "warning"], cwd=ROOT,
     )  # fmt: skip
     try:
@@ -135,13 +180,15 @@ def bench_grpc(n: int, batch: int, workdir: Path, columns: bool = False) -> dict
             if time.monotonic() > deadline:
                 raise TimeoutError("recorder did not start")
             time.sleep(0.05)
-        spans = make_spans(n)
-        if columns:  # the form the gateway sends
-            batches = [
-                pb.SpanBatch(columns=as_columns(spans[i : i + batch])).SerializeToString() for i in range(0, n, batch)
-            ]
+        if form == "traces":  # the form the gateway sends
+            batches = [b.SerializeToString() for b in make_trace_batches(n, batch)]
         else:
-            batches = [pb.SpanBatch(spans=spans[i : i + batch]).SerializeToString() for i in range(0, n, batch)]
+            spans = make_spans(n)
+            if form == "columns":
+                batches = [pb.SpanBatch(columns=as_columns(spans[i : i + batch])).SerializeToString()
+                           for i in range(0, n, batch)]  # fmt: skip
+            else:
+                batches = [pb.SpanBatch(spans=spans[i : i + batch]).SerializeToString() for i in range(0, n, batch)]
         started = time.perf_counter()
         stored = asyncio.run(_send_all(target, batches, streams=4, per_stream=16))
         elapsed = time.perf_counter() - started
@@ -183,9 +230,11 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="slicewire-recbench-"))
     report = {
-        "store_arrow": bench_store(args.spans, args.batch, workdir),
+        "store_traces": bench_store(args.spans, args.batch, workdir, "traces"),
+        "store_spans": bench_store(args.spans, args.batch, workdir),
         "store_executemany_baseline": bench_executemany(min(args.spans, 5000), workdir),
-        "grpc_ingest_columns": bench_grpc(args.spans, args.batch, workdir, columns=True),
+        "grpc_ingest_traces": bench_grpc(args.spans, args.batch, workdir, "traces"),
+        "grpc_ingest_columns": bench_grpc(args.spans, args.batch, workdir, "columns"),
         "grpc_ingest_rows": bench_grpc(args.spans, args.batch, workdir),
         "spool": bench_spool(args.spans, args.batch, workdir),
     }

@@ -1,11 +1,11 @@
 """The flight recorder's gateway side: what a request leaves behind, and how it reaches the recorder.
 
-On the request path the gateway only fills a `Trace` (timestamps and references to messages it
-already has) and appends it to a bounded queue: no I/O, no serialization. A background task turns
-traces into rows (redacting payloads; see _spans), packs about `batch_spans` spans' worth per
-`SpanBatch`, and ships batches over short gRPC client streams, a few streams in flight at once so
-that a slow Ack never stalls building; the recorder's Ack means "stored", and the recorder expands
-each trace into its spans. When the recorder is unreachable or slow, batches go to an append-only
+On the request path the gateway fills a `Trace` (timestamps and references to messages it already
+has) and, once the request is answered, appends its rows (one per request, one per hop; see _spans)
+to the batch being filled: no I/O, no redaction walk. Full batches wait in a bounded queue; a
+background task prefilters and redacts their payloads, fills the protobuf columns, and ships them
+over short gRPC client streams, a few in flight at once so that a slow Ack never stalls the rest;
+the recorder's Ack means "stored", and the recorder expands each trace into its spans. When the recorder is unreachable or slow, batches go to an append-only
 spool file (size-capped; what does not fit is counted as dropped) and are re-sent once it answers
 again. The recorder de-duplicates on span id, so a batch sent twice is stored once.
 
@@ -173,7 +173,8 @@ class SpanEmitter:
         self.redactor = Redactor(
             config.redact.keys, config.redact.paths, config.redact.patterns, config.max_payload_bytes
         )
-        self._queue: deque[Trace] = deque()
+        self._builder = BatchBuilder(self.redactor, config.payloads)  # rows of the batch being filled
+        self._queue: deque[BatchBuilder] = deque()  # full builders waiting for the background task
         self._queued_spans = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -189,15 +190,27 @@ class SpanEmitter:
     # --- request path ----------------------------------------------------------------------------
 
     def emit(self, trace: Trace) -> None:
-        """Queue a finished trace. Past `queue_max_spans` it is counted as dropped, never blocks."""
+        """Record a finished trace: its rows are appended to the batch being filled, right away, while
+        everything it points to is still in the CPU's caches (a few µs; measured several times
+        cheaper than the same work done later in the background). No I/O, no redaction walk, never
+        blocks. Past `queue_max_spans` the trace is counted as dropped."""
         spans = span_count(trace)
         if self._queued_spans + spans > self.config.queue_max_spans:
             self.counters["dropped"] += spans
             return
-        self._queue.append(trace)
+        builder = self._builder
+        try:
+            builder.add(trace)
+        except Exception:  # a bad trace must not stop recording; it is logged and dropped
+            logger.exception("could not record a trace; dropped")
+            self.counters["dropped"] += spans
+            return
         self._queued_spans += spans
-        if self._queued_spans >= self._wake_at:  # a full stream waits
-            self._wake.set()
+        if builder.spans >= self.config.batch_spans or builder.payload_bytes >= MAX_BATCH_BYTES:
+            self._queue.append(builder)
+            self._builder = BatchBuilder(self.redactor, self.config.payloads)
+            if len(self._queue) >= _BATCHES_PER_STREAM:  # a full stream waits
+                self._wake.set()
 
     # --- background --------------------------------------------------------------------------------
 
@@ -225,18 +238,22 @@ class SpanEmitter:
     async def flush(self) -> None:
         """Ship everything queued (or spool it), then retry the spool if the recorder answers.
 
-        Rows are built a batch at a time with a yield to the event loop in between, so a burst of
-        traffic never becomes one long stall of the requests in flight. Up to `_STREAMS_IN_FLIGHT`
-        streams wait for their Ack at once while the next one is built.
+        Batches are finished (payloads prefiltered and redacted, columns filled) one at a time with a
+        yield to the event loop in between, so a burst of traffic never becomes one long stall of the
+        requests in flight. Up to `_STREAMS_IN_FLIGHT` streams wait for their Ack at once while the
+        next one is finished.
         """
         self._recorder_away = False
+        if self._builder.spans:  # the batch being filled goes too
+            self._queue.append(self._builder)
+            self._builder = BatchBuilder(self.redactor, self.config.payloads)
         while self._queue:
             # What is built is sent (or spooled) before more than a few streams' worth is built, so
             # a recorder that falls behind shows up as a longer queue (bounded) rather than as an
             # unbounded pile of built batches.
             batches: list[Any] = []
             while self._queue and len(batches) < _BATCHES_PER_STREAM:
-                batches.extend(self._take_batches(self.config.batch_spans))
+                batches.append(self._take_batch())
                 await asyncio.sleep(0)
             if self._recorder_away:
                 self._spool(batches)  # the rest of this flush goes to the spool without waiting again
@@ -258,33 +275,12 @@ class SpanEmitter:
             self._recorder_away = True
             self._spool(batches)
 
-    def _take_batches(self, max_spans: int = 0) -> list[Any]:
-        """Build rows from queued traces (all of them, or until about `max_spans` spans), one batch per
-        `batch_spans` spans (or MAX_BATCH_BYTES of payloads)."""
-        batches: list[Any] = []
-        builder = BatchBuilder(self.redactor, self.config.payloads)
-        taken = 0
-        size = self.config.batch_spans
-        queue = self._queue
-        while queue and not (max_spans and taken + len(builder) >= max_spans):
-            trace = queue.popleft()
-            try:
-                builder.add(trace)
-            except Exception:  # a bad trace must not stop recording; it is logged and dropped
-                logger.exception("could not record a trace; dropped")
-                self._queued_spans -= span_count(trace)
-                self.counters["dropped"] += span_count(trace)
-                continue
-            if builder.spans >= size or builder.payload_bytes >= MAX_BATCH_BYTES:
-                taken += builder.spans
-                batches.append(builder.batch(self.instance))
-                builder = BatchBuilder(self.redactor, self.config.payloads)
-        if builder.spans:
-            taken += builder.spans
-            batches.append(builder.batch(self.instance))
-        self._queued_spans = max(0, self._queued_spans - taken) if queue else 0
-        self.counters["emitted"] += taken
-        return batches
+    def _take_batch(self) -> Any:
+        """The oldest full builder as a SpanBatch (the prefilter's scan, redaction, columns)."""
+        builder = self._queue.popleft()
+        self._queued_spans = max(0, self._queued_spans - builder.spans)
+        self.counters["emitted"] += builder.spans
+        return builder.batch(self.instance)
 
     async def _send(self, batches: list[Any]) -> bool:
         try:
@@ -380,7 +376,7 @@ class SpanEmitter:
             except TimeoutError:
                 logger.error("span emitter: the last flush did not finish in time; stopping it")
                 self._task.cancel()
-        if self._queue:
+        if self._queue or self._builder.spans:
             await self.flush()  # sends, or spools once the recorder fails
         if self._channel is not None:
             await self._channel.close()

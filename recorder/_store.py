@@ -145,6 +145,8 @@ FROM spans WHERE session_id IN (SELECT DISTINCT session_id FROM batch WHERE sess
 GROUP BY session_id
 """
 _READ_ONLY = {"SELECT", "EXPLAIN"}
+LINGER_S = 0.05  # how long the writer waits for more batches to commit together
+GROUP_SPANS = 16384  # ... unless this many spans are already waiting
 
 # A child span's id derived from its trace's root span id: the last byte XOR k (k = 1 parse, 2 slice,
 # 3 respond). Deterministic, so a re-sent trace expands to the same ids and is de-duplicated.
@@ -394,16 +396,22 @@ class SpanStore:
             if item is None:
                 return
             pending = [item]
-            # Group commit: take whatever else is queued right now into the same transaction.
-            while len(pending) < 256:
+            spans = item[0].size
+            # Group commit: what is queued, and what arrives within LINGER_S, goes into the same
+            # transaction. A transaction costs ~1-2 ms whatever its size (the commit, the session
+            # fold): one per 256-span batch would spend most of the writer's time there.
+            deadline = time.monotonic() + LINGER_S
+            while len(pending) < 256 and spans < GROUP_SPANS:
                 try:
-                    more = self._queue.get_nowait()
+                    wait = deadline - time.monotonic()
+                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
                     self._write(pending)
                     return
                 pending.append(more)
+                spans += more[0].size
             self._write(pending)
 
     def _write(self, pending: list[tuple[Converted, concurrent.futures.Future[WriteResult]]]) -> None:

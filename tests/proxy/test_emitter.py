@@ -58,4 +58,4 @@ async def test_queue_cap_counts_drops(tmp_path: Path) -> None:
     emitter = SpanEmitter(config)
     for _ in range(5):
         emitter.emit(trace())  # 2 fit (3 spans each), 3 are dropped
-    assert len(emitter._queue) == 2 and emitter.counters["dropped"] == 9
+    assert emitter._queued_spans == 6 and emitter.counters["dropped"] == 9
