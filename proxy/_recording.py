@@ -7,7 +7,8 @@ background task prefilters and redacts their payloads, fills the protobuf column
 over short gRPC client streams, a few in flight at once so that a slow Ack never stalls the rest;
 the recorder's Ack means "stored", and the recorder expands each trace into its spans. When the
 recorder is unreachable or slow, batches go to an append-only spool file (size-capped; what does not
-fit is counted as dropped) and are re-sent once it answers again. The recorder de-duplicates on span id, so a batch sent twice is stored once.
+fit is counted as dropped) and are re-sent once it answers again. The recorder de-duplicates on
+span id, so a batch sent twice is stored once.
 
 Span model, one trace per client request (see docs/recording.md):
 
