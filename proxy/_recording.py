@@ -184,7 +184,6 @@ class SpanEmitter:
         self.spool = Path(config.spool_dir) / "spans.spool"
         self.counters = {"emitted": 0, "sent": 0, "spooled": 0, "dropped": 0, "resent": 0, "send_failures": 0}
         self._closing = False
-        self._wake_at = config.batch_spans * _BATCHES_PER_STREAM
         self._in_flight: set[asyncio.Task[None]] = set()
         self._recorder_away = False
 

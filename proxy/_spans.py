@@ -85,6 +85,13 @@ _TRACE_REQUEST, _TRACE_RESPONSE, _TRACE_CUT = (TRACE_FIELDS.index(f) for f in _P
 _HOP_REQUEST, _HOP_RESPONSE, _HOP_CUT = (HOP_FIELDS.index(f) for f in _PAYLOAD_FIELDS)
 
 
+def _bytes(value: Any) -> bytes:
+    """A payload as JSON bytes: the bytes on the wire when the gateway has them, else serialized."""
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else orjson.dumps(value)
+
+
 class BatchBuilder:
     """Traces gathered for one SpanBatch, as row tuples (TRACE_FIELDS / HOP_FIELDS order).
 
@@ -92,12 +99,13 @@ class BatchBuilder:
     builder.add(trace)               # -> the spans it will expand to
     batch = builder.batch("gw-1")    # a SpanBatch with `traces` and `hops` columns, payloads redacted
 
-    Rows are appended with their payloads as they are; `batch()` asks the redactor's prefilter about
-    all of the batch's payloads in one scan and fixes up only the rows whose payloads need redacting
-    or cutting (rare), so a clean request costs no per-payload redaction work at all.
+    Rows are appended with their payloads as they are (the bytes on the wire); `batch()` transposes
+    rows into columns, asks the redactor's prefilter about all of the batch's payloads in one scan,
+    and fixes up only the payloads that need redacting or cutting (rare): a clean request costs no
+    per-payload work at all.
     """
 
-    __slots__ = ("_over", "_payloads", "_slots", "hops", "payload_bytes", "payloads", "redactor", "spans", "traces")
+    __slots__ = ("hops", "payload_bytes", "payloads", "redactor", "spans", "traces")
 
     def __init__(self, redactor: Redactor, payloads: str = "all") -> None:
         self.redactor = redactor
@@ -106,36 +114,18 @@ class BatchBuilder:
         self.hops: list[tuple[Any, ...]] = []
         self.spans = 0
         self.payload_bytes = 0
-        self._payloads: list[bytes] = []  # every payload in the rows, for the prefilter
-        self._slots: list[tuple[list[tuple[Any, ...]], int, int]] = []  # (rows, row, column) of each
-        self._over: list[int] = []  # payloads over the cap
 
     def __len__(self) -> int:
         return self.spans
 
-    def _payload(self, value: Any, rows: list[tuple[Any, ...]], column: int) -> bytes:
-        """Register a payload that will sit in the next row of `rows`; returns its bytes as they are."""
-        if value is None:
-            return b""
-        data = value if isinstance(value, bytes) else orjson.dumps(value)
-        if data:
-            index = len(self._payloads)
-            self._payloads.append(data)
-            self._slots.append((rows, len(rows), column))
-            if len(data) > self.redactor.max_payload_bytes:
-                self._over.append(index)
-        return data
-
     def add(self, trace: Trace) -> int:
         """Append one trace (and its hops); returns the number of spans it expands to. A trace that
         fails half-way leaves nothing behind."""
-        hops, payloads = len(self.hops), len(self._payloads)
+        hops = len(self.hops)
         try:
             return self._add(trace)
         except BaseException:
             del self.hops[hops:]
-            del self._payloads[payloads:], self._slots[payloads:]
-            self._over = [i for i in self._over if i < payloads]
             raise
 
     def _add(self, trace: Trace) -> int:
@@ -143,16 +133,13 @@ class BatchBuilder:
         capture = self.payloads == "all" or (
             self.payloads == "errors" and (error is not None or _hop_failed(trace.hops))
         )
-        rows = self.traces
-        index = len(rows)
+        index = len(self.traces)
         root = trace.span_id
         spans = 4 if trace.sliced_ns else 3
         respond_from = trace.sliced_ns or trace.parsed_ns or trace.start_ns
         if capture:
-            request = self._payload(
-                trace.request_body if trace.request_body is not None else trace.request, rows, _TRACE_REQUEST
-            )
-            response = self._payload(trace.response, rows, _TRACE_RESPONSE)
+            request = trace.request_body if trace.request_body is not None else _bytes(trace.request)
+            response = trace.response or b""
         else:
             request = response = b""
         size = len(request) + len(response)
@@ -162,7 +149,7 @@ class BatchBuilder:
             size += hop_bytes
             if hop.end_ns > respond_from:
                 respond_from = hop.end_ns
-        rows.append(
+        self.traces.append(
             (
                 trace.trace_id or trace.ensure_trace_id(), root, trace.parent_span_id, trace.session_id,
                 trace.virtual_server, trace.subject, trace.direction, trace.method,
@@ -179,15 +166,13 @@ class BatchBuilder:
 
     def _hop(self, index: int, hop: Hop, parent: bytes, capture: bool) -> tuple[int, int]:
         """Append a hop (and its children); the spans and payload bytes they add."""
-        rows = self.hops
         if capture:
-            request = self._payload(hop.request, rows, _HOP_REQUEST)
-            response = self._payload(hop.response, rows, _HOP_RESPONSE)
+            request, response = _bytes(hop.request), _bytes(hop.response)
         else:
             request = response = b""
         error = hop.error
         kind = pb.MESSAGE_KIND_NOTIFICATION if hop.method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
-        rows.append(
+        self.hops.append(
             (
                 index, hop.span_id, parent, hop.name, hop.kind, hop.direction, hop.method, kind, hop.backend, hop.tool,
                 hop.start_ns, hop.end_ns, error[0] if error else 0, (error[1] or "error") if error else "", request,
@@ -201,30 +186,46 @@ class BatchBuilder:
             size += child_size
         return spans, size
 
-    def _redact(self) -> None:
-        """Redact and cut the payloads that need it, in place in their rows."""
-        redactor = self.redactor
-        dirty = redactor.dirty(self._payloads) if self._payloads else set()
-        for i in sorted(dirty.union(self._over)):
-            rows, row, column = self._slots[i]
-            data = self._payloads[i]
-            if i in dirty:
-                data = redactor.redact_raw(data)
-            data, cut = redactor.cut(data)
-            fixed = list(rows[row])
-            fixed[column] = data
-            if cut:
-                fixed[_TRACE_CUT if rows is self.traces else _HOP_CUT] = True
-            rows[row] = tuple(fixed)
-
     def batch(self, sender: str) -> Any:
         """A SpanBatch carrying these traces, payloads redacted, its columns filled in place (no
         message per row)."""
-        self._redact()
+        tables = [
+            (self.traces, TRACE_FIELDS, _TRACE_REQUEST, _TRACE_RESPONSE, _TRACE_CUT),
+            (self.hops, HOP_FIELDS, _HOP_REQUEST, _HOP_RESPONSE, _HOP_CUT),
+        ]
+        columns: list[list[Any]] = [
+            list(zip(*rows, strict=True)) if rows else [() for _ in fields] for rows, fields, *_ in tables
+        ]
+        # Every payload of the batch, in one list: per table, its requests then its responses.
+        payloads: list[bytes] = []
+        places = []  # (table, column, start in `payloads`)
+        for t, (_, _, request, response, _) in enumerate(tables):
+            for column in (request, response):
+                places.append((t, column, len(payloads)))
+                payloads.extend(columns[t][column])
+        redactor = self.redactor
+        dirty = redactor.dirty(payloads) if self.payload_bytes else set()
+        cap = redactor.max_payload_bytes
+        over = {i for i, data in enumerate(payloads) if len(data) > cap} if self.payload_bytes > cap else set()
+        if dirty or over:
+            for i in sorted(dirty | over):
+                t, column, start = next(place for place in reversed(places) if place[2] <= i)
+                row = i - start
+                data = payloads[i]
+                if i in dirty and data:
+                    data = redactor.redact_raw(data)
+                data, was_cut = redactor.cut(data)
+                cols = columns[t]
+                cols[column] = fixed = list(cols[column])
+                fixed[row] = data
+                if was_cut:
+                    flag = tables[t][4]
+                    cols[flag] = flags = list(cols[flag])
+                    flags[row] = True
         batch = pb.SpanBatch(sender=sender)
-        for rows, target, fields in ((self.traces, batch.traces, TRACE_FIELDS), (self.hops, batch.hops, HOP_FIELDS)):
+        for (_, fields, *_), cols, target in zip(tables, columns, (batch.traces, batch.hops), strict=True):
             target.SetInParent()
-            if rows:
-                for name, column in zip(fields, zip(*rows, strict=True), strict=True):
+            if cols and cols[0]:
+                for name, column in zip(fields, cols, strict=True):
                     getattr(target, name).extend(column)
         return batch

@@ -10,7 +10,7 @@ import orjson
 from proto import pb
 from proxy._config import RedactConfig
 from proxy._recording import Hop, Trace
-from proxy._redact import Redactor
+from proxy._redact import MARKER, Redactor
 from proxy._spans import BatchBuilder
 from recorder._store import batch_to_arrow
 
@@ -137,3 +137,24 @@ def test_payload_capture_levels() -> None:
         assert carried is expect_payloads, level
         headers = orjson.loads(cols["attributes_json"][0])["http.request.headers"]
         assert headers["authorization"] == "[REDACTED]"  # headers recorded and redacted at every level
+
+
+def test_only_the_payloads_that_need_it_are_redacted_or_cut() -> None:
+    """Three traces in one batch: clean, holding a secret, oversized. Each payload is fixed (or left
+    alone) on its own row; the cut one is flagged."""
+    builder = BatchBuilder(Redactor(RedactConfig().keys, [], RedactConfig().patterns, 300))
+    clean = call_trace({"text": "hi"}, {"content": []})
+    secret = call_trace({"password": "hunter2"}, {"content": []})
+    big = call_trace({"text": "y" * 1000}, {"content": []})
+    for trace in (clean, secret, big):
+        builder.add(trace)
+    rows = batch_to_arrow(builder.batch("gw-1")).to_pylist()
+    roots = {r["span_id"]: r for r in rows if r["parent_span_id"] == b""}
+    assert roots[clean.span_id]["request_payload"] == orjson.dumps(clean.request).decode()
+    assert not roots[clean.span_id]["payload_truncated"]
+    assert (
+        "hunter2" not in roots[secret.span_id]["request_payload"] and MARKER in roots[secret.span_id]["request_payload"]
+    )
+    upstream = next(r for r in rows if r["span_id"] == secret.hops[0].span_id)
+    assert "hunter2" not in upstream["request_payload"]
+    assert roots[big.span_id]["payload_truncated"] and len(roots[big.span_id]["request_payload"]) == 300
