@@ -149,33 +149,18 @@ class Redactor:
             self._apply_path(copy, path)
         return copy
 
-    def payload(self, value: Any, known_clean: bool = False) -> tuple[bytes, bool]:
-        """Redacted JSON bytes, cut at the cap; and whether it was cut.
-
-        `known_clean`: the caller knows the value carries only what an already-checked clean payload
-        carried plus gateway-made fields (e.g. the upstream copy of a client request), so the
-        prefilter is skipped.
-        """
-        data, truncated, _ = self.checked_payload(value, known_clean)
+    def payload(self, value: Any) -> tuple[bytes, bool]:
+        """A decoded value as redacted JSON bytes, cut at the cap; and whether it was cut."""
+        data, truncated, _ = self.checked_raw(orjson.dumps(value))
         return data, truncated
 
-    def checked_raw(self, data: bytes, known_clean: bool = False) -> tuple[bytes, bool, bool]:
-        """Like `checked_payload` for JSON already serialized (a request body, an answer as sent): used
-        as it is unless it needs redacting, and only then parsed and walked."""
-        clean = known_clean or not self._needs_walk(data)
+    def checked_raw(self, data: bytes) -> tuple[bytes, bool, bool]:
+        """JSON already serialized (a request body, an answer as sent), redacted and cut: used as it
+        is unless the prefilter says it may need redacting, and only then decoded and walked. Also
+        says whether it was clean. (Batches use `dirty()` instead: one scan for all payloads.)"""
+        clean = not self._needs_walk(data)
         if not clean:
             data = self.redact_raw(data)
-        data, truncated = self.cut(data)
-        return data, truncated, clean
-
-    def checked_payload(self, value: Any, known_clean: bool = False) -> tuple[bytes, bool, bool]:
-        """Like `payload`, plus whether the value was clean (nothing needed redacting)."""
-        if value is None:
-            return b"", False, True
-        data = orjson.dumps(value)
-        clean = known_clean or not self._needs_walk(data)
-        if not clean:
-            data = orjson.dumps(self.value(value))
         data, truncated = self.cut(data)
         return data, truncated, clean
 
