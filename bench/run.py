@@ -147,6 +147,7 @@ def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | N
                     {
                         "path": "/virtual/bench",
                         "server_name": "bench",
+                        "public": True,
                         "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/echo", "alias": "say"}],
                     }
                 ],

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ._config import BackendConfig
 from ._jsonrpc import Message
-from ._upstream import Backend, BackendError, create_backend
+from ._upstream import Backend, BackendError, Headers, create_backend
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ class Catalog:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self.ready_event = asyncio.Event()
+        # Given a backend's config, the headers every request to it carries (set by the gateway).
+        self.shared_headers: Callable[[BackendConfig], Callable[[], Awaitable[Headers]] | None] = lambda c: None
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
@@ -56,6 +58,7 @@ class Catalog:
                 backend = create_backend(config)
                 backend.on_notification = self._notification
                 backend.on_connected = self._connected
+                backend.shared_headers = self.shared_headers(config)
                 self.backends[path] = backend
                 self.tools[path] = None
                 self._schedule(path)

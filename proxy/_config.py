@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._mcp import ALL_VERSIONS
 
 __all__ = [
+    "AuthConfig",
     "BackendConfig",
     "Config",
     "ConfigError",
@@ -32,10 +33,12 @@ __all__ = [
     "VirtualServerConfig",
     "load_config",
     "normalize_path",
+    "resolve_secret",
+    "secret_refs",
 ]
 
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9._~\-]+)+$")
-_RESERVED_PREFIXES = ("/healthz", "/readyz", "/.well-known", "/metrics")
+_RESERVED_PREFIXES = ("/healthz", "/readyz", "/.well-known", "/metrics", "/oauth", "/api")
 
 
 class ConfigError(Exception):
@@ -73,6 +76,100 @@ class ListenConfig(_Strict):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+_SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+
+
+def secret_refs(value: str) -> list[tuple[str, str]]:
+    """`Bearer ${env:GITHUB_TOKEN}` -> [("env", "GITHUB_TOKEN")]: where a configured value comes from."""
+    return _SECRET_REF.findall(value)
+
+
+def resolve_secret(value: str) -> str:
+    """Replace every `${env:NAME}` / `${file:PATH}` in `value`. Raises KeyError / OSError when absent."""
+
+    def one(match: re.Match[str]) -> str:
+        kind, ref = match.group(1), match.group(2)
+        if kind == "env":
+            return os.environ[ref]
+        return Path(ref).read_text(encoding="utf-8").strip()
+
+    return _SECRET_REF.sub(one, value)
+
+
+class NoAuth(_Strict):
+    """The backend needs no credential (or the URL carries its own)."""
+
+    mode: Literal["none"] = "none"
+
+
+class StaticAuth(_Strict):
+    """Shared headers sent with every request to the backend, for every caller. Values may (and
+    secrets should) come from `${env:NAME}` or `${file:PATH}`: a literal secret in the YAML works,
+    but is logged as a warning at start."""
+
+    mode: Literal["static"]
+    headers: Annotated[dict[str, str], Field(min_length=1)]
+
+
+class PerUserKeyAuth(_Strict):
+    """Each user stores their own key (`slicewire creds set`), injected as `header` through `template`."""
+
+    mode: Literal["per_user_key"]
+    header: str = "Authorization"
+    template: str = "Bearer {{API_KEY}}"
+    # Shown to a user who has not stored a key yet, after the command that stores one.
+    instructions: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _placeholder(cls, value: str) -> str:
+        if "{{API_KEY}}" not in value:
+            raise ValueError(f"the template must contain {{{{API_KEY}}}}, found {value!r}")
+        return value
+
+
+class OAuth2Auth(_Strict):
+    """OAuth 2.0 to the backend: per-user authorization code + PKCE (S256), or client credentials."""
+
+    mode: Literal["oauth2"]
+    grant: Literal["authorization_code", "client_credentials"]
+    token_url: str
+    authorization_url: str | None = None  # required for authorization_code
+    client_id: str = Field(min_length=1)
+    client_secret: str | None = None  # `${env:NAME}` / `${file:PATH}`; None for a public client
+    scopes: list[str] = []
+    # RFC 8707 resource indicator / audience of the tokens, sent when set.
+    resource: str | None = None
+    audience: str | None = None
+    # A token this close to its expiry is refreshed before use.
+    refresh_margin_s: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _urls(self) -> OAuth2Auth:
+        for name in ("token_url", "authorization_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ValueError(f"'{name}' must start with http:// or https://, found {url!r}")
+        if self.grant == "authorization_code" and not self.authorization_url:
+            raise ValueError("grant 'authorization_code' needs 'authorization_url'")
+        if self.grant == "client_credentials" and not self.client_secret:
+            raise ValueError("grant 'client_credentials' needs 'client_secret' (e.g. '${env:NAME}')")
+        return self
+
+
+class PassthroughAuth(_Strict):
+    """Forward the caller's own `Authorization` header unchanged. The MCP specification forbids token
+    passthrough (the backend would accept tokens not issued for it): opt-in, warned about at start."""
+
+    mode: Literal["passthrough"]
+
+
+BackendAuth = Annotated[
+    NoAuth | StaticAuth | PerUserKeyAuth | OAuth2Auth | PassthroughAuth, Field(discriminator="mode")
+]
+PER_USER_MODES = ("per_user_key", "oauth2", "passthrough")
+
+
 class BackendConfig(_Strict):
     """One real MCP server the gateway talks to."""
 
@@ -89,6 +186,10 @@ class BackendConfig(_Strict):
     protocol_version: str = "auto"
     restart_backoff_s: float = Field(default=0.5, gt=0)
     restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    # Whose credentials reach this backend (see docs/auth.md).
+    auth: BackendAuth = NoAuth()
+    # Whether a caller may override this backend's headers with `x-mcp-headers`.
+    allow_header_override: bool = False
 
     _normalize = field_validator("path")(lambda cls, v: _check_path(v))
 
@@ -113,6 +214,11 @@ class BackendConfig(_Strict):
                 raise ValueError("transport 'stdio' needs 'command'")
             if self.url is not None:
                 raise ValueError("'url' is not used by transport 'stdio'")
+            if self.auth.mode != "none" or self.allow_header_override:
+                raise ValueError(
+                    "transport 'stdio' takes no 'auth' or 'allow_header_override': give the process its "
+                    "credentials in 'env' (values may be '${env:NAME}')"
+                )
         return self
 
 
@@ -137,6 +243,14 @@ class ToolScopeOverride(_Strict):
     required_scopes: list[str] = []
 
 
+class RolesConfig(_Strict):
+    """Who may administer (`managers`) and who may use (`users`) a virtual server: subjects, or
+    `group:NAME`. Empty `users`: anyone whose token carries the required scopes."""
+
+    managers: list[str] = []
+    users: list[str] = []
+
+
 class VirtualServerConfig(_Strict):
     """A curated slice of backend tools, served at `<path>/mcp` (mcp-gateway-registry shape)."""
 
@@ -149,6 +263,9 @@ class VirtualServerConfig(_Strict):
     tags: list[str] = []
     supported_transports: list[Literal["streamable-http", "sse", "stdio"]] = ["streamable-http"]
     is_enabled: bool = True
+    # Deny by default: without `public: true` every caller needs a valid gateway token.
+    public: bool = False
+    roles: RolesConfig = RolesConfig()
 
     _normalize = field_validator("path")(lambda cls, v: _check_path(v))
 
@@ -208,6 +325,66 @@ class RedactConfig(_Strict):
         return value
 
 
+_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class JwtIssuerConfig(_Strict):
+    """An identity provider whose JWTs the gateway accepts. Asymmetric algorithms only: a shared HMAC
+    secret would let anyone who can check a token also mint one (and invites HS/RS confusion)."""
+
+    issuer: str = Field(min_length=1)  # the exact `iss`
+    jwks_url: str | None = None  # cached; fetched again when a token names an unknown `kid`
+    keys_file: str | None = None  # static keys: a JWKS JSON file or PEM public key(s)
+    # Accepted `aud` values. Empty: the virtual server's resource URL (`auth.public_url` + path + /mcp).
+    audiences: list[str] = []
+    algorithms: list[Literal[_ALGORITHMS]] = ["RS256", "ES256"]  # type: ignore[valid-type]
+    leeway_s: float = Field(default=30.0, ge=0, le=300)
+    subject_claim: str = "sub"
+    scopes_claim: str = "scope"  # a space-separated string or a list ("scp" for Entra ID)
+    groups_claim: str = "groups"
+
+    @model_validator(mode="after")
+    def _keys(self) -> JwtIssuerConfig:
+        if (self.jwks_url is None) == (self.keys_file is None):
+            raise ValueError("give exactly one of 'jwks_url' and 'keys_file'")
+        if self.jwks_url is not None and not self.jwks_url.startswith(("http://", "https://")):
+            raise ValueError(f"'jwks_url' must start with http:// or https://, found {self.jwks_url!r}")
+        if not self.algorithms:
+            raise ValueError("'algorithms' must name at least one algorithm")
+        return self
+
+
+class AuthConfig(_Strict):
+    """Who may call the gateway (inbound) and where per-user state lives (see docs/auth.md)."""
+
+    # The gateway's public base URL, e.g. https://mcp.example.com: virtual servers' resource URLs
+    # (JWT audience, RFC 9728 metadata) and the OAuth callback derive from it. Unset: taken from the
+    # request's Host header, and JWTs need explicit `audiences`.
+    public_url: str | None = None
+    # Gateway tokens (hashes only) and users' backend credentials (encrypted): SQLite.
+    state_db: str = ".slicewire/state.db"
+    # Key for credentials at rest (32 bytes, base64): this file, else $SLICEWIRE_SECRET_KEY.
+    secret_key_file: str | None = None
+    jwt: list[JwtIssuerConfig] = []
+    # Group -> scopes it grants (groups come from JWT claims or from a gateway token's record).
+    groups: dict[str, list[str]] = {}
+    # Authorization servers named in the protected-resource metadata. Empty: the JWT issuers.
+    authorization_servers: list[str] = []
+    # Subjects (or group:NAME) allowed every admin endpoint, on every virtual server.
+    admins: list[str] = []
+    # How long a verified identity is reused for the same token (never past the token's expiry).
+    identity_cache_s: float = Field(default=60.0, ge=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.startswith(("http://", "https://")):
+                raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
+            value = value.rstrip("/")
+        return value
+
+
 class RecorderConfig(_Strict):
     """Where spans go. Without `target` the gateway records nothing."""
 
@@ -244,6 +421,7 @@ class Config(_Strict):
     security: SecurityConfig = SecurityConfig()
     tools_list_ttl_ms: int = Field(default=0, ge=0)
     recorder: RecorderConfig = RecorderConfig()
+    auth: AuthConfig = AuthConfig()
     # Where the config came from, for reload and error messages; not a YAML key.
     source_files: tuple[str, ...] = Field(default=(), exclude=True)
 
@@ -343,13 +521,53 @@ def load_config(file: str | os.PathLike[str]) -> Config:
     problems.extend(_cross_check(config, servers))
     if problems:
         raise ConfigError(problems)
-    return config.model_copy(update={"virtual_servers": [vs for _, vs in servers]})
+    # Auth state and key files are found next to the config, wherever the command runs from.
+    auth = config.auth
+    here = path.parent
+    auth = auth.model_copy(
+        update={
+            "state_db": str(here / auth.state_db),
+            "secret_key_file": str(here / auth.secret_key_file) if auth.secret_key_file else None,
+        }
+    )
+    return config.model_copy(update={"virtual_servers": [vs for _, vs in servers], "auth": auth})
+
+
+def _check_auth(config: Config, src: str) -> list[str]:
+    """Secret references resolve (checked, never stored here), and JWT audiences can be checked."""
+    problems = []
+
+    def check_refs(where: str, value: str) -> None:
+        for kind, ref in secret_refs(value):
+            if kind == "env" and ref not in os.environ:
+                problems.append(f"{src}: {where}: environment variable {ref} is not set")
+            elif kind == "file" and not os.access(ref, os.R_OK):
+                problems.append(f"{src}: {where}: cannot read file {ref}")
+
+    for i, backend in enumerate(config.backends):
+        auth = backend.auth
+        for name, value in backend.env.items():
+            check_refs(f"backends[{i}].env.{name}", value)
+        if isinstance(auth, StaticAuth):
+            for name, value in auth.headers.items():
+                check_refs(f"backends[{i}].auth.headers.{name}", value)
+        elif isinstance(auth, OAuth2Auth) and auth.client_secret is not None:
+            check_refs(f"backends[{i}].auth.client_secret", auth.client_secret)
+    for i, issuer in enumerate(config.auth.jwt):
+        if not issuer.audiences and config.auth.public_url is None:
+            problems.append(
+                f"{src}: auth.jwt[{i}].audiences: a token's audience must be checked: list the accepted "
+                f"audiences, or set auth.public_url so that each virtual server's URL is its audience"
+            )
+    return problems
 
 
 def _cross_check(config: Config, servers: list[tuple[str, VirtualServerConfig]]) -> list[str]:
     """Rules that span objects: unique paths, mappings that name configured backends, unique tool names."""
     problems = []
     seen_backends: dict[str, int] = {}
+    src = config.source_files[0] if config.source_files else "config"
+    problems.extend(_check_auth(config, src))
     for i, backend in enumerate(config.backends):
         if backend.path in seen_backends:
             problems.append(
@@ -381,6 +599,15 @@ def _cross_check(config: Config, servers: list[tuple[str, VirtualServerConfig]])
                     f"({first.tool_name!r} from {first.backend_server_path}) already exposes; give one an alias"
                 )
             exposed.setdefault(name, j)
+        if vs.public:
+            for j, mapping in enumerate(vs.tool_mappings):
+                backend_config = config.backend(mapping.backend_server_path)
+                if backend_config is not None and backend_config.auth.mode in PER_USER_MODES:
+                    problems.append(
+                        f"{file}: {vs.path}: public: a public virtual server has no caller identity, but "
+                        f"tool_mappings[{j}] uses backend {backend_config.path} with auth mode "
+                        f"{backend_config.auth.mode!r}, which needs one"
+                    )
         for k, override in enumerate(vs.tool_scope_overrides):
             if override.tool_alias not in exposed:
                 problems.append(

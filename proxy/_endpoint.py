@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
+from ._creds import parse_header_override
 from ._gateway import Gateway, VirtualServer
 from ._handlers import Call, answer_relayed, handle_request, initialize
+from ._identity import AuthError, Identity, bearer_token
 from ._jsonrpc import INVALID_REQUEST, Message, ProtocolError, encode_error, parse_message
 from ._mcp import (
     ALL_VERSIONS,
@@ -26,6 +28,7 @@ from ._mcp import (
     SESSION_ID_HEADER,
     SESSION_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
+    Era,
     HeaderMismatch,
     check_modern_headers,
     era_of,
@@ -33,6 +36,7 @@ from ._mcp import (
 from ._recording import Trace, session_trace_id
 from ._responder import Receive, Responder, Send
 from ._sessions import LiveSession
+from ._upstream import Headers
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +71,70 @@ def _judge_accept(accept: str, types: tuple[str, ...]) -> bool:
     return True
 
 
+class Caller(NamedTuple):
+    """Who sent this request and what it brings for the backends."""
+
+    identity: Identity | None
+    overrides: dict[str, Headers] | None
+    base_url: str
+
+    @property
+    def subject(self) -> str:
+        return self.identity.subject if self.identity is not None else ""
+
+
+def base_url(gateway: Gateway, scope: dict[str, Any], headers: dict[str, str]) -> str:
+    """The gateway's public base URL: `auth.public_url`, else the scheme and Host of this request."""
+    public = gateway.config.auth.public_url
+    if public is not None:
+        return public
+    return f"{scope.get('scheme', 'http')}://{headers.get('host') or 'localhost'}"
+
+
+def metadata_url(base: str, vs_path: str) -> str:
+    """RFC 9728 protected-resource metadata of a virtual server (the well-known path is inserted)."""
+    return f"{base}/.well-known/oauth-protected-resource{vs_path}/mcp"
+
+
+def resource_audiences(gateway: Gateway, vs_path: str) -> frozenset[str]:
+    public = gateway.config.auth.public_url
+    return frozenset({public, f"{public}{vs_path}/mcp"}) if public is not None else frozenset()
+
+
 class McpEndpoint:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+
+    async def _identify(
+        self, server: VirtualServer, base: str, headers: dict[str, str], responder: Responder
+    ) -> Identity | None:
+        """The caller's identity, or None after answering 401 / 403 (RFC 6750, RFC 9728)."""
+        path = server.config.path
+        challenge = f'Bearer resource_metadata="{metadata_url(base, path)}"'
+        token = bearer_token(headers.get("authorization"))
+        auth = self.gateway.auth
+        audiences = resource_audiences(self.gateway, path)
+        try:
+            if token is None:
+                raise AuthError("a gateway token is required (Authorization: Bearer ...)", None)
+            identity = auth.cached(token) or await auth.authenticate(token, audiences)
+            if identity.audiences is not None and identity.audiences.isdisjoint(audiences):
+                raise AuthError(f"the token was not issued for {path} (aud)")
+        except AuthError as exc:
+            if exc.code is not None:
+                challenge += f', error="{exc.code}", error_description="{_quote(str(exc))}"'
+            responder.extra_headers.append((b"www-authenticate", challenge.encode("latin-1", "replace")))
+            await responder.json(401, encode_error(None, INVALID_REQUEST, f"Unauthorized: {exc}"))
+            return None
+        denial = server.policy.admit(identity)
+        if denial is not None:
+            reason, needed = denial
+            scope = f', scope="{" ".join(sorted(needed))}"' if needed else ""
+            value = f'Bearer error="insufficient_scope"{scope}, resource_metadata="{metadata_url(base, path)}"'
+            responder.extra_headers.append((b"www-authenticate", value.encode("latin-1", "replace")))
+            await responder.json(403, encode_error(None, INVALID_REQUEST, f"Forbidden: {reason}"))
+            return None
+        return identity
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -84,10 +149,27 @@ class McpEndpoint:
             return
         server = self.gateway.servers[vs_path]
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        base = base_url(self.gateway, scope, headers)
+        identity = None
+        if not server.policy.public:
+            identity = await self._identify(server, base, headers, responder)
+            if identity is None:
+                return
+            if trace is not None:
+                trace.subject = identity.subject
+        overrides = None
+        override = headers.get("x-mcp-headers") or headers.get("x-tfy-mcp-headers")
+        if override is not None:
+            try:
+                overrides = parse_header_override(override, list(server.backends))
+            except ValueError as exc:
+                await responder.json(400, encode_error(None, INVALID_REQUEST, str(exc)))
+                return
+        caller = Caller(identity, overrides, base)
         method = scope["method"]
         if method == "POST":
             try:
-                await self._post(server, headers, receive, responder)
+                await self._post(server, caller, headers, receive, responder)
             finally:
                 if trace is not None and emitter is not None and trace.method:
                     trace.end_ns = time.time_ns()
@@ -95,9 +177,9 @@ class McpEndpoint:
                     trace.virtual_server = server.config.path
                     emitter.emit(trace)
         elif method == "GET":
-            await self._get(server, headers, responder)
+            await self._get(server, caller, headers, responder)
         elif method == "DELETE":
-            await self._delete(server, headers, responder)
+            await self._delete(server, caller, headers, responder)
         else:
             responder.extra_headers.append((b"allow", b"GET, POST, DELETE"))
             await responder.json(405, encode_error(None, INVALID_REQUEST, f"Method {method} is not allowed here"))
@@ -105,7 +187,7 @@ class McpEndpoint:
     # --- POST ------------------------------------------------------------------------------------
 
     async def _post(
-        self, server: VirtualServer, headers: dict[str, str], receive: Receive, responder: Responder
+        self, server: VirtualServer, caller: Caller, headers: dict[str, str], receive: Receive, responder: Responder
     ) -> None:
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
@@ -146,13 +228,13 @@ class McpEndpoint:
         if msg.method == "initialize" and msg.kind == "request" and session_id is None:
             if trace is not None:
                 trace.era, trace.parsed_ns = "legacy", time.time_ns()
-            await initialize(self.gateway, server, msg, responder)
+            await initialize(_call(self.gateway, server, "legacy", "", responder, caller), msg)
             return
         if session_id is not None:
-            await self._legacy(server, session_id, header_version, msg, responder)
+            await self._legacy(server, caller, session_id, header_version, msg, responder)
             return
         if era_of(msg, header_version) == "modern":
-            await self._modern(server, headers, msg, responder)
+            await self._modern(server, caller, headers, msg, responder)
             return
         if header_version is not None and header_version not in ALL_VERSIONS:
             await responder.json(400, _unsupported(msg.id, header_version))
@@ -192,10 +274,16 @@ class McpEndpoint:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _legacy(
-        self, server: VirtualServer, session_id: str, header_version: str | None, msg: Message, responder: Responder
+        self,
+        server: VirtualServer,
+        caller: Caller,
+        session_id: str,
+        header_version: str | None,
+        msg: Message,
+        responder: Responder,
     ) -> None:
         state = await self.gateway.sessions.get(session_id)
-        if state is None or state.virtual_server != server.config.path:
+        if state is None or state.virtual_server != server.config.path or state.subject != caller.subject:
             await responder.json(
                 404, encode_error(msg.id, SESSION_NOT_FOUND, "Session not found: initialize a new session")
             )
@@ -217,16 +305,8 @@ class McpEndpoint:
             if msg.method == "initialize":
                 await responder.json(400, encode_error(msg.id, INVALID_REQUEST, "This session is already initialized"))
                 return
-            call = Call(
-                self.gateway,
-                server,
-                "legacy",
-                state.protocol_version,
-                responder,
-                session=state,
-                live=live,
-                client_capabilities=state.client_capabilities,
-            )
+            call = _call(self.gateway, server, "legacy", state.protocol_version, responder, caller)
+            call.session, call.live, call.client_capabilities = state, live, state.client_capabilities
             await handle_request(call, msg)
         elif msg.kind == "notification":
             if msg.method == "notifications/cancelled":
@@ -240,7 +320,9 @@ class McpEndpoint:
                 logger.debug("session %s answered %r, which nobody awaits", session_id, msg.id)
             await responder.empty(202)
 
-    async def _modern(self, server: VirtualServer, headers: dict[str, str], msg: Message, responder: Responder) -> None:
+    async def _modern(
+        self, server: VirtualServer, caller: Caller, headers: dict[str, str], msg: Message, responder: Responder
+    ) -> None:
         try:
             version = check_modern_headers(msg, headers)
         except HeaderMismatch as exc:
@@ -259,20 +341,14 @@ class McpEndpoint:
         if trace is not None:
             trace.era, trace.protocol_version, trace.parsed_ns = "modern", version, time.time_ns()
             trace.session_id = _modern_session_key(server, meta, headers)
-        call = Call(
-            self.gateway,
-            server,
-            "modern",
-            version,
-            responder,
-            client_capabilities=capabilities if isinstance(capabilities, dict) else {},
-            meta=meta,
-        )
+        call = _call(self.gateway, server, "modern", version, responder, caller)
+        call.client_capabilities = capabilities if isinstance(capabilities, dict) else {}
+        call.meta = meta
         await handle_request(call, msg)
 
     # --- GET: the legacy session's server-initiated stream ----------------------------------------
 
-    async def _get(self, server: VirtualServer, headers: dict[str, str], responder: Responder) -> None:
+    async def _get(self, server: VirtualServer, caller: Caller, headers: dict[str, str], responder: Responder) -> None:
         session_id = headers.get(SESSION_ID_HEADER)
         if session_id is None:
             responder.extra_headers.append((b"allow", b"POST"))
@@ -287,7 +363,12 @@ class McpEndpoint:
             return
         state = await self.gateway.sessions.get(session_id)
         live = self.gateway.live.get(session_id)
-        if state is None or live is None or state.virtual_server != server.config.path:
+        if (
+            state is None
+            or live is None
+            or state.virtual_server != server.config.path
+            or state.subject != caller.subject
+        ):
             await responder.json(
                 404, encode_error(None, SESSION_NOT_FOUND, "Session not found: initialize a new session")
             )
@@ -323,14 +404,16 @@ class McpEndpoint:
                 live.stream = None
             await responder.end()
 
-    async def _delete(self, server: VirtualServer, headers: dict[str, str], responder: Responder) -> None:
+    async def _delete(
+        self, server: VirtualServer, caller: Caller, headers: dict[str, str], responder: Responder
+    ) -> None:
         session_id = headers.get(SESSION_ID_HEADER)
         if session_id is None:
             responder.extra_headers.append((b"allow", b"POST"))
             await responder.json(405, encode_error(None, INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"))
             return
         state = await self.gateway.sessions.get(session_id)
-        if state is None or state.virtual_server != server.config.path:
+        if state is None or state.virtual_server != server.config.path or state.subject != caller.subject:
             await responder.json(404, encode_error(None, SESSION_NOT_FOUND, "Session not found"))
             return
         await self.gateway.sessions.delete(session_id)
@@ -338,6 +421,26 @@ class McpEndpoint:
         if live is not None:
             await live.close()
         await responder.empty(200)
+
+
+def _call(
+    gateway: Gateway, server: VirtualServer, era: Era, version: str, responder: Responder, caller: Caller
+) -> Call:
+    return Call(
+        gateway,
+        server,
+        era,
+        version,
+        responder,
+        identity=caller.identity,
+        overrides=caller.overrides,
+        base_url=caller.base_url,
+    )
+
+
+def _quote(text: str) -> str:
+    """A value for a quoted-string auth-param: no quotes, backslashes or line breaks."""
+    return text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")
 
 
 def _meta_of(msg: Message) -> dict[str, Any]:

@@ -16,14 +16,19 @@ from typing import Any
 
 from proto import pb
 
+from ._access import Policy
 from ._catalog import Catalog
-from ._config import Config, VirtualServerConfig
+from ._config import PER_USER_MODES, BackendConfig, Config, VirtualServerConfig
+from ._creds import Credentials
+from ._identity import Authenticator
 from ._jsonrpc import encode_notification
 from ._mcp import META_SUBSCRIPTION_ID
 from ._recording import SpanEmitter, Trace, session_trace_id
 from ._sessions import InMemorySessionStore, LiveSession, SessionStore
 from ._slice import Slice
+from ._state import StateDB
 from ._upstream import Exchange
+from ._vault import Vault, VaultKeyError, load_key
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +40,13 @@ _SWEEP_S = 30.0
 
 @dataclass(frozen=True)
 class VirtualServer:
-    """What one endpoint serves right now: its config and its current slice."""
+    """What one endpoint serves right now: its config, its current slice, who may use what."""
 
     config: VirtualServerConfig
     slice: Slice
+    policy: Policy
+    # The configs of the backends its mappings use (for credentials and `x-mcp-headers`).
+    backends: tuple[BackendConfig, ...] = ()
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -60,6 +68,7 @@ class Parked:
     pending: dict[str, Any]
     progress_token: Any
     expires: float
+    subject: str = ""  # only the caller who started the call may resume it
 
 
 class Listener:
@@ -99,6 +108,10 @@ class Gateway:
         self.emitter: SpanEmitter | None = None
         self.started_at = time.time()
         self.reloads = 0
+        # Auth: the state DB (gateway tokens, sealed credentials), inbound identities, outbound credentials.
+        self.state: StateDB | None = None
+        self.auth = Authenticator(config.auth, None)
+        self.creds = Credentials(config, None, None)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -107,9 +120,31 @@ class Gateway:
             self.emitter = SpanEmitter(self.config.recorder)
             await self.emitter.start()
             logger.info("recording spans to %s", self.config.recorder.target)
+        self._start_auth()
         self.catalog.apply(self.config.backends)
         self._rebuild(notify=False)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def _start_auth(self) -> None:
+        """Open the state DB and the vault when the config needs them; fail fast with a clear message."""
+        config = self.config
+        needs_state = any(not vs.public for vs in config.virtual_servers) or any(
+            b.auth.mode in PER_USER_MODES for b in config.backends
+        )
+        if needs_state and self.state is None:
+            self.state = StateDB(config.auth.state_db)
+        vault = None
+        if any(b.auth.mode in ("per_user_key", "oauth2") for b in config.backends):
+            try:
+                vault = Vault(load_key(config.auth))
+            except VaultKeyError as exc:
+                raise RuntimeError(str(exc)) from None
+        on_secret = self.emitter.redactor.add_secret if self.emitter is not None else (lambda value: None)
+        self.auth = Authenticator(config.auth, self.state)
+        self.creds = Credentials(config, self.state, vault, on_secret)
+        self.catalog.shared_headers = self.creds.shared
+        for warning in self.creds.startup_warnings():
+            logger.warning("%s", warning)
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -122,6 +157,10 @@ class Gateway:
             for listener in listeners:
                 listener.queue.put_nowait(b"")
         await self.catalog.close()
+        await self.auth.close()
+        await self.creds.close()
+        if self.state is not None:
+            self.state.close()
         if self.emitter is not None:
             await self.emitter.close()
 
@@ -129,7 +168,13 @@ class Gateway:
         """Serve a new config. Sessions stay open; backends whose config is unchanged stay connected."""
         old = self.config
         self.config = config
+        old_auth, old_creds = self.auth, self.creds
+        self._start_auth()
+        await old_auth.close()
+        await old_creds.close()
         stale = self.catalog.apply(config.backends)
+        for backend in self.catalog.backends.values():  # kept backends: the new credential layer's headers
+            backend.shared_headers = self.creds.shared(backend.config)
         self._rebuild(notify=True, previous=old)
         self.reloads += 1
         for backend in stale:
@@ -150,7 +195,10 @@ class Gateway:
         for vs in self.config.virtual_servers:
             if not vs.is_enabled:
                 continue
-            servers[vs.path] = VirtualServer(vs, Slice.build(vs, self.catalog.tools, versions))
+            paths = {m.backend_server_path for m in vs.tool_mappings}
+            backends = tuple(b for b in self.config.backends if b.path in paths)
+            policy = Policy.build(vs, self.config.auth.admins)
+            servers[vs.path] = VirtualServer(vs, Slice.build(vs, self.catalog.tools, versions), policy, backends)
         old = self.servers
         self.servers = servers
         self.endpoints = {f"{path}/mcp": path for path in servers}

@@ -20,11 +20,16 @@ import orjson
 
 from proto import pb
 
+from ._access import View
+from ._creds import ConsentRequired, CredentialError
 from ._gateway import Gateway, Listener, Parked, VirtualServer
+from ._identity import Identity
 from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, RequestId, encode_error, encode_result
 from ._mcp import (
     ALL_VERSIONS,
+    AUTHORIZATION_REQUIRED,
     BACKEND_ERROR,
+    CREDENTIALS_REQUIRED,
     META_LOG_LEVEL,
     META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
@@ -35,7 +40,7 @@ from ._mcp import (
 from ._recording import Hop, Trace
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
-from ._upstream import Backend, BackendError, BackendTimeout, Exchange
+from ._upstream import Backend, BackendError, BackendTimeout, Exchange, Headers
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,18 @@ class Call:
     live: LiveSession | None = None
     client_capabilities: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Who is calling (None on a public virtual server), and the request's own downstream headers.
+    identity: Identity | None = None
+    overrides: dict[str, Headers] | None = None
+    base_url: str = ""
+
+    @property
+    def subject(self) -> str:
+        return self.identity.subject if self.identity is not None else ""
+
+    def view(self) -> View:
+        server = self.server
+        return server.policy.view(self.identity, server.slice.tools, server.slice.routes)
 
     def stamp(self, result: dict[str, Any]) -> dict[str, Any]:
         """Modern results carry `resultType` and the server's identity."""
@@ -87,8 +104,30 @@ async def handle_request(call: Call, msg: Message) -> None:
 # --- handshake and discovery ----------------------------------------------------------------------
 
 
-async def initialize(gateway: Gateway, server: VirtualServer, msg: Message, responder: Responder) -> None:
+def _consent_error(call: Call, msg: Message) -> bytes | None:
+    """The handshake's answer when the caller must first authorize OAuth backends it can use."""
+    routes = call.server.slice.routes
+    paths = {routes[name].backend for name in call.view().names if name in routes}
+    backends = [b for b in call.gateway.config.backends if b.path in paths]
+    urls = call.gateway.creds.consents_needed(backends, call.identity, call.base_url)
+    if not urls:
+        return None
+    return _consent(msg.id, ConsentRequired(urls))
+
+
+def _consent(request_id: RequestId | None, exc: ConsentRequired) -> bytes:
+    return encode_error(
+        request_id, AUTHORIZATION_REQUIRED, "Authorization required: connect your account first", exc.data
+    )
+
+
+async def initialize(call: Call, msg: Message) -> None:
     """Legacy handshake: negotiate a version and open a gateway session."""
+    gateway, server, responder = call.gateway, call.server, call.responder
+    refusal = _consent_error(call, msg)
+    if refusal is not None:
+        await responder.json(200, refusal)
+        return
     params = msg.params
     version = negotiate_legacy(params.get("protocolVersion"))
     capabilities = params.get("capabilities")
@@ -99,6 +138,7 @@ async def initialize(gateway: Gateway, server: VirtualServer, msg: Message, resp
         protocol_version=version,
         client_info=client_info if isinstance(client_info, dict) else {},
         client_capabilities=capabilities if isinstance(capabilities, dict) else {},
+        subject=call.subject,
     )
     await gateway.sessions.put(state)
     gateway.live[state.id] = LiveSession(state.id, server.config.path)
@@ -117,6 +157,10 @@ async def initialize(gateway: Gateway, server: VirtualServer, msg: Message, resp
 
 
 async def _discover(call: Call, msg: Message) -> None:
+    refusal = _consent_error(call, msg)
+    if refusal is not None:
+        await call.responder.json(200, refusal)
+        return
     result: dict[str, Any] = {
         "supportedVersions": list(reversed(ALL_VERSIONS)),
         "capabilities": call.server.capabilities(),
@@ -149,7 +193,7 @@ async def _list_tools(call: Call, msg: Message) -> None:
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "cursor must be a string"))
         return
     try:
-        tools, next_cursor = call.server.slice.page(cursor, _PAGE_SIZE)
+        tools, next_cursor = call.server.slice.page(cursor, _PAGE_SIZE, call.view().tools)
     except ValueError as exc:
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, str(exc)))
         return
@@ -189,6 +233,8 @@ async def _call_tool(call: Call, msg: Message) -> None:
     if trace is not None:
         trace.tool = name
     route = call.server.slice.routes.get(name)
+    if route is not None and not call.server.policy.open and name not in call.view().names:
+        route = None  # a tool this caller may not use does not exist for it
     if trace is not None:
         trace.sliced_ns = time.time_ns()
     if route is None:
@@ -217,11 +263,38 @@ async def _call_tool(call: Call, msg: Message) -> None:
         for key in ("inputResponses", "requestState"):
             if key in params:
                 upstream[key] = params[key]
-    await _forward(call, msg.id, backend, upstream, client_token, name)
+    try:
+        headers = await _credentials(call, backend)
+    except CredentialError as exc:
+        await call.responder.json(200, encode_error(msg.id, CREDENTIALS_REQUIRED, str(exc), {"backend": exc.backend}))
+        return
+    except ConsentRequired as exc:
+        await call.responder.json(200, _consent(msg.id, exc))
+        return
+    await _forward(call, msg.id, backend, upstream, client_token, name, headers)
+
+
+async def _credentials(call: Call, backend: Backend) -> Headers | None:
+    """This caller's own headers for the backend: its credential, then its `x-mcp-headers`."""
+    config = backend.config
+    if config.auth.mode == "none" and call.overrides is None:
+        return None
+    headers = await call.gateway.creds.for_call(config, call.identity, call.base_url)
+    own = call.overrides.get(backend.path) if call.overrides is not None else None
+    if own:
+        names = {name.lower() for name, _ in own}
+        headers = [h for h in headers or () if h[0].lower() not in names] + own
+    return headers
 
 
 async def _forward(
-    call: Call, client_id: RequestId | None, backend: Backend, upstream: dict[str, Any], client_token: Any, tool: str
+    call: Call,
+    client_id: RequestId | None,
+    backend: Backend,
+    upstream: dict[str, Any],
+    client_token: Any,
+    tool: str,
+    headers: Headers | None = None,
 ) -> None:
     trace = call.responder.trace
     while True:
@@ -229,7 +302,7 @@ async def _forward(
         if trace is not None:
             hop = _upstream_hop(trace, backend.path, str(upstream["name"]), upstream)
         try:
-            exchange = await backend.open("tools/call", upstream)
+            exchange = await backend.open("tools/call", upstream, headers)
         except BackendError as exc:
             if hop is not None:
                 hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
@@ -464,6 +537,7 @@ def _park(
         pending={key: (m.id, m.method, m.params) for key, m in requests.items()},
         progress_token=None,
         expires=time.monotonic() + ttl,
+        subject=call.subject,
     )
     exchange.extend_deadline(ttl)
     input_requests = {key: {"method": m.method, "params": m.params} for key, m in requests.items()}
@@ -473,7 +547,12 @@ def _park(
 
 async def _resume(call: Call, msg: Message, tool: str, token: str, client_token: Any) -> None:
     parked = call.gateway.parked.pop(token, None)
-    if parked is None or parked.expires < time.monotonic() or parked.virtual_server != call.server.config.path:
+    if (
+        parked is None
+        or parked.expires < time.monotonic()
+        or parked.virtual_server != call.server.config.path
+        or parked.subject != call.subject
+    ):
         if parked is not None:
             await parked.exchange.close()
         await call.responder.json(

@@ -49,6 +49,10 @@ UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 BACKEND_ERROR: Final = -32000
 SESSION_NOT_FOUND: Final = -32001
 REQUEST_TIMEOUT: Final = -32002
+# The caller has no credential of its own for a backend (per-user key not stored); the message says how.
+CREDENTIALS_REQUIRED: Final = -32003
+# The caller must authorize the gateway with a backend's OAuth server; data ends "Please visit: <url>".
+AUTHORIZATION_REQUIRED: Final = -32004
 
 # Reserved `_meta` keys of the modern era.
 META_PROTOCOL_VERSION: Final = "io.modelcontextprotocol/protocolVersion"

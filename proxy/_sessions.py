@@ -32,6 +32,7 @@ class SessionState:
     protocol_version: str
     client_info: dict[str, Any] = field(default_factory=dict)
     client_capabilities: dict[str, Any] = field(default_factory=dict)
+    subject: str = ""  # who opened it; only they may use it ("" on a public virtual server)
     created_at: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.monotonic)
 

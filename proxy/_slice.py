@@ -98,18 +98,22 @@ class Slice:
             routes[exposed] = route
         return cls(vs.path, tuple(tools), routes, tuple(problems))
 
-    def page(self, cursor: str | None, size: int) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of tools. Cursors are opaque offsets; a bad one raises ValueError."""
+    def page(
+        self, cursor: str | None, size: int, tools: tuple[dict[str, Any], ...] | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of `tools` (default: all of the slice's; a caller's view of them, filtered by
+        its scopes, otherwise). Cursors are opaque offsets; a bad one raises ValueError."""
+        listed = self.tools if tools is None else tools
         start = 0
         if cursor:
             try:
                 start = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("o:"))
             except (ValueError, UnicodeDecodeError):
                 raise ValueError(f"Invalid cursor: {cursor!r}") from None
-            if start < 0 or start > len(self.tools):
+            if start < 0 or start > len(listed):
                 raise ValueError(f"Invalid cursor: {cursor!r}")
-        end = start + size if size > 0 else len(self.tools)
+        end = start + size if size > 0 else len(listed)
         next_cursor = None
-        if end < len(self.tools):
+        if end < len(listed):
             next_cursor = base64.urlsafe_b64encode(f"o:{end}".encode()).decode()
-        return list(self.tools[start:end]), next_cursor
+        return list(listed[start:end]), next_cursor

@@ -1,7 +1,7 @@
 """Backend transports: the gateway as an MCP client of each backend, in whichever era it speaks."""
 
 from .._config import BackendConfig
-from ._backend import Backend, BackendRpcError
+from ._backend import Backend, BackendRpcError, Headers
 from ._base import (
     BackendError,
     BackendProtocolError,
@@ -23,6 +23,7 @@ __all__ = [
     "BackendUnavailable",
     "Exchange",
     "ExchangeClosed",
+    "Headers",
     "ServerIdentity",
     "StdioBackend",
     "StreamableHTTPBackend",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._config import BackendConfig
@@ -29,7 +29,9 @@ from ._base import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Backend", "BackendRpcError"]
+__all__ = ["Backend", "BackendRpcError", "Headers"]
+
+Headers = list[tuple[str, str]]
 
 # Pages of tools/list we follow before deciding a backend's cursor loops.
 _MAX_PAGES = 1000
@@ -56,6 +58,9 @@ class Backend(abc.ABC):
         self.on_notification: Callable[[Backend, Message], None] = lambda backend, message: None
         # Called after every successful (re)connection, e.g. to rediscover tools after a restart.
         self.on_connected: Callable[[Backend], None] = lambda backend: None
+        # Headers every request to this backend carries (static credentials, a client-credentials
+        # token), from the gateway's credential layer; HTTP transports only.
+        self.shared_headers: Callable[[], Awaitable[Headers]] | None = None
         self._ids = IdSource()
         self._connect_lock = asyncio.Lock()
         self._closed = False
@@ -67,8 +72,11 @@ class Backend(abc.ABC):
         """Make the transport usable (spawn the process, open the HTTP pool). Idempotent."""
 
     @abc.abstractmethod
-    async def _open_raw(self, method: str, params: dict[str, Any] | None, era: str) -> Exchange:
-        """Send one request as-is (ids assigned here) and return its exchange."""
+    async def _open_raw(
+        self, method: str, params: dict[str, Any] | None, era: str, headers: Headers | None = None
+    ) -> Exchange:
+        """Send one request as-is (ids assigned here) and return its exchange. `headers`: this
+        request's own (a user's credential), over the backend's shared ones; HTTP transports only."""
 
     @abc.abstractmethod
     async def _notify_raw(self, method: str, params: dict[str, Any] | None, era: str) -> None:
@@ -214,13 +222,13 @@ class Backend(abc.ABC):
                     msg.id, {"error": {"code": -32601, "message": "No client is attached to this gateway request"}}
                 )
 
-    async def open(self, method: str, params: dict[str, Any] | None) -> Exchange:
+    async def open(self, method: str, params: dict[str, Any] | None, headers: Headers | None = None) -> Exchange:
         """Send a request in the backend's era (the `_meta` envelope added for modern backends)."""
         identity = await self.connect()
         if identity.era == "modern":
             params = dict(params) if params else {}
             params["_meta"] = modern_meta(params.get("_meta"))
-        return await self._open_raw(method, params, identity.era)
+        return await self._open_raw(method, params, identity.era, headers)
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
         identity = await self.connect()

@@ -25,7 +25,7 @@ from .._mcp import (
     name_param,
 )
 from .._sse import SSEDecoder
-from ._backend import Backend
+from ._backend import Backend, Headers
 from ._base import BackendProtocolError, BackendUnavailable, Exchange, modern_meta
 from ._h1 import H1ConnectionError, H1Pool, H1Response, encode_headers
 
@@ -69,10 +69,22 @@ class StreamableHTTPBackend(Backend):
             headers.append((SESSION_ID_HEADER, self._session_id))
         return encode_headers(headers)
 
-    async def _open_raw(self, method: str, params: dict[str, Any] | None, era: str) -> Exchange:
+    async def _auth_lines(self, own: Headers | None) -> bytes:
+        """Credential header lines: the backend's shared ones, overridden by this request's own."""
+        shared = await self.shared_headers() if self.shared_headers is not None else None
+        if not own:
+            return encode_headers(shared) if shared else b""
+        if not shared:
+            return encode_headers(own)
+        names = {name.lower() for name, _ in own}
+        return encode_headers([h for h in shared if h[0].lower() not in names] + own)
+
+    async def _open_raw(
+        self, method: str, params: dict[str, Any] | None, era: str, headers: Headers | None = None
+    ) -> Exchange:
         upstream_id = self._ids.next()
         body = encode_request(upstream_id, method, params)
-        headers = self._headers(method, params, era)
+        auth = await self._auth_lines(headers) if headers or self.shared_headers is not None else b""
         state: dict[str, Any] = {}
 
         async def cancel() -> None:
@@ -86,20 +98,20 @@ class StreamableHTTPBackend(Backend):
             self.path,
             upstream_id,
             self.config.timeout_s,
-            self._messages(body, headers, upstream_id, method, state),
+            self._messages(body, self._headers(method, params, era), auth, upstream_id, method, state),
             lambda rid, response: self._send_response(rid, response, era),
             cancel,
             body,
         )
 
     async def _messages(
-        self, body: bytes, headers: bytes, upstream_id: RequestId, method: str, state: dict[str, Any]
+        self, body: bytes, headers: bytes, auth: bytes, upstream_id: RequestId, method: str, state: dict[str, Any]
     ) -> AsyncIterator[Message]:
         assert self._http is not None
         has_session = b"\r\nmcp-session-id: " in b"\r\n" + headers
         for attempt in range(2):
             try:
-                response = await self._http.request("POST", headers, body)
+                response = await self._http.request("POST", headers + auth if auth else headers, body)
             except H1ConnectionError as exc:
                 await self._lost(str(exc))
                 raise BackendUnavailable(self.path, f"{exc} (is it running?)") from None
@@ -171,8 +183,11 @@ class StreamableHTTPBackend(Backend):
         """POST a notification or a response: the backend answers 202 with no body."""
         await self._connect_transport()
         assert self._http is not None
+        headers = self._headers(method, params, era)
+        if self.shared_headers is not None:
+            headers += await self._auth_lines(None)
         try:
-            response = await self._http.request("POST", self._headers(method, params, era), body)
+            response = await self._http.request("POST", headers, body)
             try:
                 await response.read()
             finally:
@@ -215,16 +230,17 @@ class StreamableHTTPBackend(Backend):
 
     async def _listen_once(self, era: str) -> None:
         assert self._http is not None
+        auth = await self._auth_lines(None) if self.shared_headers is not None else b""
         if era == "modern":
             params = {"notifications": {"toolsListChanged": True}, "_meta": modern_meta(None)}
             body = encode_request(self._ids.next(), "subscriptions/listen", params)
-            response = await self._http.request("POST", self._headers("subscriptions/listen", params, era), body)
+            response = await self._http.request("POST", self._headers("subscriptions/listen", params, era) + auth, body)
         else:
             version = self.identity.protocol_version if self.identity is not None else LATEST_LEGACY
             headers = [("accept", "text/event-stream"), (PROTOCOL_VERSION_HEADER, version)]
             if self._session_id is not None:
                 headers.append((SESSION_ID_HEADER, self._session_id))
-            response = await self._http.request("GET", headers)
+            response = await self._http.request("GET", encode_headers(headers) + auth)
         try:
             if response.status >= 400:
                 # The backend offers no stream; list changes then arrive only via reload or rediscovery.

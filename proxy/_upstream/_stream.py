@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from .._jsonrpc import Message, RequestId, encode_notification, encode_request
-from ._backend import Backend
+from ._backend import Backend, Headers
 from ._base import BackendUnavailable, Exchange
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ class StreamBackend(Backend):
     async def _write(self, data: bytes) -> None:
         """Send one JSON-RPC message (raises BackendUnavailable when the stream is gone)."""
 
-    async def _open_raw(self, method: str, params: dict[str, Any] | None, era: str) -> Exchange:
+    async def _open_raw(
+        self, method: str, params: dict[str, Any] | None, era: str, headers: Headers | None = None
+    ) -> Exchange:
         upstream_id = self._ids.next()
         meta = params.get("_meta") if params else None
         token = meta.get("progressToken") if isinstance(meta, dict) else None

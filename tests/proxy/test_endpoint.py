@@ -25,7 +25,12 @@ def config(**overrides: Any) -> Config:
         {
             "backends": [{"path": "/b", "transport": "streamable-http", "url": "http://127.0.0.1:9/mcp"}],
             "virtual_servers": [
-                {"path": "/v", "server_name": "V", "tool_mappings": [{"tool_name": "t", "backend_server_path": "/b"}]}
+                {
+                    "path": "/v",
+                    "server_name": "V",
+                    "public": True,
+                    "tool_mappings": [{"tool_name": "t", "backend_server_path": "/b"}],
+                }
             ],
             **overrides,
         }

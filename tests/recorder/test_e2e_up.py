@@ -26,6 +26,7 @@ def test_up_records_and_stops_cleanly(backends: dict[str, str], tmp_path: Path) 
             {
                 "path": "/v",
                 "server_name": "V",
+                "public": True,
                 "tool_mappings": [{"tool_name": "get_issue", "backend_server_path": "/beta"}],
             }
         ],

@@ -12,11 +12,18 @@ import yaml
 from .procs import Proc, free_port, http_ready, wait_until
 
 
+def public_by_default(config: dict[str, Any]) -> dict[str, Any]:
+    """Tests of slicing, sessions and recording run without auth: their virtual servers are marked
+    `public: true` unless the test says otherwise (tests/proxy/test_e2e_auth.py does)."""
+    servers = [{"public": True, **vs} for vs in config.get("virtual_servers", [])]
+    return {**config, "virtual_servers": servers} if servers else config
+
+
 class RunningGateway:
     def __init__(self, config: dict[str, Any], workdir: Path, name: str = "gateway", wait_ready: bool = True) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.config = {"listen": {"host": "127.0.0.1", "port": self.port}, **config}
+        self.config = {"listen": {"host": "127.0.0.1", "port": self.port}, **public_by_default(config)}
         self.config_path = workdir / f"{name}.yaml"
         self.write_config(self.config)
         self.proc = Proc(
@@ -39,7 +46,7 @@ class RunningGateway:
 
     def write_config(self, config: dict[str, Any]) -> None:
         tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        tmp.write_text(yaml.safe_dump(public_by_default(config), sort_keys=False))
         tmp.replace(self.config_path)  # atomic, as editors save
 
     def log(self) -> str:

@@ -1,0 +1,253 @@
+"""The gateway's durable auth state: gateway tokens (hashes only) and users' backend credentials
+(encrypted), in one SQLite file shared by the gateway and the `slicewire tokens` / `slicewire creds`
+commands.
+
+A gateway token is `swp_` (personal) or `sws_` (service account) + a 10-character id + `_` + 43
+characters of randomness (256 bits). Only its SHA-256 is stored; a lookup finds the record by id and
+compares hashes in constant time. The secret is shown once, by `create_token`.
+
+Credentials are sealed with AES-256-GCM (`_vault.Vault`), bound to their (subject, backend, kind) so
+that a row copied to another user does not open.
+
+    db = StateDB(".slicewire/state.db")
+    token, record = db.create_token("alice", "personal", scopes=["github:read"])
+    db.find_token(token)          # -> TokenRecord, or None when unknown, revoked or expired
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["TOKEN_PREFIXES", "CredentialRecord", "StateDB", "TokenRecord"]
+
+TOKEN_PREFIXES = {"personal": "swp_", "service": "sws_"}
+_KIND_OF_PREFIX = {v: k for k, v in TOKEN_PREFIXES.items()}
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        hash BLOB NOT NULL,
+        subject TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        groups_ TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        revoked_at REAL
+    );
+    CREATE TABLE credentials (
+        subject TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (subject, backend, kind)
+    );
+    """,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: str
+    subject: str
+    kind: Literal["personal", "service"]
+    scopes: tuple[str, ...]
+    groups: tuple[str, ...]
+    description: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    def usable(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def public(self) -> dict[str, Any]:
+        """What `slicewire tokens list --json` shows: everything but the hash."""
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "kind": self.kind,
+            "scopes": list(self.scopes),
+            "groups": list(self.groups),
+            "description": self.description,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    subject: str
+    backend: str
+    kind: str
+    sealed: bytes
+    updated_at: float
+    expires_at: float | None
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """`swp_<id>_<secret>` -> (kind, id), or None if it is not shaped like a gateway token."""
+    kind = _KIND_OF_PREFIX.get(token[:4])
+    if kind is None or len(token) < 20 or token[14:15] != "_":
+        return None
+    return kind, token[4:14]
+
+
+class StateDB:
+    """One SQLite connection. The gateway reads from the event loop (lookups take µs and are cached
+    above this layer); the CLI writes. `version()` changes whenever another connection commits."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+        try:
+            self.path.chmod(0o600)  # hashes and sealed credentials: the owner only
+        except OSError:
+            pass
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path}: written by a newer Slicewire (schema {version}, this one knows {len(_MIGRATIONS)})"
+            )
+        for number in range(version, len(_MIGRATIONS)):
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.executescript(_MIGRATIONS[number].replace("\n    ", "\n"))
+                self.conn.execute(f"PRAGMA user_version={number + 1}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def version(self) -> int:
+        """Changes when another connection has committed since the last call (SQLite data_version)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # --- gateway tokens --------------------------------------------------------------------------
+
+    def create_token(
+        self,
+        subject: str,
+        kind: Literal["personal", "service"],
+        scopes: list[str] | None = None,
+        groups: list[str] | None = None,
+        expires_at: float | None = None,
+        description: str = "",
+    ) -> tuple[str, TokenRecord]:
+        """A new token: (the secret, shown once; its record)."""
+        token_id = "".join(secrets.choice(_ID_CHARS) for _ in range(10))
+        token = f"{TOKEN_PREFIXES[kind]}{token_id}_{secrets.token_urlsafe(32)}"
+        record = TokenRecord(
+            token_id,
+            subject,
+            kind,
+            tuple(scopes or ()),
+            tuple(groups or ()),
+            description,
+            time.time(),
+            expires_at,
+            None,
+        )
+        self.conn.execute(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (
+                record.id,
+                _hash(token),
+                subject,
+                kind,
+                json.dumps(record.scopes),
+                json.dumps(record.groups),
+                description,
+                record.created_at,
+                expires_at,
+            ),
+        )
+        return token, record
+
+    def find_token(self, token: str) -> TokenRecord | None:
+        """The record of a usable token, or None (unknown, wrong secret, revoked, expired)."""
+        parts = split_token(token)
+        if parts is None:
+            return None
+        row = self.conn.execute("SELECT * FROM tokens WHERE id = ?", (parts[1],)).fetchone()
+        if row is None:
+            return None
+        record = _token(row)
+        if not hmac.compare_digest(row[1], _hash(token)) or record.kind != parts[0]:
+            return None
+        return record if record.usable() else None
+
+    def list_tokens(self, subject: str | None = None) -> list[TokenRecord]:
+        if subject is None:
+            rows = self.conn.execute("SELECT * FROM tokens ORDER BY created_at").fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM tokens WHERE subject = ? ORDER BY created_at", (subject,)
+            ).fetchall()
+        return [_token(row) for row in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        """True if a usable token with this id was revoked."""
+        cursor = self.conn.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), token_id)
+        )
+        return cursor.rowcount == 1
+
+    # --- backend credentials ---------------------------------------------------------------------
+
+    def put_credential(
+        self, subject: str, backend: str, kind: str, sealed: bytes, expires_at: float | None = None
+    ) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO credentials VALUES (?, ?, ?, ?, ?, ?)",
+            (subject, backend, kind, sealed, time.time(), expires_at),
+        )
+
+    def get_credential(self, subject: str, backend: str, kind: str) -> CredentialRecord | None:
+        row = self.conn.execute(
+            "SELECT * FROM credentials WHERE subject = ? AND backend = ? AND kind = ?", (subject, backend, kind)
+        ).fetchone()
+        return CredentialRecord(*row) if row is not None else None
+
+    def delete_credentials(self, subject: str, backend: str) -> int:
+        cursor = self.conn.execute("DELETE FROM credentials WHERE subject = ? AND backend = ?", (subject, backend))
+        return cursor.rowcount
+
+    def list_credentials(self, subject: str | None = None) -> list[CredentialRecord]:
+        query = "SELECT * FROM credentials"
+        rows = (
+            self.conn.execute(query + " WHERE subject = ? ORDER BY backend", (subject,))
+            if subject is not None
+            else self.conn.execute(query + " ORDER BY subject, backend")
+        )
+        return [CredentialRecord(*row) for row in rows]
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    return TokenRecord(
+        row[0], row[2], row[3], tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7], row[8], row[9]
+    )
