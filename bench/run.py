@@ -126,22 +126,32 @@ def measure(url: str, pid: int, concurrency: int, duration: float, era: str, too
     return result
 
 
-def recorder_counters(url: str) -> dict[str, Any] | None:
-    """The gateway's emitter counters (emitted, sent, spooled, dropped), from /readyz."""
+def recorder_counters(url: str, workdir: Path) -> dict[str, Any] | None:
+    """The gateway's emitter counters (emitted, sent, spooled, dropped), from its admin status."""
     import urllib.request
 
     base = url.split("/virtual/")[0]
-    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+    token = (workdir / "admin.token").read_text()
+    request = urllib.request.Request(f"{base}/api/v1/status", headers={"authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read()).get("recorder")
 
 
 def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | None = None) -> Path:
+    from proxy._state import StateDB
+
+    if not (workdir / "admin.token").exists():
+        db = StateDB(workdir / "state.db")
+        (workdir / "admin.token").write_text(db.create_token("bench", "service")[0])
+        db.close()
     path = workdir / "bench.yaml"
     path.write_text(
         json.dumps(
             {
                 "listen": {"host": "127.0.0.1", "port": port},
                 "recorder": {"target": recorder, "spool_dir": str(workdir / "spool")},
+                # The bench reads the recorder's counters from the admin status endpoint.
+                "auth": {"state_db": str(workdir / "state.db"), "admins": ["bench"]},
                 "backends": [{"path": "/echo", "transport": "streamable-http", "url": backend_url}],
                 "virtual_servers": [
                     {
@@ -241,7 +251,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for concurrency in args.concurrency:
                     point = measure(url, pid, concurrency, args.duration, era, tool)
                     if system == "slicewire-recording":
-                        point["recorder"] = recorder_counters(url)
+                        point["recorder"] = recorder_counters(url, workdir)
                     results[system][str(concurrency)] = point
                     print(
                         f"{system:26} c={concurrency:<3} {point['rps']:>8} req/s  p50 {point['p50_ms']:.3f} ms  "

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ._admin import AdminApi
 from ._config import Config, ConfigError, load_config
 from ._endpoint import McpEndpoint
 from ._gateway import Gateway
@@ -66,8 +67,13 @@ class SlicewireApp:
         # Verdicts per (Host, Origin) pair, valid for one security config (cleared when it changes).
         self._verdicts: dict[tuple[str | None, str | None], str | None] = {}
         self._verdicts_for: object = None
+        self.admin = AdminApi(self.gateway)
         self.aux = Starlette(
-            routes=[Route("/healthz", self._healthz), Route("/readyz", self._readyz)],
+            routes=[
+                Route("/healthz", self._healthz),
+                Route("/readyz", self._readyz),
+                *self.admin.routes(),
+            ],
         )
 
     # --- ASGI ------------------------------------------------------------------------------------
@@ -83,7 +89,7 @@ class SlicewireApp:
             if path.endswith("/mcp") or path.endswith("/mcp/"):
                 await self.endpoint(scope, receive, send)
                 return
-            if path in ("/healthz", "/readyz"):
+            if path in ("/healthz", "/readyz") or path.startswith(("/.well-known/", "/oauth/", "/api/")):
                 await self.aux(scope, receive, send)
                 return
             await _plain_error(send, 404, f"Not found: {path}")
@@ -159,8 +165,9 @@ class SlicewireApp:
         return JSONResponse({"status": "ok"})
 
     async def _readyz(self, request: Request) -> JSONResponse:
-        status = self.gateway.status()
-        return JSONResponse(status, status_code=200 if status["ready"] else 503)
+        # Readiness only: which backends and tools exist is for admins (/api/v1/status).
+        ready = self.gateway.catalog.ready
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     # --- hot reload ------------------------------------------------------------------------------
 

@@ -128,8 +128,10 @@ class Gateway:
     def _start_auth(self) -> None:
         """Open the state DB and the vault when the config needs them; fail fast with a clear message."""
         config = self.config
-        needs_state = any(not vs.public for vs in config.virtual_servers) or any(
-            b.auth.mode in PER_USER_MODES for b in config.backends
+        needs_state = (
+            any(not vs.public for vs in config.virtual_servers)
+            or any(b.auth.mode in PER_USER_MODES for b in config.backends)
+            or bool(config.auth.admins)
         )
         if needs_state and self.state is None:
             self.state = StateDB(config.auth.state_db)

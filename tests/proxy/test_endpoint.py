@@ -276,4 +276,6 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json()["backends"]["/b"]["discovered"] is False
+    assert ready.json() == {"ready": False}  # which backends and tools exist is for admins only
+    status = await client.get("/api/v1/status")
+    assert status.status_code == 401 and status.headers["www-authenticate"].startswith("Bearer")

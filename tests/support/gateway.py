@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import yaml
 
+from proxy._state import StateDB
+
 from .procs import Proc, free_port, http_ready, wait_until
 
 
@@ -19,11 +21,23 @@ def public_by_default(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "virtual_servers": servers} if servers else config
 
 
+def with_admin(config: dict[str, Any], workdir: Path, name: str) -> tuple[dict[str, Any], str]:
+    """The harness reads the gateway's status as an admin: a service token of its own in the state DB."""
+    auth = dict(config.get("auth") or {})
+    auth.setdefault("state_db", str(workdir / f"{name}-state.db"))
+    auth["admins"] = [*auth.get("admins", []), "test-harness"]
+    db = StateDB(workdir / auth["state_db"])  # the config file is written in workdir
+    token, _ = db.create_token("test-harness", "service", description="tests/support/gateway.py")
+    db.close()
+    return {**config, "auth": auth}, token
+
+
 class RunningGateway:
     def __init__(self, config: dict[str, Any], workdir: Path, name: str = "gateway", wait_ready: bool = True) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.config = {"listen": {"host": "127.0.0.1", "port": self.port}, **public_by_default(config)}
+        config, self.admin_token = with_admin(public_by_default(config), workdir, name)
+        self.config = {"listen": {"host": "127.0.0.1", "port": self.port}, **config}
         self.config_path = workdir / f"{name}.yaml"
         self.write_config(self.config)
         self.proc = Proc(
@@ -42,11 +56,17 @@ class RunningGateway:
         return httpx.get(f"{self.base}/readyz", timeout=5).status_code == 200
 
     def status(self) -> dict[str, Any]:
-        return httpx.get(f"{self.base}/readyz", timeout=5).json()
+        headers = {"authorization": f"Bearer {self.admin_token}"}
+        response = httpx.get(f"{self.base}/api/v1/status", headers=headers, timeout=5)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
 
     def write_config(self, config: dict[str, Any]) -> None:
         tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(public_by_default(config), sort_keys=False))
+        config = public_by_default(config)
+        if "auth" not in config and hasattr(self, "config"):
+            config = {**config, "auth": self.config["auth"]}  # keep the harness's admin token working
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
         tmp.replace(self.config_path)  # atomic, as editors save
 
     def log(self) -> str:
