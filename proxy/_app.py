@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["SlicewireApp", "create_app"]
 
 GC_GEN0_THRESHOLD = 20_000
+# The gateway's own endpoints (metadata, OAuth callback, API); no virtual server path starts so.
+_OWN_PREFIXES = ("/.well-known/", "/oauth/", "/api/")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -86,10 +88,10 @@ class SlicewireApp:
                 await _plain_error(send, 403, refusal)
                 return
             path: str = scope["path"]
-            if path.endswith("/mcp") or path.endswith("/mcp/"):
+            if path.endswith(("/mcp", "/mcp/")) and not path.startswith(_OWN_PREFIXES):
                 await self.endpoint(scope, receive, send)
                 return
-            if path in ("/healthz", "/readyz") or path.startswith(("/.well-known/", "/oauth/", "/api/")):
+            if path in ("/healthz", "/readyz") or path.startswith(_OWN_PREFIXES):
                 await self.aux(scope, receive, send)
                 return
             await _plain_error(send, 404, f"Not found: {path}")

@@ -38,9 +38,9 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(config: Path) -> Config:
+def _load(config: Path, check_secrets: bool = True) -> Config:
     try:
-        return load_config(config)
+        return load_config(config, check_secrets)
     except ConfigError as exc:
         for problem in exc.problems:
             typer.echo(f"slicewire: {problem}", err=True)
@@ -379,7 +379,7 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def _state(config: Path) -> Any:
     from ._state import StateDB
 
-    cfg = _load(config)
+    cfg = _load(config, check_secrets=False)
     try:
         return cfg, StateDB(cfg.auth.state_db)
     except (OSError, RuntimeError) as exc:

@@ -56,13 +56,13 @@ def normalize_path(value: str) -> str:
     return value
 
 
-def _check_path(value: str) -> str:
+def _check_path(value: str, served: bool = True) -> str:
     value = normalize_path(value)
     if not _PATH_RE.match(value):
         raise ValueError(
             f"expected a path such as '/github' (letters, digits, '.', '_', '~', '-' per segment), found {value!r}"
         )
-    if value.startswith(_RESERVED_PREFIXES):
+    if served and (value in _RESERVED_PREFIXES or value.startswith(tuple(p + "/" for p in _RESERVED_PREFIXES))):
         raise ValueError(f"path {value!r} collides with a built-in endpoint")
     return value
 
@@ -191,7 +191,7 @@ class BackendConfig(_Strict):
     # Whether a caller may override this backend's headers with `x-mcp-headers`.
     allow_header_override: bool = False
 
-    _normalize = field_validator("path")(lambda cls, v: _check_path(v))
+    _normalize = field_validator("path")(lambda cls, v: _check_path(v, served=False))  # backends are not served
 
     @field_validator("protocol_version")
     @classmethod
@@ -483,8 +483,10 @@ def _read_json(path: Path) -> Any:
         raise ConfigError([f"{path}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"]) from None
 
 
-def load_config(file: str | os.PathLike[str]) -> Config:
-    """Read, validate and cross-check a configuration. Raises ConfigError listing every problem."""
+def load_config(file: str | os.PathLike[str], check_secrets: bool = True) -> Config:
+    """Read, validate and cross-check a configuration. Raises ConfigError listing every problem.
+    `check_secrets=False` skips checking that `${env:}` / `${file:}` references resolve (commands
+    that manage tokens and credentials need the state DB, not the backends' secrets)."""
     path = Path(file)
     raw = _read_yaml(path)
     if raw is None:
@@ -518,7 +520,7 @@ def load_config(file: str | os.PathLike[str]) -> Config:
     if problems:
         raise ConfigError(problems)
     servers = [(str(path), vs) for vs in config.virtual_servers] + extra_servers
-    problems.extend(_cross_check(config, servers))
+    problems.extend(_cross_check(config, servers, check_secrets))
     if problems:
         raise ConfigError(problems)
     # Auth state and key files are found next to the config, wherever the command runs from.
@@ -533,11 +535,13 @@ def load_config(file: str | os.PathLike[str]) -> Config:
     return config.model_copy(update={"virtual_servers": [vs for _, vs in servers], "auth": auth})
 
 
-def _check_auth(config: Config, src: str) -> list[str]:
+def _check_auth(config: Config, src: str, check_secrets: bool) -> list[str]:
     """Secret references resolve (checked, never stored here), and JWT audiences can be checked."""
     problems = []
 
     def check_refs(where: str, value: str) -> None:
+        if not check_secrets:
+            return
         for kind, ref in secret_refs(value):
             if kind == "env" and ref not in os.environ:
                 problems.append(f"{src}: {where}: environment variable {ref} is not set")
@@ -562,12 +566,14 @@ def _check_auth(config: Config, src: str) -> list[str]:
     return problems
 
 
-def _cross_check(config: Config, servers: list[tuple[str, VirtualServerConfig]]) -> list[str]:
+def _cross_check(
+    config: Config, servers: list[tuple[str, VirtualServerConfig]], check_secrets: bool = True
+) -> list[str]:
     """Rules that span objects: unique paths, mappings that name configured backends, unique tool names."""
     problems = []
     seen_backends: dict[str, int] = {}
     src = config.source_files[0] if config.source_files else "config"
-    problems.extend(_check_auth(config, src))
+    problems.extend(_check_auth(config, src, check_secrets))
     for i, backend in enumerate(config.backends):
         if backend.path in seen_backends:
             problems.append(

@@ -15,9 +15,19 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 @contextlib.asynccontextmanager
-async def sdk_session(url: str, **callbacks: Any) -> AsyncIterator[ClientSession]:
+async def sdk_session(
+    url: str, headers: dict[str, str] | None = None, **callbacks: Any
+) -> AsyncIterator[ClientSession]:
     """A legacy-era session (initialize, Mcp-Session-Id) through the official SDK."""
-    async with streamable_http_client(url) as (read, write), ClientSession(read, write, **callbacks) as session:
+    http = None
+    if headers:
+        import httpx2
+
+        http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+    async with (
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write, **callbacks) as session,
+    ):
         result = await session.initialize()
         assert result.protocol_version == "2025-11-25"
         yield session

@@ -4,6 +4,9 @@
 
 `alpha` holds the tools the slices expose plus `delete_repo`, a destructive tool no slice maps;
 `beta` is a second backend; `call_log` (never exposed) tells a test which tools a backend ran.
+`gamma` checks credentials: `whoami` answers with the Authorization (and X-Org) header it received,
+and with REQUIRE_AUTH set in its environment every HTTP request without exactly that Authorization
+header is refused with 401 — discovery included.
 """
 
 from __future__ import annotations
@@ -153,17 +156,67 @@ def beta() -> FastMCP:
     return mcp
 
 
+def gamma() -> FastMCP:
+    mcp = FastMCP("gamma", version="1.0.0")
+
+    @mcp.tool
+    def whoami() -> dict:
+        """The credential this call arrived with."""
+        from fastmcp.server.dependencies import get_http_headers
+
+        headers = get_http_headers(include={"authorization", "x-org"})
+        return {"authorization": headers.get("authorization"), "x_org": headers.get("x-org")}
+
+    @mcp.tool
+    def read_repo(repo: str) -> str:
+        """Read a repository."""
+        return f"contents of {repo}"
+
+    @mcp.tool
+    def delete_repo(repo: str) -> str:
+        """Delete a repository."""
+        return f"deleted {repo}"
+
+    return mcp
+
+
+class RequireAuth:
+    """ASGI middleware: 401 for any HTTP request whose Authorization is not exactly `expected`."""
+
+    def __init__(self, app: Any, expected: str) -> None:
+        self.app, self.expected = app, expected.encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != self.expected:
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"wrong or missing credential"})
+            return
+        await self.app(scope, receive, send)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("server", choices=["alpha", "beta"])
+    parser.add_argument("server", choices=["alpha", "beta", "gamma"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--transport", choices=["http", "stdio"], default="http")
     args = parser.parse_args()
-    server = {"alpha": alpha, "beta": beta}[args.server]()
+    server = {"alpha": alpha, "beta": beta, "gamma": gamma}[args.server]()
     if args.transport == "stdio":
         server.run(transport="stdio", show_banner=False)
-    else:
-        server.run(transport="http", host="127.0.0.1", port=args.port, show_banner=False, log_level="warning")
+        return
+    middleware = []
+    if os.environ.get("REQUIRE_AUTH"):
+        from starlette.middleware import Middleware
+
+        middleware.append(Middleware(RequireAuth, expected=os.environ["REQUIRE_AUTH"]))
+    server.run(
+        transport="http",
+        host="127.0.0.1",
+        port=args.port,
+        show_banner=False,
+        log_level="warning",
+        middleware=middleware,
+    )
 
 
 if __name__ == "__main__":

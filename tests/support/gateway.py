@@ -33,9 +33,17 @@ def with_admin(config: dict[str, Any], workdir: Path, name: str) -> tuple[dict[s
 
 
 class RunningGateway:
-    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "gateway", wait_ready: bool = True) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        name: str = "gateway",
+        wait_ready: bool = True,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         config, self.admin_token = with_admin(public_by_default(config), workdir, name)
         self.config = {"listen": {"host": "127.0.0.1", "port": self.port}, **config}
         self.config_path = workdir / f"{name}.yaml"
@@ -43,6 +51,7 @@ class RunningGateway:
         self.proc = Proc(
             [sys.executable, "-m", "proxy", "serve", "--config", str(self.config_path), "--log-level", "debug"],
             workdir / f"{name}-{self.port}.log",
+            env,
         )
         self.base = f"http://127.0.0.1:{self.port}"
         wait_until(http_ready(f"{self.base}/healthz"), 30, what="gateway /healthz")

@@ -109,11 +109,27 @@ def port_open(port: int) -> Callable[[], bool]:
     return check
 
 
-def start_fastmcp(name: str, tmp: Path, port: int | None = None) -> tuple[Proc, str]:
+def start_fastmcp(name: str, tmp: Path, port: int | None = None, env: dict[str, str] | None = None) -> tuple[Proc, str]:
     port = port or free_port()
-    proc = Proc([sys.executable, "-m", "tests.support.backends", name, "--port", str(port)], tmp / f"{name}-{port}.log")
+    proc = Proc(
+        [sys.executable, "-m", "tests.support.backends", name, "--port", str(port)], tmp / f"{name}-{port}.log", env
+    )
     wait_until(port_open(port), 30, what=f"FastMCP {name} on port {port}")
     return proc, f"http://127.0.0.1:{port}/mcp"
+
+
+def start_idp(tmp: Path, clients: dict[str, str]) -> tuple[Proc, str]:
+    """The tests' OAuth 2.0 / OIDC server (oauth2-mock-server under Node 22, see idp.mjs)."""
+    node = NODE_MODULES / ".bin" / "node"
+    if not (NODE_MODULES / "oauth2-mock-server").exists() or not node.exists():
+        raise RuntimeError("oauth2-mock-server or Node 22 is missing from node_modules: run ./scripts/setup first")
+    port = free_port()
+    args = [str(node), str(ROOT / "tests" / "support" / "idp.mjs"), "--port", str(port)]
+    for client_id, secret in clients.items():
+        args += ["--client", f"{client_id}:{secret}"]
+    proc = Proc(args, tmp / f"idp-{port}.log")
+    wait_until(port_open(port), 30, what=f"OAuth server on port {port}")
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def node_server(package: str) -> Path:
