@@ -32,6 +32,7 @@ STATIC_SECRET = "static-" + secrets.token_hex(12)
 CC_SECRET = "cc-" + secrets.token_hex(12)
 CODE_SECRET = "code-" + secrets.token_hex(12)
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+INITIALIZE = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
 MODERN_META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
@@ -40,9 +41,7 @@ MODERN_META = {
 
 
 class Env:
-    def __init__(
-        self, gateway: RunningGateway, idp: str, recorder: RunningRecorder, workdir: Path, key: str
-    ) -> None:
+    def __init__(self, gateway: RunningGateway, idp: str, recorder: RunningRecorder, workdir: Path, key: str) -> None:
         self.gateway, self.idp, self.recorder, self.workdir, self.key = gateway, idp, recorder, workdir, key
         self.secrets: set[str] = {STATIC_SECRET, CC_SECRET, CODE_SECRET}  # every secret used: none may leak
 
@@ -270,24 +269,25 @@ def test_gateway_tokens_scopes_hide_tools_and_revocation(env: Env) -> None:
 
 
 async def test_legacy_session_is_bound_to_its_subject(env: Env) -> None:
-    url = env.url("/v/repo")
-    alice = env.token("alice2", "--scope", "repo:read")
-    bob = env.token("bob2", "--scope", "repo:read")
-    async with sdk_session(url, headers={"authorization": f"Bearer {alice}"}) as session:
-        assert [t.name for t in (await session.list_tools()).tools] == ["read_repo"]
-    opened = httpx.post(
-        url,
-        json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
-              "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
-        headers={**ACCEPT, "authorization": f"Bearer {alice}"},
-    )  # fmt: skip
-    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
-    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
-    mine = httpx.post(url, json=listing, headers={**ACCEPT, **session, "authorization": f"Bearer {alice}"})
-    assert mine.status_code == 200
-    # Bob presenting Alice's session id: no such session, as far as he can tell.
-    theirs = httpx.post(url, json=listing, headers={**ACCEPT, **session, "authorization": f"Bearer {bob}"})
-    assert theirs.status_code == 404
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = env.url("/v/repo")
+        alice = env.token("alice2", "--scope", "repo:read")
+        bob = env.token("bob2", "--scope", "repo:read")
+        async with sdk_session(url, headers={"authorization": f"Bearer {alice}"}) as session:
+            assert [t.name for t in (await session.list_tools()).tools] == ["read_repo"]
+        opened = await http.post(
+            url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                  "params": INITIALIZE},
+            headers={**ACCEPT, "authorization": f"Bearer {alice}"},
+        )  # fmt: skip
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+        mine = await http.post(url, json=listing, headers={**ACCEPT, **session, "authorization": f"Bearer {alice}"})
+        assert mine.status_code == 200
+        # Bob presenting Alice's session id: no such session, as far as he can tell.
+        theirs = await http.post(url, json=listing, headers={**ACCEPT, **session, "authorization": f"Bearer {bob}"})
+        assert theirs.status_code == 404
 
 
 def test_jwt_from_the_identity_provider(env: Env) -> None:
@@ -406,48 +406,46 @@ def test_header_override_allowed_and_refused(env: Env) -> None:
 
 
 async def test_oauth_authorization_code_consent_and_refresh(env: Env) -> None:
-    url = env.url("/v/oauth")
-    grace = env.token("grace")
-    httpx.post(f"{env.idp}/test/settings", json={"access_ttl": 5}, timeout=5)  # below the 30 s refresh margin
-    # The handshake (2026-07-28: server/discover) answers with where to authorize, as clients parse it.
-    with pytest.raises(Exception) as caught:
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = env.url("/v/oauth")
+        grace = env.token("grace")
+        await http.post(f"{env.idp}/test/settings", json={"access_ttl": 5}, timeout=5)  # below the 30 s refresh margin
+        # The handshake (2026-07-28: server/discover) answers with where to authorize, as clients parse it.
+        with pytest.raises(Exception) as caught:
+            async with fastmcp_client(url, headers={"authorization": f"Bearer {grace}"}) as client:
+                await client.list_tools()
+        urls = _visit_urls(caught.value)
+        assert len(urls) == 1 and urls[0].startswith(f"{env.idp}/authorize?")
+        assert "code_challenge_method=S256" in urls[0] and "code_challenge=" in urls[0]
+        # So does the 2025-11-25 initialize.
+        initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INITIALIZE}
+        answer = await http.post(url, json=initialize, headers={**ACCEPT, "authorization": f"Bearer {grace}"})
+        legacy = answer.json()
+        assert legacy["error"]["code"] == -32004 and re.search(r"Please visit:\s*(.+)$", legacy["error"]["data"])
+        # The person at the browser: log in at the IdP as grace, follow the redirect to the gateway.
+        to_gateway = await http.get(urls[0] + "&user=grace", follow_redirects=False, timeout=10)
+        assert to_gateway.status_code == 302 and to_gateway.headers["location"].startswith(
+            f"{env.gateway.base}/oauth/callback?"
+        )
+        page = await http.get(to_gateway.headers["location"], timeout=30)
+        assert page.status_code == 200 and "Connected" in page.text
+        assert (await http.get(to_gateway.headers["location"], timeout=30)).status_code == 400  # a code works once
+        exchange = [e for e in env.idp_log() if e["grant_type"] == "authorization_code"][-1]
+        assert exchange == {**exchange, "client_id": "gw-code", "user": "grace", "code_verifier": True}
+        # Now the calls carry grace's own token; it expires within the margin, so the next use refreshes it.
         async with fastmcp_client(url, headers={"authorization": f"Bearer {grace}"}) as client:
-            await client.list_tools()
-    urls = _visit_urls(caught.value)
-    assert len(urls) == 1 and urls[0].startswith(f"{env.idp}/authorize?")
-    assert "code_challenge_method=S256" in urls[0] and "code_challenge=" in urls[0]
-    # So does the 2025-11-25 initialize.
-    legacy = httpx.post(
-        url,
-        json={"jsonrpc": "2.0", "id": 0, "method": "initialize",
-              "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
-        headers={**ACCEPT, "authorization": f"Bearer {grace}"},
-    ).json()  # fmt: skip
-    assert legacy["error"]["code"] == -32004 and re.search(r"Please visit:\s*(.+)$", legacy["error"]["data"])
-    # The person at the browser: log in at the IdP as grace, follow the redirect to the gateway.
-    to_gateway = httpx.get(urls[0] + "&user=grace", follow_redirects=False, timeout=10)
-    assert to_gateway.status_code == 302 and to_gateway.headers["location"].startswith(
-        f"{env.gateway.base}/oauth/callback?"
-    )
-    page = httpx.get(to_gateway.headers["location"], timeout=30)
-    assert page.status_code == 200 and "Connected" in page.text
-    assert httpx.get(to_gateway.headers["location"], timeout=30).status_code == 400  # a code works once
-    exchange = [e for e in env.idp_log() if e["grant_type"] == "authorization_code"][-1]
-    assert exchange == {**exchange, "client_id": "gw-code", "user": "grace", "code_verifier": True}
-    # Now the calls carry grace's own token; it expires within the margin, so the next use refreshes it.
-    async with fastmcp_client(url, headers={"authorization": f"Bearer {grace}"}) as client:
-        first = (await client.call_tool("whoami", {})).structured_content["authorization"]
-        refreshes = len([e for e in env.idp_log() if e["grant_type"] == "refresh_token"])
-        second = (await client.call_tool("whoami", {})).structured_content["authorization"]
-    env.secrets.update({first.removeprefix("Bearer "), second.removeprefix("Bearer ")})
-    assert jwt.decode(first.removeprefix("Bearer "), options={"verify_signature": False})["sub"] == "grace"
-    assert jwt.decode(second.removeprefix("Bearer "), options={"verify_signature": False})["sub"] == "grace"
-    assert len([e for e in env.idp_log() if e["grant_type"] == "refresh_token"]) > refreshes
-    httpx.post(f"{env.idp}/test/settings", json={"access_ttl": 3600}, timeout=5)
-    # Revoked with the CLI: the next handshake asks again.
-    assert env.cli("creds", "revoke", "--backend", "/oauth", "--subject", "grace").returncode == 0
-    again = modern_post(url, grace, "server/discover")
-    assert again.json()["error"]["code"] == -32004
+            first = (await client.call_tool("whoami", {})).structured_content["authorization"]
+            refreshes = len([e for e in env.idp_log() if e["grant_type"] == "refresh_token"])
+            second = (await client.call_tool("whoami", {})).structured_content["authorization"]
+        env.secrets.update({first.removeprefix("Bearer "), second.removeprefix("Bearer ")})
+        assert jwt.decode(first.removeprefix("Bearer "), options={"verify_signature": False})["sub"] == "grace"
+        assert jwt.decode(second.removeprefix("Bearer "), options={"verify_signature": False})["sub"] == "grace"
+        assert len([e for e in env.idp_log() if e["grant_type"] == "refresh_token"]) > refreshes
+        await http.post(f"{env.idp}/test/settings", json={"access_ttl": 3600}, timeout=5)
+        # Revoked with the CLI: the next handshake asks again.
+        assert env.cli("creds", "revoke", "--backend", "/oauth", "--subject", "grace").returncode == 0
+        again = modern_post(url, grace, "server/discover")
+        assert again.json()["error"]["code"] == -32004
 
 
 def _visit_urls(exc: BaseException) -> list[str]:
