@@ -96,11 +96,6 @@ def metadata_url(base: str, vs_path: str) -> str:
     return f"{base}/.well-known/oauth-protected-resource{vs_path}/mcp"
 
 
-def resource_audiences(gateway: Gateway, vs_path: str) -> frozenset[str]:
-    public = gateway.config.auth.public_url
-    return frozenset({public, f"{public}{vs_path}/mcp"}) if public is not None else frozenset()
-
-
 class McpEndpoint:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -113,7 +108,7 @@ class McpEndpoint:
         challenge = f'Bearer resource_metadata="{metadata_url(base, path)}"'
         token = bearer_token(headers.get("authorization"))
         auth = self.gateway.auth
-        audiences = resource_audiences(self.gateway, path)
+        audiences = server.audiences
         try:
             if token is None:
                 raise AuthError("a gateway token is required (Authorization: Bearer ...)", None)

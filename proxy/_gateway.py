@@ -47,6 +47,8 @@ class VirtualServer:
     policy: Policy
     # The configs of the backends its mappings use (for credentials and `x-mcp-headers`).
     backends: tuple[BackendConfig, ...] = ()
+    # JWT audiences naming this server: `auth.public_url` and its resource URL (none without a public URL).
+    audiences: frozenset[str] = frozenset()
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -200,7 +202,10 @@ class Gateway:
             paths = {m.backend_server_path for m in vs.tool_mappings}
             backends = tuple(b for b in self.config.backends if b.path in paths)
             policy = Policy.build(vs, self.config.auth.admins)
-            servers[vs.path] = VirtualServer(vs, Slice.build(vs, self.catalog.tools, versions), policy, backends)
+            public = self.config.auth.public_url
+            audiences = frozenset({public, f"{public}{vs.path}/mcp"}) if public is not None else frozenset()
+            sliced = Slice.build(vs, self.catalog.tools, versions)
+            servers[vs.path] = VirtualServer(vs, sliced, policy, backends, audiences)
         old = self.servers
         self.servers = servers
         self.endpoints = {f"{path}/mcp": path for path in servers}
