@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import BENCH, free_port, load, pinned, stop, wait_port
+from run import BENCH, free_port, gateway_config, load, pinned, stop, wait_port
 
 _NAMED = re.compile(r"\((\d+)\)(?: (.*))?")
 
@@ -69,27 +69,12 @@ def self_cost_by_object(path: Path) -> collections.Counter[str]:
 
 
 def config(backend_url: str, port: int, workdir: Path, recorder: str | None) -> Path:
-    path = workdir / f"gateway-{port}.yaml"
-    recording: dict[str, Any] = {"spool_dir": str(workdir / "spool")}
+    """run.py's gateway config; with recording, a flush interval long enough for batches to fill."""
+    path = gateway_config(backend_url, port, workdir, recorder)
     if recorder:
-        recording.update(target=recorder, flush_interval_ms=600_000)
-    path.write_text(
-        json.dumps(
-            {
-                "listen": {"host": "127.0.0.1", "port": port},
-                "recorder": recording,
-                "backends": [{"path": "/echo", "transport": "streamable-http", "url": backend_url}],
-                "virtual_servers": [
-                    {
-                        "path": "/virtual/bench",
-                        "server_name": "bench",
-                        "public": True,
-                        "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/echo", "alias": "say"}],
-                    }
-                ],
-            }
-        )
-    )
+        data = json.loads(path.read_text())
+        data["recorder"]["flush_interval_ms"] = 600_000
+        path.write_text(json.dumps(data))
     return path
 
 

@@ -42,7 +42,7 @@ from ._config import (
     secret_refs,
 )
 from ._identity import Identity
-from ._state import StateDB
+from ._state import ChangeWatch, StateDB
 from ._upstream._backend import Headers
 from ._vault import Vault
 
@@ -52,7 +52,6 @@ __all__ = ["ConsentRequired", "CredentialError", "Credentials", "parse_header_ov
 
 _FLOW_TTL_S = 600.0
 _FLOWS_MAX = 10_000
-_VERSION_POLL_S = 1.0
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_OVERRIDES = {"host", "content-length", "transfer-encoding", "connection", "mcp-session-id"}
 OVERRIDE_HEADERS = ("x-mcp-headers", "x-tfy-mcp-headers")
@@ -168,8 +167,7 @@ class Credentials:
         self._user_cache: dict[tuple[str, str], tuple[Headers, float | None]] = {}
         self._shared_tokens: dict[str, _Token] = {}
         self._locks: dict[Any, asyncio.Lock] = {}
-        self._version = state.version() if state is not None else 0
-        self._version_checked = time.monotonic()
+        self._watch = ChangeWatch(state)
         self._http: httpx.AsyncClient | None = None
 
     def apply(self, config: Config) -> None:
@@ -375,13 +373,7 @@ class Credentials:
     # --- storage and HTTP ------------------------------------------------------------------------
 
     def _poll(self) -> None:
-        now = time.monotonic()
-        if self.state is None or now - self._version_checked < _VERSION_POLL_S:
-            return
-        self._version_checked = now
-        version = self.state.version()
-        if version != self._version:
-            self._version = version
+        if self._watch.changed():  # a key stored or revoked with the CLI
             self._user_cache.clear()
 
     def _need_store(self, backend: str) -> tuple[StateDB, Vault]:

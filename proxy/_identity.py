@@ -31,14 +31,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ._config import AuthConfig, JwtIssuerConfig
-from ._state import StateDB, split_token
+from ._state import ChangeWatch, StateDB, split_token
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AuthError", "Authenticator", "Identity", "bearer_token"]
 
 _JWKS_MIN_INTERVAL_S = 30.0
-_VERSION_POLL_S = 1.0
 _CACHE_MAX = 10_000
 
 
@@ -159,32 +158,22 @@ class Authenticator:
         self.state = state
         self.issuers = {issuer.issuer: _Issuer(issuer) for issuer in config.jwt}
         self._cache: dict[str, tuple[Identity, float]] = {}
-        self._version = state.version() if state is not None else 0
-        self._version_checked = time.monotonic()
+        self._watch = ChangeWatch(state)
         self._http: httpx.AsyncClient | None = None
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.aclose()
 
-    def _poll_revocations(self, now: float) -> None:
-        if self.state is None or now - self._version_checked < _VERSION_POLL_S:
-            return
-        self._version_checked = now
-        version = self.state.version()
-        if version != self._version:
-            self._version = version
-            self._cache.clear()
-
     def cached(self, token: str) -> Identity | None:
         """The identity of a token verified recently, or None. The hot path: a dict lookup."""
-        now = time.monotonic()
-        self._poll_revocations(now)
+        if self._watch.changed():  # a token revoked with the CLI: verify everything again
+            self._cache.clear()
         hit = self._cache.get(token)
         if hit is None:
             return None
         identity, until = hit
-        if until <= now or (identity.expires_at is not None and identity.expires_at <= time.time()):
+        if until <= time.monotonic() or (identity.expires_at is not None and identity.expires_at <= time.time()):
             del self._cache[token]
             return None
         return identity

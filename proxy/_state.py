@@ -247,6 +247,28 @@ class StateDB:
         return [CredentialRecord(*row) for row in rows]
 
 
+class ChangeWatch:
+    """Whether another connection (the CLI) wrote to the state DB, asked at most once per interval:
+    how a running gateway learns of revocations without a query per request."""
+
+    def __init__(self, state: StateDB | None, interval_s: float = 1.0) -> None:
+        self.state = state
+        self.interval_s = interval_s
+        self._version = state.version() if state is not None else 0
+        self._checked = time.monotonic()
+
+    def changed(self) -> bool:
+        now = time.monotonic()
+        if self.state is None or now - self._checked < self.interval_s:
+            return False
+        self._checked = now
+        version = self.state.version()
+        if version == self._version:
+            return False
+        self._version = version
+        return True
+
+
 def _token(row: tuple[Any, ...]) -> TokenRecord:
     return TokenRecord(
         row[0], row[2], row[3], tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7], row[8], row[9]
