@@ -268,6 +268,25 @@ def test_gateway_tokens_scopes_hide_tools_and_revocation(env: Env) -> None:
     assert again.returncode == 1 and again.stderr.startswith("slicewire: no active token")
 
 
+def test_roles_on_admin_endpoints_and_passthrough_warning(env: Env) -> None:
+    base = env.gateway.base
+    manager = env.token("mona", "--group", "owners")  # roles.managers of /v/repo: group:owners
+    user = env.token("ursula", "--scope", "repo:read")
+
+    def get(path: str, token: str) -> httpx.Response:
+        return httpx.get(f"{base}{path}", headers={"authorization": f"Bearer {token}"}, timeout=10)
+
+    mine = get("/api/v1/virtual-servers/v/repo/status", manager)
+    assert mine.status_code == 200 and set(mine.json()["tools"]) == {"read_repo", "delete_repo"}
+    # Not a manager: the server looks absent, as one that does not exist does.
+    assert get("/api/v1/virtual-servers/v/repo/status", user).status_code == 404
+    assert get("/api/v1/virtual-servers/v/mixed/status", manager).status_code == 404
+    assert get("/api/v1/status", manager).status_code == 403  # auth.admins only
+    assert get("/api/v1/status", env.gateway.admin_token).status_code == 200
+    assert httpx.get(f"{base}/api/v1/status", timeout=10).status_code == 401
+    assert "backend /pass uses auth mode 'passthrough'" in env.gateway.log()
+
+
 async def test_legacy_session_is_bound_to_its_subject(env: Env) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         url = env.url("/v/repo")
