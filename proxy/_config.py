@@ -209,6 +209,8 @@ class BackendConfig(_Strict):
                 raise ValueError(f"'url' must start with http:// or https://, found {self.url!r}")
             if self.command is not None:
                 raise ValueError(f"'command' is only for transport 'stdio', not {self.transport!r}")
+            if self.transport == "sse" and (self.auth.mode != "none" or self.allow_header_override):
+                raise ValueError("transport 'sse' (legacy HTTP+SSE) takes no 'auth' yet: use streamable-http")
         else:
             if not self.command:
                 raise ValueError("transport 'stdio' needs 'command'")
