@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from ._creds import parse_header_override
 from ._gateway import Gateway, VirtualServer
@@ -35,7 +35,7 @@ from ._mcp import (
 )
 from ._recording import Trace, session_trace_id
 from ._responder import Receive, Responder, Send
-from ._sessions import LiveSession
+from ._sessions import LiveSession, SessionState
 from ._upstream import Headers
 
 logger = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ class McpEndpoint:
         responder: Responder,
     ) -> None:
         state = await self.gateway.sessions.get(session_id)
-        if state is None or state.virtual_server != server.config.path or state.subject != caller.subject:
+        if not _owned(state, server, caller):
             await responder.json(
                 404, encode_error(msg.id, SESSION_NOT_FOUND, "Session not found: initialize a new session")
             )
@@ -358,12 +358,7 @@ class McpEndpoint:
             return
         state = await self.gateway.sessions.get(session_id)
         live = self.gateway.live.get(session_id)
-        if (
-            state is None
-            or live is None
-            or state.virtual_server != server.config.path
-            or state.subject != caller.subject
-        ):
+        if live is None or not _owned(state, server, caller):
             await responder.json(
                 404, encode_error(None, SESSION_NOT_FOUND, "Session not found: initialize a new session")
             )
@@ -408,7 +403,7 @@ class McpEndpoint:
             await responder.json(405, encode_error(None, INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"))
             return
         state = await self.gateway.sessions.get(session_id)
-        if state is None or state.virtual_server != server.config.path or state.subject != caller.subject:
+        if not _owned(state, server, caller):
             await responder.json(404, encode_error(None, SESSION_NOT_FOUND, "Session not found"))
             return
         await self.gateway.sessions.delete(session_id)
@@ -416,6 +411,12 @@ class McpEndpoint:
         if live is not None:
             await live.close()
         await responder.empty(200)
+
+
+def _owned(state: SessionState | None, server: VirtualServer, caller: Caller) -> TypeGuard[SessionState]:
+    """A session this caller may use: it exists, on this virtual server, opened by this subject.
+    Anything else is "not found" — another user's session id tells its presenter nothing."""
+    return state is not None and state.virtual_server == server.config.path and state.subject == caller.subject
 
 
 def _call(
