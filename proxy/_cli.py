@@ -541,5 +541,14 @@ def creds_keygen() -> None:
     typer.echo(new_key())
 
 
+def _register_replay() -> None:
+    from replay._cli import register
+
+    register(app)
+
+
+_register_replay()
+
+
 def main() -> None:
     app()

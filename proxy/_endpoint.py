@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, NamedTuple, TypeGuard
 
@@ -217,6 +218,9 @@ class McpEndpoint:
             trace.request_id = msg.id
             trace.request_body = body  # the bytes, not the parsed dict: less to keep while queued
             trace.continue_from(headers.get("traceparent") or _meta_of(msg).get("traceparent"))
+            replay_of = headers.get(REPLAY_OF_HEADER)
+            if replay_of is not None and _TRACE_ID.match(replay_of):
+                trace.replay_of = bytes.fromhex(replay_of)
 
         session_id = headers.get(SESSION_ID_HEADER)
         header_version = headers.get(PROTOCOL_VERSION_HEADER)
@@ -437,6 +441,11 @@ def _call(
 def _quote(text: str) -> str:
     """A value for a quoted-string auth-param: no quotes, backslashes or line breaks."""
     return text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")
+
+
+# `slicewire replay --via` marks its requests with the trace they replay.
+REPLAY_OF_HEADER = "x-slicewire-replay-of"
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _meta_of(msg: Message) -> dict[str, Any]:

@@ -113,7 +113,8 @@ class Trace:
 
     __slots__ = ("backend", "backend_tool", "direction", "end_ns", "era", "error", "headers", "hops", "method",
                  "parent_span_id",
-                 "parsed_ns", "protocol_version", "request", "request_body", "request_id", "response", "session_id",
+                 "parsed_ns", "protocol_version", "replay_of", "request", "request_body", "request_id", "response",
+                 "session_id",
                  "sliced_ns", "span_id", "start_ns", "subject", "tool", "trace_id", "virtual_server")  # fmt: skip
 
     def __init__(self, start_ns: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -140,6 +141,7 @@ class Trace:
         self.backend = ""
         self.backend_tool = ""
         self.hops: list[Hop] = []
+        self.replay_of = b""  # the recorded trace this request replays (slicewire replay --via)
         # Most traces start with a client's message; a notification the gateway sends starts its own.
         self.direction = pb.DIRECTION_CLIENT_TO_GATEWAY
 

@@ -157,7 +157,7 @@ class BatchBuilder:
                 trace.backend_tool, trace.start_ns, trace.parsed_ns or trace.start_ns, trace.sliced_ns,
                 respond_from, trace.end_ns or respond_from, error[0] if error else 0,
                 (error[1] or "error") if error else "", self.redactor.headers_json(trace.headers), request, response,
-                False, trace.era, trace.protocol_version, b"",
+                False, trace.era, trace.protocol_version, trace.replay_of,
             )
         )  # fmt: skip
         self.spans += spans

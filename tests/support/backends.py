@@ -194,13 +194,58 @@ class RequireAuth:
         await self.app(scope, receive, send)
 
 
+def delta() -> FastMCP:
+    """The replay tests' backend. DELTA_VARIANT=changed in its environment changes its behaviour:
+    `get_user` answers another plan, `lookup` raises; volatile fields (time, UUID) change every call."""
+    import datetime
+    import json
+    import uuid
+
+    changed = os.environ.get("DELTA_VARIANT") == "changed"
+    mcp = FastMCP("delta", version="2.0.0")
+
+    @mcp.tool(annotations={"readOnlyHint": True})
+    def get_user(user_id: int) -> dict:
+        """A user record, with when it was read and a request UUID."""
+        CALLS.append("get_user")
+        return {"id": user_id, "name": "ada", "plan": "free" if changed else "pro",
+                "seen_at": datetime.datetime.now(datetime.UTC).isoformat(), "request": str(uuid.uuid4())}  # fmt: skip
+
+    @mcp.tool(annotations={"readOnlyHint": True})
+    def lookup(key: str) -> str:
+        """A JSON document, as text."""
+        CALLS.append("lookup")
+        if changed:
+            raise ValueError(f"no such key: {key}")
+        return json.dumps({"key": key, "value": key.upper()})
+
+    @mcp.tool
+    def login(user: str, password: str) -> str:
+        """Welcome a user with the right password."""
+        CALLS.append("login")
+        return f"welcome {user}" if password == "open-sesame-77" else "wrong password"
+
+    @mcp.tool(annotations={"destructiveHint": True, "readOnlyHint": False})
+    def wipe(what: str) -> str:
+        """Delete everything (destructive)."""
+        CALLS.append("wipe")
+        return f"wiped {what}"
+
+    @mcp.tool
+    def call_log() -> list[str]:
+        """The tools this process ran, in order (never exposed by a slice)."""
+        return list(CALLS)
+
+    return mcp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("server", choices=["alpha", "beta", "gamma"])
+    parser.add_argument("server", choices=["alpha", "beta", "gamma", "delta"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--transport", choices=["http", "stdio"], default="http")
     args = parser.parse_args()
-    server = {"alpha": alpha, "beta": beta, "gamma": gamma}[args.server]()
+    server = {"alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta}[args.server]()
     if args.transport == "stdio":
         server.run(transport="stdio", show_banner=False)
         return

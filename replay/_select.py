@@ -1,0 +1,221 @@
+"""Which recorded calls to replay, read from a recording (live recorder, DuckDB file or Parquet).
+
+    calls = select(recording, Selection(session="…"))       # the session's tools/call, in order
+    tools = recorded_tools(recording, calls)                # the tool lists the client was shown
+
+A recorded call is a trace whose root is a client's `tools/call`: the request and answer the
+client saw, and the first upstream hop (the backend request and the backend's answer). Traces that
+are themselves replays (`replay_of` set) are left out unless asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["RecordedCall", "Selection", "SelectionError", "recorded_tools", "select"]
+
+
+class SelectionError(Exception):
+    """The selection is empty or malformed; the message says what to change."""
+
+
+@dataclass
+class Selection:
+    session: str | None = None
+    trace: str | None = None  # a trace id, or a unique prefix of one
+    tool: str | None = None  # exposed tool name
+    start: str | None = None  # --from: a position (1-based), a trace id or span id prefix
+    end: str | None = None  # --to: the same, inclusive
+    errors_only: bool = False
+    include_replays: bool = False
+
+
+@dataclass
+class RecordedCall:
+    """One recorded `tools/call`: what the client sent and got, and what the backend sent and got."""
+
+    index: int  # position in the selection, 1-based; what --set and the report refer to
+    trace_id: str
+    span_id: str
+    session_id: str | None
+    virtual_server: str | None
+    tool: str  # the exposed name (alias)
+    backend: str | None
+    backend_tool: str | None
+    start_ns: int
+    duration_ns: int
+    request: dict[str, Any] | None  # the client's JSON-RPC request (redacted)
+    response: dict[str, Any] | None  # the JSON-RPC answer the client got
+    truncated: bool  # a payload was cut at the recorder's cap: the request cannot be rebuilt
+    era: str | None
+    hop_request: dict[str, Any] | None = None  # the request as sent to the backend
+    hop_response: dict[str, Any] | None = None  # the backend's answer
+    hop_duration_ns: int | None = None
+    hop_truncated: bool = False
+    recorded_error: tuple[int, str] | None = field(default=None, repr=False)
+
+    @property
+    def arguments(self) -> dict[str, Any] | None:
+        params = (self.request or {}).get("params")
+        if not isinstance(params, dict):
+            return None
+        arguments = params.get("arguments", {})
+        return arguments if isinstance(arguments, dict) else None
+
+    @property
+    def label(self) -> str:
+        return f"#{self.index} {self.tool}"
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _json(text: Any) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_HEX = re.compile(r"^[0-9a-f]{1,32}$")
+
+_CALLS = """
+SELECT r.trace_id, r.span_id, r.session_id, r.virtual_server, r.tool_name, r.backend, r.backend_tool_name,
+       r.start_ns, r.duration_ns, r.request_payload, r.response_payload, r.payload_truncated, r.protocol_era,
+       r.status, r.error_code, r.error_message,
+       h.request_payload AS hop_request, h.response_payload AS hop_response, h.duration_ns AS hop_duration_ns,
+       h.payload_truncated AS hop_truncated
+FROM spans r
+LEFT JOIN (
+    SELECT * FROM spans WHERE kind = 'CLIENT' AND method = 'tools/call'
+    QUALIFY row_number() OVER (PARTITION BY trace_id, parent_span_id ORDER BY start_ns) = 1
+) h ON h.trace_id = r.trace_id AND h.parent_span_id = r.span_id
+WHERE r.kind = 'SERVER' AND r.method = 'tools/call' AND r.direction = 'client->gateway' {where}
+ORDER BY r.start_ns, r.span_id
+"""
+
+
+def select(recording: Any, selection: Selection) -> list[RecordedCall]:
+    """The recorded calls `selection` names, in recorded order. Raises SelectionError when none do."""
+    where = []
+    if selection.session:
+        where.append(f"r.session_id = {_lit(selection.session)}")
+    if selection.trace:
+        trace = selection.trace.lower()
+        if not _HEX.match(trace):
+            raise SelectionError(f"--trace: expected a trace id (hex), found {selection.trace!r}")
+        where.append(f"starts_with(r.trace_id, {_lit(trace)})")
+    if selection.tool:
+        where.append(f"r.tool_name = {_lit(selection.tool)}")
+    if selection.errors_only:
+        where.append("r.status = 'ERROR'")
+    if not selection.include_replays:
+        where.append("r.replay_of IS NULL")
+    if not (selection.session or selection.trace):
+        raise SelectionError("say what to replay: a session id (SESSION) or --trace TRACE_ID")
+    rows = recording.rows(_CALLS.format(where="".join(f" AND {w}" for w in where)))
+    if selection.trace and len({row["trace_id"] for row in rows}) > 1:
+        raise SelectionError(f"--trace {selection.trace} matches several traces: give more of its id")
+    calls = [_call(i + 1, row) for i, row in enumerate(rows)]
+    calls = _range(calls, selection)
+    if not calls:
+        raise SelectionError(f"no recorded tools/call matches {_describe(selection)}")
+    for i, call in enumerate(calls):
+        call.index = i + 1
+    return calls
+
+
+def _call(index: int, row: dict[str, Any]) -> RecordedCall:
+    error = (int(row["error_code"] or 0), row["error_message"] or "") if row["status"] == "ERROR" else None
+    return RecordedCall(
+        index=index,
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        session_id=row["session_id"],
+        virtual_server=row["virtual_server"],
+        tool=row["tool_name"] or "",
+        backend=row["backend"] or None,
+        backend_tool=row["backend_tool_name"] or None,
+        start_ns=row["start_ns"],
+        duration_ns=row["duration_ns"],
+        request=_json(row["request_payload"]),
+        response=_json(row["response_payload"]),
+        truncated=bool(row["payload_truncated"]),
+        era=row["protocol_era"],
+        hop_request=_json(row["hop_request"]),
+        hop_response=_json(row["hop_response"]),
+        hop_duration_ns=row["hop_duration_ns"],
+        hop_truncated=bool(row["hop_truncated"]),
+        recorded_error=error,
+    )
+
+
+def _position(calls: list[RecordedCall], ref: str, flag: str) -> int:
+    """Where `ref` (1-based position, trace id or span id prefix) is in `calls`."""
+    if ref.isdigit():
+        n = int(ref)
+        if not 1 <= n <= len(calls):
+            raise SelectionError(f"{flag} {ref}: the selection has {len(calls)} calls (1 to {len(calls)})")
+        return n - 1
+    ref = ref.lower()
+    found = [i for i, c in enumerate(calls) if c.trace_id.startswith(ref) or c.span_id.startswith(ref)]
+    if not found:
+        raise SelectionError(f"{flag} {ref}: no call in the selection has that trace or span id")
+    if len(found) > 1:
+        raise SelectionError(f"{flag} {ref}: several calls match; give more of the id")
+    return found[0]
+
+
+def _range(calls: list[RecordedCall], selection: Selection) -> list[RecordedCall]:
+    if not calls:
+        return calls
+    first = _position(calls, selection.start, "--from") if selection.start else 0
+    last = _position(calls, selection.end, "--to") if selection.end else len(calls) - 1
+    if last < first:
+        raise SelectionError(f"--to {selection.end} comes before --from {selection.start}")
+    return calls[first : last + 1]
+
+
+def _describe(selection: Selection) -> str:
+    parts = [
+        f"{name} {value}"
+        for name, value in (
+            ("session", selection.session),
+            ("--trace", selection.trace),
+            ("--tool", selection.tool),
+        )
+        if value
+    ]
+    if selection.errors_only:
+        parts.append("--errors-only")
+    return ", ".join(parts) or "the selection"
+
+
+def recorded_tools(recording: Any, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
+    """The tools the client was shown (latest recorded `tools/list` answer per tool name) for the
+    sessions, else the virtual servers, of `calls`: names, descriptions, schemas, annotations."""
+    sessions = sorted({c.session_id for c in calls if c.session_id})
+    servers = sorted({c.virtual_server for c in calls if c.virtual_server})
+    tools: dict[str, dict[str, Any]] = {}
+    for column, values in (("virtual_server", servers), ("session_id", sessions)):  # session answers win
+        if not values:
+            continue
+        rows = recording.rows(
+            "SELECT response_payload FROM spans WHERE kind = 'SERVER' AND method = 'tools/list' "
+            f"AND {column} IN ({', '.join(_lit(v) for v in values)}) AND response_payload IS NOT NULL "
+            "ORDER BY start_ns"
+        )
+        for row in rows:
+            result = (_json(row["response_payload"]) or {}).get("result")
+            for tool in (result or {}).get("tools") or []:
+                if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                    tools[tool["name"]] = tool
+    return tools

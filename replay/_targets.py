@@ -1,0 +1,222 @@
+"""Where a replay sends its calls: through a gateway, or straight to the backends.
+
+Both use the gateway's own MCP client (proxy._upstream), so either era, sessions, SSE answers and
+server-to-client requests are handled as the gateway handles them.
+
+- `GatewayTarget` (`--via URL`): each call goes to its virtual server on a gateway, by its exposed
+  name, with one gateway token: today's slices, aliases and auth are exercised. The gateway records
+  the replay as a new trace linked to the original (header `x-slicewire-replay-of`).
+- `DirectTarget` (`--config slicewire.yaml`): each call goes to the backend that served it, by the
+  backend's own tool name, with the credentials the config gives that backend (none, static or
+  client credentials; per-user credentials belong to a user, so those calls go `--via` a gateway).
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from proxy._config import BackendConfig, Config
+from proxy._creds import Credentials
+from proxy._endpoint import REPLAY_OF_HEADER
+from proxy._mcp import LATEST_LEGACY
+from proxy._upstream import Backend, BackendError, Exchange, Headers, StreamableHTTPBackend, create_backend
+
+from ._select import RecordedCall
+
+__all__ = ["DirectTarget", "GatewayTarget", "Reply", "Target", "TargetError"]
+
+
+class TargetError(Exception):
+    """The call cannot be sent to this target (the message says why); nothing was sent."""
+
+
+@dataclass
+class Reply:
+    message: dict[str, Any]  # {"result": …} or {"error": {…}}
+    duration_ns: int
+
+
+async def _exchange(exchange: Exchange) -> dict[str, Any]:
+    """The final answer of an exchange; server-to-client requests are refused (no agent is here)."""
+    while True:
+        msg = await exchange.next()
+        if msg.kind == "result":
+            return {"result": msg.result}
+        if msg.kind == "error":
+            return {"error": msg.error}
+        if msg.kind == "request" and msg.id is not None:
+            await exchange.answer(
+                msg.id, {"error": {"code": -32601, "message": f"replay cannot answer {msg.method}: no agent attached"}}
+            )
+
+
+async def _send(backend: Backend, params: dict[str, Any], headers: Headers | None) -> Reply:
+    start = time.perf_counter_ns()
+    try:
+        exchange = await backend.open("tools/call", params, headers)
+        message = await _exchange(exchange)
+    except BackendError as exc:
+        message = {"error": {"code": -32000, "message": str(exc)}}
+    return Reply(message, time.perf_counter_ns() - start)
+
+
+class Target(abc.ABC):
+    description: str
+
+    @abc.abstractmethod
+    def check(self, call: RecordedCall) -> None:
+        """Raise TargetError if `call` cannot be replayed here (before anything is sent)."""
+
+    @abc.abstractmethod
+    def recorded(self, call: RecordedCall) -> tuple[dict[str, Any] | None, int | None]:
+        """The recorded answer this target's answer is compared with, and its duration."""
+
+    @abc.abstractmethod
+    def request(self, call: RecordedCall, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The JSON-RPC request that would be sent (for --dry-run; secrets are the caller's to mask)."""
+
+    @abc.abstractmethod
+    async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
+        """Today's tool definitions, by exposed name, for the tools of `calls`."""
+
+    @abc.abstractmethod
+    async def call(self, call: RecordedCall, arguments: dict[str, Any]) -> Reply: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        pass
+
+
+_PATH_SAFE = re.compile(r"[^A-Za-z0-9_/.-]")
+
+
+class GatewayTarget(Target):
+    """Calls go to `<via><virtual server>/mcp` (or to `via` itself when it ends in /mcp)."""
+
+    def __init__(self, via: str, token: str | None, timeout_s: float = 60.0, session: str | None = None) -> None:
+        if not via.startswith(("http://", "https://")):
+            raise TargetError(f"--via: expected the gateway's http(s) URL, found {via!r}")
+        self.via = via.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+        self.session = session  # OTel baggage session.id: the replay's calls form one session
+        self.description = f"gateway {self.via}"
+        self._backends: dict[str, Backend] = {}
+
+    def url(self, call: RecordedCall) -> str:
+        if self.via.endswith("/mcp"):
+            return self.via
+        return f"{self.via}{call.virtual_server or ''}/mcp"
+
+    def _backend(self, call: RecordedCall) -> Backend:
+        """A client of the call's virtual server, speaking the era the call was recorded in."""
+        url = self.url(call)
+        version = LATEST_LEGACY if call.era == "legacy" else "auto"
+        backend = self._backends.get(f"{version} {url}")
+        if backend is None:
+            name = _PATH_SAFE.sub("-", call.virtual_server or "/gateway")
+            config = BackendConfig(
+                path=name, transport="streamable-http", url=url, timeout_s=self.timeout_s, protocol_version=version
+            )
+            backend = StreamableHTTPBackend(config)
+            shared: Headers = [("authorization", f"Bearer {self.token}")] if self.token else []
+            if self.session:
+                shared.append(("baggage", f"session.id={self.session}"))
+
+            async def headers() -> Headers:
+                return shared
+
+            backend.shared_headers = headers
+            self._backends[f"{version} {url}"] = backend
+        return backend
+
+    def check(self, call: RecordedCall) -> None:
+        if not call.virtual_server and not self.via.endswith("/mcp"):
+            raise TargetError("the recording does not say which virtual server served it: pass --via …/mcp")
+
+    def recorded(self, call: RecordedCall) -> tuple[dict[str, Any] | None, int | None]:
+        return call.response, call.duration_ns
+
+    def request(self, call: RecordedCall, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.url(call), "method": "tools/call", "params": {"name": call.tool, "arguments": arguments}}
+
+    async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for call in {self.url(c): c for c in calls}.values():
+            try:
+                listed = await self._backend(call).list_tools()
+            except BackendError as exc:
+                raise TargetError(f"cannot list the tools at {self.url(call)}: {exc.detail}") from None
+            found.update({t["name"]: t for t in listed})
+        return found
+
+    async def call(self, call: RecordedCall, arguments: dict[str, Any]) -> Reply:
+        headers: Headers = [(REPLAY_OF_HEADER, call.trace_id)]
+        return await _send(self._backend(call), {"name": call.tool, "arguments": arguments}, headers)
+
+    async def close(self) -> None:
+        for backend in self._backends.values():
+            await backend.close()
+
+
+class DirectTarget(Target):
+    """Calls go to the backend that served them, named as in the gateway config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.description = "backends directly"
+        self._configs = {b.path: b for b in config.backends}
+        self._creds = Credentials(config, None, None)
+        self._backends: dict[str, Backend] = {}
+
+    def _backend(self, path: str) -> Backend:
+        backend = self._backends.get(path)
+        if backend is None:
+            config = self._configs[path]
+            backend = self._backends[path] = create_backend(config)
+            backend.shared_headers = self._creds.shared(config)
+        return backend
+
+    def check(self, call: RecordedCall) -> None:
+        if not call.backend or not call.backend_tool or call.hop_response is None:
+            raise TargetError(
+                "the recorded call never reached a backend (the gateway answered it): replay it --via a gateway"
+            )
+        config = self._configs.get(call.backend)
+        if config is None:
+            raise TargetError(f"backend {call.backend} is not in the config")
+        if config.auth.mode != "none" and self._creds.shared(config) is None:
+            raise TargetError(
+                f"backend {call.backend} takes per-user credentials ({config.auth.mode}): replay --via a gateway"
+            )
+
+    def recorded(self, call: RecordedCall) -> tuple[dict[str, Any] | None, int | None]:
+        return call.hop_response, call.hop_duration_ns
+
+    def request(self, call: RecordedCall, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"backend": call.backend, "method": "tools/call",
+                "params": {"name": call.backend_tool, "arguments": arguments}}  # fmt: skip
+
+    async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted({c.backend for c in calls if c.backend in self._configs}):
+            try:
+                listed = {t["name"]: t for t in await self._backend(path).list_tools()}
+            except BackendError as exc:
+                raise TargetError(f"cannot list the tools of {path}: {exc.detail}") from None
+            for call in calls:
+                if call.backend == path and call.backend_tool in listed:
+                    found[call.tool] = listed[call.backend_tool]
+        return found
+
+    async def call(self, call: RecordedCall, arguments: dict[str, Any]) -> Reply:
+        assert call.backend is not None
+        return await _send(self._backend(call.backend), {"name": call.backend_tool, "arguments": arguments}, None)
+
+    async def close(self) -> None:
+        for backend in self._backends.values():
+            await backend.close()
+        await self._creds.close()

@@ -1,0 +1,261 @@
+"""`slicewire replay` end to end: a real session recorded through a real gateway into a real DuckDB
+file, against a FastMCP backend and server-memory (stdio, so that state matters), then replayed by
+the real CLI, straight to the backends and through a gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from recorder import connect
+from tests.proxy.clients import fastmcp_client, sdk_session, text_of
+from tests.support.gateway import RunningGateway
+from tests.support.procs import node_server, start_fastmcp, wait_until
+from tests.support.recorder import RunningRecorder
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+PASSWORD = "open-sesame-77"  # redacted by the recorder (key "password"); must be given to replay
+
+
+def slice_config(delta_url: str, memory_file: Path, recorder: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "backends": [
+            {"path": "/delta", "transport": "streamable-http", "url": delta_url},
+            {"path": "/memory", "transport": "stdio", "command": "node", "args": [str(node_server("server-memory"))],
+             "env": {"MEMORY_FILE_PATH": str(memory_file)}},
+        ],
+        "virtual_servers": [
+            {"path": "/virtual/dbg", "server_name": "Debug", "public": True, "tool_mappings": [
+                {"tool_name": "get_user", "backend_server_path": "/delta", "alias": "user"},
+                {"tool_name": "lookup", "backend_server_path": "/delta"},
+                {"tool_name": "login", "backend_server_path": "/delta"},
+                {"tool_name": "wipe", "backend_server_path": "/delta"},
+                {"tool_name": "create_entities", "backend_server_path": "/memory"},
+                {"tool_name": "add_observations", "backend_server_path": "/memory"},
+                {"tool_name": "read_graph", "backend_server_path": "/memory"}]},
+        ],
+    }  # fmt: skip
+    if recorder:
+        config["recorder"] = {"target": recorder, "spool_dir": "spool", "flush_interval_ms": 50}
+    return config
+
+
+@dataclass
+class Recorded:
+    db: Path
+    session: str
+    delta_url: str
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def delta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_fastmcp("delta", tmp_path_factory.mktemp("delta"))
+    try:
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def changed_delta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_fastmcp("delta", tmp_path_factory.mktemp("delta2"), env={"DELTA_VARIANT": "changed"})
+    try:
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def recorded(delta: str, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    """An agent's session: the tool list, reads, a login with a password, state built in server-memory
+    and read back, and a destructive call."""
+    tmp = tmp_path_factory.mktemp("recorded")
+    rec = RunningRecorder(tmp / "traces.duckdb", tmp)
+    gw = RunningGateway(slice_config(delta, tmp / "memory.jsonl", rec.target), tmp)
+    try:
+        asyncio.run(_agent(gw))
+        wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
+                   what="spans sent")  # fmt: skip
+    finally:
+        gw.stop()
+        rec.stop()
+    with connect(str(rec.db)) as r:
+        sessions = r.rows("SELECT DISTINCT session_id FROM spans WHERE method = 'tools/call'")
+    assert PASSWORD.encode() not in rec.db.read_bytes()
+    assert len(sessions) == 1
+    return Recorded(rec.db, sessions[0]["session_id"], delta, tmp)
+
+
+async def _agent(gw: RunningGateway) -> None:
+    async with sdk_session(gw.url("/virtual/dbg")) as s:
+        await s.list_tools()
+        assert (await s.call_tool("user", {"user_id": 7})).structured_content["plan"] == "pro"
+        assert json.loads(text_of(await s.call_tool("lookup", {"key": "k1"}))) == {"key": "k1", "value": "K1"}
+        assert text_of(await s.call_tool("login", {"user": "ada", "password": PASSWORD})) == "welcome ada"
+        entity = {"name": "ada", "entityType": "person", "observations": ["likes tea"]}
+        await s.call_tool("create_entities", {"entities": [entity]})
+        await s.call_tool("add_observations", {"observations": [{"entityName": "ada", "contents": ["rides"]}]})
+        graph = await s.call_tool("read_graph", {})
+        assert "rides" in text_of(graph)
+        assert text_of(await s.call_tool("wipe", {"what": "cache"})) == "wiped cache"
+
+
+def replay_cli(recorded: Recorded, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    import os
+
+    run = subprocess.run(
+        [sys.executable, "-m", "proxy", "replay", recorded.session, "--source", str(recorded.db), "--json", *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    report = json.loads(run.stdout) if run.stdout.strip() else {}
+    return run.returncode, report, run.stderr
+
+
+def direct_config(recorded: Recorded, tmp: Path, delta_url: str) -> Path:
+    """The gateway config with a fresh server-memory file: the state the recording started from."""
+    path = tmp / "direct.yaml"
+    path.write_text(yaml.safe_dump(slice_config(delta_url, tmp / "fresh-memory.jsonl")))
+    return path
+
+
+def by_tool(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {call["tool"]: call for call in report["calls"]}
+
+
+async def call_log(url: str) -> list[str]:
+    async with fastmcp_client(url) as direct:
+        return list((await direct.call_tool("call_log", {})).structured_content["result"])
+
+
+async def test_unchanged_backends_replay_with_zero_diffs(recorded: Recorded, tmp_path: Path) -> None:
+    code, report, err = replay_cli(
+        recorded, "--config", str(direct_config(recorded, tmp_path, recorded.delta_url)),
+        "--secret", f"password={PASSWORD}", "--allow-destructive",
+    )  # fmt: skip
+    assert code == 0, (err, report)
+    assert [c["tool"] for c in report["calls"]] == [
+        "user", "lookup", "login", "create_entities", "add_observations", "read_graph", "wipe"]  # fmt: skip
+    assert {c["outcome"] for c in report["calls"]} == {"same"}
+    assert all(c["now_ms"] is not None and c["recorded_ms"] is not None for c in report["calls"])
+    assert report["summary"]["exit_code"] == 0
+
+
+async def test_changed_backend_is_reported_at_the_call_and_path(
+    recorded: Recorded, changed_delta: str, tmp_path: Path
+) -> None:
+    code, report, err = replay_cli(
+        recorded, "--config", str(direct_config(recorded, tmp_path, changed_delta)),
+        "--secret", f"password={PASSWORD}", "--allow-destructive",
+    )  # fmt: skip
+    assert code == 1, (err, report)
+    calls = by_tool(report)
+    user = calls["user"]
+    assert user["outcome"] == "changed"
+    paths = {c["path"]: (c["old"], c["new"]) for c in user["changes"]}
+    assert paths["$.structuredContent.plan"] == ("pro", "free")
+    assert paths["$.content[0].text(json).plan"] == ("pro", "free")
+    assert not any("seen_at" in p or "request" in p for p in paths)  # volatile: timestamps, UUIDs
+    assert calls["lookup"]["outcome"] == "error now" and "no such key" in json.dumps(calls["lookup"]["changes"])
+    for unchanged in ("login", "create_entities", "add_observations", "read_graph", "wipe"):
+        assert calls[unchanged]["outcome"] == "same", calls[unchanged]
+
+
+async def test_destructive_tool_is_skipped_and_never_reaches_the_backend(recorded: Recorded, tmp_path: Path) -> None:
+    before = await call_log(recorded.delta_url)
+    code, report, err = replay_cli(
+        recorded, "--config", str(direct_config(recorded, tmp_path, recorded.delta_url)),
+        "--secret", f"password={PASSWORD}",
+    )  # fmt: skip
+    assert code == 3, (err, report)  # nothing differs, but not everything was replayed
+    wipe = by_tool(report)["wipe"]
+    assert wipe["outcome"] == "skipped" and "destructiveHint" in wipe["reason"] and wipe["now_ms"] is None
+    ran = (await call_log(recorded.delta_url))[len(before) :]
+    assert ran == ["get_user", "lookup", "login"]  # wipe never ran
+
+
+async def test_redacted_secret_without_value_is_not_replayable_and_not_sent(recorded: Recorded, tmp_path: Path) -> None:
+    before = await call_log(recorded.delta_url)
+    code, report, err = replay_cli(
+        recorded, "--config", str(direct_config(recorded, tmp_path, recorded.delta_url)), "--tool", "login"
+    )
+    assert code == 3, (err, report)
+    (login,) = report["calls"]
+    assert login["outcome"] == "not replayable"
+    assert "$.password" in login["reason"] and "SLICEWIRE_SECRET_PASSWORD" in login["reason"]
+    assert (await call_log(recorded.delta_url))[len(before) :] == []
+    # From the environment, the same call replays.
+    code, report, err = replay_cli(
+        recorded, "--config", str(direct_config(recorded, tmp_path, recorded.delta_url)), "--tool", "login",
+        env={"SLICEWIRE_SECRET_PASSWORD": PASSWORD},
+    )  # fmt: skip
+    assert code == 0 and report["calls"][0]["outcome"] == "same", (err, report)
+
+
+async def test_set_overrides_an_argument_and_dry_run_sends_nothing(recorded: Recorded, tmp_path: Path) -> None:
+    before = await call_log(recorded.delta_url)
+    config = str(direct_config(recorded, tmp_path, recorded.delta_url))
+    code, report, err = replay_cli(
+        recorded, "--config", config, "--dry-run", "--secret", f"password={PASSWORD}", "--set", "1:$.user_id=8"
+    )
+    assert code == 3, err
+    assert {c["outcome"] for c in report["calls"]} == {"dry run", "skipped"}
+    sent = by_tool(report)
+    assert sent["user"]["request"]["params"] == {"name": "get_user", "arguments": {"user_id": 8}}
+    assert sent["login"]["request"]["params"]["arguments"]["password"] == "[SECRET]"  # never printed
+    assert PASSWORD not in json.dumps(report) + err
+    assert (await call_log(recorded.delta_url))[len(before) :] == []
+    # The debugging loop: change a value, re-run, see the difference it makes.
+    code, report, err = replay_cli(recorded, "--config", config, "--tool", "user", "--set", "$.user_id=8")
+    assert code == 1, err
+    assert {c["path"]: c["new"] for c in report["calls"][0]["changes"]}["$.structuredContent.id"] == 8
+
+
+async def test_replay_through_a_gateway_is_recorded_as_a_replay(recorded: Recorded, tmp_path: Path) -> None:
+    rec = RunningRecorder(tmp_path / "replays.duckdb", tmp_path)
+    gw = RunningGateway(slice_config(recorded.delta_url, tmp_path / "memory.jsonl", rec.target), tmp_path)
+    try:
+        code, report, err = replay_cli(
+            recorded, "--via", gw.base, "--secret", f"password={PASSWORD}", "--allow-destructive"
+        )
+        assert code == 0, (err, json.dumps([c for c in report["calls"] if c["outcome"] != "same"]))
+        assert len(report["calls"]) == 7
+        wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
+                   what="spans sent")  # fmt: skip
+    finally:
+        gw.stop()
+        rec.stop()
+    originals = [c["trace_id"] for c in report["calls"]]
+    with connect(str(rec.db)) as r:
+        replays = r.rows("SELECT trace_id, replay_of, tool_name FROM spans WHERE kind = 'SERVER' "
+                         "AND method = 'tools/call' ORDER BY start_ns")  # fmt: skip
+    assert [row["replay_of"] for row in replays] == originals
+    assert not {row["trace_id"] for row in replays} & set(originals)  # new traces, linked
+
+
+def test_bad_input_gets_one_line_and_exit_2(recorded: Recorded, tmp_path: Path) -> None:
+    cases = [
+        ([], "say where to replay"),
+        (["--via", "http://127.0.0.1:1", "--set", "nonsense"], "expected [CALL:]PATH=VALUE"),
+        (["--via", "http://127.0.0.1:1", "--ignore", "no-dollar"], "starts with '$'"),
+        (["--via", "http://127.0.0.1:1", "--tool", "nope"], "no recorded tools/call matches"),
+        (["--via", "http://127.0.0.1:1", "--from", "99"], "the selection has 7 calls"),
+    ]
+    for args, message in cases:
+        code, _, err = replay_cli(recorded, *args)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, err
+    missing = tmp_path / "nothing.duckdb"
+    run = subprocess.run([sys.executable, "-m", "proxy", "replay", "s", "--source", str(missing), "--via", "http://x"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2 and "no such trace file" in run.stderr
