@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ._admin import AdminApi
+from ._catalog import BackendFactory
 from ._config import Config, ConfigError, load_config
 from ._endpoint import McpEndpoint
 from ._gateway import Gateway
@@ -59,8 +60,14 @@ def _host_name(value: str) -> str:
 class SlicewireApp:
     """The gateway as one ASGI callable. `gateway` is live once the lifespan has started."""
 
-    def __init__(self, config: Config, config_file: str | None = None, watch: bool = True) -> None:
-        self.gateway = Gateway(config)
+    def __init__(
+        self,
+        config: Config,
+        config_file: str | None = None,
+        watch: bool = True,
+        backend_factory: BackendFactory | None = None,
+    ) -> None:
+        self.gateway = Gateway(config, backend_factory=backend_factory)
         self.config_file = config_file
         self.watch = watch and config_file is not None
         self.endpoint = McpEndpoint(self.gateway)
@@ -221,5 +228,7 @@ async def _plain_error(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(config: Config, config_file: str | None = None, watch: bool = True) -> SlicewireApp:
-    return SlicewireApp(config, config_file, watch)
+def create_app(
+    config: Config, config_file: str | None = None, watch: bool = True, backend_factory: BackendFactory | None = None
+) -> SlicewireApp:
+    return SlicewireApp(config, config_file, watch, backend_factory)

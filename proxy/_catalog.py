@@ -18,14 +18,19 @@ from ._upstream import Backend, BackendError, Headers, create_backend
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Catalog"]
+__all__ = ["BackendFactory", "Catalog"]
 
 _RETRY_S = (0.5, 1, 2, 5, 10, 30)
 
 
+BackendFactory = Callable[[BackendConfig], Backend]
+
+
 class Catalog:
-    def __init__(self, on_change: Callable[[set[str]], None]) -> None:
+    def __init__(self, on_change: Callable[[set[str]], None], backend_factory: BackendFactory = create_backend) -> None:
         self.backends: dict[str, Backend] = {}
+        # How a configured backend becomes a client: the transports, or (slicewire mock) a recording.
+        self._create = backend_factory
         self.tools: dict[str, list[dict[str, Any]] | None] = {}
         self._on_change = on_change
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -55,7 +60,7 @@ class Catalog:
                     task.cancel()
         for path, config in wanted.items():
             if path not in self.backends:
-                backend = create_backend(config)
+                backend = self._create(config)
                 backend.on_notification = self._notification
                 backend.on_connected = self._connected
                 backend.shared_headers = self.shared_headers(config)

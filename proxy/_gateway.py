@@ -17,7 +17,7 @@ from typing import Any
 from proto import pb
 
 from ._access import Policy
-from ._catalog import Catalog
+from ._catalog import BackendFactory, Catalog
 from ._config import PER_USER_MODES, BackendConfig, Config, VirtualServerConfig
 from ._creds import Credentials
 from ._identity import Authenticator
@@ -95,7 +95,9 @@ def _sent_notification(session_id: str, virtual_server: str, message: bytes) -> 
 
 
 class Gateway:
-    def __init__(self, config: Config, store: SessionStore | None = None) -> None:
+    def __init__(
+        self, config: Config, store: SessionStore | None = None, backend_factory: BackendFactory | None = None
+    ) -> None:
         self.config = config
         self.sessions: SessionStore = store or InMemorySessionStore()
         self.live: dict[str, LiveSession] = {}
@@ -104,7 +106,9 @@ class Gateway:
         self.servers: dict[str, VirtualServer] = {}
         # endpoint path ("/virtual/x/mcp") -> virtual server path
         self.endpoints: dict[str, str] = {}
-        self.catalog = Catalog(self._tools_changed)
+        self.catalog = (
+            Catalog(self._tools_changed) if backend_factory is None else Catalog(self._tools_changed, backend_factory)
+        )
         self._sweeper: asyncio.Task[None] | None = None
         # The flight recorder's emitter; None when `recorder.target` is not configured.
         self.emitter: SpanEmitter | None = None

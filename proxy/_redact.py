@@ -25,6 +25,9 @@ __all__ = ["MARKER", "Redactor"]
 
 MARKER = "[REDACTED]"
 
+# JSON Schema keywords that carry values rather than describe them.
+_SCHEMA_VALUES = frozenset(("default", "const", "enum", "examples", "example"))
+
 CREDENTIAL_HEADER = re.compile(r"(auth|token|secret|key|cookie|password|credential|session|mcp-headers)", re.I)
 
 
@@ -114,6 +117,8 @@ class Redactor:
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, dict):
+            if isinstance(value.get("inputSchema"), dict) and isinstance(value.get("name"), str):
+                return self._tool(value)
             return {
                 k: (MARKER if isinstance(k, str) and k.lower() in self.keys else self._walk(v))
                 for k, v in value.items()
@@ -123,6 +128,38 @@ class Redactor:
         if isinstance(value, str):
             return self._string(value)
         return value
+
+    def _tool(self, tool: dict[str, Any]) -> dict[str, Any]:
+        """A tool definition (tools/list): its schemas name arguments, they do not hold them."""
+        return {
+            k: self._schema(v, False) if k in ("inputSchema", "outputSchema") and isinstance(v, dict)
+            else MARKER if isinstance(k, str) and k.lower() in self.keys
+            else self._walk(v)
+            for k, v in tool.items()
+        }  # fmt: skip
+
+    def _schema(self, schema: Any, secret: bool) -> Any:
+        """A JSON Schema. A property named like a secret (`password`) keeps its schema, so a recorded
+        tool list stays a valid tool list; the values a schema may carry (default, const, enum,
+        examples) are replaced under such a property and walked as data everywhere else."""
+        if isinstance(schema, list):
+            return [self._schema(v, secret) for v in schema]
+        if isinstance(schema, str):
+            return self._string(schema)
+        if not isinstance(schema, dict):
+            return schema
+        out: dict[str, Any] = {}
+        for k, v in schema.items():
+            if k == "properties" and isinstance(v, dict):
+                out[k] = {
+                    name: self._schema(sub, secret or (isinstance(name, str) and name.lower() in self.keys))
+                    for name, sub in v.items()
+                }
+            elif k in _SCHEMA_VALUES:
+                out[k] = MARKER if secret else self._walk(v)
+            else:
+                out[k] = self._schema(v, secret)
+        return out
 
     def _apply_path(self, value: Any, path: list[str | int]) -> None:
         if not path:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uvicorn
 
 from ._app import create_app
+from ._catalog import BackendFactory
 from ._config import Config
 
 __all__ = ["run"]
 
 
-def run(config: Config, config_file: str | None, reload: bool = True) -> None:
-    app = create_app(config, config_file, watch=reload)
+def run(
+    config: Config, config_file: str | None, reload: bool = True, backend_factory: BackendFactory | None = None
+) -> None:
+    app = create_app(config, config_file, watch=reload, backend_factory=backend_factory)
     uvicorn.run(
         app,
         host=config.listen.host,

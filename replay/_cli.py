@@ -165,5 +165,76 @@ async def _replay(calls: list[Any], target: Any, options: Any, recorded: dict[st
         await target.close()
 
 
+def mock(
+    session: Annotated[str, typer.Argument(help="The recorded session to serve (see `slicewire traces`).")],
+    source: SourceOption = DEFAULT_RECORDER,
+    listen: Annotated[str, typer.Option(help="host:port to serve on.")] = "127.0.0.1:7330",
+    strict: Annotated[bool, typer.Option("--strict", help="Calls must come in the recorded order.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+) -> None:
+    """Serve a recorded session as an MCP server (both protocol eras): its tool list as recorded, and
+    each tool call answered as recorded. A call not in the recording gets a JSON-RPC error naming
+    the closest recorded call and where it differs."""
+    import logging
+
+    from proxy._serve import run
+    from recorder import RecordingError, connect
+
+    from ._mock import Cassette, CassetteBackend, mock_config
+    from ._select import Selection, SelectionError, recorded_tools, select
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(f"--listen: expected host:port, found {listen!r}")
+    try:
+        with connect(source) as rec:
+            calls = select(rec, Selection(session=session))
+            listed = recorded_tools(rec, calls)
+            server_info = recorded_server_info(rec, calls)
+    except (RecordingError, SelectionError) as exc:
+        raise _fail(str(exc)) from None
+    tools = list(listed.values())
+    for call in calls:  # called but never listed (no tools/list in the recording): name only, any arguments
+        if call.tool not in listed and call.backend:
+            listed[call.tool] = {"name": call.tool, "inputSchema": {"type": "object"}}
+            tools.append(listed[call.tool])
+    virtual_server = calls[0].virtual_server or "/mock"
+    name = str(server_info.get("name") or f"mock of {virtual_server}")
+    cassette = Cassette(calls, tools, strict)
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")  # fmt: skip
+    typer.echo(
+        f"slicewire mock: session {session}: {len(cassette.entries)} recorded calls, {len(tools)} tools, "
+        f"at http://{host}:{port}{virtual_server}/mcp{' (strict order)' if strict else ''}",
+        err=True,
+    )
+    config = mock_config(virtual_server, name, tools, host, int(port))
+    run(config, None, reload=False, backend_factory=lambda c: CassetteBackend(c, cassette, server_info))
+
+
+def recorded_server_info(recording: Any, calls: list[Any]) -> dict[str, Any]:
+    """The serverInfo the client was given (initialize or server/discover answer), if recorded."""
+    import orjson
+
+    servers = sorted({c.virtual_server for c in calls if c.virtual_server})
+    if not servers:
+        return {}
+    quoted = ", ".join("'" + s.replace("'", "''") + "'" for s in servers)
+    rows = recording.rows(
+        "SELECT response_payload FROM spans WHERE kind = 'SERVER' AND method IN ('initialize', 'server/discover') "
+        f"AND virtual_server IN ({quoted}) AND response_payload IS NOT NULL ORDER BY start_ns DESC LIMIT 1"
+    )
+    for row in rows:
+        try:
+            result = orjson.loads(row["response_payload"]).get("result") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        info = result.get("serverInfo") or (result.get("_meta") or {}).get("io.modelcontextprotocol/serverInfo")
+        if isinstance(info, dict):
+            return info
+    return {}
+
+
 def register(app: typer.Typer) -> None:
     app.command()(replay)
+    app.command()(mock)

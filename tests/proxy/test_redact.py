@@ -20,6 +20,30 @@ def test_keys_at_any_depth_case_insensitive() -> None:
     assert value["params"]["arguments"]["Password"] == "hunter2"  # the original is untouched
 
 
+def test_tool_schemas_keep_secret_named_properties_but_not_their_values() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "user": {"type": "string", "default": {"token": "t-1"}},
+            "password": {"type": "string", "description": "your password", "default": "hunter2", "enum": ["a"]},
+            "auth": {"type": "object", "properties": {"api_key": {"type": "string", "examples": ["k-9"]}}},
+        },
+        "required": ["user", "password"],
+    }
+    listing = {"result": {"tools": [{"name": "login", "inputSchema": schema, "token": "x", "title": "Login"}]}}
+    tool = default().value(listing)["result"]["tools"][0]
+    props = tool["inputSchema"]["properties"]
+    assert props["password"] == {"type": "string", "description": "your password", "default": MARKER, "enum": MARKER}
+    assert props["auth"]["properties"]["api_key"] == {"type": "string", "examples": MARKER}
+    assert props["user"] == {"type": "string", "default": {"token": MARKER}}  # values are data: walked
+    assert tool["inputSchema"]["required"] == ["user", "password"]
+    assert tool["token"] == MARKER and tool["title"] == "Login"  # outside the schema, the usual rules
+    # Arguments named like secrets are still replaced: a schema is recognized only inside a tool.
+    assert default().value({"params": {"name": "login", "arguments": {"password": {"type": "x"}}}})["params"][
+        "arguments"
+    ] == {"password": MARKER}
+
+
 def test_paths_and_patterns() -> None:
     r = default()
     out = r.value({"params": {"arguments": {"ssn": "123-45-6789", "note": "use Bearer abc.DEF-123 please"}}})

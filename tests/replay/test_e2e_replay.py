@@ -5,6 +5,7 @@ the real CLI, straight to the backends and through a gateway."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -15,11 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from mcp.shared.exceptions import MCPError
 
 from recorder import connect
 from tests.proxy.clients import fastmcp_client, sdk_session, text_of
 from tests.support.gateway import RunningGateway
-from tests.support.procs import node_server, start_fastmcp, wait_until
+from tests.support.procs import Proc, free_port, node_server, port_open, start_fastmcp, wait_until
 from tests.support.recorder import RunningRecorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -259,3 +261,74 @@ def test_bad_input_gets_one_line_and_exit_2(recorded: Recorded, tmp_path: Path) 
     run = subprocess.run([sys.executable, "-m", "proxy", "replay", "s", "--source", str(missing), "--via", "http://x"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 2 and "no such trace file" in run.stderr
+
+
+# --- slicewire mock ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mock_server(recorded: Recorded, tmp: Path, *args: str) -> Iterator[str]:
+    port = free_port()
+    proc = Proc(
+        [sys.executable, "-m", "proxy", "mock", recorded.session, "--source", str(recorded.db),
+         "--listen", f"127.0.0.1:{port}", *args],
+        tmp / f"mock-{port}.log",
+    )  # fmt: skip
+    try:
+        wait_until(port_open(port), 30, what="slicewire mock")
+        yield f"http://127.0.0.1:{port}/virtual/dbg/mcp"
+    finally:
+        proc.stop()
+
+
+RECORDED_TOOLS = ["user", "lookup", "login", "wipe", "create_entities", "add_observations", "read_graph"]
+
+
+async def test_mock_answers_both_eras_as_recorded_and_explains_off_script_calls(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    with mock_server(recorded, tmp_path) as url:
+        async with fastmcp_client(url) as client:  # 2026-07-28: server/discover, stateless
+            assert sorted(t.name for t in await client.list_tools()) == sorted(RECORDED_TOOLS)
+            assert (await client.call_tool("user", {"user_id": 7})).structured_content["plan"] == "pro"
+            assert text_of(await client.call_tool("login", {"user": "ada", "password": "anything"})) == "welcome ada"
+            with pytest.raises(Exception) as off_script:
+                await client.call_tool("user", {"user_id": 8})
+            message = str(off_script.value)
+            assert "closest recorded call #1 user differs at $.arguments.user_id: 7 recorded, 8 sent" in message
+        async with sdk_session(url) as session:  # 2025-11-25: initialize, Mcp-Session-Id
+            listed = await session.list_tools()
+            assert sorted(t.name for t in listed.tools) == sorted(RECORDED_TOOLS)
+            user = next(t for t in listed.tools if t.name == "user")
+            assert user.annotations is not None and user.annotations.read_only_hint is True
+            # The recorded sequence, in order, gets the recorded answers.
+            assert json.loads(text_of(await session.call_tool("lookup", {"key": "k1"}))) == {"key": "k1", "value": "K1"}
+            entity = {"name": "ada", "entityType": "person", "observations": ["likes tea"]}
+            await session.call_tool("create_entities", {"entities": [entity]})
+            graph = await session.call_tool("read_graph", {})
+            assert "rides" in text_of(graph)  # the state the recording had, without server-memory running
+            with pytest.raises(MCPError) as never_called:
+                await session.call_tool("lookup", {"key": "k2"})
+            assert "closest recorded call #2 lookup differs at $.arguments.key" in str(never_called.value)
+
+
+async def test_strict_mock_wants_the_recorded_order(recorded: Recorded, tmp_path: Path) -> None:
+    with mock_server(recorded, tmp_path, "--strict") as url:
+        async with fastmcp_client(url) as client:
+            with pytest.raises(Exception) as out_of_order:
+                await client.call_tool("lookup", {"key": "k1"})
+            assert "expected next (--strict) #1 user differs at the tool: user recorded, lookup sent" in str(
+                out_of_order.value
+            )
+            assert (await client.call_tool("user", {"user_id": 7})).structured_content["id"] == 7
+            assert json.loads(text_of(await client.call_tool("lookup", {"key": "k1"})))["value"] == "K1"
+
+
+def test_mock_bad_input_gets_one_line(recorded: Recorded) -> None:
+    for args, message in [
+        (["nope-session"], "no recorded tools/call matches session nope-session"),
+        ([recorded.session, "--listen", "nowhere"], "--listen: expected host:port"),
+    ]:
+        run = subprocess.run([sys.executable, "-m", "proxy", "mock", *args, "--source", str(recorded.db)],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
