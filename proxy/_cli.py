@@ -367,6 +367,33 @@ def session(
         render_traces(result["traces"], console(), title=f"Session {session_id}")
 
 
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="The Parquet file to write.")],
+    source: FromOption = DEFAULT_RECORDER,
+    session_id: Annotated[str | None, typer.Option("--session", help="Only this session's spans.")] = None,
+    trace: Annotated[str | None, typer.Option(help="Only this trace's spans.")] = None,
+) -> None:
+    """Write spans (all, one session's, or one trace's) to a Parquet file: a recording to share or
+    keep with a test, readable by `replay`, `mock`, `traces` and notebooks (`--from FILE.parquet`)."""
+    import pyarrow.parquet as pq
+
+    where = []
+    for column, value in (("session_id", session_id), ("trace_id", trace)):
+        if value is not None:
+            where.append(f"{column} = '{value.replace(chr(39), chr(39) * 2)}'")
+    query = "SELECT * FROM spans" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
+    with _open_recording(source) as rec:
+        table = _recording_call(lambda: rec.arrow(query))
+    if table.num_rows == 0:
+        raise _fail(f"no spans match in {source}; nothing written")
+    try:
+        pq.write_table(table, out)
+    except OSError as exc:
+        raise _fail(f"{out}: {exc.strerror or exc}") from None
+    typer.echo(f"{table.num_rows} spans written to {out}", err=True)
+
+
 # --- gateway tokens and users' backend credentials -------------------------------------------------
 
 tokens_app = typer.Typer(help="Gateway tokens: personal and service-account tokens (stored as hashes).")

@@ -1,4 +1,5 @@
-"""Reading a recording: from a live recorder over gRPC, or from its DuckDB file when it is stopped."""
+"""Reading a recording: from a live recorder over gRPC, from its DuckDB file when it is stopped, or from
+a Parquet export of its spans."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import grpc
 import pyarrow as pa
 
 from proto import pb, pb_grpc
+
+from ._schema import VIEWS_V1
 
 __all__ = ["Recording", "RecordingError", "connect"]
 
@@ -30,6 +33,7 @@ class Recording:
 
         rec = recorder.connect("127.0.0.1:4317")          # live recorder
         rec = recorder.connect("traces.duckdb")           # stopped recorder: the file itself
+        rec = recorder.connect("session.parquet")         # an export (slicewire export)
         rec.df("SELECT tool_name, count(*) FROM spans GROUP BY 1")
     """
 
@@ -39,7 +43,9 @@ class Recording:
         self._local = duckdb.connect()
         self._file: duckdb.DuckDBPyConnection | None = None
         self._channel: grpc.Channel | None = None
-        if _is_file(target):
+        if _is_parquet(target):
+            self._file = _parquet(target)
+        elif _is_file(target):
             if not os.path.exists(target):
                 raise RecordingError(f"{target}: no such trace file")
             try:
@@ -107,10 +113,42 @@ class Recording:
         self.close()
 
 
+_SESSIONS_VIEW = """
+CREATE VIEW sessions AS
+SELECT session_id, any_value(virtual_server) AS virtual_server, any_value(subject) AS subject,
+       min(start_ns) AS first_ns, max(end_ns) AS last_ns, count(*) AS spans,
+       count(*) FILTER (WHERE status = 'ERROR') AS errors
+FROM spans WHERE session_id IS NOT NULL GROUP BY session_id
+"""
+
+
+def _is_parquet(target: str) -> bool:
+    return target.endswith(".parquet") or (
+        os.path.isdir(target) and any(p.endswith(".parquet") for p in os.listdir(target))
+    )
+
+
+def _parquet(target: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory database whose `spans` are the Parquet file(s) (`slicewire export`), with the views."""
+    if not os.path.exists(target):
+        raise RecordingError(f"{target}: no such Parquet file")
+    files = os.path.join(target, "*.parquet") if os.path.isdir(target) else target
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{files.replace(chr(39), chr(39) * 2)}')")
+        con.execute(VIEWS_V1)
+        con.execute(_SESSIONS_VIEW)
+    except duckdb.Error as exc:
+        con.close()
+        raise RecordingError(f"{target}: not a span export ({str(exc).splitlines()[0]})") from None
+    return con
+
+
 def _is_file(target: str) -> bool:
     return target.endswith((".duckdb", ".db")) or os.sep in target or os.path.exists(target)
 
 
 def connect(target: str, timeout: float = 10.0) -> Recording:
-    """A live recorder's `host:port`, or the path of a trace file written by a stopped recorder."""
+    """A live recorder's `host:port`, the path of a trace file written by a stopped recorder, or a
+    Parquet export of spans (a `.parquet` file or a directory of them)."""
     return Recording(target, timeout)

@@ -15,7 +15,7 @@ class SchemaError(Exception):
     """The file's schema is newer than this Slicewire understands."""
 
 
-_V1 = """
+_TABLES_V1 = """
 CREATE TABLE spans (
     span_id            VARCHAR PRIMARY KEY,   -- 16 hex digits
     trace_id           VARCHAR NOT NULL,      -- 32 hex digits
@@ -61,6 +61,10 @@ CREATE TABLE sessions (
     errors          BIGINT NOT NULL
 );
 
+"""
+
+# The views, over the `spans` table (or any relation of its shape: a Parquet export).
+VIEWS_V1 = """
 -- A trace's root: no parent, or a parent outside the recording (the caller's span, via traceparent).
 CREATE VIEW roots AS
 SELECT s.* FROM spans s ANTI JOIN spans p ON p.span_id = s.parent_span_id;
@@ -110,6 +114,8 @@ JOIN starts st USING (trace_id)
 LEFT JOIN tree t USING (span_id)
 LEFT JOIN children c USING (span_id);
 """
+
+_V1 = _TABLES_V1 + VIEWS_V1.lstrip("\n")
 
 # Migration N turns a version N-1 file into version N. Append; never edit a released entry.
 _MIGRATIONS: list[str] = [_V1]

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,10 +111,12 @@ def replay(
     except (RecordingError, SelectionError) as exc:
         raise _fail(str(exc)) from None
 
+    # The replay's calls form one session of their own (unique per run), linked call by call to the originals.
+    replay_session = f"replay-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     target: Target
     if via is not None:
         try:
-            target = GatewayTarget(via, _token(token_file), timeout, session=f"replay-{calls[0].trace_id[:12]}")
+            target = GatewayTarget(via, _token(token_file), timeout, session=replay_session)
         except TargetError as exc:
             raise _fail(str(exc)) from None
     else:
@@ -122,7 +125,7 @@ def replay(
             gateway_config = load_config(config)
         except ConfigError as exc:
             raise _fail("; ".join(exc.problems)) from None
-        target = DirectTarget(gateway_config)
+        target = DirectTarget(gateway_config, session=replay_session)
 
     from rich.console import Console
 
@@ -153,6 +156,8 @@ async def _replay(calls: list[Any], target: Any, options: Any, recorded: dict[st
         disable=not sys.stderr.isatty(),
     )  # fmt: skip
     try:
+        if not options.dry_run:
+            await target.start()
         tools = [recorded] if options.dry_run else [await target.tools(calls), recorded]
         with progress:
             task = progress.add_task("replay", total=len(calls), last="")

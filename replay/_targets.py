@@ -19,10 +19,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from proto import pb
 from proxy._config import BackendConfig, Config
 from proxy._creds import Credentials
 from proxy._endpoint import REPLAY_OF_HEADER
 from proxy._mcp import LATEST_LEGACY
+from proxy._recording import Hop, SpanEmitter, Trace
 from proxy._upstream import Backend, BackendError, Exchange, Headers, StreamableHTTPBackend, create_backend
 
 from ._select import RecordedCall
@@ -66,6 +70,9 @@ async def _send(backend: Backend, params: dict[str, Any], headers: Headers | Non
 
 class Target(abc.ABC):
     description: str
+
+    async def start(self) -> None:  # noqa: B027 - optional
+        """Called once before any call is sent (not for --dry-run)."""
 
     @abc.abstractmethod
     def check(self, call: RecordedCall) -> None:
@@ -163,14 +170,23 @@ class GatewayTarget(Target):
 
 
 class DirectTarget(Target):
-    """Calls go to the backend that served them, named as in the gateway config."""
+    """Calls go to the backend that served them, named as in the gateway config. When the config has
+    a recorder, each replayed call is recorded as a trace linked to the original (`replay_of`)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, session: str | None = None) -> None:
         self.config = config
         self.description = "backends directly"
+        self.session = session or ""
         self._configs = {b.path: b for b in config.backends}
         self._creds = Credentials(config, None, None)
         self._backends: dict[str, Backend] = {}
+        self.emitter: SpanEmitter | None = None
+
+    async def start(self) -> None:
+        if self.config.recorder.target is not None:
+            self.emitter = SpanEmitter(self.config.recorder)
+            await self.emitter.start()
+            self._creds.on_secret = self.emitter.redactor.add_secret
 
     def _backend(self, path: str) -> Backend:
         backend = self._backends.get(path)
@@ -214,9 +230,41 @@ class DirectTarget(Target):
 
     async def call(self, call: RecordedCall, arguments: dict[str, Any]) -> Reply:
         assert call.backend is not None
-        return await _send(self._backend(call.backend), {"name": call.backend_tool, "arguments": arguments}, None)
+        params: dict[str, Any] = {"name": call.backend_tool, "arguments": arguments}
+        if self.emitter is None:
+            return await _send(self._backend(call.backend), params, None)
+        trace = self._trace(call, params)
+        hop = Hop(f"tools/call {call.backend_tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND,
+                  "tools/call", time.time_ns())  # fmt: skip
+        hop.backend, hop.tool = call.backend, call.backend_tool or ""
+        hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": params}
+        trace.hops.append(hop)
+        params["_meta"] = {"traceparent": trace.downstream_traceparent(hop)}
+        trace.sliced_ns = time.time_ns()
+        reply = await _send(self._backend(call.backend), params, None)
+        hop.end_ns = time.time_ns()
+        hop.response = {"jsonrpc": "2.0", **reply.message}
+        if "error" in reply.message:
+            hop.error = (int(reply.message["error"].get("code", -32000)), str(reply.message["error"].get("message")))
+        trace.end_ns = time.time_ns()
+        trace.response = orjson.dumps({"jsonrpc": "2.0", "id": call.index, **reply.message})
+        self.emitter.emit(trace)
+        return reply
+
+    def _trace(self, call: RecordedCall, params: dict[str, Any]) -> Trace:
+        trace = Trace(time.time_ns(), [])
+        trace.method, trace.request_id, trace.tool = "tools/call", call.index, call.tool
+        trace.request = {"jsonrpc": "2.0", "id": call.index, "method": "tools/call",
+                         "params": {"name": call.tool, "arguments": params["arguments"]}}  # fmt: skip
+        trace.backend, trace.backend_tool = call.backend or "", call.backend_tool or ""
+        trace.virtual_server, trace.session_id = call.virtual_server or "", self.session
+        trace.era, trace.replay_of = call.era or "", bytes.fromhex(call.trace_id)
+        trace.subject = "slicewire-replay"
+        return trace
 
     async def close(self) -> None:
         for backend in self._backends.values():
             await backend.close()
         await self._creds.close()
+        if self.emitter is not None:
+            await self.emitter.close()

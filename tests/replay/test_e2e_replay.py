@@ -332,3 +332,45 @@ def test_mock_bad_input_gets_one_line(recorded: Recorded) -> None:
         run = subprocess.run([sys.executable, "-m", "proxy", "mock", *args, "--source", str(recorded.db)],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+async def test_direct_replay_is_recorded_when_the_config_has_a_recorder(recorded: Recorded, tmp_path: Path) -> None:
+    rec = RunningRecorder(tmp_path / "direct-replays.duckdb", tmp_path)
+    try:
+        config = slice_config(recorded.delta_url, tmp_path / "fresh.jsonl", rec.target)
+        config["recorder"]["spool_dir"] = str(tmp_path / "spool")
+        path = tmp_path / "direct-recorded.yaml"
+        path.write_text(yaml.safe_dump(config))
+        code, report, err = replay_cli(recorded, "--config", str(path), "--tool", "lookup")
+        assert code == 0, (err, report)
+        original = report["calls"][0]["trace_id"]
+
+        def stored() -> list[dict[str, Any]]:
+            with connect(rec.target) as r:
+                return r.rows("SELECT trace_id, replay_of, kind, backend, request_payload FROM spans "
+                              "WHERE kind IN ('SERVER', 'CLIENT') ORDER BY kind DESC")  # fmt: skip
+
+        wait_until(lambda: len(stored()) == 2, 20, what="the replay's spans in the recorder")
+        root, hop = stored()
+        assert root["kind"] == "SERVER" and hop["kind"] == "CLIENT" and hop["backend"] == "/delta"
+        assert root["replay_of"] == original and root["trace_id"] != original
+        assert json.loads(root["request_payload"])["params"] == {"name": "lookup", "arguments": {"key": "k1"}}
+    finally:
+        rec.stop()
+
+
+def test_a_parquet_export_replays_like_the_trace_file(recorded: Recorded, tmp_path: Path) -> None:
+    out = tmp_path / "session.parquet"
+    run = subprocess.run(
+        [sys.executable, "-m", "proxy", "export", str(out), "--from", str(recorded.db), "--session", recorded.session],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0 and "spans written" in run.stderr, run.stderr
+    parquet = Recorded(out, recorded.session, recorded.delta_url, recorded.workdir)
+    code, report, err = replay_cli(
+        parquet, "--config", str(direct_config(recorded, tmp_path, recorded.delta_url)), "--tool", "lookup"
+    )
+    assert code == 0 and report["calls"][0]["outcome"] == "same", (err, report)
+    with connect(str(out)) as r:  # the views work over the export too
+        assert r.rows("SELECT count(*) AS n FROM traces WHERE name = 'tools/call lookup'")[0]["n"] == 1
+        assert r.rows("SELECT count(*) AS n FROM sessions")[0]["n"] == 1
