@@ -60,7 +60,8 @@ def _wildcards(recorded: Any, sent: Any) -> bool:
 
 
 def _changes(recorded: Any, sent: Any) -> list[Change]:
-    return [c for c in diff(recorded, sent, _EXACT) if not (isinstance(c.old, str) and MARKER in c.old)]
+    """Where `sent` differs from `recorded`, leaving out values a recorded marker stands for."""
+    return [c for c in diff(recorded, sent, _EXACT) if not (isinstance(c.old, str) and _wildcards(c.old, c.new))]
 
 
 def _jsonable(value: Any) -> Any:

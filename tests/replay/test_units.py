@@ -1,0 +1,159 @@
+"""Replay's pure parts: the diff and its rules, argument rebuilding, outcomes, safety, cassette matching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replay import RecordedCall, Rules, RulesError, compare, diff
+from replay._diff import parse_path, render_path
+from replay._mock import NOT_RECORDED, Cassette
+from replay._rebuild import Secrets, UsageError, parse_override, parse_secret, rebuild
+from replay._run import unsafe
+
+
+def call(tool: str = "get", arguments: dict[str, Any] | None = None, index: int = 1, **kw: Any) -> RecordedCall:
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments or {}},
+    }
+    return RecordedCall(index=index, trace_id=f"{index:032x}", span_id=f"{index:016x}", session_id="s",
+                        virtual_server="/v", tool=tool, backend="/b", backend_tool=tool, start_ns=index,
+                        duration_ns=1, request=request, response=kw.pop("response", {"result": {"ok": index}}),
+                        truncated=kw.pop("truncated", False), era="legacy", **kw)  # fmt: skip
+
+
+def test_paths_parse_and_render_round_trip() -> None:
+    for text in ["$.a.b", "$.a[0].b", '$["dotted.key"].x', "$.content[0].text(json).name"]:
+        assert render_path(parse_path(text)) == text
+    with pytest.raises(RulesError, match="starts with"):
+        parse_path("a.b")
+    with pytest.raises(RulesError, match="cannot read"):
+        parse_path("$.a[")
+
+
+def test_diff_reports_paths_and_absent_values() -> None:
+    old = {"a": 1, "b": {"c": [1, 2]}, "gone": True}
+    new = {"a": 2, "b": {"c": [1]}, "added": None}
+    changes = {c.path: (c.old, c.new) for c in diff(old, new)}
+    assert set(changes) == {"$.a", "$.b.c[1]", "$.gone", "$.added"}
+    assert changes["$.a"] == (1, 2)
+    assert repr(changes["$.b.c[1]"][1]) == "(absent)" and repr(changes["$.added"][0]) == "(absent)"
+    assert diff(1, 1.0)  # a type change is a change
+    assert not diff({"x": [1, {"y": "z"}]}, {"x": [1, {"y": "z"}]})
+
+
+def test_default_rules_ignore_meta_and_volatile_values_only_in_kind() -> None:
+    old = {"_meta": {"x": 1}, "at": "2026-11-21T10:00:00Z", "id": "0a1b2c3d-0000-4000-8000-000000000000", "n": "a"}
+    new = {"_meta": {"x": 2}, "at": "2026-11-22T11:30:00.123+01:00", "id": "ffffffff-0000-4000-8000-000000000000",
+           "n": "b"}  # fmt: skip
+    assert [c.path for c in diff(old, new)] == ["$.n"]
+    assert [c.path for c in diff({"at": "2026-11-21T10:00:00Z"}, {"at": "not a time"})] == ["$.at"]
+    strict = Rules(ignore_meta=False, volatile=False)
+    assert {c.path for c in diff(old, new, strict)} == {"$._meta.x", "$.at", "$.id", "$.n"}
+
+
+def test_user_rules_wildcards_and_rules_file(tmp_path: Path) -> None:
+    old = {"items": [{"id": 1, "ts": 5}, {"id": 2, "ts": 6}], "deep": {"x": {"etag": "a"}}, "keep": 1}
+    new = {"items": [{"id": 1, "ts": 7}, {"id": 2, "ts": 8}], "deep": {"x": {"etag": "b"}}, "keep": 2}
+    rules = Rules.default().with_ignored(["$.items[*].ts", "$..etag"])
+    assert [c.path for c in diff(old, new, rules)] == ["$.keep"]
+    file = tmp_path / "rules.yaml"
+    file.write_text("ignore: ['$.keep', '$..etag', '$.items[*].ts']\n")
+    assert diff(old, new, Rules.load(file)) == []
+    file.write_text("ignor: []\n")
+    with pytest.raises(RulesError, match="expected keys"):
+        Rules.load(file)
+
+
+def test_json_inside_text_content_is_compared_as_json() -> None:
+    old = {"content": [{"type": "text", "text": '{"name": "ada", "n": 1}'}]}
+    new = {"content": [{"type": "text", "text": '{"n": 1, "name": "bob"}'}]}
+    assert [(c.path, c.old, c.new) for c in diff(old, new)] == [("$.content[0].text(json).name", "ada", "bob")]
+    assert diff({"t": '{"a": 1}'}, {"t": '{"a":1}'}) == []  # the same JSON, spelled differently
+    assert [c.path for c in diff({"t": "plain"}, {"t": "other"})] == ["$.t"]
+
+
+def test_outcomes() -> None:
+    rules = Rules.default()
+    ok, fail = {"result": {"v": 1}}, {"result": {"isError": True, "content": []}}
+    assert compare(ok, {"result": {"v": 1, "resultType": "complete"}}, rules) == ("same", [])
+    assert compare(ok, {"result": {"v": 2}}, rules)[0] == "changed"
+    assert compare(ok, fail, rules)[0] == "error now"
+    assert compare(ok, {"error": {"code": -32602, "message": "bad"}}, rules)[0] == "error now"
+    assert compare(fail, ok, rules)[0] == "error fixed"
+    assert compare(fail, fail, rules) == ("same", [])
+
+
+def test_overrides_and_secrets() -> None:
+    recorded = call("login", {"user": "ada", "password": "[REDACTED]", "auth": "Bearer [REDACTED]", "n": [1, 2]})
+    secrets = Secrets({"password": "pw"}, environ={"SLICEWIRE_SECRET_AUTH": "tok"})
+    args, missing, unapplied = rebuild(recorded, [parse_override("1:$.n[1]=5"), parse_override('user="bo"')], secrets)
+    assert args == {"user": "bo", "password": "pw", "auth": "Bearer tok", "n": [1, 5]} and not missing
+    assert recorded.arguments is not None and recorded.arguments["password"] == "[REDACTED]"  # untouched
+    args, missing, _ = rebuild(recorded, [], Secrets({}, environ={}))
+    assert [m.split(" ")[0] for m in missing] == ["$.password", "$.auth"]
+    _, _, unapplied = rebuild(recorded, [parse_override("login:$.n[9]=1")], secrets)
+    assert unapplied == ["$.n[9]"]
+    # Without a call, only calls that have the path are changed.
+    args, _, unapplied = rebuild(call("other", {"x": 1}), [parse_override("$.user=1")], secrets)
+    assert args == {"x": 1} and not unapplied
+    assert rebuild(call("t", {"a": 1}, truncated=True), [], secrets)[0] is None
+    for bad in ["nonsense", "$.a[*]=1", "$.a..b=1"]:
+        with pytest.raises(UsageError):
+            parse_override(bad)
+    assert parse_secret("$.api_key=x=y") == ("api_key", "x=y")
+    with pytest.raises(UsageError):
+        parse_secret("novalue")
+
+
+def test_safety_hints() -> None:
+    c = call("wipe")
+    destructive = {"wipe": {"name": "wipe", "annotations": {"destructiveHint": True}}}
+    read_only = {"wipe": {"name": "wipe", "annotations": {"readOnlyHint": True}}}
+    plain = {"wipe": {"name": "wipe"}}
+    assert "destructiveHint" in (unsafe(c, [destructive], False) or "")
+    assert "destructiveHint" in (unsafe(c, [read_only, destructive], False) or "")  # either list says so
+    assert unsafe(c, [plain], False) is None
+    assert "readOnlyHint" in (unsafe(c, [plain], True) or "")
+    assert unsafe(c, [read_only], True) is None
+    assert "in no tool list" in (unsafe(c, [], True) or "")
+
+
+def test_cassette_matching() -> None:
+    calls = [
+        call("get", {"id": 1}, 1, response={"result": {"v": "first"}}),
+        call("get", {"id": 1}, 2, response={"result": {"v": "second"}}),
+        call("login", {"password": "[REDACTED]", "note": "Bearer [REDACTED] end"}, 3),
+        call("get", {"id": 2}, 4, response={"error": {"code": -32000, "message": "boom"}}),
+    ]
+    tools = [{"name": "get"}, {"name": "login"}]
+    cassette = Cassette(calls, tools)
+    assert cassette.answer("get", {"id": 1}) == {"result": {"v": "first"}}
+    assert cassette.answer("get", {"id": 1}) == {"result": {"v": "second"}}
+    assert cassette.answer("get", {"id": 1}) == {"result": {"v": "second"}}  # used up: the last again
+    assert cassette.answer("get", {"id": 2}) == {"error": {"code": -32000, "message": "boom"}}
+    assert "result" in cassette.answer("login", {"password": "any", "note": "Bearer xyz end"})
+    off = cassette.answer("login", {"password": "any", "note": "Basic xyz end"})["error"]
+    assert off["code"] == NOT_RECORDED and "$.arguments.note" in off["message"]
+    never = cassette.answer("nope", {})["error"]
+    assert "nope was never called" in never["message"] and "get, login" in never["message"]
+    closest = cassette.answer("get", {"id": 3})["error"]
+    assert closest["data"]["closest_recorded_call"]["index"] == 1  # ties: the earliest
+    assert closest["data"]["differences"] == [{"path": "$.arguments.id", "recorded": 1, "sent": 3}]
+    assert "differs at $.arguments.id: 1 recorded, 3 sent" in closest["message"]
+
+    strict = Cassette(calls, tools, strict=True)
+    assert "expected next (--strict) #1 get" in strict.answer("login", {})["error"]["message"]
+    answers = [strict.answer(c.tool, dict(c.arguments or {})) for c in calls]
+    assert answers == [cassette_answer(c) for c in calls]
+    assert "all were made" in strict.answer("get", {"id": 1})["error"]["message"]
+
+
+def cassette_answer(c: RecordedCall) -> dict[str, Any]:
+    assert c.response is not None
+    return c.response
