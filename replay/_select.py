@@ -38,7 +38,7 @@ class Selection:
 class RecordedCall:
     """One recorded `tools/call`: what the client sent and got, and what the backend sent and got."""
 
-    index: int  # position in the selection, 1-based; what --set and the report refer to
+    index: int  # position in the session (or trace), 1-based; what --from/--to, --set and the report use
     trace_id: str
     span_id: str
     session_id: str | None
@@ -65,6 +65,12 @@ class RecordedCall:
             return None
         arguments = params.get("arguments", {})
         return arguments if isinstance(arguments, dict) else None
+
+    @property
+    def failed(self) -> bool:
+        """It failed when recorded: a JSON-RPC error, or a tool result with isError."""
+        result = (self.response or {}).get("result")
+        return self.recorded_error is not None or (isinstance(result, dict) and result.get("isError") is True)
 
     @property
     def label(self) -> str:
@@ -113,10 +119,6 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
         if not _HEX.match(trace):
             raise SelectionError(f"--trace: expected a trace id (hex), found {selection.trace!r}")
         where.append(f"starts_with(r.trace_id, {_lit(trace)})")
-    if selection.tool:
-        where.append(f"r.tool_name = {_lit(selection.tool)}")
-    if selection.errors_only:
-        where.append("r.status = 'ERROR'")
     if not selection.include_replays:
         where.append("r.replay_of IS NULL")
     if not (selection.session or selection.trace):
@@ -124,12 +126,15 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
     rows = recording.rows(_CALLS.format(where="".join(f" AND {w}" for w in where)))
     if selection.trace and len({row["trace_id"] for row in rows}) > 1:
         raise SelectionError(f"--trace {selection.trace} matches several traces: give more of its id")
-    calls = [_call(i + 1, row) for i, row in enumerate(rows)]
-    calls = _range(calls, selection)
+    # Positions count every call of the session (or trace), whatever is filtered out: #3 is always
+    # the session's third call, in the report, in --from/--to and in --set.
+    calls = _range([_call(i + 1, row) for i, row in enumerate(rows)], selection)
+    if selection.tool:
+        calls = [c for c in calls if c.tool == selection.tool]
+    if selection.errors_only:
+        calls = [c for c in calls if c.failed]
     if not calls:
         raise SelectionError(f"no recorded tools/call matches {_describe(selection)}")
-    for i, call in enumerate(calls):
-        call.index = i + 1
     return calls
 
 
@@ -163,7 +168,7 @@ def _position(calls: list[RecordedCall], ref: str, flag: str) -> int:
     if ref.isdigit():
         n = int(ref)
         if not 1 <= n <= len(calls):
-            raise SelectionError(f"{flag} {ref}: the selection has {len(calls)} calls (1 to {len(calls)})")
+            raise SelectionError(f"{flag} {ref}: the recording has {len(calls)} calls here (1 to {len(calls)})")
         return n - 1
     ref = ref.lower()
     found = [i for i, c in enumerate(calls) if c.trace_id.startswith(ref) or c.span_id.startswith(ref)]

@@ -251,7 +251,7 @@ def test_bad_input_gets_one_line_and_exit_2(recorded: Recorded, tmp_path: Path) 
         (["--via", "http://127.0.0.1:1", "--set", "nonsense"], "expected [CALL:]PATH=VALUE"),
         (["--via", "http://127.0.0.1:1", "--ignore", "no-dollar"], "starts with '$'"),
         (["--via", "http://127.0.0.1:1", "--tool", "nope"], "no recorded tools/call matches"),
-        (["--via", "http://127.0.0.1:1", "--from", "99"], "the selection has 7 calls"),
+        (["--via", "http://127.0.0.1:1", "--from", "99"], "the recording has 7 calls here"),
     ]
     for args, message in cases:
         code, _, err = replay_cli(recorded, *args)
