@@ -137,6 +137,8 @@ def replay(
         results = asyncio.run(_replay(calls, target, options, recorded))
     except TargetError as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no report", 130) from None
     if as_json:
         sys.stdout.buffer.write(to_json(results, target.description) + b"\n")
     else:
