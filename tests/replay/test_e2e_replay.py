@@ -167,6 +167,13 @@ async def test_changed_backend_is_reported_at_the_call_and_path(
     paths = {c["path"]: (c["old"], c["new"]) for c in user["changes"]}
     assert paths["$.structuredContent.plan"] == ("pro", "free")
     assert paths["$.content[0].text(json).plan"] == ("pro", "free")
+    assert paths["$.structuredContent.name"] == ("ada", None) and paths["$.structuredContent.display_name"] == (
+        None,
+        "ada",
+    )
+    renamed = {c["path"]: (c["old_absent"], c["new_absent"]) for c in user["changes"]}
+    assert renamed["$.structuredContent.name"] == (False, True)  # gone now
+    assert renamed["$.structuredContent.display_name"] == (True, False)  # new now
     assert not any("seen_at" in p or "request" in p for p in paths)  # volatile: timestamps, UUIDs
     assert calls["lookup"]["outcome"] == "error now" and "no such key" in json.dumps(calls["lookup"]["changes"])
     for unchanged in ("login", "create_entities", "add_observations", "read_graph", "wipe"):

@@ -196,7 +196,8 @@ class RequireAuth:
 
 def delta() -> FastMCP:
     """The replay tests' backend. DELTA_VARIANT=changed in its environment changes its behaviour:
-    `get_user` answers another plan, `lookup` raises; volatile fields (time, UUID) change every call."""
+    `get_user` answers another plan and renames `name` to `display_name`, `lookup` raises; volatile
+    fields (time, UUID) change every call."""
     import datetime
     import json
     import uuid
@@ -208,8 +209,11 @@ def delta() -> FastMCP:
     def get_user(user_id: int) -> dict:
         """A user record, with when it was read and a request UUID."""
         CALLS.append("get_user")
-        return {"id": user_id, "name": "ada", "plan": "free" if changed else "pro",
+        user = {"id": user_id, "name": "ada", "plan": "free" if changed else "pro",
                 "seen_at": datetime.datetime.now(datetime.UTC).isoformat(), "request": str(uuid.uuid4())}  # fmt: skip
+        if changed:  # a schema change too: `name` renamed
+            user["display_name"] = user.pop("name")
+        return user
 
     @mcp.tool(annotations={"readOnlyHint": True})
     def lookup(key: str) -> str:
