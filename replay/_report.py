@@ -92,4 +92,4 @@ def render(results: list[Result], target: str, console: Console, max_changes: in
     console.print(table)
     s = summary(results)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in s["outcomes"].items())
-    console.print(f"{s['calls']} calls: {counts}")
+    console.print(f"{s['calls']} call{'' if s['calls'] == 1 else 's'}: {counts}")
