@@ -381,3 +381,25 @@ def test_a_parquet_export_replays_like_the_trace_file(recorded: Recorded, tmp_pa
     with connect(str(out)) as r:  # the views work over the export too
         assert r.rows("SELECT count(*) AS n FROM traces WHERE name = 'tools/call lookup'")[0]["n"] == 1
         assert r.rows("SELECT count(*) AS n FROM sessions")[0]["n"] == 1
+
+
+def test_trace_safe_pace_and_rules_file(recorded: Recorded, changed_delta: str, tmp_path: Path) -> None:
+    config = str(direct_config(recorded, tmp_path, changed_delta))
+    with connect(str(recorded.db)) as r:
+        trace = r.rows("SELECT trace_id FROM spans WHERE kind = 'SERVER' AND tool_name = 'user'")[0]["trace_id"]
+    # One trace, by a prefix of its id; a rules file that excuses the changed fields.
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("ignore: ['$..plan', '$..name', '$..display_name']\n")
+    code, report, err = replay_cli(recorded, "--config", config, "--trace", trace[:10], "--rules", str(rules))
+    assert code == 0 and [c["tool"] for c in report["calls"]] == ["user"], (err, report)
+    code, report, err = replay_cli(recorded, "--config", config, "--trace", trace[:10])
+    assert code == 1 and report["calls"][0]["outcome"] == "changed", err
+    # --safe: only tools annotated readOnlyHint run (user, lookup); the rest are skipped, not sent.
+    code, report, err = replay_cli(recorded, "--config", config, "--safe", "--to", "4", "--ignore", "$..plan",
+                                   "--ignore", "$..name", "--ignore", "$..display_name", "--pace", "x1000",
+                                   "--secret", f"password={PASSWORD}")  # fmt: skip
+    outcomes = {c["tool"]: c["outcome"] for c in report["calls"]}
+    assert outcomes == {"user": "same", "lookup": "error now", "login": "skipped", "create_entities": "skipped"}, err
+    assert code == 1
+    code, _, err = replay_cli(recorded, "--config", config, "--pace", "sometimes")
+    assert code == 2 and "expected fast, recorded or xN" in err
