@@ -24,7 +24,7 @@ from proxy._redact import MARKER
 from ._diff import PathStep, RulesError, parse_path, render_path
 from ._select import RecordedCall
 
-__all__ = ["Override", "Secrets", "UsageError", "parse_override", "parse_secret", "rebuild"]
+__all__ = ["Override", "Rebuilt", "Secrets", "UsageError", "parse_override", "parse_secret", "rebuild"]
 
 
 class UsageError(ValueError):
@@ -154,14 +154,19 @@ def _fill(value: Any, path: list[PathStep], secrets: Secrets, missing: list[str]
     return value
 
 
-def rebuild(
-    call: RecordedCall, overrides: list[Override], secrets: Secrets
-) -> tuple[dict[str, Any] | None, list[str], list[str]]:
-    """(arguments to send, redacted paths still missing a value, overrides that did not apply).
-    Arguments are None when the recorded request cannot be read (cut at the payload cap)."""
+@dataclass
+class Rebuilt:
+    arguments: dict[str, Any] | None  # None: the recorded request cannot be read (cut at the payload cap)
+    answers: list[tuple[str, dict[str, Any]]]  # the agent's answers to the backend's questions, filled
+    missing: list[str]  # redacted places still without a value
+    unapplied: list[str]  # overrides that did not apply
+
+
+def rebuild(call: RecordedCall, overrides: list[Override], secrets: Secrets) -> Rebuilt:
+    """The call's arguments and recorded answers, overrides applied and redacted values put back."""
     arguments = call.arguments
     if arguments is None or call.truncated:
-        return None, [], []
+        return Rebuilt(None, [], [], [])
     arguments = copy.deepcopy(arguments)
     unapplied = []
     for override in overrides:
@@ -173,4 +178,9 @@ def rebuild(
             unapplied.append(render_path(override.path))
     missing: list[str] = []
     arguments = _fill(arguments, [], secrets, missing)
-    return arguments, missing, unapplied
+    answers = []
+    for method, answer in call.answers:
+        lacking: list[str] = []
+        answers.append((method, _fill(answer, [], secrets, lacking)))
+        missing.extend(f"the agent's answer to {method}: {m}" for m in lacking)
+    return Rebuilt(arguments, answers, missing, unapplied)

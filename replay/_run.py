@@ -153,8 +153,9 @@ async def replay(
             result.outcome, result.reason = "not run", "an earlier call differed (--stop-on-diff)"
             on_result(result)
             continue
-        arguments, missing, unapplied = rebuild(call, options.overrides, options.secrets)
-        why = _not_replayable(call, target, arguments, missing, unapplied, recorded)
+        rebuilt = rebuild(call, options.overrides, options.secrets)
+        arguments = rebuilt.arguments
+        why = _not_replayable(call, target, arguments, rebuilt.missing, rebuilt.unapplied, recorded)
         if why:
             result.outcome, result.reason = "not replayable", why
         elif (danger := unsafe(call, tools, options.safe)) and not options.allow_destructive:
@@ -170,7 +171,7 @@ async def replay(
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            reply = await target.call(call, arguments)
+            reply = await target.call(call, arguments, rebuilt.answers)
             result.now_ns = reply.duration_ns
             result.outcome, result.changes = compare(recorded, reply.message, options.rules)
             if result.different and "error" in reply.message:

@@ -52,11 +52,14 @@ class RecordedCall:
     response: dict[str, Any] | None  # the JSON-RPC answer the client got
     truncated: bool  # a payload was cut at the recorder's cap: the request cannot be rebuilt
     era: str | None
-    hop_request: dict[str, Any] | None = None  # the request as sent to the backend
-    hop_response: dict[str, Any] | None = None  # the backend's answer
+    hop_request: dict[str, Any] | None = None  # the request as first sent to the backend
+    hop_response: dict[str, Any] | None = None  # the backend's final answer
     hop_duration_ns: int | None = None
     hop_truncated: bool = False
     recorded_error: tuple[int, str] | None = field(default=None, repr=False)
+    # What the agent answered when the backend asked it something during the call (elicitation,
+    # sampling, roots), in order: (method, {"result": …} or {"error": …}).
+    answers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def arguments(self) -> dict[str, Any] | None:
@@ -101,8 +104,14 @@ SELECT r.trace_id, r.span_id, r.session_id, r.virtual_server, r.tool_name, r.bac
        h.payload_truncated AS hop_truncated
 FROM spans r
 LEFT JOIN (
-    SELECT * FROM spans WHERE kind = 'CLIENT' AND method = 'tools/call'
-    QUALIFY row_number() OVER (PARTITION BY trace_id, parent_span_id ORDER BY start_ns) = 1
+    -- The upstream call: the first request sent, the last answer (after any InputRequiredResult
+    -- round trips), the time from the one to the other.
+    SELECT trace_id, parent_span_id,
+           arg_min(request_payload, start_ns) AS request_payload,
+           arg_max(response_payload, start_ns) AS response_payload,
+           max(end_ns) - min(start_ns) AS duration_ns, bool_or(payload_truncated) AS payload_truncated
+    FROM spans WHERE kind = 'CLIENT' AND method = 'tools/call'
+    GROUP BY trace_id, parent_span_id
 ) h ON h.trace_id = r.trace_id AND h.parent_span_id = r.span_id
 WHERE r.kind = 'SERVER' AND r.method = 'tools/call' AND r.direction = 'client->gateway' {where}
 ORDER BY r.start_ns, r.span_id
@@ -129,6 +138,7 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
     # Positions count every call of the session (or trace), whatever is filtered out: #3 is always
     # the session's third call, in the report, in --from/--to and in --set.
     calls = _range([_call(i + 1, row) for i, row in enumerate(rows)], selection)
+    _attach_answers(recording, calls, where)
     if selection.tool:
         calls = [c for c in calls if c.tool == selection.tool]
     if selection.errors_only:
@@ -136,6 +146,25 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
     if not calls:
         raise SelectionError(f"no recorded tools/call matches {_describe(selection)}")
     return calls
+
+
+def _attach_answers(recording: Any, calls: list[RecordedCall], where: list[str]) -> None:
+    """The agent's recorded answers to the backend's questions, per call (relayed request hops)."""
+    by_trace = {c.trace_id: c for c in calls}
+    if not by_trace:
+        return
+    rows = recording.rows(
+        "SELECT r.trace_id, h.method, h.response_payload FROM spans h "
+        "JOIN spans r ON r.trace_id = h.trace_id AND r.kind = 'SERVER' AND r.method = 'tools/call' "
+        "WHERE h.direction = 'gateway->client' AND h.kind = 'INTERNAL' AND h.response_payload IS NOT NULL"
+        + "".join(f" AND {w}" for w in where)
+        + " ORDER BY h.start_ns"
+    )
+    for row in rows:
+        call = by_trace.get(row["trace_id"])
+        answer = _json(row["response_payload"])
+        if call is not None and answer is not None and row["method"]:
+            call.answers.append((row["method"], answer))
 
 
 def _call(index: int, row: dict[str, Any]) -> RecordedCall:

@@ -44,8 +44,23 @@ class Reply:
     duration_ns: int
 
 
-async def _exchange(exchange: Exchange) -> dict[str, Any]:
-    """The final answer of an exchange; server-to-client requests are refused (no agent is here)."""
+class _Answers:
+    """The agent's recorded answers, handed out by method in recorded order."""
+
+    def __init__(self, answers: list[tuple[str, dict[str, Any]]]) -> None:
+        self.pending = list(answers)
+
+    def take(self, method: str) -> dict[str, Any] | None:
+        for i, (recorded_method, answer) in enumerate(self.pending):
+            if recorded_method == method:
+                del self.pending[i]
+                return answer
+        return None
+
+
+async def _exchange(exchange: Exchange, answers: _Answers) -> dict[str, Any]:
+    """The final answer of an exchange. The backend's questions to the agent (elicitation, sampling,
+    roots) get the agent's recorded answers; one the recording has no answer for is refused."""
     while True:
         msg = await exchange.next()
         if msg.kind == "result":
@@ -53,19 +68,52 @@ async def _exchange(exchange: Exchange) -> dict[str, Any]:
         if msg.kind == "error":
             return {"error": msg.error}
         if msg.kind == "request" and msg.id is not None:
-            await exchange.answer(
-                msg.id, {"error": {"code": -32601, "message": f"replay cannot answer {msg.method}: no agent attached"}}
-            )
+            answer = answers.take(msg.method or "")
+            if answer is None:
+                answer = {"error": {"code": -32601, "message": f"replay: the recording has no answer to {msg.method}"}}
+            await exchange.answer(msg.id, answer)
 
 
-async def _send(backend: Backend, params: dict[str, Any], headers: Headers | None) -> Reply:
+_MAX_INPUT_ROUNDS = 10
+
+
+async def _send(
+    backend: Backend, params: dict[str, Any], headers: Headers | None, answers: list[tuple[str, dict[str, Any]]]
+) -> Reply:
+    """Send one tools/call; a 2026-07-28 InputRequiredResult is answered from the recording and the
+    call retried, as the agent did."""
     start = time.perf_counter_ns()
+    pending = _Answers(answers)
     try:
-        exchange = await backend.open("tools/call", params, headers)
-        message = await _exchange(exchange)
+        for _ in range(_MAX_INPUT_ROUNDS):
+            exchange = await backend.open("tools/call", params, headers)
+            message = await _exchange(exchange, pending)
+            result = message.get("result")
+            if not (isinstance(result, dict) and result.get("resultType") == "input_required"):
+                break
+            responses = _input_responses(result.get("inputRequests"), pending)
+            if responses is None:
+                break  # the recording cannot answer: the InputRequiredResult is the outcome
+            params = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
+            params["inputResponses"] = responses
+            if "requestState" in result:
+                params["requestState"] = result["requestState"]
     except BackendError as exc:
         message = {"error": {"code": -32000, "message": str(exc)}}
     return Reply(message, time.perf_counter_ns() - start)
+
+
+def _input_responses(requests: Any, pending: _Answers) -> dict[str, Any] | None:
+    if not isinstance(requests, dict) or not requests:
+        return None
+    responses = {}
+    for key, request in requests.items():
+        method = request.get("method") if isinstance(request, dict) else None
+        answer = pending.take(method) if isinstance(method, str) else None
+        if answer is None or "result" not in answer:
+            return None
+        responses[key] = answer["result"]
+    return responses
 
 
 class Target(abc.ABC):
@@ -91,7 +139,10 @@ class Target(abc.ABC):
         """Today's tool definitions, by exposed name, for the tools of `calls`."""
 
     @abc.abstractmethod
-    async def call(self, call: RecordedCall, arguments: dict[str, Any]) -> Reply: ...
+    async def call(
+        self, call: RecordedCall, arguments: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]
+    ) -> Reply:
+        """Send the call; `answers` are the agent's recorded answers to the backend's questions."""
 
     async def close(self) -> None:  # noqa: B027 - optional
         pass
@@ -160,9 +211,11 @@ class GatewayTarget(Target):
             found.update({t["name"]: t for t in listed})
         return found
 
-    async def call(self, call: RecordedCall, arguments: dict[str, Any]) -> Reply:
+    async def call(
+        self, call: RecordedCall, arguments: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]
+    ) -> Reply:
         headers: Headers = [(REPLAY_OF_HEADER, call.trace_id)]
-        return await _send(self._backend(call), {"name": call.tool, "arguments": arguments}, headers)
+        return await _send(self._backend(call), {"name": call.tool, "arguments": arguments}, headers, answers)
 
     async def close(self) -> None:
         for backend in self._backends.values():
@@ -228,11 +281,13 @@ class DirectTarget(Target):
                     found[call.tool] = listed[call.backend_tool]
         return found
 
-    async def call(self, call: RecordedCall, arguments: dict[str, Any]) -> Reply:
+    async def call(
+        self, call: RecordedCall, arguments: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]
+    ) -> Reply:
         assert call.backend is not None
         params: dict[str, Any] = {"name": call.backend_tool, "arguments": arguments}
         if self.emitter is None:
-            return await _send(self._backend(call.backend), params, None)
+            return await _send(self._backend(call.backend), params, None, answers)
         trace = self._trace(call, params)
         hop = Hop(f"tools/call {call.backend_tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND,
                   "tools/call", time.time_ns())  # fmt: skip
@@ -241,7 +296,7 @@ class DirectTarget(Target):
         trace.hops.append(hop)
         params["_meta"] = {"traceparent": trace.downstream_traceparent(hop)}
         trace.sliced_ns = time.time_ns()
-        reply = await _send(self._backend(call.backend), params, None)
+        reply = await _send(self._backend(call.backend), params, None, answers)
         hop.end_ns = time.time_ns()
         hop.response = {"jsonrpc": "2.0", **reply.message}
         if "error" in reply.message:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mcp_types as mt
 import pytest
 import yaml
 from mcp.shared.exceptions import MCPError
@@ -403,3 +404,37 @@ def test_trace_safe_pace_and_rules_file(recorded: Recorded, changed_delta: str, 
     assert code == 1
     code, _, err = replay_cli(recorded, "--config", config, "--pace", "sometimes")
     assert code == 2 and "expected fast, recorded or xN" in err
+
+
+async def test_the_agents_recorded_answers_are_given_again(delta: str, tmp_path: Path) -> None:
+    """A tool that asks the agent (elicitation): the replay answers as the agent did, through the
+    gateway (the question relayed on the session's stream) and straight to the backend (2026-07-28
+    InputRequiredResult, retried with inputResponses)."""
+    config = slice_config(delta, tmp_path / "memory.jsonl")
+    config["virtual_servers"][0]["tool_mappings"].append({"tool_name": "ask", "backend_server_path": "/delta"})
+    rec = RunningRecorder(tmp_path / "asked.duckdb", tmp_path)
+    gw = RunningGateway({**config, "recorder": {"target": rec.target, "spool_dir": str(tmp_path / "spool"),
+                                                "flush_interval_ms": 50}}, tmp_path)  # fmt: skip
+
+    async def elicit(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        return mt.ElicitResult(action="accept", content={"value": "grace"})
+
+    try:
+        async with sdk_session(gw.url("/virtual/dbg"), elicitation_callback=elicit) as session:
+            assert text_of(await session.call_tool("ask", {"question": "Name?"})) == "hello grace"
+        wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
+                   what="spans sent")  # fmt: skip
+    finally:
+        rec.stop()
+    try:
+        with connect(str(rec.db)) as r:
+            session_id = r.rows("SELECT session_id FROM spans WHERE tool_name = 'ask'")[0]["session_id"]
+        asked = Recorded(rec.db, session_id, delta, tmp_path)
+        code, report, err = replay_cli(asked, "--via", gw.base)
+        assert code == 0 and report["calls"][0]["outcome"] == "same", (err, report)
+        path = tmp_path / "direct-ask.yaml"
+        path.write_text(yaml.safe_dump(config))
+        code, report, err = replay_cli(asked, "--config", str(path))
+        assert code == 0 and report["calls"][0]["outcome"] == "same", (err, report)
+    finally:
+        gw.stop()

@@ -92,17 +92,24 @@ def test_outcomes() -> None:
 def test_overrides_and_secrets() -> None:
     recorded = call("login", {"user": "ada", "password": "[REDACTED]", "auth": "Bearer [REDACTED]", "n": [1, 2]})
     secrets = Secrets({"password": "pw"}, environ={"SLICEWIRE_SECRET_AUTH": "tok"})
-    args, missing, unapplied = rebuild(recorded, [parse_override("1:$.n[1]=5"), parse_override('user="bo"')], secrets)
-    assert args == {"user": "bo", "password": "pw", "auth": "Bearer tok", "n": [1, 5]} and not missing
+    rebuilt = rebuild(recorded, [parse_override("1:$.n[1]=5"), parse_override('user="bo"')], secrets)
+    assert rebuilt.arguments == {"user": "bo", "password": "pw", "auth": "Bearer tok", "n": [1, 5]}
+    assert not rebuilt.missing
     assert recorded.arguments is not None and recorded.arguments["password"] == "[REDACTED]"  # untouched
-    args, missing, _ = rebuild(recorded, [], Secrets({}, environ={}))
+    missing = rebuild(recorded, [], Secrets({}, environ={})).missing
     assert [m.split(" ")[0] for m in missing] == ["$.password", "$.auth"]
-    _, _, unapplied = rebuild(recorded, [parse_override("login:$.n[9]=1")], secrets)
-    assert unapplied == ["$.n[9]"]
+    assert rebuild(recorded, [parse_override("login:$.n[9]=1")], secrets).unapplied == ["$.n[9]"]
     # Without a call, only calls that have the path are changed.
-    args, _, unapplied = rebuild(call("other", {"x": 1}), [parse_override("$.user=1")], secrets)
-    assert args == {"x": 1} and not unapplied
-    assert rebuild(call("t", {"a": 1}, truncated=True), [], secrets)[0] is None
+    other = rebuild(call("other", {"x": 1}), [parse_override("$.user=1")], secrets)
+    assert other.arguments == {"x": 1} and not other.unapplied
+    assert rebuild(call("t", {"a": 1}, truncated=True), [], secrets).arguments is None
+    # The agent's recorded answers (elicitation) are filled the same way, or named as missing.
+    asked = call("ask", {}, answers=[("elicitation/create", {"result": {"content": {"password": "[REDACTED]"}}})])
+    assert rebuild(asked, [], secrets).answers == [("elicitation/create", {"result": {"content": {"password": "pw"}}})]
+    assert (
+        "the agent's answer to elicitation/create: $.result.content.password"
+        in rebuild(asked, [], Secrets({}, environ={})).missing[0]
+    )
     for bad in ["nonsense", "$.a[*]=1", "$.a..b=1"]:
         with pytest.raises(UsageError):
             parse_override(bad)

@@ -229,6 +229,18 @@ def delta() -> FastMCP:
         CALLS.append("login")
         return f"welcome {user}" if password == "open-sesame-77" else "wrong password"
 
+    @mcp.tool(annotations={"readOnlyHint": True})
+    def ask(ctx: Context, question: str) -> Any:
+        """Ask the agent for a name (elicitation) the 2026-07-28 way: InputRequiredResult, answered on
+        the retry. The gateway relays the question to a 2025-11-25 client on its session's stream."""
+        answer = (ctx.input_responses or {}).get("name")
+        if answer is not None:
+            CALLS.append("ask")
+            return f"hello {(getattr(answer, 'content', None) or {}).get('value', '?')}"
+        schema = {"type": "object", "properties": {"value": {"type": "string"}}, "required": ["value"]}
+        params = mcp_types.ElicitRequestFormParams(message=question, requested_schema=schema)
+        return mcp_types.InputRequiredResult(input_requests={"name": mcp_types.ElicitRequest(params=params)})
+
     @mcp.tool(annotations={"destructiveHint": True, "readOnlyHint": False})
     def wipe(what: str) -> str:
         """Delete everything (destructive)."""
