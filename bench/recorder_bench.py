@@ -200,9 +200,9 @@ def bench_grpc(n: int, batch: int, workdir: Path, form: str = "spans") -> dict[s
 
 def bench_spool(n: int, batch: int, workdir: Path) -> dict[str, Any]:
     from proxy._config import RecorderConfig
-    from proxy._recording import SpanEmitter
+    from proxy._shipper import Shipper
 
-    emitter = SpanEmitter(RecorderConfig(target="127.0.0.1:1", spool_dir=str(workdir / "spool"),
+    emitter = Shipper(RecorderConfig(target="127.0.0.1:1", spool_dir=str(workdir / "spool"),
                                          spool_max_bytes=10 * 1024**3))  # fmt: skip
     spans = make_spans(n)
     batches = [pb.SpanBatch(spans=spans[i : i + batch]) for i in range(0, n, batch)]

@@ -147,7 +147,7 @@ class Gateway:
                 vault = Vault(load_key(config.auth))
             except VaultKeyError as exc:
                 raise RuntimeError(str(exc)) from None
-        on_secret = self.emitter.redactor.add_secret if self.emitter is not None else (lambda value: None)
+        on_secret = self.emitter.add_secret if self.emitter is not None else (lambda value: None)
         self.auth = Authenticator(config.auth, self.state)
         self.creds = Credentials(config, self.state, vault, on_secret)
         self.catalog.shared_headers = self.creds.shared
@@ -277,7 +277,11 @@ class Gateway:
         }
         recorder = None
         if self.emitter is not None:
-            recorder = {"target": self.config.recorder.target, **self.emitter.counters}
+            recorder = {
+                "target": self.config.recorder.target,
+                "helper_pid": self.emitter.helper_pid,
+                **self.emitter.counters,
+            }
         return {
             "ready": self.catalog.ready,
             "started_at": self.started_at,

@@ -2,13 +2,14 @@
 
 On the request path the gateway fills a `Trace` (timestamps and references to messages it already
 has) and, once the request is answered, appends its rows (one per request, one per hop; see _spans)
-to the batch being filled: no I/O, no redaction walk. Full batches wait in a bounded queue; a
-background task prefilters and redacts their payloads, fills the protobuf columns, and ships them
-over short gRPC client streams, a few in flight at once so that a slow Ack never stalls the rest;
-the recorder's Ack means "stored", and the recorder expands each trace into its spans. When the
-recorder is unreachable or slow, batches go to an append-only spool file (size-capped; what does not
-fit is counted as dropped) and are re-sent once it answers again. The recorder de-duplicates on
-span id, so a batch sent twice is stored once.
+to the batch being filled: no I/O, no redaction walk. Full batches (and, every flush interval, a
+partial one) are handed to the shipping helper, a child process (see _shipper), as one `marshal`
+frame over a pipe. The helper prefilters and redacts the payloads, fills the protobuf columns, and
+ships them over short gRPC client streams, a few in flight at once; the recorder's Ack means
+"stored", and the recorder expands each trace into its spans. When the recorder is unreachable or
+slower than the traffic, batches go to an append-only spool file (size-capped; what does not fit is
+counted as dropped) and are re-sent once it answers again. The recorder de-duplicates on span id,
+so a batch sent twice is stored once.
 
 Span model, one trace per client request (see docs/recording.md):
 
@@ -26,20 +27,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import marshal
 import os
 import random
 import socket
-import struct
-from collections import deque
-from pathlib import Path
+import sys
 from typing import Any
 
-import grpc
+import orjson
 
-from proto import batch_size, pb, pb_grpc
+from proto import pb
 
 from ._config import RecorderConfig
 from ._redact import Redactor
+from ._shipper import FRAME
 from ._spans import MAX_BATCH_BYTES, BatchBuilder, span_count
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,6 @@ __all__ = ["Hop", "SpanEmitter", "Trace", "parse_traceparent", "session_trace_id
 
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do.
 _getrandbits = random.Random(os.urandom(32)).getrandbits
-_LEN = struct.Struct(">I")
-_BATCHES_PER_STREAM = 8
-_STREAMS_IN_FLIGHT = 4
 
 
 def new_trace_id() -> bytes:
@@ -161,12 +159,19 @@ class Trace:
 
 
 class SpanEmitter:
-    """Bounded queue -> batches -> gRPC, with a spool for when the recorder is away.
+    """The gateway's side of recording: rows per request, handed in batches to the shipping helper.
 
     emitter = SpanEmitter(config.recorder, instance="gw-1")
-    await emitter.start()
+    await emitter.start()      # starts the helper process (proxy/_shipper.py)
     emitter.emit(trace)        # cheap; never awaits
-    await emitter.close()      # flushes what it can, spools the rest
+    await emitter.flush()      # hand off what is built and wait until the helper shipped (or spooled) it
+    await emitter.close()      # the helper ships what it can, spools the rest, and exits
+
+    `emit` appends the trace's rows to the batch being filled (see _spans). A full batch — or, every
+    `flush_interval_ms`, a partial one — is written to the helper's stdin as one `marshal` frame:
+    the prefilter, redaction, protobuf, gRPC and spool work happens in the helper, off the serving
+    thread and its core. Counters merge both sides: `emitted` and gateway-side drops are counted
+    here, `sent`, `spooled`, `resent`, `send_failures` and the helper's own drops there.
     """
 
     def __init__(self, config: RecorderConfig, instance: str | None = None) -> None:
@@ -177,208 +182,195 @@ class SpanEmitter:
             config.redact.keys, config.redact.paths, config.redact.patterns, config.max_payload_bytes
         )
         self._builder = BatchBuilder(self.redactor, config.payloads)  # rows of the batch being filled
-        self._queue: deque[BatchBuilder] = deque()  # full builders waiting for the background task
-        self._queued_spans = 0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: Any = None
-        self.spool = Path(config.spool_dir) / "spans.spool"
-        self.counters = {"emitted": 0, "sent": 0, "spooled": 0, "dropped": 0, "resent": 0, "send_failures": 0}
+        self._local = {"emitted": 0, "dropped": 0}
+        self._helper_counters: dict[str, int] = {}  # the current helper's report
+        self._earlier: dict[str, int] = {}  # what helpers that exited had reported
+        self._lost = 0  # handed to a helper that died before reporting them
+        self._handed = 0  # spans handed to the current helper
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._flushes: dict[str, asyncio.Future[None]] = {}
+        self._secrets: list[str] = []
         self._closing = False
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._recorder_away = False
+        self._restarts = 0
+
+    @property
+    def counters(self) -> dict[str, int]:
+        def total(key: str) -> int:
+            return self._helper_counters.get(key, 0) + self._earlier.get(key, 0)
+
+        return {
+            "emitted": self._local["emitted"],
+            "sent": total("sent"),
+            "spooled": total("spooled"),
+            "dropped": self._local["dropped"] + total("dropped") + self._lost,
+            "resent": total("resent"),
+            "send_failures": total("send_failures"),
+        }
+
+    @property
+    def helper_pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.returncode is None else None
+
+    def add_secret(self, value: str) -> None:
+        """A value never to be recorded (an injected credential): scrubbed here and in the helper."""
+        self.redactor.add_secret(value)
+        self._secrets.append(value)
+        self._write(b"S", value.encode())
 
     # --- request path ----------------------------------------------------------------------------
 
     def emit(self, trace: Trace) -> None:
-        """Record a finished trace: its rows are appended to the batch being filled, right away, while
-        everything it points to is still in the CPU's caches (a few µs; measured several times
-        cheaper than the same work done later in the background). No I/O, no redaction walk, never
-        blocks. Past `queue_max_spans` the trace is counted as dropped."""
+        """Record a finished trace: its rows are appended to the batch being filled (a few µs; no
+        I/O, no redaction walk, never blocks). Past `queue_max_spans` waiting in the pipe, the
+        trace is counted as dropped."""
         spans = span_count(trace)
-        if self._queued_spans + spans > self.config.queue_max_spans:
-            self.counters["dropped"] += spans
+        if self._backlog_spans() + spans > self.config.queue_max_spans:
+            self._local["dropped"] += spans
             return
         builder = self._builder
         try:
             builder.add(trace)
         except Exception:  # a bad trace must not stop recording; it is logged and dropped
             logger.exception("could not record a trace; dropped")
-            self.counters["dropped"] += spans
+            self._local["dropped"] += spans
             return
-        self._queued_spans += spans
         if builder.spans >= self.config.batch_spans or builder.payload_bytes >= MAX_BATCH_BYTES:
-            self._queue.append(builder)
-            self._builder = BatchBuilder(self.redactor, self.config.payloads)
-            if len(self._queue) >= _BATCHES_PER_STREAM:  # a full stream waits
-                self._wake.set()
+            self._hand_off()
 
-    # --- background --------------------------------------------------------------------------------
+    def _backlog_spans(self) -> int:
+        """Spans handed to the helper and not yet sent, spooled or dropped there, plus the batch
+        being filled: what waits in memory (the pipe, the helper's queue)."""
+        helper = self._helper_counters
+        done = helper.get("sent", 0) - helper.get("resent", 0) + helper.get("spooled", 0) + helper.get("dropped", 0)
+        return max(0, self._handed - done) + self._builder.spans
 
-    async def start(self) -> None:
-        self._channel = grpc.aio.insecure_channel(self.config.target or "")
-        self._stub = pb_grpc.RecorderStub(self._channel)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="span emitter")
-
-    async def _run(self) -> None:
-        interval = self.config.flush_interval_ms / 1000
-        while True:
-            if not self._closing:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), interval)
-                except TimeoutError:
-                    pass
-            self._wake.clear()
-            try:
-                await self.flush()
-            except Exception:  # recording must never stop for good; say why and go on
-                logger.exception("span emitter: flush failed; retrying at the next interval")
-            if self._closing:
-                return
-
-    async def flush(self) -> None:
-        """Ship everything queued (or spool it), then retry the spool if the recorder answers.
-
-        Batches are finished (payloads prefiltered and redacted, columns filled) one at a time with a
-        yield to the event loop in between, so a burst of traffic never becomes one long stall of the
-        requests in flight. Up to `_STREAMS_IN_FLIGHT` streams wait for their Ack at once while the
-        next one is finished.
-        """
-        self._recorder_away = False
-        if self._builder.spans:  # the batch being filled goes too
-            self._queue.append(self._builder)
-            self._builder = BatchBuilder(self.redactor, self.config.payloads)
-        while self._queue:
-            # What is built is sent (or spooled) before more than a few streams' worth is built, so
-            # a recorder that falls behind shows up as a longer queue (bounded) rather than as an
-            # unbounded pile of built batches.
-            batches: list[Any] = []
-            while self._queue and len(batches) < _BATCHES_PER_STREAM:
-                batches.append(self._take_batch())
-                await asyncio.sleep(0)
-            if self._recorder_away:
-                self._spool(batches)  # the rest of this flush goes to the spool without waiting again
-                continue
-            task = asyncio.get_running_loop().create_task(self._ship(batches))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-            if len(self._in_flight) >= _STREAMS_IN_FLIGHT:
-                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-        if self._in_flight:
-            await asyncio.wait(self._in_flight)
-        if self._spool_pending() and not self._closing and not self._recorder_away:
-            await self._drain_spool()
-
-    async def _ship(self, batches: list[Any]) -> None:
-        if await self._send(batches):
-            self.counters["sent"] += sum(batch_size(b) for b in batches)
-        else:
-            self._recorder_away = True
-            self._spool(batches)
-
-    def _take_batch(self) -> Any:
-        """The oldest full builder as a SpanBatch (the prefilter's scan, redaction, columns)."""
-        builder = self._queue.popleft()
-        self._queued_spans = max(0, self._queued_spans - builder.spans)
-        self.counters["emitted"] += builder.spans
-        return builder.batch(self.instance)
-
-    async def _send(self, batches: list[Any]) -> bool:
+    def _hand_off(self) -> None:
+        builder = self._builder
+        if not builder.spans:
+            return
+        self._builder = BatchBuilder(self.redactor, self.config.payloads)
         try:
-            ack = await self._stub.Record(iter(batches), timeout=self.config.send_timeout_s)
-        except grpc.RpcError as exc:
-            self.counters["send_failures"] += 1
-            code = exc.code() if hasattr(exc, "code") else None
-            logger.debug("recorder send failed: %s", code)
+            frame = marshal.dumps((builder.traces, builder.hops, builder.spans, builder.payload_bytes))
+        except ValueError:  # a row holds something marshal cannot carry: find it, drop it, keep the rest
+            frame = self._salvage(builder)
+        self._local["emitted"] += builder.spans
+        if not self._write(b"R", frame):
+            self._local["dropped"] += builder.spans
+            return
+        self._handed += builder.spans
+
+    def _salvage(self, builder: BatchBuilder) -> bytes:
+        traces: list[tuple[Any, ...]] = []
+        hops: list[tuple[Any, ...]] = []
+        spans = 0
+        for i, row in enumerate(builder.traces):
+            own = [h for h in builder.hops if h[0] == i]
+            try:
+                marshal.dumps((row, own))
+            except ValueError:
+                logger.error("could not record a trace (%s): a payload is not plain JSON data; dropped", row[7])
+                continue
+            index = len(traces)
+            traces.append(row)
+            hops.extend((index, *h[1:]) for h in own)
+            spans += (4 if row[14] else 3) + len(own)
+        self._local["dropped"] += builder.spans - spans
+        builder.spans = spans
+        return marshal.dumps((traces, hops, spans, builder.payload_bytes))
+
+    def _write(self, kind: bytes, payload: bytes) -> bool:
+        process = self._process
+        if process is None or process.stdin is None or process.returncode is not None or process.stdin.is_closing():
             return False
-        expected = sum(batch_size(b) for b in batches)
-        if ack.received != expected:
-            logger.warning("recorder acknowledged %d of %d spans; re-sending later", ack.received, expected)
-            return False
+        process.stdin.write(FRAME.pack(kind, len(payload)) + payload)
         return True
 
-    # --- spool -----------------------------------------------------------------------------------
+    # --- the helper --------------------------------------------------------------------------------
 
-    def _spool_pending(self) -> bool:
-        try:
-            return self.spool.stat().st_size > 0
-        except OSError:  # missing, or its directory cannot be made: nothing spooled
-            return False
+    async def start(self) -> None:
+        await self._spawn()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="span emitter")
 
-    def _spool(self, batches: list[Any]) -> None:
-        try:
-            self._append_to_spool(batches)
-        except OSError as exc:
-            lost = sum(batch_size(b) for b in batches)
-            self.counters["dropped"] += lost
-            logger.error("span emitter: cannot write the spool %s (%s); %d spans dropped", self.spool, exc, lost)
+    async def _spawn(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy._shipper", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        self._handed = 0
+        setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance}
+        self._write(b"C", orjson.dumps(setup))
+        for secret in self._secrets:
+            self._write(b"S", secret.encode())
+        self._reader = asyncio.get_running_loop().create_task(self._read(self._process), name="span helper reader")
 
-    def _append_to_spool(self, batches: list[Any]) -> None:
-        self.spool.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            size = self.spool.stat().st_size
-        except FileNotFoundError:
-            size = 0
-        with self.spool.open("ab") as f:
-            for batch in batches:
-                data = batch.SerializeToString()
-                if size + len(data) + 4 > self.config.spool_max_bytes:
-                    self.counters["dropped"] += batch_size(batch)
-                    continue
-                f.write(_LEN.pack(len(data)) + data)
-                size += len(data) + 4
-                self.counters["spooled"] += batch_size(batch)
-            f.flush()
-            os.fsync(f.fileno())
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        totals: dict[str, int] = {}
+        async for line in process.stdout:
+            try:
+                report = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            totals = report.get("counters", totals)
+            self._helper_counters = totals
+            token = report.get("flushed")
+            if token and token in self._flushes and not self._flushes[token].done():
+                self._flushes[token].set_result(None)
+        await process.wait()
+        for future in self._flushes.values():
+            if not future.done():
+                future.set_result(None)
+        if self._closing:
+            return
+        # The helper died: what it held is lost (counted as dropped); start another.
+        done = sum(totals.get(k, 0) for k in ("sent", "spooled", "dropped")) - totals.get("resent", 0)
+        lost = max(0, self._handed - done)
+        self._lost += lost
+        for key, value in totals.items():
+            self._earlier[key] = self._earlier.get(key, 0) + value
+        self._helper_counters = {}
+        logger.error("span shipping helper exited (%s); %d spans lost; restarting it", process.returncode, lost)
+        self._restarts += 1
+        await asyncio.sleep(min(5.0, 0.2 * self._restarts))
+        if not self._closing:
+            await self._spawn()
 
-    def _read_spool(self) -> list[Any]:
-        data = self.spool.read_bytes()
-        batches, offset = [], 0
-        while offset + 4 <= len(data):
-            (length,) = _LEN.unpack_from(data, offset)
-            chunk = data[offset + 4 : offset + 4 + length]
-            if len(chunk) < length:
-                logger.warning("spool ends with a partial batch (%d bytes); ignored", len(chunk))
-                break
-            batches.append(pb.SpanBatch.FromString(chunk))
-            offset += 4 + length
-        return batches
+    async def _tick(self) -> None:
+        interval = self.config.flush_interval_ms / 1000
+        while not self._closing:
+            await asyncio.sleep(interval)
+            self._hand_off()
 
-    async def _drain_spool(self) -> None:
-        batches = self._read_spool()
-        # Send in slices so one huge spool does not become one huge stream.
-        for start in range(0, len(batches), 64):
-            part = batches[start : start + 64]
-            if not await self._send(part):
-                remaining = batches[start:]
-                tmp = self.spool.with_suffix(".tmp")
-                with tmp.open("wb") as f:
-                    for batch in remaining:
-                        data = batch.SerializeToString()
-                        f.write(_LEN.pack(len(data)) + data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                tmp.replace(self.spool)
-                return
-            sent = sum(batch_size(b) for b in part)
-            self.counters["resent"] += sent
-            self.counters["sent"] += sent
-        self.spool.unlink(missing_ok=True)
-        logger.info("recorder reachable again: spooled spans re-sent")
+    async def flush(self) -> None:
+        """Hand off the batch being filled and wait until the helper has shipped or spooled all it
+        holds (or `send_timeout_s` twice over)."""
+        self._hand_off()
+        token = os.urandom(8)
+        future = self._flushes[token.hex()] = asyncio.get_running_loop().create_future()
+        if self._write(b"F", token):
+            try:
+                await asyncio.wait_for(future, self.config.send_timeout_s * 2 + 5)
+            except TimeoutError:
+                logger.warning("span shipping helper did not finish a flush in time")
+        self._flushes.pop(token.hex(), None)
 
     async def close(self) -> None:
-        """Stop: let a flush in progress finish (never cancel one: its batches would be lost), then
-        ship what is still queued, or spool it."""
+        """Hand off what is built, close the pipe, and let the helper ship or spool it all and exit."""
         self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.config.send_timeout_s + 5)
-            except TimeoutError:
-                logger.error("span emitter: the last flush did not finish in time; stopping it")
-                self._task.cancel()
-        if self._queue or self._builder.spans:
-            await self.flush()  # sends, or spools once the recorder fails
-        if self._channel is not None:
-            await self._channel.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._hand_off()
+        process = self._process
+        if process is None:
+            return
+        if process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), self.config.send_timeout_s + 10)
+        except TimeoutError:
+            logger.error("span shipping helper did not finish in time; stopping it")
+            process.kill()
+            await process.wait()
+        if self._reader is not None:
+            await self._reader

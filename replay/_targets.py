@@ -239,7 +239,7 @@ class DirectTarget(Target):
         if self.config.recorder.target is not None:
             self.emitter = SpanEmitter(self.config.recorder)
             await self.emitter.start()
-            self._creds.on_secret = self.emitter.redactor.add_secret
+            self._creds.on_secret = self.emitter.add_secret
 
     def _backend(self, path: str) -> Backend:
         backend = self._backends.get(path)

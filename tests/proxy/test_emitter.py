@@ -1,39 +1,55 @@
-"""The span emitter against real failure modes: no recorder, an unwritable spool."""
+"""The span emitter and its shipping helper process against real failure modes: no recorder, an
+unwritable spool, a full queue, a helper that dies."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from proto import batch_size
 from proxy._config import RecorderConfig
 from proxy._recording import SpanEmitter, Trace
+from proxy._redact import Redactor
+from proxy._shipper import Shipper, read_spool
+from proxy._spans import BatchBuilder
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.anyio
 
 
-def trace() -> Trace:
+def trace(secret: str = "") -> Trace:
     t = Trace(time.time_ns(), [])
-    t.method, t.request_id, t.request = "tools/list", 1, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    t.method, t.request_id = "tools/list", 1
+    t.request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"note": secret}}
     t.response, t.end_ns = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}', time.time_ns()
     return t
 
 
 async def test_spools_when_no_recorder_answers(tmp_path: Path) -> None:
+    """Rows go through the helper process, which cannot reach the recorder: all of them are spooled,
+    redacted there (an added secret reached the helper)."""
     emitter = SpanEmitter(RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), send_timeout_s=2))
     await emitter.start()
     try:
+        assert emitter.helper_pid is not None and emitter.helper_pid != os.getpid()
+        emitter.add_secret("injected-credential-123")
         for _ in range(10):
-            emitter.emit(trace())
+            emitter.emit(trace("uses injected-credential-123 here"))
         await emitter.flush()
         assert emitter.counters["spooled"] == emitter.counters["emitted"] == 30  # 3 spans per tools/list
         assert emitter.counters["sent"] == 0 and emitter.counters["dropped"] == 0
-        assert sum(batch_size(b) for b in emitter._read_spool()) == 30
+        spooled = read_spool(tmp_path / "spans.spool")
+        assert sum(batch_size(b) for b in spooled) == 30
+        assert b"injected-credential-123" not in (tmp_path / "spans.spool").read_bytes()
     finally:
         await emitter.close()
+    assert emitter.helper_pid is None  # the helper exited with the emitter
 
 
 async def test_unwritable_spool_counts_drops_and_keeps_going(tmp_path: Path) -> None:
@@ -53,9 +69,43 @@ async def test_unwritable_spool_counts_drops_and_keeps_going(tmp_path: Path) -> 
         await emitter.close()
 
 
-async def test_queue_cap_counts_drops(tmp_path: Path) -> None:
+async def test_helper_that_dies_is_replaced_and_its_spans_counted(tmp_path: Path) -> None:
+    emitter = SpanEmitter(RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), send_timeout_s=2))
+    await emitter.start()
+    try:
+        first = emitter.helper_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await until_true(lambda: emitter.helper_pid not in (None, first))
+        emitter.emit(trace())
+        await emitter.flush()
+        assert emitter.counters["spooled"] == 3  # the new helper works
+    finally:
+        await emitter.close()
+
+
+async def until_true(condition: Callable[[], bool], within_s: float = 15) -> None:
+    with anyio.fail_after(within_s):
+        while not condition():
+            await anyio.sleep(0.05)
+
+
+def test_helper_queue_overflow_spills_to_the_spool(tmp_path: Path) -> None:
+    """A recorder slower than the traffic: past `queue_max_spans` waiting, batches go to the spool
+    (re-sent later) instead of being dropped; only an unusable spool drops them."""
+    builder = BatchBuilder(Redactor(), "all")
+    builder.add(trace())
+    rows = (builder.traces, builder.hops, builder.spans, builder.payload_bytes)
     config = RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), queue_max_spans=8)
-    emitter = SpanEmitter(config)
+    shipper = Shipper(config)
     for _ in range(5):
-        emitter.emit(trace())  # 2 fit (3 spans each), 3 are dropped
-    assert emitter._queued_spans == 6 and emitter.counters["dropped"] == 9
+        shipper.add_rows(*rows)
+    assert shipper._queued_spans == 6  # 2 batches of 3 spans wait in memory
+    assert shipper.counters["spooled"] == 9 and shipper.counters["dropped"] == 0  # 3 went to the spool
+    assert sum(batch_size(b) for b in read_spool(tmp_path / "spans.spool")) == 9
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    full = Shipper(RecorderConfig(target=config.target, spool_dir=str(blocker / "spool"), queue_max_spans=8))
+    for _ in range(5):
+        full.add_rows(*rows)
+    assert full.counters["dropped"] == 9 and full.counters["emitted"] == 15
