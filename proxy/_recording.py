@@ -294,9 +294,12 @@ class SpanEmitter:
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="span emitter")
 
     async def _spawn(self) -> None:
+        # Its own session: signals for the gateway's process group (Ctrl-C, `kill -- -PGID`) reach the
+        # gateway only, which closes the pipe; the helper ends on EOF after shipping what it holds.
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy._shipper", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
+            sys.executable, "-m", "proxy._shipper",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
         self._handed = 0
         setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance}
         self._write(b"C", orjson.dumps(setup))

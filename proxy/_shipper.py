@@ -271,16 +271,6 @@ class Shipper:
 # --- the helper process ------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Receive SIGTERM if the gateway dies without closing the pipe (Linux prctl)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere, EOF on stdin still ends the helper
-
-
 def _report(counters: dict[str, int], **extra: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps({"counters": counters, **extra}) + b"\n")
     sys.stdout.buffer.flush()
@@ -332,8 +322,12 @@ async def _serve(reader: asyncio.StreamReader) -> None:
 
 def main() -> None:
     """`python -m proxy._shipper`: started by the gateway's SpanEmitter, never by hand."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the gateway, which closes the pipe
+    # The helper's life is the pipe's: it ends when the gateway closes it — on shutdown, or by dying,
+    # which closes it too — after shipping or spooling everything it holds. The gateway starts it in
+    # a session of its own, so signals for the gateway's process group (Ctrl-C, `kill -- -PGID`) do
+    # not reach it; a SIGINT or SIGTERM sent to it directly is ignored for the same reason.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
     async def run() -> None:

@@ -52,6 +52,26 @@ async def test_spools_when_no_recorder_answers(tmp_path: Path) -> None:
     assert emitter.helper_pid is None  # the helper exited with the emitter
 
 
+async def test_helper_outlives_a_group_sigterm_until_the_pipe_closes(tmp_path: Path) -> None:
+    """SIGTERM to the process group (systemd, `kill -- -PGID`) must not kill the helper with spans in
+    hand: it keeps working until the gateway closes the pipe, then ships or spools everything."""
+    emitter = SpanEmitter(RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), send_timeout_s=2))
+    await emitter.start()
+    try:
+        pid = emitter.helper_pid
+        assert pid is not None
+        emitter.emit(trace())
+        await emitter.flush()  # the helper is up and serving
+        assert os.getpgid(pid) != os.getpgid(0)  # a group signal for the gateway does not reach it
+        os.kill(pid, signal.SIGTERM)
+        emitter.emit(trace())
+        await emitter.flush()
+        assert emitter.helper_pid == pid and emitter.counters["spooled"] == 6
+    finally:
+        await emitter.close()
+    assert emitter.counters["dropped"] == 0
+
+
 async def test_unwritable_spool_counts_drops_and_keeps_going(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
