@@ -178,9 +178,7 @@ class SpanEmitter:
         assert config.target is not None
         self.config = config
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
-        self.redactor = Redactor(
-            config.redact.keys, config.redact.paths, config.redact.patterns, config.max_payload_bytes
-        )
+        self.redactor = Redactor.for_recorder(config)
         self._builder = BatchBuilder(self.redactor, config.payloads)  # rows of the batch being filled
         self._local = {"emitted": 0, "dropped": 0}
         self._helper_counters: dict[str, int] = {}  # the current helper's report

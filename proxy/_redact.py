@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ._prefilter import BytesPrefilter, HyperscanPrefilter, Rules, make_prefilter
+
+if TYPE_CHECKING:
+    from ._config import RecorderConfig
 
 __all__ = ["MARKER", "Redactor"]
 
@@ -65,6 +68,11 @@ class Redactor:
         self._headers_json_cache: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}  # whole header lists
         self._patterns_text = [p.pattern for p in self.patterns]
         self._prefilter: BytesPrefilter | HyperscanPrefilter | None = None  # built on first use
+
+    @classmethod
+    def for_recorder(cls, config: RecorderConfig) -> Redactor:
+        """The redactor a `recorder:` config describes (keys, paths, patterns, payload cap)."""
+        return cls(config.redact.keys, config.redact.paths, config.redact.patterns, config.max_payload_bytes)
 
     def add_secret(self, value: str) -> None:
         """A value that must never be recorded, wherever it appears (e.g. an injected credential)."""

@@ -80,9 +80,7 @@ class Shipper:
         assert config.target is not None
         self.config = config
         self.instance = instance or f"gateway-{os.getppid()}"
-        self.redactor = Redactor(
-            config.redact.keys, config.redact.paths, config.redact.patterns, config.max_payload_bytes
-        )
+        self.redactor = Redactor.for_recorder(config)
         self._queue: deque[BatchBuilder] = deque()  # full builders waiting for the background task
         self._queued_spans = 0
         self._wake = asyncio.Event()
