@@ -17,12 +17,12 @@ def tool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint() -> None:
-    result = tool("ruff", "check", "proxy", "recorder", "replay", "tests", "examples", "bench")
+    result = tool("ruff", "check", "proxy", "recorder", "replay", "tests", "examples", "bench", "notebooks")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format() -> None:
-    result = tool("ruff", "format", "--check", "proxy", "recorder", "replay", "tests", "examples", "bench")
+    result = tool("ruff", "format", "--check", "proxy", "recorder", "replay", "tests", "examples", "bench", "notebooks")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
