@@ -8,6 +8,7 @@ credentials, and status for the people who run it.
     DELETE /api/v1/credentials/<backend>                     delete the caller's key or OAuth tokens
     GET    /api/v1/status                                    everything /readyz no longer says: admins
     GET    /api/v1/virtual-servers/<vs>/status               one virtual server: its managers, admins
+    GET    /metrics                                          Prometheus metrics: admins (or anyone: metrics.public)
 
 The `/api` endpoints take the same bearer tokens as the MCP endpoints (a JWT's audience must then be
 `auth.public_url`). Roles: `roles.managers` of a virtual server and `auth.admins` (subjects or
@@ -27,6 +28,7 @@ from starlette.routing import Route
 from ._config import OAuth2Auth
 from ._creds import CredentialError
 from ._identity import AuthError, Identity, bearer_token
+from ._metrics import CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class AdminApi:
             Route("/api/v1/credentials/{backend:path}", self.credential, methods=["PUT", "DELETE"]),
             Route("/api/v1/status", self.status),
             Route("/api/v1/virtual-servers/{path:path}/status", self.server_status),
+            Route("/metrics", self.metrics),
         ]
 
     def _base(self, request: Request) -> str:
@@ -179,6 +182,19 @@ class AdminApi:
                 "backends": {p: b for p, b in status["backends"].items() if p in paths},
             }
         )
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text format. Admins only, unless `metrics.public`."""
+        metrics = self.gateway.metrics
+        if metrics is None:
+            return _error(404, "metrics are off (metrics.enabled: false)")
+        if not self.gateway.config.metrics.public:
+            identity = await self._identify(request)
+            if isinstance(identity, Response):
+                return identity
+            if identity.principals().isdisjoint(frozenset(self.gateway.config.auth.admins)):
+                return _error(403, f"{identity.subject} is not an admin of this gateway (auth.admins)")
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
 def _page(status: int, title: str, message: str) -> HTMLResponse:

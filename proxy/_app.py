@@ -98,7 +98,7 @@ class SlicewireApp:
             if path.endswith(("/mcp", "/mcp/")) and not path.startswith(_OWN_PREFIXES):
                 await self.endpoint(scope, receive, send)
                 return
-            if path in ("/healthz", "/readyz") or path.startswith(_OWN_PREFIXES):
+            if path in ("/healthz", "/readyz", "/metrics") or path.startswith(_OWN_PREFIXES):
                 await self.aux(scope, receive, send)
                 return
             await _plain_error(send, 404, f"Not found: {path}")

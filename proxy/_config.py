@@ -412,6 +412,14 @@ class RecorderConfig(_Strict):
         return value
 
 
+class MetricsConfig(_Strict):
+    """`/metrics` (Prometheus text format). Deny by default: an admin's gateway token is needed unless
+    `public: true` (for a scraper on a trusted network)."""
+
+    enabled: bool = True
+    public: bool = False
+
+
 class Config(_Strict):
     """Everything the gateway needs, validated. Built by `load_config`, passed down, never mutated."""
 
@@ -424,6 +432,7 @@ class Config(_Strict):
     tools_list_ttl_ms: int = Field(default=0, ge=0)
     recorder: RecorderConfig = RecorderConfig()
     auth: AuthConfig = AuthConfig()
+    metrics: MetricsConfig = MetricsConfig()
     # Where the config came from, for reload and error messages; not a YAML key.
     source_files: tuple[str, ...] = Field(default=(), exclude=True)
 

@@ -22,6 +22,7 @@ from ._jsonrpc import INVALID_REQUEST, Message, ProtocolError, encode_error, par
 from ._mcp import (
     ALL_VERSIONS,
     HEADER_MISMATCH,
+    KNOWN_METHODS,
     LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES,
     MODERN_VERSIONS,
@@ -34,6 +35,7 @@ from ._mcp import (
     check_modern_headers,
     era_of,
 )
+from ._metrics import outcome_of
 from ._recording import Trace, session_trace_id
 from ._responder import Receive, Responder, Send
 from ._sessions import LiveSession, SessionState
@@ -164,14 +166,25 @@ class McpEndpoint:
         caller = Caller(identity, overrides, base)
         method = scope["method"]
         if method == "POST":
+            gateway = self.gateway
+            gateway.in_flight += 1
+            started = time.perf_counter()
             try:
                 await self._post(server, caller, headers, receive, responder)
             finally:
+                gateway.in_flight -= 1
                 if trace is not None and emitter is not None and trace.method:
                     trace.end_ns = time.time_ns()
                     trace.response = responder.sent_body
                     trace.virtual_server = server.config.path
                     emitter.emit(trace)
+                metrics = gateway.metrics
+                if metrics is not None:
+                    metrics.request(
+                        responder.method, vs_path, responder.tool, responder.backend,
+                        outcome_of(responder.status, responder.sent_body, responder.tool_error),
+                        time.perf_counter() - started,
+                    )  # fmt: skip
         elif method == "GET":
             await self._get(server, caller, headers, responder)
         elif method == "DELETE":
@@ -213,6 +226,8 @@ class McpEndpoint:
                 trace.method = "(invalid message)"
             await responder.json(400, encode_error(exc.id, exc.code, exc.message))
             return
+        method = msg.method
+        responder.method = method if method in KNOWN_METHODS else ("other" if method else msg.kind)
         if trace is not None:
             trace.method = msg.method or f"({msg.kind})"
             trace.request_id = msg.id

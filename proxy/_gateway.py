@@ -23,6 +23,7 @@ from ._creds import Credentials
 from ._identity import Authenticator
 from ._jsonrpc import encode_notification
 from ._mcp import META_SUBSCRIPTION_ID
+from ._metrics import Metrics
 from ._recording import SpanEmitter, Trace, session_trace_id
 from ._sessions import InMemorySessionStore, LiveSession, SessionStore
 from ._slice import Slice
@@ -118,6 +119,16 @@ class Gateway:
         self.state: StateDB | None = None
         self.auth = Authenticator(config.auth, None)
         self.creds = Credentials(config, None, None)
+        # /metrics; None when `metrics.enabled` is false. `in_flight`: client requests being served.
+        self.in_flight = 0
+        self.metrics: Metrics | None = Metrics(self._live_figures) if config.metrics.enabled else None
+
+    def _live_figures(self) -> dict[str, Any]:
+        return {
+            "in_flight": self.in_flight,
+            "recorder": self.emitter.counters if self.emitter is not None else None,
+            "backends": dict(self.catalog.tools),
+        }
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -184,6 +195,10 @@ class Gateway:
         for backend in self.catalog.backends.values():  # kept backends: the new credential layer's headers
             backend.shared_headers = self.creds.shared(backend.config)
         self._rebuild(notify=True, previous=old)
+        if not config.metrics.enabled:
+            self.metrics = None
+        elif self.metrics is None:
+            self.metrics = Metrics(self._live_figures)
         self.reloads += 1
         for backend in stale:
             with contextlib.suppress(Exception):

@@ -37,6 +37,7 @@ from ._mcp import (
     Era,
     negotiate_legacy,
 )
+from ._metrics import outcome_of
 from ._recording import Hop, Trace
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
@@ -241,6 +242,7 @@ async def _call_tool(call: Call, msg: Message) -> None:
         # Outside the slice: it does not exist for this client, and no backend hears of it.
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown tool: {name}"))
         return
+    call.responder.tool, call.responder.backend = name, route.backend
     if trace is not None:
         trace.backend, trace.backend_tool = route.backend, route.tool_name
     backend = call.gateway.catalog.backends.get(route.backend)
@@ -297,21 +299,29 @@ async def _forward(
     headers: Headers | None = None,
 ) -> None:
     trace = call.responder.trace
+    metrics = call.gateway.metrics
     while True:
         hop = None
         if trace is not None:
             hop = _upstream_hop(trace, backend.path, str(upstream["name"]), upstream)
+        started = time.perf_counter()
         try:
             exchange = await backend.open("tools/call", upstream, headers)
         except BackendError as exc:
             if hop is not None:
                 hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
                 hop.end_ns, hop.error = time.time_ns(), (BACKEND_ERROR, str(exc))
+            if metrics is not None:
+                metrics.upstream(backend.path, "tools/call", "error", time.perf_counter() - started)
             await call.responder.json(200, _backend_error(client_id, exc))
             return
         if hop is not None:
             hop.request = exchange.sent
         outcome = await _pump(call, client_id, exchange, client_token, tool, hop)
+        if metrics is not None:
+            tool_error = call.responder.tool_error
+            answered = outcome_of(200, outcome, tool_error) if isinstance(outcome, bytes) else "ok"  # input required
+            metrics.upstream(backend.path, "tools/call", answered, time.perf_counter() - started)
         if isinstance(outcome, bytes):
             await call.responder.json(200, outcome)
             return
@@ -391,6 +401,7 @@ async def _pump(
                 _child_hop(hop, up, pb.DIRECTION_BACKEND_TO_GATEWAY)
             if kind == "result":
                 result = up.result if isinstance(up.result, dict) else {}
+                call.responder.tool_error = result.get("isError") is True
                 if call.era == "legacy" and result.get("resultType") == "input_required":
                     return result
                 return encode_result(client_id, call.stamp(result))

@@ -16,6 +16,7 @@ from ._jsonrpc import Message
 
 __all__ = [
     "ALL_VERSIONS",
+    "KNOWN_METHODS",
     "LATEST_LEGACY",
     "LATEST_MODERN",
     "LEGACY_VERSIONS",
@@ -159,3 +160,14 @@ def encode_header_value(value: str) -> str:
 def name_param(method: str) -> str | None:
     """The params key mirrored into `Mcp-Name` for this method, if any."""
     return _NAME_PARAM.get(method)
+
+
+# Method names /metrics labels by name (a client's other methods are counted as "other", so that no
+# client can grow the label set): what either era defines for a client to send.
+KNOWN_METHODS = frozenset({
+    "initialize", "ping", "server/discover", "subscriptions/listen", "tools/list", "tools/call",
+    "resources/list", "resources/read", "resources/templates/list", "resources/subscribe",
+    "resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete", "logging/setLevel",
+    "notifications/initialized", "notifications/cancelled", "notifications/progress",
+    "notifications/roots/list_changed",
+})  # fmt: skip

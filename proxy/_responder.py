@@ -46,6 +46,12 @@ class Responder:
         # The flight recorder's record of this request (None when not recording), and the final answer.
         self.trace: Trace | None = None
         self.sent_body: bytes | None = None
+        # What /metrics labels this request with: the method (when known to MCP), and for a routed
+        # tools/call its exposed tool and backend.
+        self.method = ""
+        self.tool = ""
+        self.backend = ""
+        self.tool_error = False  # the tool's result said isError
 
     async def json(self, status: int, body: bytes) -> None:
         self.sent_body = body
