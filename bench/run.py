@@ -116,15 +116,50 @@ def load(
     return json.loads(out.stdout)
 
 
+def tools_calls_counted(url: str, workdir: Path) -> float:
+    """The gateway's own count of tools/call requests answered (its /metrics), for comparing with the
+    load generator's."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = url.split("/virtual/")[0]
+    token = (workdir / "admin.token").read_text()
+    request = urllib.request.Request(f"{base}/metrics", headers={"authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "mcp_server_operation_duration_seconds_count"
+        and sample.labels.get("mcp_method_name") == "tools/call"
+    )
+
+
 def measure(
-    url: str, pid: int, concurrency: int, duration: float, era: str, tool: str, helper: int | None = None
+    url: str,
+    pid: int,
+    concurrency: int,
+    duration: float,
+    era: str,
+    tool: str,
+    helper: int | None = None,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """One point. `helper`: the gateway's span-shipping helper process, whose CPU is reported apart."""
+    """One point. `helper`: the gateway's span-shipping helper process, whose CPU is reported apart.
+    `workdir` (Slicewire only): the gateway's /metrics is scraped around the window, and its count of
+    tools/call answered is reported beside the load generator's."""
     load(url, concurrency, 1.0, era, tool)  # warm up: connections, sessions, caches
+    counted_before = tools_calls_counted(url, workdir) if workdir else 0.0
     before = cpu_seconds(pid)
     helper_before = cpu_seconds(helper) if helper else 0.0
     result = load(url, concurrency, duration, era, tool)
     used = cpu_seconds(pid) - before
+    if workdir:
+        # The load generator counts answers inside its window; calls in flight at its end finish after:
+        # the gateway's count may exceed it by up to the concurrency.
+        result["metrics_tools_calls"] = int(tools_calls_counted(url, workdir) - counted_before)
     result["cpu_us_per_req"] = round(used / result["requests"] * 1e6, 1) if result["requests"] else None
     if helper and result["requests"]:
         result["helper_cpu_us_per_req"] = round((cpu_seconds(helper) - helper_before) / result["requests"] * 1e6, 1)
@@ -268,7 +303,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     wait_port(int(url.split(":")[2].split("/")[0]))
                 helper = pin_helper(url, workdir) if system == "slicewire-recording" else None
                 for concurrency in args.concurrency:
-                    point = measure(url, pid, concurrency, args.duration, era, tool, helper)
+                    scrape = workdir if system.startswith("slicewire") else None
+                    point = measure(url, pid, concurrency, args.duration, era, tool, helper, scrape)
                     if system == "slicewire-recording":
                         point["recorder"] = recorder_counters(url, workdir)
                     results[system][str(concurrency)] = point
