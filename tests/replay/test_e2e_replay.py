@@ -420,13 +420,13 @@ async def test_the_agents_recorded_answers_are_given_again(delta: str, tmp_path:
         return mt.ElicitResult(action="accept", content={"value": "grace"})
 
     try:
-        async with sdk_session(gw.url("/virtual/dbg"), elicitation_callback=elicit) as session:
-            assert text_of(await session.call_tool("ask", {"question": "Name?"})) == "hello grace"
-        wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
-                   what="spans sent")  # fmt: skip
-    finally:
-        rec.stop()
-    try:
+        try:
+            async with sdk_session(gw.url("/virtual/dbg"), elicitation_callback=elicit) as session:
+                assert text_of(await session.call_tool("ask", {"question": "Name?"})) == "hello grace"
+            wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
+                       what="spans sent")  # fmt: skip
+        finally:
+            rec.stop()  # the trace file is read below
         with connect(str(rec.db)) as r:
             session_id = r.rows("SELECT session_id FROM spans WHERE tool_name = 'ask'")[0]["session_id"]
         asked = Recorded(rec.db, session_id, delta, tmp_path)
