@@ -54,9 +54,13 @@ class RunningGateway:
             env,
         )
         self.base = f"http://127.0.0.1:{self.port}"
-        wait_until(http_ready(f"{self.base}/healthz"), 30, what="gateway /healthz")
-        if wait_ready:
-            wait_until(self.ready, 60, what="gateway /readyz (every backend discovered)")
+        try:
+            wait_until(http_ready(f"{self.base}/healthz"), 30, what="gateway /healthz")
+            if wait_ready:
+                wait_until(self.ready, 60, what="gateway /readyz (every backend discovered)")
+        except BaseException:
+            self.proc.stop()  # a gateway that never came up is not left running
+            raise
 
     def url(self, vs_path: str) -> str:
         return f"{self.base}{vs_path}/mcp"

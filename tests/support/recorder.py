@@ -21,7 +21,11 @@ class RunningRecorder:
             [sys.executable, "-m", "proxy", "recorder", "--db", str(self.db), "--listen", self.target],
             self.workdir / f"recorder-{self.port}.log",
         )
-        wait_until(port_open(self.port), 30, what=f"recorder on {self.target}")
+        try:
+            wait_until(port_open(self.port), 30, what=f"recorder on {self.target}")
+        except BaseException:
+            proc.stop()
+            raise
         return proc
 
     def restart(self) -> None:
