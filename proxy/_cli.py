@@ -378,10 +378,12 @@ def export(
     keep with a test, readable by `replay`, `mock`, `traces` and notebooks (`--from FILE.parquet`)."""
     import pyarrow.parquet as pq
 
+    from recorder import sql_literal
+
     where = []
     for column, value in (("session_id", session_id), ("trace_id", trace)):
         if value is not None:
-            where.append(f"{column} = '{value.replace(chr(39), chr(39) * 2)}'")
+            where.append(f"{column} = {sql_literal(value)}")
     query = "SELECT * FROM spans" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
     with _open_recording(source) as rec:
         table = _recording_call(lambda: rec.arrow(query))

@@ -14,7 +14,13 @@ from proto import pb, pb_grpc
 
 from ._schema import VIEWS_V1
 
-__all__ = ["Recording", "RecordingError", "connect"]
+__all__ = ["Recording", "RecordingError", "connect", "sql_literal"]
+
+
+def sql_literal(value: str) -> str:
+    """`value` as a SQL string literal (quotes doubled): for the read-only queries built here and by
+    the CLI, replay and notebooks, where the Query RPC takes no parameters."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 class RecordingError(Exception):
@@ -135,7 +141,7 @@ def _parquet(target: str) -> duckdb.DuckDBPyConnection:
     files = os.path.join(target, "*.parquet") if os.path.isdir(target) else target
     con = duckdb.connect()
     try:
-        con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{files.replace(chr(39), chr(39) * 2)}')")
+        con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet({sql_literal(files)})")
         con.execute(VIEWS_V1)
         con.execute(_SESSIONS_VIEW)
     except duckdb.Error as exc:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._client import Recording
+from ._client import Recording, sql_literal
 
 
 def console() -> Console:
@@ -46,22 +46,18 @@ class TraceFilter:
     limit: int = 50
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def list_traces(rec: Recording, f: TraceFilter) -> list[dict[str, Any]]:
     where = []
     if f.virtual_server:
-        where.append(f"virtual_server = {_quote(f.virtual_server)}")
+        where.append(f"virtual_server = {sql_literal(f.virtual_server)}")
     if f.tool:
-        where.append(f"tool_name = {_quote(f.tool)}")
+        where.append(f"tool_name = {sql_literal(f.tool)}")
     if f.backend:
-        where.append(f"list_contains(string_split(coalesce(backends, ''), ','), {_quote(f.backend)})")
+        where.append(f"list_contains(string_split(coalesce(backends, ''), ','), {sql_literal(f.backend)})")
     if f.subject:
-        where.append(f"subject = {_quote(f.subject)}")
+        where.append(f"subject = {sql_literal(f.subject)}")
     if f.session:
-        where.append(f"session_id = {_quote(f.session)}")
+        where.append(f"session_id = {sql_literal(f.session)}")
     if f.errors_only:
         where.append("errors > 0")
     if f.since_ns is not None:
@@ -79,12 +75,12 @@ def waterfall_rows(rec: Recording, trace_id: str) -> list[dict[str, Any]]:
     return rec.rows(
         "SELECT span_id, parent_span_id, name, kind, direction, backend, status, error_code, error_message, "
         "depth, offset_ns, duration_ns, self_ns, start_ns, attrs, request_payload, response_payload, payload_truncated "
-        f"FROM waterfall WHERE trace_id = {_quote(trace_id)} ORDER BY start_ns, depth"
+        f"FROM waterfall WHERE trace_id = {sql_literal(trace_id)} ORDER BY start_ns, depth"
     )
 
 
 def session_rows(rec: Recording, session_id: str) -> dict[str, Any]:
-    summary = rec.rows(f"SELECT * FROM sessions WHERE session_id = {_quote(session_id)}")
+    summary = rec.rows(f"SELECT * FROM sessions WHERE session_id = {sql_literal(session_id)}")
     traces = list_traces(rec, TraceFilter(session=session_id, limit=10_000))
     return {"session": summary[0] if summary else None, "traces": list(reversed(traces))}
 

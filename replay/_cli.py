@@ -188,7 +188,7 @@ def mock(
     from recorder import RecordingError, connect
 
     from ._mock import Cassette, CassetteBackend, mock_config
-    from ._select import Selection, SelectionError, recorded_tools, select
+    from ._select import Selection, SelectionError, recorded_server_info, recorded_tools, select
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -217,29 +217,6 @@ def mock(
     )
     config = mock_config(virtual_server, name, tools, host, int(port))
     run(config, None, reload=False, backend_factory=lambda c: CassetteBackend(c, cassette, server_info))
-
-
-def recorded_server_info(recording: Any, calls: list[Any]) -> dict[str, Any]:
-    """The serverInfo the client was given (initialize or server/discover answer), if recorded."""
-    import orjson
-
-    servers = sorted({c.virtual_server for c in calls if c.virtual_server})
-    if not servers:
-        return {}
-    quoted = ", ".join("'" + s.replace("'", "''") + "'" for s in servers)
-    rows = recording.rows(
-        "SELECT response_payload FROM spans WHERE kind = 'SERVER' AND method IN ('initialize', 'server/discover') "
-        f"AND virtual_server IN ({quoted}) AND response_payload IS NOT NULL ORDER BY start_ns DESC LIMIT 1"
-    )
-    for row in rows:
-        try:
-            result = orjson.loads(row["response_payload"]).get("result") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
-        info = result.get("serverInfo") or (result.get("_meta") or {}).get("io.modelcontextprotocol/serverInfo")
-        if isinstance(info, dict):
-            return info
-    return {}
 
 
 def register(app: typer.Typer) -> None:

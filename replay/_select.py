@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["RecordedCall", "Selection", "SelectionError", "recorded_tools", "select"]
+from recorder import sql_literal
+
+__all__ = ["RecordedCall", "Selection", "SelectionError", "recorded_server_info", "recorded_tools", "select"]
 
 
 class SelectionError(Exception):
@@ -80,10 +82,6 @@ class RecordedCall:
         return f"#{self.index} {self.tool}"
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _json(text: Any) -> dict[str, Any] | None:
     if not text:
         return None
@@ -122,12 +120,12 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
     """The recorded calls `selection` names, in recorded order. Raises SelectionError when none do."""
     where = []
     if selection.session:
-        where.append(f"r.session_id = {_lit(selection.session)}")
+        where.append(f"r.session_id = {sql_literal(selection.session)}")
     if selection.trace:
         trace = selection.trace.lower()
         if not _HEX.match(trace):
             raise SelectionError(f"--trace: expected a trace id (hex), found {selection.trace!r}")
-        where.append(f"starts_with(r.trace_id, {_lit(trace)})")
+        where.append(f"starts_with(r.trace_id, {sql_literal(trace)})")
     if not selection.include_replays:
         where.append("r.replay_of IS NULL")
     if not (selection.session or selection.trace):
@@ -244,7 +242,7 @@ def recorded_tools(recording: Any, calls: list[RecordedCall]) -> dict[str, dict[
             continue
         rows = recording.rows(
             "SELECT response_payload FROM spans WHERE kind = 'SERVER' AND method = 'tools/list' "
-            f"AND {column} IN ({', '.join(_lit(v) for v in values)}) AND response_payload IS NOT NULL "
+            f"AND {column} IN ({', '.join(sql_literal(v) for v in values)}) AND response_payload IS NOT NULL "
             "ORDER BY start_ns"
         )
         for row in rows:
@@ -253,3 +251,22 @@ def recorded_tools(recording: Any, calls: list[RecordedCall]) -> dict[str, dict[
                 if isinstance(tool, dict) and isinstance(tool.get("name"), str):
                     tools[tool["name"]] = tool
     return tools
+
+
+def recorded_server_info(recording: Any, calls: list[RecordedCall]) -> dict[str, Any]:
+    """The serverInfo the client was given (the latest initialize or server/discover answer) for the
+    virtual servers of `calls`, if recorded."""
+    servers = sorted({c.virtual_server for c in calls if c.virtual_server})
+    if not servers:
+        return {}
+    rows = recording.rows(
+        "SELECT response_payload FROM spans WHERE kind = 'SERVER' AND method IN ('initialize', 'server/discover') "
+        f"AND virtual_server IN ({', '.join(sql_literal(s) for s in servers)}) AND response_payload IS NOT NULL "
+        "ORDER BY start_ns DESC LIMIT 1"
+    )
+    for row in rows:
+        result = (_json(row["response_payload"]) or {}).get("result") or {}
+        info = result.get("serverInfo") or (result.get("_meta") or {}).get("io.modelcontextprotocol/serverInfo")
+        if isinstance(info, dict):
+            return info
+    return {}
