@@ -154,14 +154,17 @@ class AdminApi:
 
     # --- status (roles) ---------------------------------------------------------------------------
 
-    async def status(self, request: Request) -> Response:
+    async def _admin(self, request: Request) -> Response | None:
+        """None when the caller is one of `auth.admins`, else the 401/403 to answer."""
         identity = await self._identify(request)
         if isinstance(identity, Response):
             return identity
-        admins = frozenset(self.gateway.config.auth.admins)
-        if identity.principals().isdisjoint(admins):
+        if identity.principals().isdisjoint(frozenset(self.gateway.config.auth.admins)):
             return _error(403, f"{identity.subject} is not an admin of this gateway (auth.admins)")
-        return JSONResponse(self.gateway.status())
+        return None
+
+    async def status(self, request: Request) -> Response:
+        return await self._admin(request) or JSONResponse(self.gateway.status())
 
     async def server_status(self, request: Request) -> Response:
         identity = await self._identify(request)
@@ -188,13 +191,8 @@ class AdminApi:
         metrics = self.gateway.metrics
         if metrics is None:
             return _error(404, "metrics are off (metrics.enabled: false)")
-        if not self.gateway.config.metrics.public:
-            identity = await self._identify(request)
-            if isinstance(identity, Response):
-                return identity
-            if identity.principals().isdisjoint(frozenset(self.gateway.config.auth.admins)):
-                return _error(403, f"{identity.subject} is not an admin of this gateway (auth.admins)")
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        refusal = None if self.gateway.config.metrics.public else await self._admin(request)
+        return refusal or Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
 def _page(status: int, title: str, message: str) -> HTMLResponse:

@@ -151,6 +151,19 @@ def _pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
+def _requested(auth: OAuth2Auth) -> dict[str, str]:
+    """What a token request asks for, in the authorization URL and the token request alike: scope,
+    resource (RFC 8707) and audience, each when configured."""
+    asked = {}
+    if auth.scopes:
+        asked["scope"] = " ".join(auth.scopes)
+    if auth.resource:
+        asked["resource"] = auth.resource
+    if auth.audience:
+        asked["audience"] = auth.audience
+    return asked
+
+
 class Credentials:
     def __init__(
         self,
@@ -333,12 +346,7 @@ class Credentials:
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
-        if auth.scopes:
-            query["scope"] = " ".join(auth.scopes)
-        if auth.resource:
-            query["resource"] = auth.resource
-        if auth.audience:
-            query["audience"] = auth.audience
+        query.update(_requested(auth))
         separator = "&" if "?" in auth.authorization_url else "?"
         return f"{auth.authorization_url}{separator}{urlencode(query)}"
 
@@ -422,12 +430,7 @@ class Credentials:
         else:
             form = {**form, "client_id": auth.client_id}
         if form["grant_type"] != "refresh_token":
-            if auth.scopes:
-                form["scope"] = " ".join(auth.scopes)
-            if auth.resource:
-                form["resource"] = auth.resource
-            if auth.audience:
-                form["audience"] = auth.audience
+            form.update(_requested(auth))
         try:
             response = await self._http.post(
                 auth.token_url, data=form, auth=request_auth if request_auth is not None else httpx.USE_CLIENT_DEFAULT

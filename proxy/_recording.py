@@ -158,6 +158,11 @@ class Trace:
         return self.trace_id
 
 
+def _done(helper: dict[str, int]) -> int:
+    """Spans a helper no longer holds: sent (re-sends counted once), spooled or dropped."""
+    return helper.get("sent", 0) - helper.get("resent", 0) + helper.get("spooled", 0) + helper.get("dropped", 0)
+
+
 class SpanEmitter:
     """The gateway's side of recording: rows per request, handed in batches to the shipping helper.
 
@@ -185,6 +190,7 @@ class SpanEmitter:
         self._earlier: dict[str, int] = {}  # what helpers that exited had reported
         self._lost = 0  # handed to a helper that died before reporting them
         self._handed = 0  # spans handed to the current helper
+        self._done = 0  # of those, sent, spooled or dropped there (updated as the helper reports)
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -221,10 +227,10 @@ class SpanEmitter:
 
     def emit(self, trace: Trace) -> None:
         """Record a finished trace: its rows are appended to the batch being filled (a few µs; no
-        I/O, no redaction walk, never blocks). Past `queue_max_spans` waiting in the pipe, the
-        trace is counted as dropped."""
+        I/O, no redaction walk, never blocks). Past `queue_max_spans` handed to the helper and not
+        yet sent, spooled or dropped there (the pipe, its queue), the trace is counted as dropped."""
         spans = span_count(trace)
-        if self._backlog_spans() + spans > self.config.queue_max_spans:
+        if self._handed - self._done + self._builder.spans + spans > self.config.queue_max_spans:
             self._local["dropped"] += spans
             return
         builder = self._builder
@@ -236,13 +242,6 @@ class SpanEmitter:
             return
         if builder.spans >= self.config.batch_spans or builder.payload_bytes >= MAX_BATCH_BYTES:
             self._hand_off()
-
-    def _backlog_spans(self) -> int:
-        """Spans handed to the helper and not yet sent, spooled or dropped there, plus the batch
-        being filled: what waits in memory (the pipe, the helper's queue)."""
-        helper = self._helper_counters
-        done = helper.get("sent", 0) - helper.get("resent", 0) + helper.get("spooled", 0) + helper.get("dropped", 0)
-        return max(0, self._handed - done) + self._builder.spans
 
     def _hand_off(self) -> None:
         builder = self._builder
@@ -298,7 +297,7 @@ class SpanEmitter:
             sys.executable, "-m", "proxy._shipper",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
-        self._handed = 0
+        self._handed = self._done = 0
         setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance}
         self._write(b"C", orjson.dumps(setup))
         for secret in self._secrets:
@@ -315,6 +314,7 @@ class SpanEmitter:
                 continue
             totals = report.get("counters", totals)
             self._helper_counters = totals
+            self._done = _done(totals)
             token = report.get("flushed")
             if token and token in self._flushes and not self._flushes[token].done():
                 self._flushes[token].set_result(None)
@@ -325,8 +325,7 @@ class SpanEmitter:
         if self._closing:
             return
         # The helper died: what it held is lost (counted as dropped); start another.
-        done = sum(totals.get(k, 0) for k in ("sent", "spooled", "dropped")) - totals.get("resent", 0)
-        lost = max(0, self._handed - done)
+        lost = max(0, self._handed - _done(totals))
         self._lost += lost
         for key, value in totals.items():
             self._earlier[key] = self._earlier.get(key, 0) + value

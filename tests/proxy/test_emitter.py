@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
 from proto import batch_size
@@ -18,6 +16,7 @@ from proxy._recording import SpanEmitter, Trace
 from proxy._redact import Redactor
 from proxy._shipper import Shipper, read_spool
 from proxy._spans import BatchBuilder
+from tests.proxy.clients import until
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.anyio
@@ -96,18 +95,12 @@ async def test_helper_that_dies_is_replaced_and_its_spans_counted(tmp_path: Path
         first = emitter.helper_pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        await until_true(lambda: emitter.helper_pid not in (None, first))
+        await until(lambda: emitter.helper_pid not in (None, first))
         emitter.emit(trace())
         await emitter.flush()
         assert emitter.counters["spooled"] == 3  # the new helper works
     finally:
         await emitter.close()
-
-
-async def until_true(condition: Callable[[], bool], within_s: float = 15) -> None:
-    with anyio.fail_after(within_s):
-        while not condition():
-            await anyio.sleep(0.05)
 
 
 def test_helper_queue_overflow_spills_to_the_spool(tmp_path: Path) -> None:
