@@ -22,6 +22,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import duckdb  # noqa: E402
 import grpc  # noqa: E402
@@ -126,8 +127,9 @@ def as_columns(spans: list[Any]) -> Any:
 
 def make_trace_batches(n_spans: int, batch_spans: int) -> list[Any]:
     """The form the gateway sends: tools/call traces (5 spans each) built by the gateway's own code."""
+    from records import tools_call
+
     from proxy._config import RedactConfig
-    from proxy._recording import Hop, Trace
     from proxy._redact import Redactor
     from proxy._spans import BatchBuilder
 
@@ -137,27 +139,7 @@ def make_trace_batches(n_spans: int, batch_spans: int) -> list[Any]:
     batches, builder = [], BatchBuilder(redactor)
     now = time.time_ns()
     for i in range(n_spans // 5):
-        trace = Trace(now + i * 1000, headers)
-        trace.method, trace.request_id, trace.tool, trace.era = "tools/call", i, "say", "modern"
-        trace.request_body, trace.session_id, trace.virtual_server = PAYLOAD, f"session-{i // 100}", "/virtual/bench"
-        trace.parsed_ns, trace.sliced_ns, trace.backend, trace.backend_tool = (
-            now + i * 1000 + 10,
-            now + i * 1000 + 20,
-            "/echo",
-            "echo",
-        )
-        hop = Hop(
-            "tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", now + i * 1000 + 30
-        )
-        hop.backend, hop.tool, hop.request, hop.response, hop.end_ns = (
-            "/echo",
-            "echo",
-            PAYLOAD,
-            PAYLOAD,
-            now + i * 1000 + 400,
-        )
-        trace.hops.append(hop)
-        trace.response, trace.end_ns = PAYLOAD, now + i * 1000 + 500
+        trace = tools_call(i, now + i * 1000, headers, f"session-{i // 100}")
         builder.add(trace)
         if builder.spans >= batch_spans:
             batches.append(builder.batch("bench"))

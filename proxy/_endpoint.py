@@ -36,7 +36,24 @@ from ._mcp import (
     era_of,
 )
 from ._metrics import outcome_of
-from ._recording import Trace, session_trace_id
+from ._record import (
+    END,
+    ERA,
+    METHOD,
+    PARSED,
+    REPLAY_OF,
+    REQUEST,
+    REQUEST_ID,
+    RESPONSE,
+    SESSION,
+    SUBJECT,
+    TRACE_ID,
+    VERSION,
+    VIRTUAL_SERVER,
+    continue_from,
+    new_trace,
+    session_trace_id,
+)  # fmt: skip
 from ._responder import Receive, Responder, Send
 from ._sessions import LiveSession, SessionState
 from ._upstream import Headers
@@ -141,7 +158,7 @@ class McpEndpoint:
         vs_path = self.gateway.endpoints.get(path)
         responder = Responder(send, receive)
         emitter = self.gateway.emitter
-        trace = responder.trace = Trace(time.time_ns(), scope["headers"]) if emitter is not None else None
+        trace = responder.trace = new_trace(time.time_ns(), scope["headers"]) if emitter is not None else None
         if vs_path is None:
             await responder.json(404, encode_error(None, INVALID_REQUEST, f"No virtual server is served at {path}"))
             return
@@ -154,7 +171,7 @@ class McpEndpoint:
             if identity is None:
                 return
             if trace is not None:
-                trace.subject = identity.subject
+                trace[SUBJECT] = identity.subject
         overrides = None
         override = headers.get("x-mcp-headers") or headers.get("x-tfy-mcp-headers")
         if override is not None:
@@ -173,10 +190,10 @@ class McpEndpoint:
                 await self._post(server, caller, headers, receive, responder)
             finally:
                 gateway.in_flight -= 1
-                if trace is not None and emitter is not None and trace.method:
-                    trace.end_ns = time.time_ns()
-                    trace.response = responder.sent_body
-                    trace.virtual_server = server.config.path
+                if trace is not None and emitter is not None and trace[METHOD]:
+                    trace[END] = time.time_ns()
+                    trace[RESPONSE] = responder.sent_body
+                    trace[VIRTUAL_SERVER] = server.config.path
                     emitter.emit(trace)
                 metrics = gateway.metrics
                 if metrics is not None:
@@ -223,25 +240,27 @@ class McpEndpoint:
             msg = parse_message(body)
         except ProtocolError as exc:
             if trace is not None:
-                trace.method = "(invalid message)"
+                trace[METHOD] = "(invalid message)"
             await responder.json(400, encode_error(exc.id, exc.code, exc.message))
             return
         method = msg.method
         responder.method = method if method in KNOWN_METHODS else ("other" if method else msg.kind)
         if trace is not None:
-            trace.method = msg.method or f"({msg.kind})"
-            trace.request_id = msg.id
-            trace.request_body = body  # the bytes, not the parsed dict: less to keep while queued
-            trace.continue_from(headers.get("traceparent") or _meta_of(msg).get("traceparent"))
+            trace[METHOD] = msg.method or f"({msg.kind})"
+            trace[REQUEST_ID] = msg.id
+            trace[REQUEST] = body  # the bytes, not the parsed dict: less to keep while queued
+            caller_context = headers.get("traceparent") or _meta_of(msg).get("traceparent")
+            if caller_context is not None:
+                continue_from(trace, caller_context)
             replay_of = headers.get(REPLAY_OF_HEADER)
             if replay_of is not None and _TRACE_ID.match(replay_of):
-                trace.replay_of = bytes.fromhex(replay_of)
+                trace[REPLAY_OF] = bytes.fromhex(replay_of)
 
         session_id = headers.get(SESSION_ID_HEADER)
         header_version = headers.get(PROTOCOL_VERSION_HEADER)
         if msg.method == "initialize" and msg.kind == "request" and session_id is None:
             if trace is not None:
-                trace.era, trace.parsed_ns = "legacy", time.time_ns()
+                trace[ERA], trace[PARSED] = "legacy", time.time_ns()
             await initialize(_call(self.gateway, server, "legacy", "", responder, caller), msg)
             return
         if session_id is not None:
@@ -307,10 +326,10 @@ class McpEndpoint:
             return
         trace = responder.trace
         if trace is not None:
-            trace.era, trace.protocol_version, trace.session_id = "legacy", state.protocol_version, session_id
-            trace.parsed_ns = time.time_ns()
-            if msg.kind != "request" and not trace.parent_span_id:
-                trace.trace_id = session_trace_id(session_id)  # unrelated messages join the session's trace
+            trace[ERA], trace[VERSION], trace[SESSION] = "legacy", state.protocol_version, session_id
+            trace[PARSED] = time.time_ns()
+            if msg.kind != "request" and not trace[TRACE_ID]:
+                trace[TRACE_ID] = session_trace_id(session_id)  # unrelated messages join the session's trace
         live = self.gateway.live.get(session_id)
         if live is None:  # another replica created it; rebuild this process's companion
             live = self.gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
@@ -353,8 +372,8 @@ class McpEndpoint:
         capabilities = meta.get(META_CLIENT_CAPABILITIES)
         trace = responder.trace
         if trace is not None:
-            trace.era, trace.protocol_version, trace.parsed_ns = "modern", version, time.time_ns()
-            trace.session_id = _modern_session_key(server, meta, headers)
+            # SESSION stays None: the shipping helper derives the key (baggage, or clientInfo).
+            trace[ERA], trace[VERSION], trace[PARSED], trace[SESSION] = "modern", version, time.time_ns(), None
         call = _call(self.gateway, server, "modern", version, responder, caller)
         call.client_capabilities = capabilities if isinstance(capabilities, dict) else {}
         call.meta = meta
@@ -466,18 +485,6 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 def _meta_of(msg: Message) -> dict[str, Any]:
     meta = msg.params.get("_meta") if msg.kind in ("request", "notification") else None
     return meta if isinstance(meta, dict) else {}
-
-
-def _modern_session_key(server: VirtualServer, meta: dict[str, Any], headers: dict[str, str]) -> str:
-    """2026-07-28 has no sessions; group an agent's requests by OTel baggage `session.id` when the client
-    sends it, else by virtual server and client identity."""
-    for item in headers.get("baggage", "").split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "session.id" and value:
-            return value.split(";", 1)[0]
-    info = meta.get("io.modelcontextprotocol/clientInfo")
-    name = f"{info.get('name', '?')}/{info.get('version', '?')}" if isinstance(info, dict) else "?"
-    return f"{server.config.path}|{name}"
 
 
 def _unsupported(id: Any, requested: str) -> bytes:

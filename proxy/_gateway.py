@@ -24,7 +24,20 @@ from ._identity import Authenticator
 from ._jsonrpc import encode_notification
 from ._mcp import META_SUBSCRIPTION_ID
 from ._metrics import Metrics
-from ._recording import SpanEmitter, Trace, session_trace_id
+from ._record import (
+    DIRECTION,
+    END,
+    ERA,
+    METHOD,
+    REQUEST,
+    SESSION,
+    TRACE_ID,
+    VIRTUAL_SERVER,
+    Trace,
+    new_trace,
+    session_trace_id,
+)
+from ._recording import SpanEmitter
 from ._sessions import InMemorySessionStore, LiveSession, SessionStore
 from ._slice import Slice
 from ._state import StateDB
@@ -85,13 +98,13 @@ class Listener:
 def _sent_notification(session_id: str, virtual_server: str, message: bytes) -> Trace:
     """A message the gateway sends on a session's own stream: a span in that session's trace."""
     now = time.time_ns()
-    trace = Trace(now, [])
-    trace.trace_id = session_trace_id(session_id)
-    trace.direction = pb.DIRECTION_GATEWAY_TO_CLIENT
-    trace.method = "notifications/tools/list_changed"
-    trace.era, trace.session_id, trace.virtual_server = "legacy", session_id, virtual_server
-    trace.request_body = message
-    trace.end_ns = now
+    trace = new_trace(now, [])
+    trace[TRACE_ID] = session_trace_id(session_id)
+    trace[DIRECTION] = pb.DIRECTION_GATEWAY_TO_CLIENT
+    trace[METHOD] = "notifications/tools/list_changed"
+    trace[ERA], trace[SESSION], trace[VIRTUAL_SERVER] = "legacy", session_id, virtual_server
+    trace[REQUEST] = message
+    trace[END] = now
     return trace
 
 

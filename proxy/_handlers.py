@@ -38,7 +38,24 @@ from ._mcp import (
     negotiate_legacy,
 )
 from ._metrics import outcome_of
-from ._recording import Hop, Trace
+from ._record import (
+    BACKEND,
+    BACKEND_TOOL,
+    HOP_END,
+    HOP_ERROR,
+    HOP_REQUEST,
+    HOP_RESPONSE,
+    SESSION,
+    SLICED,
+    TOOL,
+    VERSION,
+    Hop,
+    Trace,
+    add_child,
+    add_hop,
+    downstream_traceparent,
+    new_hop,
+)  # fmt: skip
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
 from ._upstream import Backend, BackendError, BackendTimeout, Exchange, Headers
@@ -144,8 +161,8 @@ async def initialize(call: Call, msg: Message) -> None:
     await gateway.sessions.put(state)
     gateway.live[state.id] = LiveSession(state.id, server.config.path)
     if responder.trace is not None:
-        responder.trace.session_id = state.id
-        responder.trace.protocol_version = version
+        responder.trace[SESSION] = state.id
+        responder.trace[VERSION] = version
     result: dict[str, Any] = {
         "protocolVersion": version,
         "capabilities": server.capabilities(),
@@ -232,19 +249,19 @@ async def _call_tool(call: Call, msg: Message) -> None:
 
     trace = call.responder.trace
     if trace is not None:
-        trace.tool = name
+        trace[TOOL] = name
     route = call.server.slice.routes.get(name)
     if route is not None and not call.server.policy.open and name not in call.view().names:
         route = None  # a tool this caller may not use does not exist for it
     if trace is not None:
-        trace.sliced_ns = time.time_ns()
+        trace[SLICED] = time.time_ns()
     if route is None:
         # Outside the slice: it does not exist for this client, and no backend hears of it.
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown tool: {name}"))
         return
     call.responder.tool, call.responder.backend = name, route.backend
     if trace is not None:
-        trace.backend, trace.backend_tool = route.backend, route.tool_name
+        trace[BACKEND], trace[BACKEND_TOOL] = route.backend, route.tool_name
     backend = call.gateway.catalog.backends.get(route.backend)
     if backend is None:
         await call.responder.json(
@@ -309,14 +326,14 @@ async def _forward(
             exchange = await backend.open("tools/call", upstream, headers)
         except BackendError as exc:
             if hop is not None:
-                hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
-                hop.end_ns, hop.error = time.time_ns(), (BACKEND_ERROR, str(exc))
+                hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
+                hop[HOP_END], hop[HOP_ERROR] = time.time_ns(), (BACKEND_ERROR, str(exc))
             if metrics is not None:
                 metrics.upstream(backend.path, "tools/call", "error", time.perf_counter() - started)
             await call.responder.json(200, _backend_error(client_id, exc))
             return
         if hop is not None:
-            hop.request = exchange.sent
+            hop[HOP_REQUEST] = exchange.sent
         outcome = await _pump(call, client_id, exchange, client_token, tool, hop)
         if metrics is not None:
             tool_error = call.responder.tool_error
@@ -341,33 +358,36 @@ async def _forward(
 
 def _upstream_hop(trace: Trace, backend: str, tool: str, upstream: dict[str, Any]) -> Hop:
     """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`."""
-    hop = Hop(f"tools/call {tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", time.time_ns())
-    hop.backend, hop.tool = backend, tool
-    meta = dict(upstream.get("_meta") or {})
-    meta["traceparent"] = trace.downstream_traceparent(hop)
+    hop = new_hop(f"tools/call {tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
+                  time.time_ns(), backend, tool)  # fmt: skip
+    meta = upstream.get("_meta")
+    meta = (
+        {**meta, "traceparent": downstream_traceparent(trace, hop)}
+        if meta
+        else {"traceparent": downstream_traceparent(trace, hop)}
+    )
     upstream["_meta"] = meta
-    trace.hops.append(hop)  # its request: the bytes sent, once the exchange is open
-    return hop
+    return add_hop(trace, hop)  # its request: the bytes sent, once the exchange is open
 
 
 def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | None = None) -> None:
     if hop is None:
         return
-    hop.end_ns = time.time_ns()
+    hop[HOP_END] = time.time_ns()
     if up is not None:
-        hop.response = up.data if up.data is not None else up.raw
+        hop[HOP_RESPONSE] = up.data if up.data is not None else up.raw
         if up.kind == "error":
-            hop.error = (int(up.error.get("code", BACKEND_ERROR)), str(up.error.get("message", "")))
+            hop[HOP_ERROR] = (int(up.error.get("code", BACKEND_ERROR)), str(up.error.get("message", "")))
     if error is not None:
-        hop.error = error
+        hop[HOP_ERROR] = error
 
 
 def _child_hop(hop: Hop | None, up: Message, direction: int) -> None:
     if hop is None:
         return
-    child = Hop(up.method or "message", pb.SPAN_KIND_INTERNAL, direction, up.method or "", time.time_ns())
-    child.request = up.raw
-    hop.children.append(child)
+    child = new_hop(up.method or "message", pb.SPAN_KIND_INTERNAL, direction, up.method or "", time.time_ns())
+    child[HOP_REQUEST] = up.raw
+    add_child(hop, child)
 
 
 async def _pump(
@@ -483,9 +503,9 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
     hop = None
     trace = call.responder.trace
     if trace is not None:
-        hop = Hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method, time.time_ns())
-        hop.request = {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}
-        trace.hops.append(hop)
+        hop = add_hop(trace, new_hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method,
+                                     time.time_ns()))  # fmt: skip
+        hop[HOP_REQUEST] = {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}
     try:
         await call.responder.event(orjson.dumps({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}))
         disconnected: asyncio.Future[Any] = asyncio.ensure_future(call.responder.disconnected.wait())
@@ -497,7 +517,7 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
         else:
             answer = {"error": {"code": REQUEST_TIMEOUT, "message": f"The client did not answer {method}"}}
         if hop is not None:
-            hop.end_ns, hop.response = time.time_ns(), answer
+            hop[HOP_END], hop[HOP_RESPONSE] = time.time_ns(), answer
         return answer
     finally:
         live.relayed.pop(relay_id, None)
@@ -597,11 +617,19 @@ async def _resume(call: Call, msg: Message, tool: str, token: str, client_token:
     hop = None
     trace = call.responder.trace
     if trace is not None:
-        trace.backend = exchange.backend
-        hop = Hop(f"tools/call {tool} (resumed)", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
-                  time.time_ns())  # fmt: skip
-        hop.backend, hop.request = exchange.backend, {"inputResponses": responses}
-        trace.hops.append(hop)
+        trace[BACKEND] = exchange.backend
+        hop = add_hop(
+            trace,
+            new_hop(
+                f"tools/call {tool} (resumed)",
+                pb.SPAN_KIND_CLIENT,
+                pb.DIRECTION_GATEWAY_TO_BACKEND,
+                "tools/call",
+                time.time_ns(),
+                exchange.backend,
+            ),
+        )
+        hop[HOP_REQUEST] = {"inputResponses": responses}
     outcome = await _pump(call, msg.id, exchange, client_token, tool, hop)
     assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
     await call.responder.json(200, outcome)

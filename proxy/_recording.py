@@ -1,11 +1,12 @@
 """The flight recorder's gateway side: what a request leaves behind, and how it reaches the recorder.
 
-On the request path the gateway fills a `Trace` (timestamps and references to messages it already
-has) and, once the request is answered, appends its rows (one per request, one per hop; see _spans)
-to the batch being filled: no I/O, no redaction walk. Full batches (and, every flush interval, a
-partial one) are handed to the shipping helper, a child process (see _shipper), as one `marshal`
-frame over a pipe. The helper prefilters and redacts the payloads, fills the protobuf columns, and
-ships them over short gRPC client streams, a few in flight at once; the recorder's Ack means
+On the request path the gateway fills a trace record (a list: timestamps and references to messages
+it already has; see _record) and, once the request is answered, appends it to the batch being
+filled: no copy, no I/O, no redaction walk. Full batches (and, every flush interval, a partial one)
+are handed to the shipping helper, a child process (see _shipper), as one `marshal` frame over a
+pipe. The helper turns the records into rows (see _spans), prefilters and redacts the payloads,
+fills the protobuf columns, and ships them over short gRPC client streams, a few in flight at once;
+the recorder's Ack means
 "stored", and the recorder expands each trace into its spans. When the recorder is unreachable or
 slower than the traffic, batches go to an append-only spool file (size-capped; what does not fit is
 counted as dropped) and are re-sent once it answers again. The recorder de-duplicates on span id,
@@ -25,137 +26,26 @@ Span model, one trace per client request (see docs/recording.md):
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
+import fcntl
 import logging
 import marshal
 import os
-import random
 import socket
 import sys
-from typing import Any
 
 import orjson
 
-from proto import pb
-
 from ._config import RecorderConfig
-from ._redact import Redactor
-from ._shipper import FRAME
-from ._spans import MAX_BATCH_BYTES, BatchBuilder, span_count
+from ._record import METHOD, Trace, span_count
+from ._shipper import FRAME, RECORD_LEN
+from ._spans import MAX_BATCH_BYTES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Hop", "SpanEmitter", "Trace", "parse_traceparent", "session_trace_id"]
+PIPE_BYTES = 1 << 20  # the largest pipe an unprivileged process may ask for (fs.pipe-max-size)
 
-# Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do.
-_getrandbits = random.Random(os.urandom(32)).getrandbits
-
-
-def new_trace_id() -> bytes:
-    return _getrandbits(128).to_bytes(16, "big")
-
-
-def new_span_id() -> bytes:
-    return _getrandbits(64).to_bytes(8, "big")
-
-
-def session_trace_id(session_id: str) -> bytes:
-    """The trace that collects a session's messages not tied to one request (stable per session)."""
-    return hashlib.blake2b(session_id.encode(), digest_size=16).digest()
-
-
-def parse_traceparent(value: Any) -> tuple[bytes, bytes] | None:
-    """W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`) -> (trace id, parent span id), or None."""
-    if not isinstance(value, str) or len(value) < 55:
-        return None
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
-        return None
-    try:
-        trace_id, span_id = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
-    except ValueError:
-        return None
-    if trace_id == bytes(16) or span_id == bytes(8):
-        return None
-    return trace_id, span_id
-
-
-def traceparent(trace_id: bytes, span_id: bytes) -> str:
-    return f"00-{trace_id.hex()}-{span_id.hex()}-01"
-
-
-class Hop:
-    """One message exchange inside a trace: the upstream call, a relayed request, a notification."""
-
-    __slots__ = ("backend", "children", "direction", "end_ns", "error", "kind", "method", "name", "request", "response",
-                 "span_id", "start_ns", "tool")  # fmt: skip
-
-    def __init__(self, name: str, kind: int, direction: int, method: str, start_ns: int) -> None:
-        self.name = name
-        self.kind = kind
-        self.direction = direction
-        self.method = method
-        self.start_ns = start_ns
-        self.end_ns = start_ns
-        self.span_id = new_span_id()
-        self.backend = ""
-        self.tool = ""
-        self.request: Any = None
-        self.response: Any = None
-        self.error: tuple[int, str] | None = None
-        self.children: list[Hop] = []
-
-
-class Trace:
-    """What one client request leaves behind. Filled on the request path; turned into spans later."""
-
-    __slots__ = ("backend", "backend_tool", "direction", "end_ns", "era", "error", "headers", "hops", "method",
-                 "parent_span_id",
-                 "parsed_ns", "protocol_version", "replay_of", "request", "request_body", "request_id", "response",
-                 "session_id",
-                 "sliced_ns", "span_id", "start_ns", "subject", "tool", "trace_id", "virtual_server")  # fmt: skip
-
-    def __init__(self, start_ns: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.start_ns = start_ns
-        self.parsed_ns = start_ns
-        self.sliced_ns = 0
-        self.end_ns = 0
-        self.headers = headers
-        self.trace_id = b""
-        self.span_id = new_span_id()
-        self.parent_span_id = b""
-        self.method = ""
-        self.request_id: Any = None
-        self.request: Any = None
-        self.request_body: bytes | None = None  # the request as received, when it is one JSON document
-        self.response: bytes | None = None
-        self.error: tuple[int, str] | None = None
-        self.era = ""
-        self.protocol_version = ""
-        self.session_id = ""
-        self.virtual_server = ""
-        self.subject = ""
-        self.tool = ""
-        self.backend = ""
-        self.backend_tool = ""
-        self.hops: list[Hop] = []
-        self.replay_of = b""  # the recorded trace this request replays (slicewire replay --via)
-        # Most traces start with a client's message; a notification the gateway sends starts its own.
-        self.direction = pb.DIRECTION_CLIENT_TO_GATEWAY
-
-    def continue_from(self, traceparent_value: Any) -> None:
-        """Join the caller's trace when it sent a W3C traceparent (header or params._meta)."""
-        parsed = parse_traceparent(traceparent_value)
-        if parsed is not None:
-            self.trace_id, self.parent_span_id = parsed
-
-    def downstream_traceparent(self, hop: Hop) -> str:
-        return traceparent(self.trace_id or self.ensure_trace_id(), hop.span_id)
-
-    def ensure_trace_id(self) -> bytes:
-        if not self.trace_id:
-            self.trace_id = new_trace_id()
-        return self.trace_id
+__all__ = ["SpanEmitter"]
 
 
 def _done(helper: dict[str, int]) -> int:
@@ -164,17 +54,17 @@ def _done(helper: dict[str, int]) -> int:
 
 
 class SpanEmitter:
-    """The gateway's side of recording: rows per request, handed in batches to the shipping helper.
+    """The gateway's side of recording: trace records, handed in batches to the shipping helper.
 
     emitter = SpanEmitter(config.recorder, instance="gw-1")
     await emitter.start()      # starts the helper process (proxy/_shipper.py)
-    emitter.emit(trace)        # cheap; never awaits
+    emitter.emit(trace)        # a record (see _record); cheap, never awaits
     await emitter.flush()      # hand off what is built and wait until the helper shipped (or spooled) it
     await emitter.close()      # the helper ships what it can, spools the rest, and exits
 
-    `emit` appends the trace's rows to the batch being filled (see _spans). A full batch — or, every
+    `emit` appends the record to the batch being filled. A full batch — or, every
     `flush_interval_ms`, a partial one — is written to the helper's stdin as one `marshal` frame:
-    the prefilter, redaction, protobuf, gRPC and spool work happens in the helper, off the serving
+    the rows, prefilter, redaction, protobuf, gRPC and spool work happens in the helper, off the serving
     thread and its core. Counters merge both sides: `emitted` and gateway-side drops are counted
     here, `sent`, `spooled`, `resent`, `send_failures` and the helper's own drops there.
     """
@@ -183,8 +73,9 @@ class SpanEmitter:
         assert config.target is not None
         self.config = config
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
-        self.redactor = Redactor.for_recorder(config)
-        self._builder = BatchBuilder(self.redactor, config.payloads)  # rows of the batch being filled
+        self._pending: list[bytes] = []  # the frame being filled: (length, `marshal`led record) pairs
+        self._pending_spans = 0
+        self._pending_bytes = 0
         self._local = {"emitted": 0, "dropped": 0}
         self._helper_counters: dict[str, int] = {}  # the current helper's report
         self._earlier: dict[str, int] = {}  # what helpers that exited had reported
@@ -192,6 +83,7 @@ class SpanEmitter:
         self._handed = 0  # spans handed to the current helper
         self._done = 0  # of those, sent, spooled or dropped there (updated as the helper reports)
         self._process: asyncio.subprocess.Process | None = None
+        self._pipe: asyncio.WriteTransport | None = None  # to the helper's stdin
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._flushes: dict[str, asyncio.Future[None]] = {}
@@ -219,69 +111,53 @@ class SpanEmitter:
 
     def add_secret(self, value: str) -> None:
         """A value never to be recorded (an injected credential): scrubbed here and in the helper."""
-        self.redactor.add_secret(value)
         self._secrets.append(value)
         self._write(b"S", value.encode())
 
     # --- request path ----------------------------------------------------------------------------
 
     def emit(self, trace: Trace) -> None:
-        """Record a finished trace: its rows are appended to the batch being filled (a few µs; no
-        I/O, no redaction walk, never blocks). Past `queue_max_spans` handed to the helper and not
-        yet sent, spooled or dropped there (the pipe, its queue), the trace is counted as dropped."""
+        """Record a finished trace: `marshal`led at once (~1 µs; the record then dies with its request
+        instead of waiting for the batch, where the garbage collector would walk it again and again)
+        and appended to the frame being filled. No I/O, never blocks. Past `queue_max_spans` handed
+        to the helper and not yet sent, spooled or dropped there (the pipe, its queue), the trace is
+        counted as dropped."""
         spans = span_count(trace)
-        if self._handed - self._done + self._builder.spans + spans > self.config.queue_max_spans:
+        if self._handed - self._done + self._pending_spans + spans > self.config.queue_max_spans:
             self._local["dropped"] += spans
             return
-        builder = self._builder
         try:
-            builder.add(trace)
-        except Exception:  # a bad trace must not stop recording; it is logged and dropped
-            logger.exception("could not record a trace; dropped")
+            data = marshal.dumps(trace)
+        except ValueError:  # something marshal cannot carry: not plain JSON data
+            logger.error("could not record a trace (%s): a payload is not plain JSON data; dropped", trace[METHOD])
             self._local["dropped"] += spans
             return
-        if builder.spans >= self.config.batch_spans or builder.payload_bytes >= MAX_BATCH_BYTES:
+        pending = self._pending
+        pending.append(RECORD_LEN.pack(len(data)))
+        pending.append(data)
+        self._pending_spans += spans
+        self._pending_bytes += len(data)
+        if self._pending_spans >= self.config.batch_spans or self._pending_bytes >= MAX_BATCH_BYTES:
             self._hand_off()
 
     def _hand_off(self) -> None:
-        builder = self._builder
-        if not builder.spans:
+        """Write the frame being filled to the helper: each record's length and `marshal` form."""
+        records, spans = self._pending, self._pending_spans
+        if not records:
             return
-        self._builder = BatchBuilder(self.redactor, self.config.payloads)
-        try:
-            frame = marshal.dumps((builder.traces, builder.hops, builder.spans, builder.payload_bytes))
-        except ValueError:  # a row holds something marshal cannot carry: find it, drop it, keep the rest
-            frame = self._salvage(builder)
-        self._local["emitted"] += builder.spans
-        if not self._write(b"R", frame):
-            self._local["dropped"] += builder.spans
+        self._pending, self._pending_spans, self._pending_bytes = [], 0, 0
+        self._local["emitted"] += spans
+        if not self._write(b"R", b"".join(records)):
+            self._local["dropped"] += spans
             return
-        self._handed += builder.spans
-
-    def _salvage(self, builder: BatchBuilder) -> bytes:
-        traces: list[tuple[Any, ...]] = []
-        hops: list[tuple[Any, ...]] = []
-        spans = 0
-        for i, row in enumerate(builder.traces):
-            own = [h for h in builder.hops if h[0] == i]
-            try:
-                marshal.dumps((row, own))
-            except ValueError:
-                logger.error("could not record a trace (%s): a payload is not plain JSON data; dropped", row[7])
-                continue
-            index = len(traces)
-            traces.append(row)
-            hops.extend((index, *h[1:]) for h in own)
-            spans += (4 if row[14] else 3) + len(own)
-        self._local["dropped"] += builder.spans - spans
-        builder.spans = spans
-        return marshal.dumps((traces, hops, spans, builder.payload_bytes))
+        self._handed += spans
 
     def _write(self, kind: bytes, payload: bytes) -> bool:
-        process = self._process
-        if process is None or process.stdin is None or process.returncode is not None or process.stdin.is_closing():
+        process, pipe = self._process, self._pipe
+        if process is None or pipe is None or process.returncode is not None or pipe.is_closing():
             return False
-        process.stdin.write(FRAME.pack(kind, len(payload)) + payload)
+        pipe.write(FRAME.pack(kind, len(payload)))
+        pipe.write(payload)
         return True
 
     # --- the helper --------------------------------------------------------------------------------
@@ -293,10 +169,23 @@ class SpanEmitter:
     async def _spawn(self) -> None:
         # Its own session: signals for the gateway's process group (Ctrl-C, `kill -- -PGID`) reach the
         # gateway only, which closes the pipe; the helper ends on EOF after shipping what it holds.
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy._shipper",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
+        # The pipe is made here, not by asyncio, to make it large: a whole frame (a batch) fits at
+        # once, so handing it over is one write, never a drip of partial writes.
+        if self._pipe is not None:  # the pipe to a helper that died
+            self._pipe.close()
+        read_end, write_end = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "proxy._shipper",
+                stdin=read_end, stdout=asyncio.subprocess.PIPE, start_new_session=True,
+            )  # fmt: skip
+        finally:
+            os.close(read_end)
+        self._pipe, _ = await asyncio.get_running_loop().connect_write_pipe(
+            asyncio.Protocol, os.fdopen(write_end, "wb", buffering=0)
+        )
         self._handed = self._done = 0
         setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance}
         self._write(b"C", orjson.dumps(setup))
@@ -364,8 +253,8 @@ class SpanEmitter:
         process = self._process
         if process is None:
             return
-        if process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.close()
+        if self._pipe is not None and not self._pipe.is_closing():
+            self._pipe.close()
         try:
             await asyncio.wait_for(process.wait(), self.config.send_timeout_s + 10)
         except TimeoutError:

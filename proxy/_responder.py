@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._recording import Trace
+from ._record import Trace
 from ._sse import encode_event
 
 __all__ = ["Responder"]

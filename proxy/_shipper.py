@@ -1,16 +1,17 @@
-"""The flight recorder's shipping helper: a child process of the gateway that turns row batches into
-SpanBatches (prefilter, redaction, protobuf columns) and sends them to the recorder over gRPC,
+"""The flight recorder's shipping helper: a child process of the gateway that turns trace records into
+SpanBatches (rows, prefilter, redaction, protobuf columns) and sends them to the recorder over gRPC,
 spooling to disk while the recorder is away.
 
-The gateway builds each request's rows (see _spans.BatchBuilder.add) and hands full batches to this
-process over a pipe; everything after that — the work that cost the gateway most of recording's
-price (bench/README.md) — happens here, on whatever core the OS gives it. Nothing leaves the
+The gateway keeps each request's record (see _record) and hands full batches of records to this
+process over a pipe; everything after that — rows, prefilter, redaction, protobuf, gRPC, spool: the
+work that cost the gateway most of recording's price (bench/README.md) — happens here, on whatever
+core the OS gives it. Nothing leaves the
 gateway's host unredacted: the helper redacts before anything is sent or spooled.
 
 Pipe protocol, gateway -> helper (stdin), frames of `kind (1 byte) | length (4 bytes BE) | payload`:
 
     C  {"recorder": RecorderConfig, "instance": str}    first frame, JSON
-    R  marshal((trace rows, hop rows, spans, payload bytes))
+    R  trace records: per record, its length (4 bytes BE) and its `marshal` form
     S  a secret value (UTF-8) to scrub wherever it appears
     F  a flush token (8 bytes): ship everything now, then answer with it
     EOF: ship (or spool) everything, report, exit
@@ -38,15 +39,17 @@ import orjson
 from proto import batch_size, pb, pb_grpc
 
 from ._config import RecorderConfig
+from ._record import span_count
 from ._redact import Redactor
-from ._spans import BatchBuilder
+from ._spans import MAX_BATCH_BYTES, BatchBuilder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FRAME", "Shipper", "main", "read_spool"]
+__all__ = ["FRAME", "RECORD_LEN", "Shipper", "main", "read_records", "read_spool"]
 
 _LEN = struct.Struct(">I")
 FRAME = struct.Struct(">cI")  # kind, payload length
+RECORD_LEN = _LEN  # before each record in an R frame
 _BATCHES_PER_STREAM = 8
 _STREAMS_IN_FLIGHT = 4
 
@@ -72,7 +75,7 @@ class Shipper:
 
     shipper = Shipper(config.recorder, instance="gw-1")
     await shipper.start()
-    shipper.add_rows(traces, hops, spans, payload_bytes)   # rows built by the gateway (BatchBuilder.add)
+    shipper.add_records(records)       # trace records filled by the gateway (see _record)
     await shipper.close()                                  # ships what it can, spools the rest
     """
 
@@ -95,12 +98,35 @@ class Shipper:
 
     # --- rows in ------------------------------------------------------------------------------------
 
-    def add_rows(self, traces: list[Any], hops: list[Any], spans: int, payload_bytes: int) -> None:
-        """A full batch's rows from the gateway. When `queue_max_spans` are already waiting for the
-        recorder (it is slower than the traffic), the batch goes to the spool instead, to be re-sent
-        when the queue has drained; only a spool that is full or unwritable drops spans (counted)."""
+    def add_records(self, records: list[Any]) -> None:
+        """A batch of trace records from the gateway (see _record), turned into rows here. When
+        `queue_max_spans` are already waiting for the recorder (it is slower than the traffic), the
+        rows go to the spool instead, to be re-sent when the queue has drained; only a spool that is
+        full or unwritable drops spans (counted). A record that cannot be read is dropped (counted)."""
         builder = BatchBuilder(self.redactor, self.config.payloads)
-        builder.traces, builder.hops, builder.spans, builder.payload_bytes = traces, hops, spans, payload_bytes
+        for record in records:
+            try:
+                builder.add(record)
+            except Exception:  # a bad record must not stop recording; it is logged and dropped
+                logger.exception("shipping helper: could not read a trace record; dropped")
+                self.counters["emitted"] += self._spans_of(record)
+                self.counters["dropped"] += self._spans_of(record)
+                continue
+            if builder.spans >= self.config.batch_spans or builder.payload_bytes >= MAX_BATCH_BYTES:
+                self._add_builder(builder)
+                builder = BatchBuilder(self.redactor, self.config.payloads)
+        if builder.spans:
+            self._add_builder(builder)
+
+    @staticmethod
+    def _spans_of(record: Any) -> int:
+        try:
+            return span_count(record)
+        except Exception:
+            return 0
+
+    def _add_builder(self, builder: BatchBuilder) -> None:
+        spans = builder.spans
         self.counters["emitted"] += spans
         if self._queued_spans + spans > self.config.queue_max_spans:
             self._spool([builder.batch(self.instance)])
@@ -269,6 +295,21 @@ class Shipper:
 # --- the helper process ------------------------------------------------------------------------------
 
 
+def read_records(frame: bytes) -> list[Any]:
+    """The trace records in an R frame (what follows an unreadable one is dropped, with an error)."""
+    view = memoryview(frame)
+    records, offset, size = [], 0, len(frame)
+    while offset + 4 <= size:
+        (length,) = RECORD_LEN.unpack_from(view, offset)
+        offset += 4
+        try:
+            records.append(marshal.loads(view[offset : offset + length]))
+        except (ValueError, EOFError, TypeError) as exc:
+            logger.error("shipping helper: an unreadable record (%s); dropped", exc)
+        offset += length
+    return records
+
+
 def _report(counters: dict[str, int], **extra: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps({"counters": counters, **extra}) + b"\n")
     sys.stdout.buffer.flush()
@@ -300,12 +341,7 @@ async def _serve(reader: asyncio.StreamReader) -> None:
             except asyncio.IncompleteReadError:
                 break  # the gateway closed the pipe: finish up
             if kind == b"R":
-                try:
-                    traces, hops, spans, size = marshal.loads(payload)
-                except (ValueError, EOFError, TypeError) as exc:
-                    logger.error("shipping helper: unreadable rows (%s); dropped", exc)
-                    continue
-                shipper.add_rows(traces, hops, spans, size)
+                shipper.add_records(read_records(payload))
             elif kind == b"S":
                 shipper.redactor.add_secret(payload.decode())
             elif kind == b"F":

@@ -1,31 +1,71 @@
-"""From finished `Trace`s to a `SpanBatch` in trace form: one row per request, one row per hop.
+"""From trace records (see _record) to a `SpanBatch` in trace form: one row per request, one per hop.
 
-The gateway does not build spans. Per request it appends one tuple (the trace's scalars and its
-redacted payloads) and one tuple per hop; `batch()` turns the tuples into protobuf columns (a C-level
-transpose and one `extend` per column). The recorder expands each trace into its spans — root,
-parse, slice, respond, and one per hop — with OpenTelemetry attributes, in SQL (recorder/_store.py).
-That split is what keeps recording within a few percent of the gateway's throughput: building five
-spans with their attribute maps in Python cost more than proxying the call.
+Runs in the shipping helper (see _shipper), never in the serving process. The gateway hands over
+records as they were filled on the request path; `add` derives what the gateway did not spend time
+on — the root span id, the trace id when no hop needed one, the error the client was answered with,
+the headers as redacted JSON, the 2026-07-28 session key — and appends one tuple per request and one
+per hop; `batch()` turns the tuples into protobuf columns (a C-level transpose and one `extend` per
+column). The recorder expands each trace into its spans — root, parse, slice, respond, and one per
+hop — with OpenTelemetry attributes, in SQL (recorder/_store.py).
 
-Runs in the emitter's background task, never on the request path; payloads are redacted here, before
-anything leaves the gateway: the prefilter scans all of a batch's payloads at once, and only the
-rows whose payloads may hold a secret are decoded and walked.
+Payloads are redacted here, before anything leaves the gateway's host: the prefilter scans all of a
+batch's payloads at once, and only the rows whose payloads may hold a secret are decoded and walked.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from proto import pb
 
+from ._record import (
+    BACKEND,
+    BACKEND_TOOL,
+    DIRECTION,
+    END,
+    ERA,
+    HEADERS,
+    HOP_BACKEND,
+    HOP_CHILDREN,
+    HOP_DIRECTION,
+    HOP_END,
+    HOP_ERROR,
+    HOP_KIND,
+    HOP_METHOD,
+    HOP_NAME,
+    HOP_REQUEST,
+    HOP_RESPONSE,
+    HOP_SPAN_ID,
+    HOP_START,
+    HOP_TOOL,
+    HOPS,
+    METHOD,
+    PARENT,
+    PARSED,
+    REPLAY_OF,
+    REQUEST,
+    REQUEST_ID,
+    RESPONSE,
+    SESSION,
+    SLICED,
+    SPAN_ID,
+    START,
+    SUBJECT,
+    TOOL,
+    TRACE_ID,
+    VERSION,
+    VIRTUAL_SERVER,
+    Hop,
+    Trace,
+    modern_session_key,
+    new_span_id,
+    new_trace_id,
+)  # fmt: skip
 from ._redact import Redactor
 
-if TYPE_CHECKING:
-    from ._recording import Hop, Trace
-
-__all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder", "span_count"]
+__all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder"]
 
 TRACE_FIELDS = (
     "trace_id", "span_id", "parent_span_id", "session_id", "virtual_server", "subject", "direction", "method",
@@ -45,28 +85,12 @@ HOP_FIELDS = (
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
-def span_count(trace: Trace) -> int:
-    """The spans a trace expands to: root, parse, respond, slice (when it ran), one per hop."""
-    spans = (4 if trace.sliced_ns else 3) + len(trace.hops)
-    for hop in trace.hops:
-        if hop.children:
-            spans += _descendants(hop)
-    return spans
+def _hop_failed(hops: list[Hop] | None) -> bool:
+    return hops is not None and any(hop[HOP_ERROR] is not None or _hop_failed(hop[HOP_CHILDREN]) for hop in hops)
 
 
-def _descendants(hop: Hop) -> int:
-    return sum(1 + _descendants(child) for child in hop.children) if hop.children else 0
-
-
-def _hop_failed(hops: list[Hop]) -> bool:
-    return any(hop.error is not None or _hop_failed(hop.children) for hop in hops)
-
-
-def _error_of(trace: Trace) -> tuple[int, str] | None:
-    """The error the client was answered with: set by the gateway, or found in the response sent."""
-    if trace.error is not None:
-        return trace.error
-    response = trace.response
+def _error_of(response: Any) -> tuple[int, str] | None:
+    """The error the client was answered with, found in the response sent."""
     if not response or b'"error":' not in response:
         return None
     try:
@@ -77,6 +101,20 @@ def _error_of(trace: Trace) -> tuple[int, str] | None:
         return None
     code = err.get("code", 0)
     return (code if isinstance(code, int) else 0, str(err.get("message", "")))
+
+
+def _session_of(trace: Trace) -> str:
+    """The session key; a 2026-07-28 request's is derived here, from its baggage or clientInfo."""
+    session = trace[SESSION]
+    if session is not None:
+        return str(session)
+    baggage = next((v.decode("latin-1") for k, v in trace[HEADERS] if k == b"baggage"), "")
+    request = trace[REQUEST]
+    try:
+        meta = (request if isinstance(request, dict) else orjson.loads(request)).get("params", {}).get("_meta")
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        meta = None
+    return modern_session_key(trace[VIRTUAL_SERVER], meta, baggage)
 
 
 # Where the payloads sit in the row tuples (see TRACE_FIELDS / HOP_FIELDS).
@@ -96,7 +134,7 @@ class BatchBuilder:
     """Traces gathered for one SpanBatch, as row tuples (TRACE_FIELDS / HOP_FIELDS order).
 
     builder = BatchBuilder(redactor)
-    builder.add(trace)               # -> the spans it will expand to
+    builder.add(trace)               # a trace record (see _record) -> the spans it will expand to
     batch = builder.batch("gw-1")    # a SpanBatch with `traces` and `hops` columns, payloads redacted
 
     Rows are appended with their payloads as they are (the bytes on the wire); `batch()` transposes
@@ -119,8 +157,8 @@ class BatchBuilder:
         return self.spans
 
     def add(self, trace: Trace) -> int:
-        """Append one trace (and its hops); returns the number of spans it expands to. A trace that
-        fails half-way leaves nothing behind."""
+        """Append one trace record (and its hops); returns the number of spans it expands to. A trace
+        that fails half-way leaves nothing behind."""
         hops = len(self.hops)
         try:
             return self._add(trace)
@@ -129,35 +167,42 @@ class BatchBuilder:
             raise
 
     def _add(self, trace: Trace) -> int:
-        error = _error_of(trace)
+        response = trace[RESPONSE]
+        error = _error_of(response)
         capture = self.payloads == "all" or (
-            self.payloads == "errors" and (error is not None or _hop_failed(trace.hops))
+            self.payloads == "errors" and (error is not None or _hop_failed(trace[HOPS]))
         )
         index = len(self.traces)
-        root = trace.span_id
-        spans = 4 if trace.sliced_ns else 3
-        respond_from = trace.sliced_ns or trace.parsed_ns or trace.start_ns
+        # Ids the gateway did not need are made here, and kept in the record: adding it again (a test,
+        # a re-built batch) expands to the same span ids, which is what the recorder de-duplicates on.
+        if not trace[SPAN_ID]:
+            trace[SPAN_ID] = new_span_id()
+        if not trace[TRACE_ID]:
+            trace[TRACE_ID] = new_trace_id()
+        root = trace[SPAN_ID]
+        start, parsed, sliced = trace[START], trace[PARSED], trace[SLICED]
+        respond_from = sliced or parsed or start
         if capture:
-            request = trace.request_body if trace.request_body is not None else _bytes(trace.request)
-            response = trace.response or b""
+            request, response = _bytes(trace[REQUEST]), response or b""
         else:
             request = response = b""
         size = len(request) + len(response)
-        for hop in trace.hops:
+        spans = 4 if sliced else 3
+        for hop in trace[HOPS] or ():
             hop_spans, hop_bytes = self._hop(index, hop, root, capture)
             spans += hop_spans
             size += hop_bytes
-            if hop.end_ns > respond_from:
-                respond_from = hop.end_ns
+            if hop[HOP_END] > respond_from:
+                respond_from = hop[HOP_END]
+        request_id = trace[REQUEST_ID]
         self.traces.append(
             (
-                trace.trace_id or trace.ensure_trace_id(), root, trace.parent_span_id, trace.session_id,
-                trace.virtual_server, trace.subject, trace.direction, trace.method,
-                "" if trace.request_id is None else str(trace.request_id), trace.tool, trace.backend,
-                trace.backend_tool, trace.start_ns, trace.parsed_ns or trace.start_ns, trace.sliced_ns,
-                respond_from, trace.end_ns or respond_from, error[0] if error else 0,
-                (error[1] or "error") if error else "", self.redactor.headers_json(trace.headers), request, response,
-                False, trace.era, trace.protocol_version, trace.replay_of,
+                trace[TRACE_ID], root, trace[PARENT], _session_of(trace),
+                trace[VIRTUAL_SERVER], trace[SUBJECT], trace[DIRECTION], trace[METHOD],
+                "" if request_id is None else str(request_id), trace[TOOL], trace[BACKEND], trace[BACKEND_TOOL],
+                start, parsed or start, sliced, respond_from, trace[END] or respond_from, error[0] if error else 0,
+                (error[1] or "error") if error else "", self.redactor.headers_json(trace[HEADERS]), request, response,
+                False, trace[ERA], trace[VERSION], trace[REPLAY_OF],
             )
         )  # fmt: skip
         self.spans += spans
@@ -167,21 +212,23 @@ class BatchBuilder:
     def _hop(self, index: int, hop: Hop, parent: bytes, capture: bool) -> tuple[int, int]:
         """Append a hop (and its children); the spans and payload bytes they add."""
         if capture:
-            request, response = _bytes(hop.request), _bytes(hop.response)
+            request, response = _bytes(hop[HOP_REQUEST]), _bytes(hop[HOP_RESPONSE])
         else:
             request = response = b""
-        error = hop.error
-        kind = pb.MESSAGE_KIND_NOTIFICATION if hop.method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
+        error = hop[HOP_ERROR]
+        method = hop[HOP_METHOD]
+        kind = pb.MESSAGE_KIND_NOTIFICATION if method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
+        span_id = hop[HOP_SPAN_ID]
         self.hops.append(
             (
-                index, hop.span_id, parent, hop.name, hop.kind, hop.direction, hop.method, kind, hop.backend, hop.tool,
-                hop.start_ns, hop.end_ns, error[0] if error else 0, (error[1] or "error") if error else "", request,
-                response, False,
+                index, span_id, parent, hop[HOP_NAME], hop[HOP_KIND], hop[HOP_DIRECTION], method, kind,
+                hop[HOP_BACKEND], hop[HOP_TOOL], hop[HOP_START], hop[HOP_END], error[0] if error else 0,
+                (error[1] or "error") if error else "", request, response, False,
             )
         )  # fmt: skip
         spans, size = 1, len(request) + len(response)
-        for child in hop.children:
-            child_spans, child_size = self._hop(index, child, hop.span_id, capture)
+        for child in hop[HOP_CHILDREN] or ():
+            child_spans, child_size = self._hop(index, child, span_id, capture)
             spans += child_spans
             size += child_size
         return spans, size

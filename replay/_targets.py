@@ -26,7 +26,32 @@ from proxy._config import BackendConfig, Config
 from proxy._creds import Credentials
 from proxy._endpoint import REPLAY_OF_HEADER
 from proxy._mcp import LATEST_LEGACY
-from proxy._recording import Hop, SpanEmitter, Trace
+from proxy._record import (
+    BACKEND,
+    BACKEND_TOOL,
+    END,
+    ERA,
+    HOP_END,
+    HOP_ERROR,
+    HOP_REQUEST,
+    HOP_RESPONSE,
+    METHOD,
+    REPLAY_OF,
+    REQUEST,
+    REQUEST_ID,
+    RESPONSE,
+    SESSION,
+    SLICED,
+    SUBJECT,
+    TOOL,
+    VIRTUAL_SERVER,
+    Trace,
+    add_hop,
+    downstream_traceparent,
+    new_hop,
+    new_trace,
+)  # fmt: skip
+from proxy._recording import SpanEmitter
 from proxy._upstream import Backend, BackendError, Exchange, Headers, StreamableHTTPBackend, create_backend
 
 from ._select import RecordedCall
@@ -289,32 +314,32 @@ class DirectTarget(Target):
         if self.emitter is None:
             return await _send(self._backend(call.backend), params, None, answers)
         trace = self._trace(call, params)
-        hop = Hop(f"tools/call {call.backend_tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND,
-                  "tools/call", time.time_ns())  # fmt: skip
-        hop.backend, hop.tool = call.backend, call.backend_tool or ""
-        hop.request = {"jsonrpc": "2.0", "method": "tools/call", "params": params}
-        trace.hops.append(hop)
-        params["_meta"] = {"traceparent": trace.downstream_traceparent(hop)}
-        trace.sliced_ns = time.time_ns()
+        hop = add_hop(trace, new_hop(f"tools/call {call.backend_tool}", pb.SPAN_KIND_CLIENT,
+                                     pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", time.time_ns(), call.backend,
+                                     call.backend_tool or ""))  # fmt: skip
+        hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": "tools/call", "params": params}
+        params["_meta"] = {"traceparent": downstream_traceparent(trace, hop)}
+        trace[SLICED] = time.time_ns()
         reply = await _send(self._backend(call.backend), params, None, answers)
-        hop.end_ns = time.time_ns()
-        hop.response = {"jsonrpc": "2.0", **reply.message}
+        hop[HOP_END] = time.time_ns()
+        hop[HOP_RESPONSE] = {"jsonrpc": "2.0", **reply.message}
         if "error" in reply.message:
-            hop.error = (int(reply.message["error"].get("code", -32000)), str(reply.message["error"].get("message")))
-        trace.end_ns = time.time_ns()
-        trace.response = orjson.dumps({"jsonrpc": "2.0", "id": call.index, **reply.message})
+            error = reply.message["error"]
+            hop[HOP_ERROR] = (int(error.get("code", -32000)), str(error.get("message")))
+        trace[END] = time.time_ns()
+        trace[RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": call.index, **reply.message})
         self.emitter.emit(trace)
         return reply
 
     def _trace(self, call: RecordedCall, params: dict[str, Any]) -> Trace:
-        trace = Trace(time.time_ns(), [])
-        trace.method, trace.request_id, trace.tool = "tools/call", call.index, call.tool
-        trace.request = {"jsonrpc": "2.0", "id": call.index, "method": "tools/call",
-                         "params": {"name": call.tool, "arguments": params["arguments"]}}  # fmt: skip
-        trace.backend, trace.backend_tool = call.backend or "", call.backend_tool or ""
-        trace.virtual_server, trace.session_id = call.virtual_server or "", self.session
-        trace.era, trace.replay_of = call.era or "", bytes.fromhex(call.trace_id)
-        trace.subject = "slicewire-replay"
+        trace = new_trace(time.time_ns(), [])
+        trace[METHOD], trace[REQUEST_ID], trace[TOOL] = "tools/call", call.index, call.tool
+        trace[REQUEST] = {"jsonrpc": "2.0", "id": call.index, "method": "tools/call",
+                          "params": {"name": call.tool, "arguments": params["arguments"]}}  # fmt: skip
+        trace[BACKEND], trace[BACKEND_TOOL] = call.backend or "", call.backend_tool or ""
+        trace[VIRTUAL_SERVER], trace[SESSION] = call.virtual_server or "", self.session
+        trace[ERA], trace[REPLAY_OF] = call.era or "", bytes.fromhex(call.trace_id)
+        trace[SUBJECT] = "slicewire-replay"
         return trace
 
     async def close(self) -> None:

@@ -8,14 +8,14 @@ import signal
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from proto import batch_size
 from proxy._config import RecorderConfig
-from proxy._recording import SpanEmitter, Trace
-from proxy._redact import Redactor
+from proxy._record import END, METHOD, REQUEST, REQUEST_ID, RESPONSE, Trace, new_trace
+from proxy._recording import SpanEmitter
 from proxy._shipper import Shipper, read_spool
-from proxy._spans import BatchBuilder
 from tests.proxy.clients import until
 from tests.support.procs import free_port
 
@@ -23,15 +23,15 @@ pytestmark = pytest.mark.anyio
 
 
 def trace(secret: str = "") -> Trace:
-    t = Trace(time.time_ns(), [])
-    t.method, t.request_id = "tools/list", 1
-    t.request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"note": secret}}
-    t.response, t.end_ns = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}', time.time_ns()
+    t = new_trace(time.time_ns(), [])
+    t[METHOD], t[REQUEST_ID] = "tools/list", 1
+    t[REQUEST] = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"note": secret}})
+    t[RESPONSE], t[END] = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}', time.time_ns()
     return t
 
 
 async def test_spools_when_no_recorder_answers(tmp_path: Path) -> None:
-    """Rows go through the helper process, which cannot reach the recorder: all of them are spooled,
+    """Records go through the helper process, which cannot reach the recorder: all of them are spooled,
     redacted there (an added secret reached the helper)."""
     emitter = SpanEmitter(RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), send_timeout_s=2))
     await emitter.start()
@@ -106,13 +106,10 @@ async def test_helper_that_dies_is_replaced_and_its_spans_counted(tmp_path: Path
 def test_helper_queue_overflow_spills_to_the_spool(tmp_path: Path) -> None:
     """A recorder slower than the traffic: past `queue_max_spans` waiting, batches go to the spool
     (re-sent later) instead of being dropped; only an unusable spool drops them."""
-    builder = BatchBuilder(Redactor(), "all")
-    builder.add(trace())
-    rows = (builder.traces, builder.hops, builder.spans, builder.payload_bytes)
     config = RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), queue_max_spans=8)
     shipper = Shipper(config)
     for _ in range(5):
-        shipper.add_rows(*rows)
+        shipper.add_records([trace()])
     assert shipper._queued_spans == 6  # 2 batches of 3 spans wait in memory
     assert shipper.counters["spooled"] == 9 and shipper.counters["dropped"] == 0  # 3 went to the spool
     assert sum(batch_size(b) for b in read_spool(tmp_path / "spans.spool")) == 9
@@ -120,5 +117,5 @@ def test_helper_queue_overflow_spills_to_the_spool(tmp_path: Path) -> None:
     blocker.write_text("")
     full = Shipper(RecorderConfig(target=config.target, spool_dir=str(blocker / "spool"), queue_max_spans=8))
     for _ in range(5):
-        full.add_rows(*rows)
+        full.add_records([trace()])
     assert full.counters["dropped"] == 9 and full.counters["emitted"] == 15

@@ -1,5 +1,5 @@
-"""From a trace to spans: the gateway's rows, expanded by the recorder's SQL (a real in-memory DuckDB),
-give the span tree; redaction never lets a secret through a shortcut."""
+"""From a trace record to spans: the helper's rows, expanded by the recorder's SQL (a real in-memory
+DuckDB), give the span tree; redaction never lets a secret through a shortcut."""
 
 from __future__ import annotations
 
@@ -9,7 +9,30 @@ import orjson
 
 from proto import pb
 from proxy._config import RedactConfig
-from proxy._recording import Hop, Trace
+from proxy._record import (
+    BACKEND,
+    END,
+    ERA,
+    HOP_END,
+    HOP_ERROR,
+    HOP_REQUEST,
+    HOP_RESPONSE,
+    HOP_SPAN_ID,
+    HOPS,
+    METHOD,
+    PARSED,
+    REQUEST,
+    REQUEST_ID,
+    RESPONSE,
+    SLICED,
+    SPAN_ID,
+    TOOL,
+    Trace,
+    add_child,
+    add_hop,
+    new_hop,
+    new_trace,
+)  # fmt: skip
 from proxy._redact import MARKER, Redactor
 from proxy._spans import BatchBuilder
 from recorder._store import batch_to_arrow
@@ -34,34 +57,38 @@ def columns_of(trace: Trace, payloads: str = "all") -> dict[str, list]:
 
 def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | None = None) -> Trace:
     now = time.time_ns()
-    trace = Trace(now, [(b"authorization", b"Bearer " + SECRET.encode()), (b"user-agent", b"agent/1")])
-    trace.method, trace.request_id, trace.tool, trace.era = "tools/call", 7, "say", "modern"
-    trace.request = {
+    trace = new_trace(now, [(b"authorization", b"Bearer " + SECRET.encode()), (b"user-agent", b"agent/1")])
+    trace[METHOD], trace[REQUEST_ID], trace[TOOL], trace[ERA], trace[BACKEND] = "tools/call", 7, "say", "modern", "/b"
+    trace[REQUEST] = {
         "jsonrpc": "2.0",
         "id": 7,
         "method": "tools/call",
         "params": {"name": "say", "arguments": request_args},
     }
-    trace.parsed_ns, trace.sliced_ns = now + 10, now + 20
-    hop = Hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", now + 30)
-    hop.backend, hop.tool = "/b", "echo"
-    hop.request = {"params": {"name": "echo", "arguments": request_args}}
-    hop.response = {"jsonrpc": "2.0", "id": 1, "result": upstream_result}
-    hop.end_ns = now + 500
+    trace[PARSED], trace[SLICED] = now + 10, now + 20
+    hop = new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", now + 30,
+                  "/b", "echo")  # fmt: skip
+    hop[HOP_REQUEST] = {"params": {"name": "echo", "arguments": request_args}}
+    hop[HOP_RESPONSE] = {"jsonrpc": "2.0", "id": 1, "result": upstream_result}
+    hop[HOP_END] = now + 500
     if relay_params is not None:
-        child = Hop(
+        child = new_hop(
             "elicitation/create",
             pb.SPAN_KIND_INTERNAL,
             pb.DIRECTION_BACKEND_TO_GATEWAY,
             "elicitation/create",
             now + 100,
         )
-        child.request = {"method": "elicitation/create", "params": relay_params}
-        hop.children.append(child)
-    trace.hops.append(hop)
-    trace.response = orjson.dumps({"jsonrpc": "2.0", "id": 7, "result": upstream_result})
-    trace.end_ns = now + 600
+        child[HOP_REQUEST] = {"method": "elicitation/create", "params": relay_params}
+        add_child(hop, child)
+    add_hop(trace, hop)
+    trace[RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": 7, "result": upstream_result})
+    trace[END] = now + 600
     return trace
+
+
+def span_id(value: bytes) -> bytes:
+    return value
 
 
 def test_span_tree_of_a_call() -> None:
@@ -91,15 +118,15 @@ def test_child_span_ids_are_derived_and_stable() -> None:
     trace = call_trace({"text": "hi"}, {"content": []})
     first, second = columns_of(trace)["span_id"], columns_of(trace)["span_id"]
     assert first == second and len(set(first)) == 5
-    root = trace.span_id
-    derived = {bytes(i) for i in first} - {root, trace.hops[0].span_id}
+    root = span_id(trace[SPAN_ID])  # made when the record was first added, kept in it
+    derived = {bytes(i) for i in first} - {root, span_id(trace[HOPS][0][HOP_SPAN_ID])}
     assert derived == {root[:7] + bytes([root[7] ^ k]) for k in (1, 2, 3)}
 
 
 def test_failed_upstream_call_marks_the_hop_and_the_root() -> None:
     trace = call_trace({"text": "hi"}, {"content": []})
-    trace.hops[0].error = (-32001, "Backend /b: timed out")
-    trace.response = orjson.dumps({"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": "timed out"}})
+    trace[HOPS][0][HOP_ERROR] = (-32001, "Backend /b: timed out")
+    trace[RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": "timed out"}})
     cols = columns_of(trace)
     failed = {
         name: (code, msg)
@@ -130,7 +157,7 @@ def test_no_secret_through_any_payload() -> None:
 def test_payload_capture_levels() -> None:
     ok = call_trace({"text": "hi"}, {"content": [{"type": "text", "text": "hi"}]})
     failed = call_trace({"text": "hi"}, {"content": []})
-    failed.hops[0].error = (-32000, "Backend /b: down")
+    failed[HOPS][0][HOP_ERROR] = (-32000, "Backend /b: down")
     for level, trace, expect_payloads in (("none", ok, False), ("errors", ok, False), ("errors", failed, True)):
         cols = columns_of(trace, payloads=level)
         carried = any(cols["request_payload"]) or any(cols["response_payload"])
@@ -150,11 +177,10 @@ def test_only_the_payloads_that_need_it_are_redacted_or_cut() -> None:
         builder.add(trace)
     rows = batch_to_arrow(builder.batch("gw-1")).to_pylist()
     roots = {r["span_id"]: r for r in rows if r["parent_span_id"] == b""}
-    assert roots[clean.span_id]["request_payload"] == orjson.dumps(clean.request).decode()
-    assert not roots[clean.span_id]["payload_truncated"]
-    assert (
-        "hunter2" not in roots[secret.span_id]["request_payload"] and MARKER in roots[secret.span_id]["request_payload"]
-    )
-    upstream = next(r for r in rows if r["span_id"] == secret.hops[0].span_id)
+    clean_root, secret_root, big_root = (roots[span_id(t[SPAN_ID])] for t in (clean, secret, big))
+    assert clean_root["request_payload"] == orjson.dumps(clean[REQUEST]).decode()
+    assert not clean_root["payload_truncated"]
+    assert "hunter2" not in secret_root["request_payload"] and MARKER in secret_root["request_payload"]
+    upstream = next(r for r in rows if r["span_id"] == span_id(secret[HOPS][0][HOP_SPAN_ID]))
     assert "hunter2" not in upstream["request_payload"]
-    assert roots[big.span_id]["payload_truncated"] and len(roots[big.span_id]["request_payload"]) == 300
+    assert big_root["payload_truncated"] and len(big_root["request_payload"]) == 300
