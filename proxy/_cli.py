@@ -167,6 +167,27 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 DEFAULT_RECORDER = "127.0.0.1:7320"
+OtlpOption = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp",
+        help="OTLP endpoint URL (gRPC: http://host:4317; HTTP: http://host:4318[/v1/traces]). "
+        "Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT.",
+    ),
+]
+OtlpProtocolOption = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp-protocol", "--protocol", help="grpc or http (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)."
+    ),
+]
+OtlpPayloadsOption = Annotated[
+    bool,
+    typer.Option(
+        "--otlp-payloads/--no-otlp-payloads",
+        help="Add tools/call arguments and results (redacted) as gen_ai.tool.call.arguments / .result.",
+    ),
+]
 FromOption = Annotated[
     str,
     typer.Option("--from", "-f", help="A live recorder's host:port, or a trace file (.duckdb) of a stopped one."),
@@ -179,19 +200,64 @@ def recorder(
         "traces.duckdb"
     ),
     listen: Annotated[str, typer.Option(help="host:port for the gRPC recorder service.")] = DEFAULT_RECORDER,
+    otlp: OtlpOption = None,
+    otlp_protocol: OtlpProtocolOption = None,
+    otlp_payloads: OtlpPayloadsOption = False,
+    otlp_batch: Annotated[int, typer.Option(min=1, max=10_000, help="Spans per OTLP export request.")] = 512,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the flight recorder: receive spans over gRPC and store them in DuckDB."""
+    """Run the flight recorder: receive spans over gRPC and store them in DuckDB; with --otlp (or
+    OTEL_EXPORTER_OTLP_ENDPOINT set), also export what it stores to an OTLP backend as it arrives."""
     _logging(log_level)
     from recorder import SchemaError, StoreError
     from recorder import serve as serve_recorder
 
+    feed = _otlp_feed(otlp, otlp_protocol, otlp_payloads, otlp_batch)
     try:
-        asyncio.run(serve_recorder(str(db), listen))
+        asyncio.run(serve_recorder(str(db), listen, feed=feed))
     except (StoreError, SchemaError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(str(exc)) from None
+
+
+def _otlp_target(endpoint: str | None, protocol: str | None) -> tuple[str | None, Any, str] | None:
+    """(endpoint, protocol, name) of an OTLP destination: the option, else OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT;
+    None when neither is set."""
+    import os
+
+    from recorder._otlp import protocol_from_env
+
+    if endpoint is None and not (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    ):
+        return None
+    try:
+        chosen = protocol or protocol_from_env()
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    if chosen not in ("grpc", "http"):
+        raise _fail(f"--otlp-protocol: expected grpc or http, found {chosen!r}", 2)
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise _fail(f"--otlp: expected an http:// or https:// URL, found {endpoint!r}", 2)
+    env = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    shown = endpoint or env
+    return endpoint, chosen, f"{chosen} {shown}"
+
+
+def _otlp_feed(endpoint: str | None, protocol: str | None, payloads: bool, batch: int) -> Any:
+    target = _otlp_target(endpoint, protocol)
+    if target is None:
+        return None
+    url, chosen, name = target
+
+    def make(store: Any) -> Any:
+        from recorder._feed import OtlpFeed
+        from recorder._otlp import span_exporter
+
+        return OtlpFeed(store, span_exporter(url, chosen), name, payloads, batch)
+
+    return make
 
 
 @app.command()
@@ -199,6 +265,9 @@ def up(
     config: ConfigOption,
     db: Annotated[Path, typer.Option(help="DuckDB file for the recorder.")] = Path("traces.duckdb"),
     recorder_listen: Annotated[str, typer.Option(help="host:port for the embedded recorder.")] = DEFAULT_RECORDER,
+    otlp: OtlpOption = None,
+    otlp_protocol: OtlpProtocolOption = None,
+    otlp_payloads: OtlpPayloadsOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     reload: Annotated[bool, typer.Option("--reload/--no-reload", help="Apply config edits without a restart.")] = True,
 ) -> None:
@@ -210,8 +279,25 @@ def up(
     cfg = _load(config)
     target = cfg.recorder.target or recorder_listen
     cfg = cfg.model_copy(update={"recorder": cfg.recorder.model_copy(update={"target": target})})
+    _otlp_target(otlp, otlp_protocol)  # a bad --otlp fails here, before anything starts
+    exporting = [
+        *(["--otlp", otlp] if otlp else []), *(["--otlp-protocol", otlp_protocol] if otlp_protocol else []),
+        *(["--otlp-payloads"] if otlp_payloads else []),
+    ]  # fmt: skip
     child = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "recorder", "--db", str(db), "--listen", target, "--log-level", log_level],
+        [
+            sys.executable,
+            "-m",
+            "proxy",
+            "recorder",
+            "--db",
+            str(db),
+            "--listen",
+            target,
+            "--log-level",
+            log_level,
+            *exporting,
+        ],
         start_new_session=True,  # Ctrl-C reaches the gateway first; the recorder is stopped after its last spans
         preexec_fn=_die_with_parent,
     )
@@ -369,24 +455,38 @@ def session(
 
 @app.command()
 def export(
-    out: Annotated[Path, typer.Argument(help="The Parquet file to write.")],
+    out: Annotated[Path | None, typer.Argument(help="The Parquet file to write (not with --otlp).")] = None,
     source: FromOption = DEFAULT_RECORDER,
     session_id: Annotated[str | None, typer.Option("--session", help="Only this session's spans.")] = None,
     trace: Annotated[str | None, typer.Option(help="Only this trace's spans.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only spans since: 10m, 2h, 3d, or an ISO 8601 time.")] = None,
+    otlp: OtlpOption = None,
+    otlp_protocol: OtlpProtocolOption = None,
+    otlp_payloads: OtlpPayloadsOption = False,
 ) -> None:
-    """Write spans (all, one session's, or one trace's) to a Parquet file: a recording to share or
-    keep with a test, readable by `replay`, `mock`, `traces` and notebooks (`--from FILE.parquet`)."""
-    import pyarrow.parquet as pq
-
+    """Write spans (all, one session's, one trace's, or recent ones) to a Parquet file — a recording to
+    share or keep with a test, readable by `replay`, `mock`, `traces` and notebooks (`--from
+    FILE.parquet`) — or send them to an OTLP backend (`--otlp URL`), with a progress bar."""
     from recorder import sql_literal
 
+    if (out is None) == (otlp is None):
+        raise _fail("give either an output file or --otlp URL", 2)
     where = []
     for column, value in (("session_id", session_id), ("trace_id", trace)):
         if value is not None:
             where.append(f"{column} = {sql_literal(value)}")
-    query = "SELECT * FROM spans" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns"
+    start = _parse_time(since, "--since")
+    if start is not None:
+        where.append(f"start_ns >= {start}")
+    condition = " WHERE " + " AND ".join(where) if where else ""
+    if otlp is not None:
+        _export_otlp(source, condition, otlp, otlp_protocol, otlp_payloads)
+        return
+    assert out is not None
+    import pyarrow.parquet as pq
+
     with _open_recording(source) as rec:
-        table = _recording_call(lambda: rec.arrow(query))
+        table = _recording_call(lambda: rec.arrow(f"SELECT * FROM spans{condition} ORDER BY start_ns"))
     if table.num_rows == 0:
         raise _fail(f"no spans match in {source}; nothing written")
     try:
@@ -394,6 +494,38 @@ def export(
     except OSError as exc:
         raise _fail(f"{out}: {exc.strerror or exc}") from None
     typer.echo(f"{table.num_rows} spans written to {out}", err=True)
+
+
+def _export_otlp(source: str, condition: str, endpoint: str, protocol: str | None, payloads: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recorder._otlp import COLUMNS, span_exporter, to_otel
+
+    target = _otlp_target(endpoint, protocol)
+    assert target is not None
+    url, chosen, name = target
+    with _open_recording(source) as rec:
+        table = _recording_call(lambda: rec.arrow(f"SELECT {COLUMNS} FROM spans{condition} ORDER BY start_ns"))
+    if table.num_rows == 0:
+        raise _fail(f"no spans match in {source}; nothing exported")
+    exporter = span_exporter(url, chosen)
+    sent = 0
+    columns = [
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ]  # fmt: skip
+    try:
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            task = progress.add_task(f"spans to {name}", total=table.num_rows)
+            for batch in table.to_batches(max_chunksize=512):
+                result = exporter.export(to_otel(batch.to_pylist(), payloads))
+                if result.name != "SUCCESS":
+                    raise _fail(f"{name}: the receiver did not accept the spans after {sent} of {table.num_rows}")
+                sent += batch.num_rows
+                progress.update(task, completed=sent)
+    finally:
+        exporter.shutdown()
+    typer.echo(f"{sent} spans exported to {name}", err=True)
 
 
 # --- gateway tokens and users' backend credentials -------------------------------------------------

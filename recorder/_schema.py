@@ -117,8 +117,21 @@ LEFT JOIN children c USING (span_id);
 
 _V1 = _TABLES_V1 + VIEWS_V1.lstrip("\n")
 
+# Version 2: an ingest sequence on spans (the order spans were stored in, for continuous export),
+# and the export positions (one row per OTLP destination: the last `seq` it acknowledged).
+_V2 = """
+CREATE SEQUENCE span_seq;
+ALTER TABLE spans ADD COLUMN seq BIGINT DEFAULT nextval('span_seq');
+CREATE TABLE exports (
+    name        VARCHAR PRIMARY KEY,   -- the destination: protocol and endpoint
+    position    BIGINT NOT NULL,       -- spans with seq <= position have been exported
+    exported    BIGINT NOT NULL,       -- spans exported so far
+    updated_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+"""
+
 # Migration N turns a version N-1 file into version N. Append; never edit a released entry.
-_MIGRATIONS: list[str] = [_V1]
+_MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from proto import batch_size, pb, pb_grpc
 
+from ._feed import OtlpFeed
 from ._store import QueryRefused, SpanStore
 
 logger = logging.getLogger(__name__)
@@ -59,13 +60,26 @@ class RecorderService(pb_grpc.RecorderServicer):  # type: ignore[misc]
             yield pb.QueryChunk(arrow_ipc=data[offset : offset + _CHUNK])
 
 
-async def serve(db: str, listen: str, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM; then stop taking streams, finish the ones in flight, flush, close."""
+async def serve(
+    db: str, listen: str, ready: asyncio.Event | None = None, feed: Callable[[SpanStore], OtlpFeed] | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM; then stop taking streams, finish the ones in flight, flush, close.
+    `feed`: makes the continuous OTLP export of what is stored (see _feed), started with the server."""
     store = SpanStore(db)
+    exporting = None
+    if feed is not None:
+        try:
+            exporting = feed(store)
+        except Exception:
+            store.close()
+            raise
+        exporting.start()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     pb_grpc.add_RecorderServicer_to_server(RecorderService(store), server)
     port = server.add_insecure_port(listen)
     if port == 0:
+        if exporting is not None:
+            exporting.close(deadline_s=0)
         store.close()
         raise OSError(f"cannot listen on {listen}")
     await server.start()
@@ -81,5 +95,7 @@ async def serve(db: str, listen: str, ready: asyncio.Event | None = None) -> Non
     finally:
         logger.info("recorder stopping: finishing streams in flight")
         await server.stop(grace=10)
+        if exporting is not None:
+            await asyncio.to_thread(exporting.close)
         await asyncio.to_thread(store.close)
         logger.info("recorder stopped: %d spans stored, %d duplicates ignored", store.stored, store.duplicates)

@@ -445,6 +445,10 @@ class SpanStore:
             left -= mine
             _settle(future, WriteResult(item.size, mine))
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the store's connection, for another thread (the OTLP feed); close it after use."""
+        return self._con.cursor()
+
     def query(self, sql: str, max_rows: int = 0) -> pa.Table:
         """Run one read-only statement on its own cursor; the result as an Arrow table."""
         cursor = self._con.cursor()
