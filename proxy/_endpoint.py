@@ -246,15 +246,14 @@ class McpEndpoint:
         method = msg.method
         responder.method = method if method in KNOWN_METHODS else ("other" if method else msg.kind)
         if trace is not None:
-            trace[METHOD] = msg.method or f"({msg.kind})"
-            trace[REQUEST_ID] = msg.id
+            trace[METHOD], trace[REQUEST_ID] = method or f"({msg.kind})", msg.id
             trace[REQUEST] = body  # the bytes, not the parsed dict: less to keep while queued
-            caller_context = headers.get("traceparent") or _meta_of(msg).get("traceparent")
-            if caller_context is not None:
-                continue_from(trace, caller_context)
-            replay_of = headers.get(REPLAY_OF_HEADER)
-            if replay_of is not None and _TRACE_ID.match(replay_of):
-                trace[REPLAY_OF] = bytes.fromhex(replay_of)
+            if b"traceparent" in body or "traceparent" in headers:  # rare: a C-level scan decides
+                continue_from(trace, headers.get("traceparent") or _meta_of(msg).get("traceparent"))
+            if REPLAY_OF_HEADER in headers:
+                replay_of = headers[REPLAY_OF_HEADER]
+                if _TRACE_ID.match(replay_of):
+                    trace[REPLAY_OF] = bytes.fromhex(replay_of)
 
         session_id = headers.get(SESSION_ID_HEADER)
         header_version = headers.get(PROTOCOL_VERSION_HEADER)
