@@ -98,21 +98,22 @@ def new_hop(name: str, kind: int, direction: int, method: str, start_ns: int, ba
     return [name, kind, direction, method, start_ns, start_ns, new_span_id(), backend, tool, None, None, None, None]
 
 
-def add_hop(trace: Trace, hop: Hop) -> Hop:
-    hops = trace[HOPS]
-    if hops is None:
-        trace[HOPS] = [hop]
+def _append(record: list[Any], index: int, hop: Hop) -> Hop:
+    """Append to the list at `record[index]`, made on first use (most records have no hops or children)."""
+    items = record[index]
+    if items is None:
+        record[index] = [hop]
     else:
-        hops.append(hop)
+        items.append(hop)
     return hop
 
 
+def add_hop(trace: Trace, hop: Hop) -> Hop:
+    return _append(trace, HOPS, hop)
+
+
 def add_child(hop: Hop, child: Hop) -> None:
-    children = hop[HOP_CHILDREN]
-    if children is None:
-        hop[HOP_CHILDREN] = [child]
-    else:
-        children.append(child)
+    _append(hop, HOP_CHILDREN, child)
 
 
 def continue_from(trace: Trace, traceparent_value: Any) -> None:

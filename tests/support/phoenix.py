@@ -89,6 +89,20 @@ class NetNamespace:
         self.holder.wait()
 
 
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started in a session of its own, by its process group: SIGTERM (after SIGCONT:
+    a paused process cannot act on it), then SIGKILL if it has not ended within 60 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGCONT)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class Phoenix:
     """A Phoenix server in a namespace; its data (SQLite) in `workdir`, kept across restarts."""
 
@@ -121,15 +135,8 @@ class Phoenix:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc)
 
     def pause(self) -> None:
         """Stop the receiver without losing what it holds (SIGSTOP): requests hang, nothing answers.
@@ -174,14 +181,7 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc)
 
 
 def attributes(span: dict[str, Any]) -> dict[str, Any]:
