@@ -45,6 +45,9 @@ def unavailable() -> str | None:
     for tool in ("unshare", "nsenter", "ip"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (util-linux / iproute2)"
+    tried = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    if tried.returncode != 0:
+        return f"this machine refuses a network namespace (unshare -n: {tried.stderr.strip()[:200]})"
     return None
 
 
