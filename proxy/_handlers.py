@@ -45,19 +45,16 @@ from ._record import (
     HOP_ERROR,
     HOP_REQUEST,
     HOP_RESPONSE,
-    HOPS,
     SESSION,
     SLICED,
     TOOL,
-    TRACE_ID,
     VERSION,
     Hop,
     Trace,
     add_child,
     add_hop,
+    downstream_traceparent,
     new_hop,
-    new_span_id,
-    new_trace_id,
 )  # fmt: skip
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
@@ -360,24 +357,13 @@ async def _forward(
 
 
 def _upstream_hop(trace: Trace, backend: str, tool: str, upstream: dict[str, Any]) -> Hop:
-    """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`.
-    (new_hop, add_hop and downstream_traceparent, inlined: this runs for every proxied call.)"""
-    span_id = new_span_id()
-    # HOP_NAME None: the helper names it from the method and the tool.
-    hop = [None, pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", time.time_ns(), 0, span_id,
-           backend, tool, None, None, None, None]  # fmt: skip
-    trace_id = trace[TRACE_ID]
-    if not trace_id:
-        trace_id = trace[TRACE_ID] = new_trace_id()
-    context = f"00-{trace_id.hex()}-{span_id.hex()}-01"
+    """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`."""
+    hop = new_hop(f"tools/call {tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
+                  time.time_ns(), backend, tool)  # fmt: skip
+    context = downstream_traceparent(trace, hop)
     meta = upstream.get("_meta")
     upstream["_meta"] = {**meta, "traceparent": context} if meta else {"traceparent": context}
-    hops = trace[HOPS]
-    if hops is None:
-        trace[HOPS] = [hop]
-    else:
-        hops.append(hop)
-    return hop  # its request: the bytes sent, once the exchange is open
+    return add_hop(trace, hop)  # its request: the bytes sent, once the exchange is open
 
 
 def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | None = None) -> None:

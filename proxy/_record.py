@@ -26,7 +26,6 @@ from proto import pb
 __all__ = [
     "Hop", "Trace", "add_child", "add_hop", "continue_from", "downstream_traceparent", "modern_session_key",
     "new_hop", "new_span_id", "new_trace", "new_trace_id", "parse_traceparent", "session_trace_id", "span_count",
-    "traceparent",
 ]  # fmt: skip
 
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do. Ids
@@ -61,10 +60,6 @@ def parse_traceparent(value: Any) -> tuple[bytes, bytes] | None:
     if trace_id == bytes(16) or span_id == bytes(8):
         return None
     return trace_id, span_id
-
-
-def traceparent(trace_id: bytes, span_id: bytes) -> str:
-    return f"00-{trace_id.hex()}-{span_id.hex()}-01"
 
 
 # --- records --------------------------------------------------------------------------------------

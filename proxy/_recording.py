@@ -37,7 +37,7 @@ import sys
 import orjson
 
 from ._config import RecorderConfig
-from ._record import HOP_CHILDREN, HOPS, METHOD, SLICED, Trace, _hop_spans
+from ._record import METHOD, Trace, span_count
 from ._shipper import FRAME, RECORD_LEN
 from ._spans import MAX_BATCH_BYTES
 
@@ -122,12 +122,7 @@ class SpanEmitter:
         and appended to the frame being filled. No I/O, never blocks. Past `queue_max_spans` handed
         to the helper and not yet sent, spooled or dropped there (the pipe, its queue), the trace is
         counted as dropped."""
-        hops = trace[HOPS]  # span_count(trace), inlined: root, parse, respond, slice, hops, their children
-        spans = (4 if trace[SLICED] else 3) if hops is None else (4 if trace[SLICED] else 3) + len(hops)
-        if hops is not None:
-            for hop in hops:
-                if hop[HOP_CHILDREN] is not None:
-                    spans += _hop_spans(hop[HOP_CHILDREN])
+        spans = span_count(trace)
         if self._handed - self._done + self._pending_spans + spans > self.config.queue_max_spans:
             self._local["dropped"] += spans
             return

@@ -218,11 +218,10 @@ class BatchBuilder:
         error = hop[HOP_ERROR]
         method = hop[HOP_METHOD]
         kind = pb.MESSAGE_KIND_NOTIFICATION if method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
-        name = hop[HOP_NAME] or f"{method} {hop[HOP_TOOL]}"  # an upstream call: named by its tool here
         span_id = hop[HOP_SPAN_ID]
         self.hops.append(
             (
-                index, span_id, parent, name, hop[HOP_KIND], hop[HOP_DIRECTION], method, kind,
+                index, span_id, parent, hop[HOP_NAME], hop[HOP_KIND], hop[HOP_DIRECTION], method, kind,
                 hop[HOP_BACKEND], hop[HOP_TOOL], hop[HOP_START], hop[HOP_END], error[0] if error else 0,
                 (error[1] or "error") if error else "", request, response, False,
             )

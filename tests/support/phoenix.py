@@ -14,11 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.procs import ROOT
+from tests.support.procs import ROOT, wait_until
 
 PHOENIX_PYTHON = ROOT / ".venv-phoenix" / "bin" / "python"
 HTTP_PORT, GRPC_PORT = 6006, 4317  # fixed: the namespace is private
@@ -34,6 +34,14 @@ for line in sys.stdin:
         out = {"status": 0, "body": repr(e)}
     print(json.dumps(out), flush=True)
 """
+
+
+def _settled(state: Callable[[], str | None], timeout: float, interval: float = 0.05) -> str:
+    """What `state` settles on ("up", "ended", ...) within `timeout` seconds, or "timed out"."""
+    try:
+        return str(wait_until(state, timeout, interval))
+    except TimeoutError:
+        return "timed out"
 
 
 def unavailable() -> str | None:
@@ -56,12 +64,16 @@ class NetNamespace:
         self.holder = subprocess.Popen(
             ["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep 86400"], start_new_session=True
         )
-        deadline = time.monotonic() + 10
-        while b"UP" not in subprocess.run(self.wrap(["ip", "-o", "link", "show", "lo"]), capture_output=True).stdout:
-            if time.monotonic() > deadline or self.holder.poll() is not None:
-                self.close()
-                raise RuntimeError("the network namespace did not come up")
-            time.sleep(0.05)
+
+        def ready() -> str | None:
+            if self.holder.poll() is not None:
+                return "ended"
+            shown = subprocess.run(self.wrap(["ip", "-o", "link", "show", "lo"]), capture_output=True).stdout
+            return "up" if b"UP" in shown else None
+
+        if _settled(ready, 10) != "up":
+            self.close()
+            raise RuntimeError("the network namespace did not come up")
         self._reader = subprocess.Popen(
             self.wrap([sys.executable, "-c", _READER]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -129,13 +141,17 @@ class Phoenix:
             self.ns.wrap([str(PHOENIX_PYTHON), "-m", "phoenix.server.main", "serve"]),
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while self.ns.get(f"{self.http}/v1/projects")[0] != 200:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.workdir / "phoenix.log").read_text(errors="replace")[-2000:]
-                self.stop()
-                raise RuntimeError(f"Phoenix did not come up:\n{tail}")
-            time.sleep(0.2)
+        proc = self.proc
+
+        def ready() -> str | None:
+            if proc.poll() is not None:
+                return "ended"
+            return "up" if self.ns.get(f"{self.http}/v1/projects")[0] == 200 else None
+
+        if _settled(ready, 120, 0.2) != "up":
+            tail = (self.workdir / "phoenix.log").read_text(errors="replace")[-2000:]
+            self.stop()
+            raise RuntimeError(f"Phoenix did not come up:\n{tail}")
 
     def stop(self) -> None:
         if self.proc is not None:
