@@ -497,6 +497,7 @@ def export(
 
 
 def _export_otlp(source: str, condition: str, endpoint: str, protocol: str | None, payloads: bool) -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -519,7 +520,7 @@ def _export_otlp(source: str, condition: str, endpoint: str, protocol: str | Non
             task = progress.add_task(f"spans to {name}", total=table.num_rows)
             for batch in table.to_batches(max_chunksize=512):
                 result = exporter.export(to_otel(batch.to_pylist(), payloads))
-                if result.name != "SUCCESS":
+                if result is not SpanExportResult.SUCCESS:
                     raise _fail(f"{name}: the receiver did not accept the spans after {sent} of {table.num_rows}")
                 sent += batch.num_rows
                 progress.update(task, completed=sent)
