@@ -29,8 +29,12 @@ def answer(message: dict) -> dict | None:
     if method == "tools/call":
         arguments = message.get("params", {}).get("arguments", {})
         text = orjson.dumps(arguments).decode()
-        result = {"content": [{"type": "text", "text": text}], "structuredContent": arguments, "isError": False,
-                  "resultType": "complete"}
+        result = {
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": arguments,
+            "isError": False,
+            "resultType": "complete",
+        }
     elif method == "server/discover":
         result = {
             "supportedVersions": ["2026-07-28"],

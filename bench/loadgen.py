@@ -14,6 +14,7 @@ import asyncio
 import statistics
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httptools
@@ -94,6 +95,7 @@ async def worker(
     text = "x" * args.arg_bytes
     arguments = {"text": text}
     request_id = 0
+    auth = {"authorization": f"Bearer {args.token}"} if args.token else {}
     if args.era == "legacy":
         init = {
             "jsonrpc": "2.0",
@@ -105,14 +107,12 @@ async def worker(
                 "clientInfo": {"name": "b", "version": "1"},
             },
         }
-        status, headers, _ = await conn.post(orjson.dumps(init), {})
+        status, headers, _ = await conn.post(orjson.dumps(init), auth)
         conn.session = headers.get(b"mcp-session-id")
-        await conn.post(
-            b'{"jsonrpc":"2.0","method":"notifications/initialized"}', {"mcp-protocol-version": "2025-11-25"}
-        )
-        headers_out = {"mcp-protocol-version": "2025-11-25"}
+        headers_out = {"mcp-protocol-version": "2025-11-25", **auth}
+        await conn.post(b'{"jsonrpc":"2.0","method":"notifications/initialized"}', headers_out)
     else:
-        headers_out = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": args.tool}
+        headers_out = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": args.tool, **auth}
     while time.monotonic() < stop_at:
         request_id += 1
         params: dict = {"name": args.tool, "arguments": arguments}
@@ -179,7 +179,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--arg-bytes", type=int, default=200)
     parser.add_argument("--era", choices=["modern", "legacy"], default="modern")
+    parser.add_argument("--token-file", help="a gateway token, sent as `Authorization: Bearer` on every request")
     args = parser.parse_args()
+    args.token = Path(args.token_file).read_text().strip() if args.token_file else None
     result = uvloop.run(run(args))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 

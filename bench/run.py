@@ -13,6 +13,7 @@ file under bench/results/. The machine is noisy: compare systems within one run 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -34,6 +35,9 @@ SYSTEMS = [
     "slicewire",
     "slicewire-recording",
     "slicewire-legacy",
+    "slicewire-full",
+    "fastmcp-proxy",
+    "fastmcp-proxy-legacy",
     "forwarder-raw",
     "forwarder-aiohttp",
     "forwarder-httpx-aiohttp",
@@ -86,8 +90,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def load(
-    url: str, concurrency: int, duration: float, era: str, tool: str = "echo", warmup: float = 0
+    url: str,
+    concurrency: int,
+    duration: float,
+    era: str,
+    tool: str = "echo",
+    warmup: float = 0,
+    token_file: Path | None = None,
 ) -> dict[str, Any]:
+    auth = ["--token-file", str(token_file)] if token_file else []
     out = subprocess.run(
         [
             "taskset",
@@ -107,6 +118,7 @@ def load(
             str(warmup),
             "--era",
             era,
+            *auth,
         ],
         capture_output=True,
         text=True,
@@ -137,33 +149,40 @@ def tools_calls_counted(url: str, workdir: Path) -> float:
     )
 
 
-def measure(
-    url: str,
-    pid: int,
-    concurrency: int,
-    duration: float,
-    era: str,
-    tool: str,
-    helper: int | None = None,
-    workdir: Path | None = None,
-) -> dict[str, Any]:
-    """One point. `helper`: the gateway's span-shipping helper process, whose CPU is reported apart.
-    `workdir` (Slicewire only): the gateway's /metrics is scraped around the window, and its count of
-    tools/call answered is reported beside the load generator's."""
-    load(url, concurrency, 1.0, era, tool)  # warm up: connections, sessions, caches
-    counted_before = tools_calls_counted(url, workdir) if workdir else 0.0
-    before = cpu_seconds(pid)
-    helper_before = cpu_seconds(helper) if helper else 0.0
-    result = load(url, concurrency, duration, era, tool)
-    used = cpu_seconds(pid) - before
-    if workdir:
+@dataclasses.dataclass
+class Target:
+    """A started system under test: where to send load, and which process to charge for it."""
+
+    url: str
+    pid: int
+    era: str = "modern"
+    tool: str = "echo"
+    token_file: Path | None = None  # a gateway token the load generator sends
+    helper: int | None = None  # Slicewire's span-shipping helper, whose CPU is reported apart
+    workdir: Path | None = None  # Slicewire: /metrics and the recorder counters are read with its admin token
+    procs: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+
+
+def measure(target: Target, concurrency: int, duration: float) -> dict[str, Any]:
+    """One point: req/s and latencies from the load generator, CPU per request and RSS of the system's
+    process. For Slicewire, the gateway's own count of tools/call answered (its /metrics) is reported
+    beside the load generator's."""
+    url, era, tool, token = target.url, target.era, target.tool, target.token_file
+    load(url, concurrency, 1.0, era, tool, token_file=token)  # warm up: connections, sessions, caches
+    counted_before = tools_calls_counted(url, target.workdir) if target.workdir else 0.0
+    before = cpu_seconds(target.pid)
+    helper_before = cpu_seconds(target.helper) if target.helper else 0.0
+    result = load(url, concurrency, duration, era, tool, token_file=token)
+    used = cpu_seconds(target.pid) - before
+    if target.workdir:
         # The load generator counts answers inside its window; calls in flight at its end finish after:
         # the gateway's count may exceed it by up to the concurrency.
-        result["metrics_tools_calls"] = int(tools_calls_counted(url, workdir) - counted_before)
-    result["cpu_us_per_req"] = round(used / result["requests"] * 1e6, 1) if result["requests"] else None
-    if helper and result["requests"]:
-        result["helper_cpu_us_per_req"] = round((cpu_seconds(helper) - helper_before) / result["requests"] * 1e6, 1)
-    result["rss_mb"] = round(rss_mb(pid), 1)
+        result["metrics_tools_calls"] = int(tools_calls_counted(url, target.workdir) - counted_before)
+    requests = result["requests"]
+    result["cpu_us_per_req"] = round(used / requests * 1e6, 1) if requests else None
+    if target.helper and requests:
+        result["helper_cpu_us_per_req"] = round((cpu_seconds(target.helper) - helper_before) / requests * 1e6, 1)
+    result["rss_mb"] = round(rss_mb(target.pid), 1)
     return result
 
 
@@ -190,13 +209,32 @@ def recorder_counters(url: str, workdir: Path) -> dict[str, Any] | None:
         return json.loads(response.read()).get("recorder")
 
 
-def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | None = None) -> Path:
+AGENT_SCOPES = ["mcp:bench", "tools:say"]
+
+
+def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | None = None, auth: bool = False) -> Path:
+    """One virtual server slicing the echo backend's `echo` as `say`. Public unless `auth`: then it needs
+    a gateway token with its scope and the tool's, from a subject among its users (`agent.token`)."""
     from proxy._state import StateDB
 
     if not (workdir / "admin.token").exists():
         db = StateDB(workdir / "state.db")
         (workdir / "admin.token").write_text(db.create_token("bench", "service")[0])
+        (workdir / "agent.token").write_text(db.create_token("agent", "service", AGENT_SCOPES)[0])
         db.close()
+    server: dict[str, Any] = {
+        "path": "/virtual/bench",
+        "server_name": "bench",
+        "public": True,
+        "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/echo", "alias": "say"}],
+    }
+    if auth:
+        server.update(
+            public=False,
+            required_scopes=["mcp:bench"],
+            tool_scope_overrides=[{"tool_alias": "say", "required_scopes": ["tools:say"]}],
+            roles={"users": ["agent"]},
+        )
     path = workdir / "bench.yaml"
     path.write_text(
         json.dumps(
@@ -206,18 +244,61 @@ def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | N
                 # The bench reads the recorder's counters from the admin status endpoint.
                 "auth": {"state_db": str(workdir / "state.db"), "admins": ["bench"]},
                 "backends": [{"path": "/echo", "transport": "streamable-http", "url": backend_url}],
-                "virtual_servers": [
-                    {
-                        "path": "/virtual/bench",
-                        "server_name": "bench",
-                        "public": True,
-                        "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/echo", "alias": "say"}],
-                    }
-                ],
+                "virtual_servers": [server],
             }
         )
     )
     return path
+
+
+def start_recorder(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """A recorder beside the load generator (core 1) at the lowest priority: a Slicewire figure is then
+    the gateway's own cost of recording, and the load generator never loses CPU to the recorder."""
+    target = f"127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "proxy", "recorder", "--db", str(workdir / f"bench-{target.rsplit(':')[1]}.duckdb")]
+    recorder = pinned(1, [*argv, "--listen", target, "--log-level", "warning"], workdir / "recorder.log", nice=19)
+    wait_port(int(target.rsplit(":", 1)[1]))
+    return target, recorder
+
+
+def start_slicewire(system: str, backend_url: str, workdir: Path) -> Target:
+    procs = []
+    recorder = None
+    if system in ("slicewire-recording", "slicewire-full"):
+        recorder, process = start_recorder(workdir)
+        procs.append(process)
+    port = free_port()
+    auth = system == "slicewire-full"
+    config = gateway_config(backend_url, port, workdir, recorder, auth=auth)
+    argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--no-reload", "--log-level", "warning"]
+    gateway = pinned(0, argv, workdir / f"{system}.log")
+    procs.insert(0, gateway)
+    url = f"http://127.0.0.1:{port}/virtual/bench/mcp"
+    wait_port(port)
+    return Target(
+        url,
+        gateway.pid,
+        era="legacy" if system.endswith("legacy") else "modern",
+        tool="say",
+        token_file=workdir / "agent.token" if auth else None,
+        helper=pin_helper(url, workdir) if recorder else None,
+        workdir=workdir,
+        procs=procs,
+    )
+
+
+def start_peer(system: str, backend_url: str, workdir: Path) -> Target:
+    """A system that is not Slicewire, pinned to core 0 beside the backend: a naive forwarder or FastMCP."""
+    port = free_port()
+    if system.startswith("fastmcp-proxy"):
+        argv = [str(BENCH / "fastmcp_proxy.py"), "--port", str(port), "--upstream", backend_url]
+    else:
+        client = system.removeprefix("forwarder-")
+        argv = [str(BENCH / "forwarder.py"), "--port", str(port), "--upstream", backend_url, "--client", client]
+    proc = pinned(0, [sys.executable, *argv], workdir / f"{system}.log")
+    wait_port(port)
+    return Target(f"http://127.0.0.1:{port}/mcp", proc.pid, era="legacy" if system.endswith("legacy") else "modern",
+                  procs=[proc])  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -232,81 +313,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_port(backend_port)
         for system in args.systems:
             results[system] = {}
-            proc = None
-            extra: list[subprocess.Popen[bytes]] = []
-            if system == "direct":
-                url, pid, era, tool = backend_url, backend.pid, "modern", "echo"
-            elif system.startswith("slicewire"):
-                port = free_port()
-                target = None
-                if system == "slicewire-recording":
-                    # The recorder runs beside the load generator (core 1), at the lowest priority: the figure
-                    # is the gateway's own cost of recording, not the load generator losing CPU to the recorder.
-                    target = f"127.0.0.1:{free_port()}"
-                    recorder = pinned(
-                        1,
-                        [
-                            sys.executable,
-                            "-m",
-                            "proxy",
-                            "recorder",
-                            "--db",
-                            str(workdir / "bench.duckdb"),
-                            "--listen",
-                            target,
-                            "--log-level",
-                            "warning",
-                        ],
-                        workdir / "recorder.log",
-                        nice=19,  # it takes what the load generator leaves, never the load generator's share
-                    )
-                    extra.append(recorder)
-                    wait_port(int(target.rsplit(":", 1)[1]))
-                config = gateway_config(backend_url, port, workdir, target)
-                proc = pinned(
-                    0,
-                    [
-                        sys.executable,
-                        "-m",
-                        "proxy",
-                        "serve",
-                        "--config",
-                        str(config),
-                        "--no-reload",
-                        "--log-level",
-                        "warning",
-                    ],
-                    workdir / f"{system}.log",
-                )
-                url, pid, tool = f"http://127.0.0.1:{port}/virtual/bench/mcp", proc.pid, "say"
-                era = "legacy" if system.endswith("legacy") else "modern"
-            else:
-                port = free_port()
-                client = system.removeprefix("forwarder-")
-                proc = pinned(
-                    0,
-                    [
-                        sys.executable,
-                        str(BENCH / "forwarder.py"),
-                        "--port",
-                        str(port),
-                        "--upstream",
-                        backend_url,
-                        "--client",
-                        client,
-                    ],
-                    workdir / f"{system}.log",
-                )
-                url, pid, era, tool = f"http://127.0.0.1:{port}/mcp", proc.pid, "modern", "echo"
+            target: Target | None = None
             try:
-                if proc is not None:
-                    wait_port(int(url.split(":")[2].split("/")[0]))
-                helper = pin_helper(url, workdir) if system == "slicewire-recording" else None
+                if system == "direct":
+                    target = Target(backend_url, backend.pid)
+                elif system.startswith("slicewire"):
+                    target = start_slicewire(system, backend_url, workdir)
+                else:
+                    target = start_peer(system, backend_url, workdir)
                 for concurrency in args.concurrency:
-                    scrape = workdir if system.startswith("slicewire") else None
-                    point = measure(url, pid, concurrency, args.duration, era, tool, helper, scrape)
-                    if system == "slicewire-recording":
-                        point["recorder"] = recorder_counters(url, workdir)
+                    point = measure(target, concurrency, args.duration)
+                    if target.helper:
+                        point["recorder"] = recorder_counters(target.url, workdir)
                     results[system][str(concurrency)] = point
                     print(
                         f"{system:26} c={concurrency:<3} {point['rps']:>8} req/s  p50 {point['p50_ms']:.3f} ms  "
@@ -315,10 +333,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         flush=True,
                     )
             finally:
-                if proc is not None:
+                for proc in target.procs if target else []:
                     stop(proc)
-                for other in extra:
-                    stop(other)
     finally:
         stop(backend)
     return results
@@ -342,50 +358,77 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def reference_of(results: dict[str, Any]) -> str | None:
+    """The Slicewire configuration the ratios are taken against: the goal's (auth, slice, recording)
+    when it ran, else the plainest one that did."""
+    return next((s for s in ("slicewire-full", "slicewire", "slicewire-recording") if s in results), None)
+
+
 def table(results: dict[str, Any]) -> str:
+    ref = reference_of(results)
     lines = [
-        "| system | c | req/s | p50 ms | p90 ms | p99 ms | CPU µs/req (SUT process) | RSS MB | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| system | c | req/s | p50 ms | p90 ms | p99 ms | CPU µs/req "
+        f"| CPU vs {ref} | req/s vs {ref} | RSS MB | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for system, points in results.items():
         for c, p in points.items():
+            base = results.get(ref, {}).get(c) if ref else None
+            cpu_ratio = rps_ratio = "—"
+            if base and p["cpu_us_per_req"] and base["cpu_us_per_req"]:
+                cpu_ratio = f"{p['cpu_us_per_req'] / base['cpu_us_per_req']:.2f}"
+            if base and base["rps"]:
+                rps_ratio = f"{p['rps'] / base['rps']:.2f}"
             lines.append(
                 f"| {system} | {c} | {p['rps']:.0f} | {p['p50_ms']:.3f} | {p['p90_ms']:.3f} | {p['p99_ms']:.3f} "
-                f"| {p['cpu_us_per_req']} | {p['rss_mb']} | {p['errors']} |"
+                f"| {p['cpu_us_per_req']} | {cpu_ratio} | {rps_ratio} | {p['rss_mb']} | {p['errors']} |"
             )
-    direct = results.get("direct", {})
-    gateway = results.get("slicewire", {})
-    recording = results.get("slicewire-recording", {})
-    if direct and gateway:
-        lines.append("")
-        for c in gateway:
-            if c in direct:
-                added = gateway[c]["p50_ms"] - direct[c]["p50_ms"]
-                lines.append(
-                    f"- c={c}: Slicewire adds {added:.3f} ms to p50; gateway CPU "
-                    f"{gateway[c]['cpu_us_per_req']} µs per proxied tools/call"
-                )
-        for c in recording:
-            if c in gateway:
-                cost = 1 - recording[c]["rps"] / gateway[c]["rps"]
-                counters = recording[c].get("recorder") or {}
-                lines.append(
-                    f"- c={c}: recording on costs {cost * 100:.1f}% of req/s "
-                    f"({recording[c]['cpu_us_per_req']} vs {gateway[c]['cpu_us_per_req']} µs CPU per call; "
-                    f"spans emitted {counters.get('emitted')}, sent {counters.get('sent')}, "
-                    f"dropped {counters.get('dropped')} so far)"
-                )
-        for system, points in results.items():
-            if system.startswith("forwarder") and "64" in points and "64" in gateway:
-                ratio = points["64"]["cpu_us_per_req"] / gateway["64"]["cpu_us_per_req"]
-                lines.append(f"- c=64: {system} spends {ratio:.2f}x Slicewire's CPU per request")
+    lines.append("")
+    lines += summary(results)
     return "\n".join(lines)
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    """The goal figures (issue 7) and the headline ratios, from the points that ran."""
+    lines = []
+    direct = results.get("direct", {})
+    full = results.get("slicewire-full", {})
+    plain = results.get("slicewire", {})
+    recording = results.get("slicewire-recording", {})
+    for name, points in (("slicewire-full", full), ("slicewire", plain)):
+        if "1" in points and "1" in direct:
+            added = points["1"]["p50_ms"] - direct["1"]["p50_ms"]
+            lines.append(f"- {name} adds {added:.3f} ms to p50 at c=1 (goal ≤ 0.4 ms with auth and recording)")
+        if "64" in points:
+            p = points["64"]
+            lines.append(
+                f"- {name} at c=64: {p['cpu_us_per_req']} µs gateway CPU per proxied tools/call (goal ≤ 250), "
+                f"p99/p50 {p['p99_ms'] / p['p50_ms']:.2f} (goal ≤ 2), RSS {p['rss_mb']} MB (goal ≤ 80)"
+            )
+    for c, point in recording.items():
+        if c in plain:
+            cost = 1 - point["rps"] / plain[c]["rps"]
+            counters = point.get("recorder") or {}
+            lines.append(
+                f"- c={c}: recording on costs {cost * 100:.1f}% of req/s "
+                f"({point['cpu_us_per_req']} vs {plain[c]['cpu_us_per_req']} µs CPU per call; helper "
+                f"{point.get('helper_cpu_us_per_req')} µs on the other core; spans emitted {counters.get('emitted')}, "
+                f"dropped {counters.get('dropped')} so far)"
+            )
+    ref = reference_of(results)
+    for system, points in results.items():
+        if system.startswith(("fastmcp", "forwarder", "contextforge")) and ref and "64" in points:
+            base = results[ref].get("64")
+            if base and points["64"]["cpu_us_per_req"]:
+                ratio = points["64"]["cpu_us_per_req"] / base["cpu_us_per_req"]
+                lines.append(f"- c=64: {system} spends {ratio:.2f}x {ref}'s CPU per request")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Direct vs Slicewire vs naive forwarders, one run.")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {SYSTEMS}")
-    parser.add_argument("-c", "--concurrency", default="1,64", help="comma-separated concurrency levels")
+    parser.add_argument("-c", "--concurrency", default="1,16,64", help="comma-separated concurrency levels")
     parser.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per measured point")
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds over all systems; the table shows each figure's median"

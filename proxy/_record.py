@@ -19,13 +19,15 @@ import hashlib
 import os
 import random
 import re
+import struct
 from typing import Any, TypeAlias
 
 from proto import pb
 
 __all__ = [
-    "Hop", "Trace", "add_child", "add_hop", "continue_from", "downstream_traceparent", "modern_session_key",
-    "new_hop", "new_span_id", "new_trace", "new_trace_id", "parse_traceparent", "session_trace_id", "span_count",
+    "FRAME", "MARSHAL_VERSION", "RECORD_LEN", "Hop", "Trace", "add_child", "add_hop", "continue_from",
+    "downstream_traceparent", "modern_session_key", "new_hop", "new_span_id", "new_trace", "new_trace_id",
+    "parse_traceparent", "session_trace_id", "span_count",
 ]  # fmt: skip
 
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do. Ids
@@ -61,6 +63,15 @@ def parse_traceparent(value: Any) -> tuple[bytes, bytes] | None:
         return None
     return trace_id, span_id
 
+
+# --- the pipe to the shipping helper (see _recording, _shipper) ---------------------------------------
+
+FRAME = struct.Struct(">cI")  # a frame's kind (C config, S secret, R records) and payload length
+RECORD_LEN = struct.Struct(">I")  # before each record in an R frame
+# Records cross the pipe in `marshal` version 2, the last without a reference table: a record is a
+# tree with no shared parts worth a back-reference, and versions 3+ look every object up in that
+# table (1.6k of 18.9k instructions per record, measured under callgrind). `loads` reads any version.
+MARSHAL_VERSION = 2
 
 # --- records --------------------------------------------------------------------------------------
 

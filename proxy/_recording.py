@@ -37,13 +37,7 @@ import sys
 import orjson
 
 from ._config import RecorderConfig
-from ._record import METHOD, Trace, span_count
-from ._shipper import FRAME, RECORD_LEN
-
-# Version 2, the last without a reference table: a record is a tree with no shared parts worth a
-# back-reference, and versions 3+ look every object up in that table (1.6k of 18.9k instructions per
-# record, measured under callgrind). `marshal.loads` reads every version.
-MARSHAL_VERSION = 2
+from ._record import FRAME, MARSHAL_VERSION, METHOD, RECORD_LEN, Trace, span_count
 from ._spans import MAX_BATCH_BYTES
 
 logger = logging.getLogger(__name__)

@@ -39,17 +39,15 @@ import orjson
 from proto import batch_size, pb, pb_grpc
 
 from ._config import RecorderConfig
-from ._record import span_count
+from ._record import FRAME, RECORD_LEN, span_count
 from ._redact import Redactor
 from ._spans import MAX_BATCH_BYTES, BatchBuilder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FRAME", "RECORD_LEN", "Shipper", "main", "read_records", "read_spool"]
+__all__ = ["Shipper", "main", "read_records", "read_spool"]
 
 _LEN = struct.Struct(">I")
-FRAME = struct.Struct(">cI")  # kind, payload length
-RECORD_LEN = _LEN  # before each record in an R frame
 _BATCHES_PER_STREAM = 8
 _STREAMS_IN_FLIGHT = 4
 

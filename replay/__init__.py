@@ -9,11 +9,37 @@ The command line is `slicewire replay` (and `slicewire mock` for serving a recor
 docs/replay.md.
 """
 
-from ._diff import Change, Rules, RulesError, diff
-from ._rebuild import Override, Secrets, parse_override
-from ._run import Options, Result, compare, replay
-from ._select import RecordedCall, Selection, SelectionError, recorded_tools, select
-from ._targets import DirectTarget, GatewayTarget, Target, TargetError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._diff import Change, Rules, RulesError, diff
+    from ._rebuild import Override, Secrets, parse_override
+    from ._run import Options, Result, compare, replay
+    from ._select import RecordedCall, Selection, SelectionError, recorded_tools, select
+    from ._targets import DirectTarget, GatewayTarget, Target, TargetError
+
+# Loaded on first use: `slicewire serve` registers the replay commands (replay._cli) but must not pay
+# for what replaying needs (the recorder client: DuckDB, Arrow, gRPC: ~60 MB of a gateway's RSS).
+_WHERE = {
+    **dict.fromkeys(["Change", "Rules", "RulesError", "diff"], "._diff"),
+    **dict.fromkeys(["Override", "Secrets", "parse_override"], "._rebuild"),
+    **dict.fromkeys(["Options", "Result", "compare", "replay"], "._run"),
+    **dict.fromkeys(["RecordedCall", "Selection", "SelectionError", "recorded_tools", "select"], "._select"),
+    **dict.fromkeys(["DirectTarget", "GatewayTarget", "Target", "TargetError"], "._targets"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'replay' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Change",

@@ -43,6 +43,12 @@ def sent(gw: RunningGateway) -> dict[str, int]:
     return gw.status()["recorder"]
 
 
+def loaded(pid: int, *packages: str) -> list[str]:
+    """Which of these package directories a process has shared objects mapped from."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return [p for p in packages if p in maps]
+
+
 async def test_session_through_two_backends_is_recorded(backends: dict[str, str], tmp_path: Path) -> None:
     rec = RunningRecorder(tmp_path / "traces.duckdb", tmp_path)
     gw = RunningGateway(recording_config(backends, rec.target, tmp_path / "spool"), tmp_path)
@@ -57,6 +63,9 @@ async def test_session_through_two_backends_is_recorded(backends: dict[str, str]
         async with fastmcp_client(gw.url("/virtual/rec"), headers=headers) as client:
             await client.call_tool("progress", {"steps": 2})
         wait_until(lambda: sent(gw)["sent"] >= sent(gw)["emitted"] > 0, 20, what="spans sent")
+        # Shipping is the helper's: the gateway's own process maps none of gRPC, DuckDB or Arrow (its RSS).
+        assert not loaded(gw.proc.pid, "/grpc/", "/duckdb/", "/pyarrow/")
+        assert loaded(gw.status()["recorder"]["helper_pid"], "/grpc/") == ["/grpc/"]
     finally:
         gw.stop()
         rec.stop()
