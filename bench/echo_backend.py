@@ -1,10 +1,13 @@
 """A deliberately fast MCP backend for benchmarks: raw asyncio + httptools, 2026-07-28 and 2025-11-25.
 
-It answers `server/discover`, `initialize`, `tools/list` (one tool, `echo`) and `tools/call` (echoes
-the arguments back as text and structured content) with JSON bodies over keep-alive HTTP/1.1, so
-that it is never the bottleneck of a gateway measurement (bench/run.py measures it alone first).
+It answers `server/discover`, `initialize`, `tools/list` (`echo`, plus `tool_0001`... with
+`--tools N`) and `tools/call` (echoes the arguments back as text and structured content, whatever
+the tool) with JSON bodies over keep-alive HTTP/1.1, so that it is never the bottleneck of a gateway
+measurement (bench/run.py measures it alone first). One process can serve several ports: each is
+an independent backend with the same tools (bench/scale.py's 20 backends).
 
     python bench/echo_backend.py --port 9500
+    python bench/echo_backend.py --port 9501 --port 9502 --tools 100
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ TOOL = {
     "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
 }
 SERVER_INFO = {"name": "bench-echo", "version": "1.0.0"}
+TOOLS = [TOOL]
 
 
 def answer(message: dict) -> dict | None:
@@ -47,7 +51,7 @@ def answer(message: dict) -> dict | None:
     elif method == "initialize":
         result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": SERVER_INFO}
     elif method == "tools/list":
-        result = {"tools": [TOOL], "ttlMs": 0, "cacheScope": "public", "resultType": "complete"}
+        result = {"tools": TOOLS, "ttlMs": 0, "cacheScope": "public", "resultType": "complete"}
     elif method == "ping":
         result = {}
     elif "id" not in message:
@@ -93,17 +97,18 @@ class Protocol(asyncio.Protocol):
         self.transport.write(head + body)
 
 
-async def serve(port: int) -> None:
+async def serve(ports: list[int]) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Protocol, "127.0.0.1", port, backlog=1024)
-    async with server:
-        await server.serve_forever()
+    servers = [await loop.create_server(Protocol, "127.0.0.1", port, backlog=4096) for port in ports]
+    await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, action="append", required=True, help="repeat for several backends")
+    parser.add_argument("--tools", type=int, default=1, help="tools listed: echo, then tool_0001, tool_0002, ...")
     args = parser.parse_args()
+    TOOLS.extend({**TOOL, "name": f"tool_{i:04d}"} for i in range(1, args.tools))
     uvloop.run(serve(args.port))
 
 

@@ -112,19 +112,34 @@ async def worker(
         headers_out = {"mcp-protocol-version": "2025-11-25", **auth}
         await conn.post(b'{"jsonrpc":"2.0","method":"notifications/initialized"}', headers_out)
     else:
-        headers_out = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": args.tool, **auth}
+        headers_out = {"mcp-protocol-version": "2026-07-28", "mcp-method": args.method, **auth}
+        if args.method == "tools/call":
+            headers_out["mcp-name"] = args.tool
+    # --rate: this worker's share of a fixed request rate (open loop: a late answer delays only its own
+    # connection's next request, never the schedule); 0: as fast as answers come (closed loop).
+    interval = args.concurrency / args.rate if args.rate else 0.0
+    next_at = time.monotonic()
     while time.monotonic() < stop_at:
+        if interval:
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
         request_id += 1
-        params: dict = {"name": args.tool, "arguments": arguments}
+        params: dict = {"name": args.tool, "arguments": arguments} if args.method == "tools/call" else {}
         if args.era == "modern":
             params["_meta"] = MODERN_META
-        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": args.method, "params": params})
         started = time.perf_counter()
         try:
             status, headers, payload = await conn.post(body, headers_out)
             message = _result_of(payload, headers.get(b"content-type", b""))
             result = message.get("result") or {}
-            if status != 200 or message.get("id") != request_id or result.get("structuredContent") != arguments:
+            if args.method == "tools/call":
+                valid = result.get("structuredContent") == arguments
+            else:
+                valid = len(result.get("tools") or ()) == args.expect_tools if args.expect_tools else "tools" in result
+            if status != 200 or message.get("id") != request_id or not valid:
                 errors.append(f"HTTP {status}: {payload[:200]!r}")
                 continue
         except (OSError, ValueError, ConnectionError) as exc:
@@ -179,6 +194,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--arg-bytes", type=int, default=200)
     parser.add_argument("--era", choices=["modern", "legacy"], default="modern")
+    parser.add_argument("--method", choices=["tools/call", "tools/list"], default="tools/call")
+    parser.add_argument("--expect-tools", type=int, default=0, help="tools/list: the number of tools to expect")
+    parser.add_argument("--rate", type=float, default=0, help="requests per second in all (0: closed loop)")
     parser.add_argument("--token-file", help="a gateway token, sent as `Authorization: Bearer` on every request")
     args = parser.parse_args()
     args.token = Path(args.token_file).read_text().strip() if args.token_file else None

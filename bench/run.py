@@ -97,7 +97,9 @@ def load(
     tool: str = "echo",
     warmup: float = 0,
     token_file: Path | None = None,
+    options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """One load-generator run on core 1 (bench/loadgen.py; `options`: more of its flags)."""
     auth = ["--token-file", str(token_file)] if token_file else []
     out = subprocess.run(
         [
@@ -119,6 +121,7 @@ def load(
             "--era",
             era,
             *auth,
+            *options,
         ],
         capture_output=True,
         text=True,

@@ -210,8 +210,9 @@ async def _list_tools(call: Call, msg: Message) -> None:
     if cursor is not None and not isinstance(cursor, str):
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "cursor must be a string"))
         return
+    view = call.view()
     try:
-        tools, next_cursor = call.server.slice.page(cursor, _PAGE_SIZE, call.view().tools)
+        tools, next_cursor = call.server.slice.encoded_page(cursor, _PAGE_SIZE, view.tools, view.names)
     except ValueError as exc:
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, str(exc)))
         return

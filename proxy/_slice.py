@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 __all__ = ["Route", "Slice"]
 
 
@@ -98,22 +100,49 @@ class Slice:
             routes[exposed] = route
         return cls(vs.path, tuple(tools), routes, tuple(problems))
 
+    # Encoded pages, shared by every caller with the same view (a Slice is rebuilt when its tools change).
+    _encoded: dict[tuple[Any, int, int], orjson.Fragment] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
     def page(
         self, cursor: str | None, size: int, tools: tuple[dict[str, Any], ...] | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of `tools` (default: all of the slice's; a caller's view of them, filtered by
         its scopes, otherwise). Cursors are opaque offsets; a bad one raises ValueError."""
         listed = self.tools if tools is None else tools
-        start = 0
-        if cursor:
-            try:
-                start = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("o:"))
-            except (ValueError, UnicodeDecodeError):
-                raise ValueError(f"Invalid cursor: {cursor!r}") from None
-            if start < 0 or start > len(listed):
-                raise ValueError(f"Invalid cursor: {cursor!r}")
-        end = start + size if size > 0 else len(listed)
-        next_cursor = None
-        if end < len(listed):
-            next_cursor = base64.urlsafe_b64encode(f"o:{end}".encode()).decode()
+        start, end, next_cursor = _bounds(cursor, size, len(listed))
         return list(listed[start:end]), next_cursor
+
+    def encoded_page(
+        self, cursor: str | None, size: int, tools: tuple[dict[str, Any], ...], view: frozenset[str]
+    ) -> tuple[orjson.Fragment, str | None]:
+        """`page()` as a JSON fragment, encoded once per view (`view`: the names the caller may see, of
+        which `tools` is the slice's filtered list): a 1,000-tool page is ~150 KB of JSON, the largest
+        cost of a `tools/list`."""
+        start, end, next_cursor = _bounds(cursor, size, len(tools))
+        key = (view, start, end)
+        fragment = self._encoded.get(key)
+        if fragment is None:
+            if len(self._encoded) >= 32:  # as many distinct views (scope sets) as that are rare: start over
+                self._encoded.clear()
+            fragment = self._encoded[key] = orjson.Fragment(orjson.dumps(tools[start:end]))
+        return fragment, next_cursor
+
+
+def _bounds(cursor: str | None, size: int, count: int) -> tuple[int, int, str | None]:
+    """The page a cursor starts: (start, end, the next page's cursor or None). Cursors are opaque
+    offsets; a bad one raises ValueError."""
+    start = 0
+    if cursor:
+        try:
+            start = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("o:"))
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"Invalid cursor: {cursor!r}") from None
+        if start < 0 or start > count:
+            raise ValueError(f"Invalid cursor: {cursor!r}")
+    end = start + size if size > 0 else count
+    next_cursor = None
+    if end < count:
+        next_cursor = base64.urlsafe_b64encode(f"o:{end}".encode()).decode()
+    return start, end, next_cursor

@@ -97,6 +97,19 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
     assert "invalid YAML (line" in problem
 
 
+def test_json_and_yaml_flow_configs_load_alike(tmp_path: Path) -> None:
+    mapping = {"tool_name": "t", "backend_server_path": "/github"}
+    data = {"backends": BACKENDS, "virtual_servers": [{"path": "/v", "server_name": "S", "tool_mappings": [mapping]}]}
+    as_json = load_config(write(tmp_path, json.dumps(data), "a.yaml"))  # the JSON fast path
+    # YAML's flow style also starts with "{" without being JSON (unquoted keys): YAML reads it.
+    flow = yaml.safe_dump(data, default_flow_style=True)
+    assert flow.startswith("{") and not flow.startswith('{"')
+    as_flow = load_config(write(tmp_path, flow, "b.yaml"))
+    assert as_json.virtual_servers == as_flow.virtual_servers and as_json.backends == as_flow.backends
+    [problem] = problems(tmp_path, '{"backends": [}')  # neither JSON nor YAML: the YAML error, with its line
+    assert "invalid YAML (line 1" in problem
+
+
 def test_scope_overrides_must_name_exposed_tools(tmp_path: Path) -> None:
     [problem] = problems(tmp_path, {"backends": BACKENDS, "virtual_servers": [
         {"path": "/v", "server_name": "V", "tool_mappings": [{"tool_name": "t", "backend_server_path": "/github"}],

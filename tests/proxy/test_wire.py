@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from proxy import VirtualServerConfig
@@ -127,3 +128,20 @@ def test_slice_pagination() -> None:
     assert names == [f"t{i}" for i in range(5)]
     with pytest.raises(ValueError):
         s.page("bm9wZQ==", 2)
+
+
+def test_encoded_pages_are_the_pages_per_view() -> None:
+    vs = _vs(*({"tool_name": f"t{i}", "backend_server_path": "/gh"} for i in range(5)))
+    s = Slice.build(vs, {"/gh": [{"name": f"t{i}"} for i in range(5)]}, {})
+    everything = frozenset(t["name"] for t in s.tools)
+    fragment, cursor = s.encoded_page(None, 3, s.tools, everything)
+    assert orjson.loads(orjson.dumps(fragment)) == s.page(None, 3)[0] and cursor == s.page(None, 3)[1]
+    assert s.encoded_page(None, 3, s.tools, everything)[0] is fragment  # encoded once
+    # A caller whose scopes hide a tool has its own view, never another's encoding.
+    narrow = tuple(t for t in s.tools if t["name"] != "t1")
+    fragment, _ = s.encoded_page(None, 3, narrow, everything - {"t1"})
+    assert [t["name"] for t in orjson.loads(orjson.dumps(fragment))] == ["t0", "t2", "t3"]
+    second, cursor = s.encoded_page(cursor, 3, narrow, everything - {"t1"})
+    assert [t["name"] for t in orjson.loads(orjson.dumps(second))] == ["t4"] and cursor is None
+    with pytest.raises(ValueError):
+        s.encoded_page("bm9wZQ==", 3, s.tools, everything)
