@@ -51,9 +51,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """A process's (user, system) CPU seconds so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def rss_mb(pid: int) -> float:
@@ -173,16 +178,18 @@ def measure(target: Target, concurrency: int, duration: float) -> dict[str, Any]
     url, era, tool, token = target.url, target.era, target.tool, target.token_file
     load(url, concurrency, 1.0, era, tool, token_file=token)  # warm up: connections, sessions, caches
     counted_before = tools_calls_counted(url, target.workdir) if target.workdir else 0.0
-    before = cpu_seconds(target.pid)
+    before = cpu_split(target.pid)
     helper_before = cpu_seconds(target.helper) if target.helper else 0.0
     result = load(url, concurrency, duration, era, tool, token_file=token)
-    used = cpu_seconds(target.pid) - before
+    after = cpu_split(target.pid)
+    used = sum(after) - sum(before)
     if target.workdir:
         # The load generator counts answers inside its window; calls in flight at its end finish after:
         # the gateway's count may exceed it by up to the concurrency.
         result["metrics_tools_calls"] = int(tools_calls_counted(url, target.workdir) - counted_before)
     requests = result["requests"]
     result["cpu_us_per_req"] = round(used / requests * 1e6, 1) if requests else None
+    result["sys_us_per_req"] = round((after[1] - before[1]) / requests * 1e6, 1) if requests else None  # kernel
     if target.helper and requests:
         result["helper_cpu_us_per_req"] = round((cpu_seconds(target.helper) - helper_before) / requests * 1e6, 1)
     result["rss_mb"] = round(rss_mb(target.pid), 1)
@@ -196,8 +203,10 @@ def pin_helper(url: str, workdir: Path) -> int | None:
     counters = recorder_counters(url, workdir) or {}
     pid = counters.get("helper_pid")
     if pid:
-        subprocess.run(["taskset", "-p", "-c", "1", str(pid)], check=True, capture_output=True)
-        os.setpriority(os.PRIO_PROCESS, pid, 19)
+        # Every thread (-a): gRPC's were started before this and would stay on the gateway's core.
+        subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], check=True, capture_output=True)
+        for task in Path(f"/proc/{pid}/task").iterdir():  # a nice value is per thread on Linux
+            os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
     return pid
 
 
@@ -356,7 +365,10 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             point = dict(first)
             for key, value in first.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    point[key] = statistics.median(s[key] for s in samples if s.get(key) is not None)
+                    values = [s[key] for s in samples if s.get(key) is not None]
+                    point[key] = round(statistics.median(values), 3) if values else None
+                    if isinstance(value, int) and point[key] is not None:
+                        point[key] = round(point[key])
             merged[system][c] = point
     return merged
 

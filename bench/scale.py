@@ -179,8 +179,7 @@ def base_config(port: int, backend_urls: list[str], servers: list[dict[str, Any]
     return {
         "listen": {"host": "127.0.0.1", "port": port},
         "backends": [
-            {"path": f"/b{i:02d}", "transport": "streamable-http", "url": url}
-            for i, url in enumerate(backend_urls, 1)
+            {"path": f"/b{i:02d}", "transport": "streamable-http", "url": url} for i, url in enumerate(backend_urls, 1)
         ],
         "virtual_servers": servers,
     }
@@ -344,10 +343,11 @@ def summary(results: dict[str, Any]) -> str:
         call = tools["tools/call c=64 (b20_tool_0099)"]
         lines.append(
             f"- {tools['tools']} tools from 20 backends: config load {tools['config_load_ms']} ms, start to ready "
-            f"{tools['start_to_ready_s']} s; tools/list (first page: 1,000 tools) p50 {lc1['p50_ms']} ms at c=1, {lc16['rps']:.0f} req/s "
+            f"{tools['start_to_ready_s']} s; tools/list (first page: 1,000 tools) p50 {lc1['p50_ms']} ms at c=1, "
+            f"{lc16['rps']:.0f} req/s "
             f"and {lc16.get('cpu_us_per_req')} µs CPU each at c=16; tools/call {call['rps']:.0f} req/s "
             f"({call.get('cpu_us_per_req')} µs CPU); reload visible after {tools['reload_to_visible_s']} s "
-            f"(200 ms of it the file watcher's debounce); RSS {tools['rss_mb']} MB"
+            f"(the file watcher debounces for up to 200 ms); RSS {tools['rss_mb']} MB"
         )
     servers = results.get("servers")
     if servers:
