@@ -196,17 +196,18 @@ def measure(target: Target, concurrency: int, duration: float) -> dict[str, Any]
     return result
 
 
-def pin_helper(url: str, workdir: Path) -> int | None:
+def pin_helper(url: str, workdir: Path, nice: int = 19) -> int | None:
     """Move the gateway's span-shipping helper (a child, so pinned to the gateway's core) to core 1
-    beside the recorder and the load generator, at the recorder's priority: recording's work outside
-    the gateway process is measured apart, as the recorder's is."""
+    beside the recorder and the load generator, by default at the recorder's priority: recording's
+    work outside the gateway process is measured apart, as the recorder's is. (Starved that way for
+    long, it falls behind and the gateway drops past its queue cap: the soak runs it at `nice 0`.)"""
     counters = recorder_counters(url, workdir) or {}
     pid = counters.get("helper_pid")
     if pid:
         # Every thread (-a): gRPC's were started before this and would stay on the gateway's core.
         subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], check=True, capture_output=True)
         for task in Path(f"/proc/{pid}/task").iterdir():  # a nice value is per thread on Linux
-            os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
     return pid
 
 

@@ -395,7 +395,8 @@ class RecorderConfig(_Strict):
     target: str | None = None  # host:port of `slicewire recorder`
     spool_dir: str = ".slicewire/spool"
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
-    queue_max_spans: int = Field(default=50_000, gt=0)  # ~10k requests waiting; beyond, spans are dropped
+    # ~10k requests: waiting for the recorder (beyond: spooled), or not yet read by the helper (beyond: dropped)
+    queue_max_spans: int = Field(default=50_000, gt=0)
     # Spans' worth per gRPC message: each message costs the gateway ~250 µs whatever its size (measured
     # with bench/: 64 spans/message ~20 µs per request, 256 ~6.5, 1024 ~5).
     batch_spans: int = Field(default=1024, gt=0, le=10_000)

@@ -80,7 +80,7 @@ class SpanEmitter:
         self._earlier: dict[str, int] = {}  # what helpers that exited had reported
         self._lost = 0  # handed to a helper that died before reporting them
         self._handed = 0  # spans handed to the current helper
-        self._done = 0  # of those, sent, spooled or dropped there (updated as the helper reports)
+        self._taken = 0  # of those, read and taken in by the helper (updated as it reports)
         self._process: asyncio.subprocess.Process | None = None
         self._pipe: asyncio.WriteTransport | None = None  # to the helper's stdin
         self._reader: asyncio.Task[None] | None = None
@@ -119,10 +119,10 @@ class SpanEmitter:
         """Record a finished trace: `marshal`led at once (~1 µs; the record then dies with its request
         instead of waiting for the batch, where the garbage collector would walk it again and again)
         and appended to the frame being filled. No I/O, never blocks. Past `queue_max_spans` handed
-        to the helper and not yet sent, spooled or dropped there (the pipe, its queue), the trace is
-        counted as dropped."""
+        to the helper and not yet taken in (in the pipe: the helper is not keeping up), the trace is
+        counted as dropped. A slow recorder is the helper's to absorb: past its own queue it spools."""
         spans = span_count(trace)
-        if self._handed - self._done + self._pending_spans + spans > self.config.queue_max_spans:
+        if self._handed - self._taken + self._pending_spans + spans > self.config.queue_max_spans:
             self._local["dropped"] += spans
             return
         try:
@@ -185,7 +185,7 @@ class SpanEmitter:
         self._pipe, _ = await asyncio.get_running_loop().connect_write_pipe(
             asyncio.Protocol, os.fdopen(write_end, "wb", buffering=0)
         )
-        self._handed = self._done = 0
+        self._handed = self._taken = 0
         setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance}
         self._write(b"C", orjson.dumps(setup))
         for secret in self._secrets:
@@ -202,7 +202,7 @@ class SpanEmitter:
                 continue
             totals = report.get("counters", totals)
             self._helper_counters = totals
-            self._done = _done(totals)
+            self._taken = totals.get("emitted", 0)
             token = report.get("flushed")
             if token and token in self._flushes and not self._flushes[token].done():
                 self._flushes[token].set_result(None)

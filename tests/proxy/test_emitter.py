@@ -103,6 +103,32 @@ async def test_helper_that_dies_is_replaced_and_its_spans_counted(tmp_path: Path
         await emitter.close()
 
 
+async def test_a_helper_that_cannot_keep_up_makes_the_gateway_drop_past_the_cap(tmp_path: Path) -> None:
+    """The gateway holds at most `queue_max_spans` the helper has not read: a stopped helper (no CPU)
+    costs spans past that, counted; everything it had been handed still arrives once it runs again."""
+    config = RecorderConfig(
+        target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), send_timeout_s=2, queue_max_spans=30, batch_spans=3
+    )
+    emitter = SpanEmitter(config)
+    await emitter.start()
+    helper = emitter.helper_pid
+    assert helper is not None
+    try:
+        await until(lambda: "emitted" in emitter._helper_counters)  # it has read its config and reported
+        os.kill(helper, signal.SIGSTOP)
+        for _ in range(15):
+            emitter.emit(trace())  # 3 spans each, handed at once (batch_spans=3)
+        assert emitter.counters["dropped"] == 15  # 10 fit under the cap, 5 did not
+    finally:
+        os.kill(helper, signal.SIGCONT)
+    try:
+        await emitter.flush()
+        assert emitter.counters["spooled"] == 30 and emitter.counters["dropped"] == 15
+        assert sum(batch_size(b) for b in read_spool(tmp_path / "spans.spool")) == 30
+    finally:
+        await emitter.close()
+
+
 def test_helper_queue_overflow_spills_to_the_spool(tmp_path: Path) -> None:
     """A recorder slower than the traffic: past `queue_max_spans` waiting, batches go to the spool
     (re-sent later) instead of being dropped; only an unusable spool drops them."""
