@@ -441,6 +441,16 @@ def summary(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def save(kind: str, report: dict[str, Any]) -> Path:
+    """Write bench/results/<kind>-<UTC time>.json: the report, dated, with the machine it ran on."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    machine = {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    out = BENCH / "results" / f"{kind}-{stamp}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"date": stamp, "machine": machine, **report}, indent=2))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Direct vs Slicewire vs naive forwarders, one run.")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {SYSTEMS}")
@@ -459,18 +469,8 @@ def main() -> None:
         parser.error("needs 2 cores: the system under test on core 0, the load generator on core 1")
     rounds = [run(args) for _ in range(args.repeat)]
     results = median_of(rounds)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    report = {
-        "date": stamp,
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "duration_s": args.duration,
-        "repeat": args.repeat,
-        "results": results,  # medians over the rounds
-        "rounds": rounds,
-    }
-    out = BENCH / "results" / f"gateway-{stamp}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    # results: medians over the rounds
+    out = save("gateway", {"duration_s": args.duration, "repeat": args.repeat, "results": results, "rounds": rounds})
     print(table(results))
     print(f"\nwritten: {out.relative_to(ROOT)}")
 

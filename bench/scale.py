@@ -23,10 +23,9 @@ Prints a Markdown summary and writes bench/results/scale-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
+import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from run import (
     pinned,
     recorder_counters,
     rss_mb,
+    save,
     start_recorder,
     stop,
     wait_port,
@@ -80,7 +81,7 @@ def post(url: str, message: dict[str, Any], token: str | None = None, timeout: f
 
 def listed(url: str) -> int | None:
     """How many tools a virtual server lists now, every page (None: it does not answer)."""
-    count, params = 0, {}
+    count, params = 0, dict[str, Any]()
     try:
         while True:
             result = post(url, {"method": "tools/list", "params": params})["result"]
@@ -144,7 +145,17 @@ class Gateway:
         tmp.write_text(json.dumps(config))
         tmp.replace(self.path)  # atomic, as editors save
 
-    def stop(self) -> None:
+    def reload(self, config: dict[str, Any], visible: Callable[[], bool]) -> float:
+        """Write a changed config; seconds until `visible()` holds (the watcher's debounce included)."""
+        written = time.monotonic()
+        self.write(config)
+        until(visible, 60, f"{self.name}: the reloaded config")
+        return round(time.monotonic() - written, 3)
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         stop(self.proc)
 
 
@@ -165,14 +176,18 @@ def measured(
     return point(load(url, concurrency, seconds, era, tool, options=options), pid, before)
 
 
-def backends(workdir: Path, count: int, tools: int) -> tuple[subprocess.Popen[bytes], list[str]]:
-    """`count` echo backends with `tools` tools each, served by one process on core 0."""
+@contextlib.contextmanager
+def backends(workdir: Path, count: int, tools: int) -> Iterator[list[str]]:
+    """`count` echo backends with `tools` tools each, served by one process on core 0: their URLs."""
     ports = [free_port() for _ in range(count)]
     argv = [sys.executable, str(BENCH / "echo_backend.py"), "--tools", str(tools)]
     proc = pinned(0, [*argv, *(f"--port={p}" for p in ports)], workdir / f"echo-{count}x{tools}.log")
-    for port in ports:
-        wait_port(port)
-    return proc, [f"http://127.0.0.1:{p}/mcp" for p in ports]
+    try:
+        for port in ports:
+            wait_port(port)
+        yield [f"http://127.0.0.1:{p}/mcp" for p in ports]
+    finally:
+        stop(proc)
 
 
 def base_config(port: int, backend_urls: list[str], servers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -189,35 +204,27 @@ def base_config(port: int, backend_urls: list[str], servers: list[dict[str, Any]
 
 
 def part_sessions(workdir: Path, seconds: float) -> dict[str, Any]:
-    echo, urls = backends(workdir, 1, 1)
-    try:
-        server = {"path": "/virtual/bench", "server_name": "bench", "public": True,
-                  "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/b01", "alias": "say"}]}  # fmt: skip
-        gw = Gateway(workdir, base_config(free_port(), urls, [server]), "sessions")
-        try:
-            url = f"{gw.base}/virtual/bench/mcp"
-            out = {"1000 sessions (2025-11-25)": measured(gw.proc.pid, url, 1000, seconds, "legacy", "say")}
-            out["1000 clients (2026-07-28)"] = measured(gw.proc.pid, url, 1000, seconds, "modern", "say")
-            return out
-        finally:
-            gw.stop()
-    finally:
-        stop(echo)
+    server = {"path": "/virtual/bench", "server_name": "bench", "public": True,
+              "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/b01", "alias": "say"}]}  # fmt: skip
+    with backends(workdir, 1, 1) as urls, Gateway(workdir, base_config(free_port(), urls, [server]), "sessions") as gw:
+        url = f"{gw.base}/virtual/bench/mcp"
+        return {
+            "1000 sessions (2025-11-25)": measured(gw.proc.pid, url, 1000, seconds, "legacy", "say"),
+            "1000 clients (2026-07-28)": measured(gw.proc.pid, url, 1000, seconds, "modern", "say"),
+        }
 
 
 def part_tools(workdir: Path, seconds: float) -> dict[str, Any]:
-    echo, urls = backends(workdir, 20, 100)
-    try:
-        names = ["echo", *(f"tool_{i:04d}" for i in range(1, 100))]
-        mappings = [
-            {"tool_name": name, "backend_server_path": f"/b{b:02d}", "alias": f"b{b:02d}_{name}"}
-            for b in range(1, 21)
-            for name in names
-        ]
-        server = {"path": "/virtual/wide", "server_name": "wide", "public": True, "tool_mappings": mappings}
+    names = ["echo", *(f"tool_{i:04d}" for i in range(1, 100))]
+    mappings = [
+        {"tool_name": name, "backend_server_path": f"/b{b:02d}", "alias": f"b{b:02d}_{name}"}
+        for b in range(1, 21)
+        for name in names
+    ]
+    server = {"path": "/virtual/wide", "server_name": "wide", "public": True, "tool_mappings": mappings}
+    with backends(workdir, 20, 100) as urls:
         config = base_config(free_port(), urls, [server])
-        gw = Gateway(workdir, config, "tools", reload=True)
-        try:
+        with Gateway(workdir, config, "tools", reload=True) as gw:
             url = f"{gw.base}/virtual/wide/mcp"
             out: dict[str, Any] = {"tools": listed(url), "config_load_ms": gw.load_ms, "start_to_ready_s": gw.ready_s}
             for c in (1, 16):
@@ -225,111 +232,98 @@ def part_tools(workdir: Path, seconds: float) -> dict[str, Any]:
                     gw.proc.pid, url, c, seconds, "modern", "", "--method", "tools/list", "--expect-tools", "1000"
                 )
             out["tools/call c=64 (b20_tool_0099)"] = measured(gw.proc.pid, url, 64, seconds, "modern", "b20_tool_0099")
-            config["virtual_servers"][0]["tool_mappings"] = mappings[:-1]
-            written = time.monotonic()
-            gw.write(config)
-            until(lambda: listed(url) == 1999, 60, "reload to 1,999 tools")
-            out["reload_to_visible_s"] = round(time.monotonic() - written, 3)
+            server["tool_mappings"] = mappings[:-1]
+            out["reload_to_visible_s"] = gw.reload(config, lambda: listed(url) == 1999)
             out["rss_mb"] = round(rss_mb(gw.proc.pid), 1)
             return out
-        finally:
-            gw.stop()
-    finally:
-        stop(echo)
 
 
 def part_servers(workdir: Path, seconds: float) -> dict[str, Any]:
-    echo, urls = backends(workdir, 1, 1)
-    try:
-        servers = [
-            {"path": f"/virtual/vs{i:04d}", "server_name": f"vs{i:04d}", "public": True,
-             "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/b01", "alias": "say"}]}
-            for i in range(1, 1001)
-        ]  # fmt: skip
+    servers = [
+        {"path": f"/virtual/vs{i:04d}", "server_name": f"vs{i:04d}", "public": True,
+         "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/b01", "alias": "say"}]}
+        for i in range(1, 1001)
+    ]  # fmt: skip
+    with backends(workdir, 1, 1) as urls:
         config = base_config(free_port(), urls, servers)
-        gw = Gateway(workdir, config, "servers", reload=True)
-        try:
-            last = f"{gw.base}/virtual/vs1000/mcp"
+        with Gateway(workdir, config, "servers", reload=True) as gw:
             out: dict[str, Any] = {
                 "virtual_servers": len(servers),
                 "config_load_ms": gw.load_ms,
                 "start_to_ready_s": gw.ready_s,
                 "rss_mb_at_start": round(rss_mb(gw.proc.pid), 1),
-                "tools/call c=64 on vs1000": measured(gw.proc.pid, last, 64, seconds, "modern", "say"),
+                "tools/call c=64 on vs1000": measured(
+                    gw.proc.pid, f"{gw.base}/virtual/vs1000/mcp", 64, seconds, "modern", "say"
+                ),
             }
-            config["virtual_servers"].append({**servers[0], "path": "/virtual/vs1001", "server_name": "vs1001"})
-            written = time.monotonic()
-            gw.write(config)
-            until(lambda: listed(f"{gw.base}/virtual/vs1001/mcp") == 1, 60, "reload to 1,001 servers")
-            out["reload_to_visible_s"] = round(time.monotonic() - written, 3)
+            servers.append({**servers[0], "path": "/virtual/vs1001", "server_name": "vs1001"})
+            out["reload_to_visible_s"] = gw.reload(config, lambda: listed(f"{gw.base}/virtual/vs1001/mcp") == 1)
             return out
-        finally:
-            gw.stop()
-    finally:
-        stop(echo)
 
 
 def part_soak(workdir: Path, soak_seconds: float) -> dict[str, Any]:
     """The goal's configuration at 80 % of its closed-loop throughput; RSS every 10 s."""
-    echo, urls = backends(workdir, 1, 1)
-    recorder_target, recorder = start_recorder(workdir)
-    try:
-        port = free_port()
-        config_path = gateway_config(urls[0], port, workdir, recorder_target, auth=True)
-        argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config_path), "--no-reload"]
-        gw = pinned(0, [*argv, "--log-level", "warning"], workdir / "soak.log")
+    with backends(workdir, 1, 1) as urls:
+        recorder_target, recorder = start_recorder(workdir)
         try:
-            wait_port(port)
-            url = f"http://127.0.0.1:{port}/virtual/bench/mcp"
-            # The span-shipping helper beside the recorder, as in run.py, but at the load generator's priority:
-            # for ten minutes at `nice 19` on a core the load generator keeps busy it falls behind and the
-            # gateway drops spans past its queue cap (measured: 22 % of them), which is this bench's
-            # topology, not recording's cost. The recorder stays at `nice 19`: when it falls behind, the
-            # helper spools and re-sends, as designed.
-            pin_helper(url, workdir, nice=0)
-            token = workdir / "agent.token"
-            load(url, 64, 2.0, "modern", "say", token_file=token)  # warm-up
-            peak = load(url, 64, 10.0, "modern", "say", token_file=token)["rps"]
-            rate = round(peak * 0.8)
-            loadgen = subprocess.Popen(
-                ["taskset", "-c", "1", sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--tool", "say",
-                 "-c", "64", "-d", str(soak_seconds), "--warmup", "0", "--rate", str(rate), "--token-file", str(token)],
-                stdout=subprocess.PIPE, cwd=ROOT,
-            )  # fmt: skip
-            samples: list[tuple[float, float]] = []
-            started = time.monotonic()
-            while loadgen.poll() is None:
-                samples.append((round(time.monotonic() - started, 1), round(rss_mb(gw.pid), 1)))
-                try:
-                    loadgen.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
-            assert loadgen.stdout is not None
-            result = json.loads(loadgen.stdout.read())
-            first = [rss for t, rss in samples if 60 <= t < 120] or [samples[0][1]]
-            last = [rss for t, rss in samples if t >= samples[-1][0] - 60]
-            counters = recorder_counters(url, workdir) or {}
-            return {
-                "closed_loop_peak_rps": peak,
-                "target_rps": rate,
-                "seconds": soak_seconds,
-                "achieved_rps": result["rps"],
-                "requests": result["requests"],
-                "errors": result["errors"],
-                "first_error": result["first_error"],
-                "p50_ms": result["p50_ms"],
-                "p99_ms": result["p99_ms"],
-                "rss_first_minute_mb": statistics.median(first),
-                "rss_last_minute_mb": statistics.median(last),
-                "rss_growth_pct": round((statistics.median(last) / statistics.median(first) - 1) * 100, 1),
-                "spans": {k: counters.get(k) for k in ("emitted", "sent", "spooled", "dropped")},
-                "rss_samples": samples,
-            }
+            return _soak(workdir, urls[0], recorder_target, soak_seconds)
         finally:
-            stop(gw)
+            stop(recorder)
+
+
+def _soak(workdir: Path, backend_url: str, recorder_target: str, soak_seconds: float) -> dict[str, Any]:
+    port = free_port()
+    config_path = gateway_config(backend_url, port, workdir, recorder_target, auth=True)
+    argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config_path), "--no-reload"]
+    gw = pinned(0, [*argv, "--log-level", "warning"], workdir / "soak.log")
+    try:
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}/virtual/bench/mcp"
+        # The span-shipping helper beside the recorder, as in run.py, but at the load generator's priority:
+        # for ten minutes at `nice 19` on a core the load generator keeps busy it falls behind reading
+        # the pipe and the gateway drops past its cap, which is this bench's topology, not recording's
+        # cost. The recorder stays at `nice 19`: when it lags, the helper spools, as designed.
+        pin_helper(url, workdir, nice=0)
+        token = workdir / "agent.token"
+        load(url, 64, 2.0, "modern", "say", token_file=token)  # warm-up
+        peak = load(url, 64, 10.0, "modern", "say", token_file=token)["rps"]
+        rate = round(peak * 0.8)
+        loadgen = subprocess.Popen(
+            ["taskset", "-c", "1", sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--tool", "say",
+             "-c", "64", "-d", str(soak_seconds), "--warmup", "0", "--rate", str(rate), "--token-file", str(token)],
+            stdout=subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        samples: list[tuple[float, float]] = []
+        started = time.monotonic()
+        while loadgen.poll() is None:
+            samples.append((round(time.monotonic() - started, 1), round(rss_mb(gw.pid), 1)))
+            try:
+                loadgen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        assert loadgen.stdout is not None
+        result = json.loads(loadgen.stdout.read())
+        first = [rss for t, rss in samples if 60 <= t < 120] or [samples[0][1]]
+        last = [rss for t, rss in samples if t >= samples[-1][0] - 60]
+        counters = recorder_counters(url, workdir) or {}
+        return {
+            "closed_loop_peak_rps": peak,
+            "target_rps": rate,
+            "seconds": soak_seconds,
+            "achieved_rps": result["rps"],
+            "requests": result["requests"],
+            "errors": result["errors"],
+            "first_error": result["first_error"],
+            "p50_ms": result["p50_ms"],
+            "p99_ms": result["p99_ms"],
+            "rss_first_minute_mb": statistics.median(first),
+            "rss_last_minute_mb": statistics.median(last),
+            "rss_growth_pct": round((statistics.median(last) / statistics.median(first) - 1) * 100, 1),
+            "spans": {k: counters.get(k) for k in ("emitted", "sent", "spooled", "dropped")},
+            "rss_samples": samples,
+        }
     finally:
-        stop(recorder)
-        stop(echo)
+        stop(gw)
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -400,15 +394,7 @@ def main() -> None:
             results[part] = part_soak(workdir, args.soak_seconds)
         else:
             results[part] = globals()[f"part_{part}"](workdir, args.duration)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    report = {
-        "date": stamp,
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "results": results,
-    }
-    out = BENCH / "results" / f"scale-{stamp}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = save("scale", {"results": results})
     print(summary(results))
     print(f"\nwritten: {out.relative_to(ROOT)}")
 
