@@ -78,10 +78,16 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
-def pinned(core: int, args: list[str], log: Path, nice: int = 0) -> subprocess.Popen[bytes]:
+def pinned(
+    core: int, args: list[str], log: Path, nice: int = 0, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     prefix = ["nice", "-n", str(nice)] if nice else []
     return subprocess.Popen(
-        [*prefix, "taskset", "-c", str(core), *args], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT
+        [*prefix, "taskset", "-c", str(core), *args],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, **env} if env else None,
     )
 
 
@@ -301,8 +307,14 @@ def start_slicewire(system: str, backend_url: str, workdir: Path) -> Target:
 
 
 def start_peer(system: str, backend_url: str, workdir: Path) -> Target:
-    """A system that is not Slicewire, pinned to core 0 beside the backend: a naive forwarder or FastMCP."""
+    """A system that is not Slicewire, pinned to core 0 beside the backend: a naive forwarder, FastMCP
+    or ContextForge."""
     port = free_port()
+    if system == "contextforge-legacy":
+        from contextforge import start
+
+        proc, url, token_file = start(backend_url, workdir, port, pinned, {})
+        return Target(url, proc.pid, era="legacy", tool="echo-echo", token_file=token_file, procs=[proc])
     if system.startswith("fastmcp-proxy"):
         argv = [str(BENCH / "fastmcp_proxy.py"), "--port", str(port), "--upstream", backend_url]
     else:
@@ -340,8 +352,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         point["recorder"] = recorder_counters(target.url, workdir)
                     results[system][str(concurrency)] = point
                     print(
-                        f"{system:26} c={concurrency:<3} {point['rps']:>8} req/s  p50 {point['p50_ms']:.3f} ms  "
-                        f"p99 {point['p99_ms']:.3f} ms  cpu {point['cpu_us_per_req']} us/req  errors {point['errors']}",
+                        f"{system:26} c={concurrency:<3} {point['rps']:>8} req/s  p50 {point['p50_ms']} ms  "
+                        f"p99 {point['p99_ms']} ms  cpu {point['cpu_us_per_req']} us/req  errors {point['errors']}"
+                        + (f" (first: {point['first_error'][:200]})" if point["errors"] else ""),
                         file=sys.stderr,
                         flush=True,
                     )
@@ -395,8 +408,9 @@ def table(results: dict[str, Any]) -> str:
                 cpu_ratio = f"{p['cpu_us_per_req'] / base['cpu_us_per_req']:.2f}"
             if base and base["rps"]:
                 rps_ratio = f"{p['rps'] / base['rps']:.2f}"
+            ms = {k: "—" if p[k] is None or p[k] != p[k] else f"{p[k]:.3f}" for k in ("p50_ms", "p90_ms", "p99_ms")}
             lines.append(
-                f"| {system} | {c} | {p['rps']:.0f} | {p['p50_ms']:.3f} | {p['p90_ms']:.3f} | {p['p99_ms']:.3f} "
+                f"| {system} | {c} | {p['rps']:.0f} | {ms['p50_ms']} | {ms['p90_ms']} | {ms['p99_ms']} "
                 f"| {p['cpu_us_per_req']} | {cpu_ratio} | {rps_ratio} | {p['rss_mb']} | {p['errors']} |"
             )
     lines.append("")
@@ -459,9 +473,16 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds over all systems; the table shows each figure's median"
     )
+    parser.add_argument(
+        "--contextforge",
+        action="store_true",
+        help="also IBM ContextForge (installed into .venv-contextforge/ on first use; 2025-11-25 clients)",
+    )
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
-    unknown = set(args.systems) - set(SYSTEMS)
+    if args.contextforge and "contextforge-legacy" not in args.systems:
+        args.systems.append("contextforge-legacy")
+    unknown = set(args.systems) - {*SYSTEMS, "contextforge-legacy"}
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
