@@ -247,6 +247,7 @@ def test_gateway_tokens_scopes_hide_tools_and_revocation(env: Env) -> None:
     assert tool_names(url, reader) == {"read_repo"}
     assert tool_names(url, service) == {"read_repo"}
     assert tool_names(url, owner) == {"read_repo", "delete_repo"}
+    assert tool_names(url, reader) == {"read_repo"}  # each view keeps its own encoded page
     # A tool the caller may not use answers exactly like a tool that does not exist.
     hidden = call(url, reader, "delete_repo", repo="x")["error"]
     missing = call(url, reader, "no_such_tool", repo="x")["error"]
