@@ -287,7 +287,7 @@ def start_slicewire(system: str, backend_url: str, workdir: Path) -> Target:
         recorder, process = start_recorder(workdir)
         procs.append(process)
     port = free_port()
-    auth = system == "slicewire-full"
+    auth = system.startswith("slicewire-full")  # "slicewire-full-off": the same without recording
     config = gateway_config(backend_url, port, workdir, recorder, auth=auth)
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--no-reload", "--log-level", "warning"]
     gateway = pinned(0, argv, workdir / f"{system}.log")

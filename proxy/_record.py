@@ -4,7 +4,7 @@ What a request leaves behind is recorded at the edges: the gateway keeps the tim
 references it already has (headers, bodies as received and sent, the upstream exchange's bytes) in a
 list, and the shipping helper derives everything else (root span id, error, headers JSON, the
 2026-07-28 session key, rows; see _spans). A list is created by one C-level copy, set by index, and
-carried over the pipe by `marshal` as it is: creating a `__slots__` object and converting it to rows
+carried over the pipe as MessagePack as it is: creating a `__slots__` object and converting it to rows
 on the serving thread cost more than proxying the call (bench/README.md).
 
     trace = new_trace(time.time_ns(), scope["headers"])
@@ -25,9 +25,9 @@ from typing import Any, TypeAlias
 from proto import pb
 
 __all__ = [
-    "FRAME", "MARSHAL_VERSION", "RECORD_LEN", "Hop", "Trace", "add_child", "add_hop", "continue_from",
+    "FRAME", "Hop", "Trace", "add_child", "add_hop", "continue_from",
     "downstream_traceparent", "modern_session_key", "new_hop", "new_span_id", "new_trace", "new_trace_id",
-    "parse_traceparent", "session_trace_id", "span_count",
+    "parse_traceparent", "records_header", "session_trace_id", "span_count",
 ]  # fmt: skip
 
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do. Ids
@@ -67,11 +67,18 @@ def parse_traceparent(value: Any) -> tuple[bytes, bytes] | None:
 # --- the pipe to the shipping helper (see _recording, _shipper) ---------------------------------------
 
 FRAME = struct.Struct(">cI")  # a frame's kind (C config, S secret, R records) and payload length
-RECORD_LEN = struct.Struct(">I")  # before each record in an R frame
-# Records cross the pipe in `marshal` version 2, the last without a reference table: a record is a
-# tree with no shared parts worth a back-reference, and versions 3+ look every object up in that
-# table (1.6k of 18.9k instructions per record, measured under callgrind). `loads` reads any version.
-MARSHAL_VERSION = 2
+
+
+def records_header(count: int) -> bytes:
+    """The MessagePack array header an R frame starts with: the frame is one array of `count` records,
+    each packed on its own at `emit()` (ormsgpack, ~2x cheaper than `marshal` for a record; see
+    bench/README.md) and joined after this header at hand-off."""
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
+
 
 # --- records --------------------------------------------------------------------------------------
 
@@ -153,7 +160,13 @@ def span_count(trace: Trace) -> int:
     """The spans a trace expands to: root, parse, respond, slice (when it ran), one per hop."""
     hops = trace[HOPS]
     spans = 4 if trace[SLICED] else 3
-    return spans if hops is None else spans + _hop_spans(hops)
+    if hops is None:
+        return spans
+    spans += len(hops)
+    for hop in hops:  # inline for the usual hop without children (this runs for every request)
+        if hop[HOP_CHILDREN] is not None:
+            spans += _hop_spans(hop[HOP_CHILDREN])
+    return spans
 
 
 def _hop_spans(hops: list[Hop]) -> int:

@@ -3,7 +3,7 @@
 On the request path the gateway fills a trace record (a list: timestamps and references to messages
 it already has; see _record) and, once the request is answered, appends it to the batch being
 filled: no copy, no I/O, no redaction walk. Full batches (and, every flush interval, a partial one)
-are handed to the shipping helper, a child process (see _shipper), as one `marshal` frame over a
+are handed to the shipping helper, a child process (see _shipper), as one MessagePack frame over a
 pipe. The helper turns the records into rows (see _spans), prefilters and redacts the payloads,
 fills the protobuf columns, and ships them over short gRPC client streams, a few in flight at once;
 the recorder's Ack means
@@ -28,16 +28,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
-import marshal
 import os
 import socket
 import sys
+from typing import Any
 
 import orjson
+import ormsgpack
 
 from ._config import RecorderConfig
-from ._record import FRAME, MARSHAL_VERSION, METHOD, RECORD_LEN, Trace, span_count
+from ._record import (
+    FRAME,
+    HOP_CHILDREN,
+    HOP_REQUEST,
+    HOP_RESPONSE,
+    HOPS,
+    METHOD,
+    REQUEST,
+    RESPONSE,
+    Hop,
+    Trace,
+    records_header,
+    span_count,
+)
 from ._spans import MAX_BATCH_BYTES
 
 logger = logging.getLogger(__name__)
@@ -45,6 +60,41 @@ logger = logging.getLogger(__name__)
 PIPE_BYTES = 1 << 20  # the largest pipe an unprivileged process may ask for (fs.pipe-max-size)
 
 __all__ = ["SpanEmitter"]
+
+_pack = ormsgpack.packb
+_UNRECORDABLE = orjson.dumps({"slicewire.unrecorded": "payload nested too deep to record"})
+
+
+def _as_json(value: Any) -> Any:
+    """A parsed payload as JSON bytes: orjson goes 254 levels deep, the standard library's encoder as
+    deep as the interpreter's recursion limit (orjson reads 1,024: what the gateway parsed may be deeper)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except (RecursionError, TypeError, ValueError):
+        return _UNRECORDABLE
+
+
+def _salvage_hops(hops: list[Hop] | None) -> None:
+    for hop in hops or ():
+        hop[HOP_REQUEST], hop[HOP_RESPONSE] = _as_json(hop[HOP_REQUEST]), _as_json(hop[HOP_RESPONSE])
+        _salvage_hops(hop[HOP_CHILDREN])
+
+
+def _pack_salvaged(trace: Trace) -> bytes | None:
+    """A trace whose parsed payloads the packer refused (nested past its 254 levels), packed with every
+    payload as JSON bytes (or, past every encoder's depth, a marker saying so); None if still refused."""
+    trace[REQUEST], trace[RESPONSE] = _as_json(trace[REQUEST]), _as_json(trace[RESPONSE])
+    _salvage_hops(trace[HOPS])
+    try:
+        return _pack(trace)
+    except TypeError:
+        return None
 
 
 def _done(helper: dict[str, int]) -> int:
@@ -62,7 +112,7 @@ class SpanEmitter:
     await emitter.close()      # the helper ships what it can, spools the rest, and exits
 
     `emit` appends the record to the batch being filled. A full batch — or, every
-    `flush_interval_ms`, a partial one — is written to the helper's stdin as one `marshal` frame:
+    `flush_interval_ms`, a partial one — is written to the helper's stdin as one MessagePack frame:
     the rows, prefilter, redaction, protobuf, gRPC and spool work happens in the helper, off the serving
     thread and its core. Counters merge both sides: `emitted` and gateway-side drops are counted
     here, `sent`, `spooled`, `resent`, `send_failures` and the helper's own drops there.
@@ -72,7 +122,7 @@ class SpanEmitter:
         assert config.target is not None
         self.config = config
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
-        self._pending: list[bytes] = []  # the frame being filled: (length, `marshal`led record) pairs
+        self._pending: list[bytes] = [b""]  # the frame being filled: its header's slot, packed records
         self._pending_spans = 0
         self._pending_bytes = 0
         self._local = {"emitted": 0, "dropped": 0}
@@ -116,36 +166,38 @@ class SpanEmitter:
     # --- request path ----------------------------------------------------------------------------
 
     def emit(self, trace: Trace) -> None:
-        """Record a finished trace: `marshal`led at once (~1 µs; the record then dies with its request
-        instead of waiting for the batch, where the garbage collector would walk it again and again)
-        and appended to the frame being filled. No I/O, never blocks. Past `queue_max_spans` handed
-        to the helper and not yet taken in (in the pipe: the helper is not keeping up), the trace is
-        counted as dropped. A slow recorder is the helper's to absorb: past its own queue it spools."""
+        """Record a finished trace: packed at once (MessagePack, ~1 µs; the record then dies with its
+        request instead of waiting for the batch, where the garbage collector would walk it again and
+        again) and appended to the frame being filled. No I/O, never blocks. Past `queue_max_spans`
+        handed to the helper and not yet taken in (in the pipe: the helper is not keeping up), the
+        trace is counted as dropped. A slow recorder is the helper's to absorb: past its own queue it
+        spools."""
         spans = span_count(trace)
         if self._handed - self._taken + self._pending_spans + spans > self.config.queue_max_spans:
             self._local["dropped"] += spans
             return
         try:
-            data = marshal.dumps(trace, MARSHAL_VERSION)
-        except ValueError:  # something marshal cannot carry: not plain JSON data
+            data: bytes | None = _pack(trace)
+        except TypeError:  # a parsed payload nested deeper than the packer goes (JSON allows it)
+            data = _pack_salvaged(trace)
+        if data is None:
             logger.error("could not record a trace (%s): a payload is not plain JSON data; dropped", trace[METHOD])
             self._local["dropped"] += spans
             return
-        pending = self._pending
-        pending.append(RECORD_LEN.pack(len(data)))
-        pending.append(data)
+        self._pending.append(data)
         self._pending_spans += spans
         self._pending_bytes += len(data)
         if self._pending_spans >= self.config.batch_spans or self._pending_bytes >= MAX_BATCH_BYTES:
             self._hand_off()
 
     def _hand_off(self) -> None:
-        """Write the frame being filled to the helper: each record's length and `marshal` form."""
+        """Write the frame being filled to the helper: one MessagePack array of the packed records."""
         records, spans = self._pending, self._pending_spans
-        if not records:
+        if len(records) == 1:
             return
-        self._pending, self._pending_spans, self._pending_bytes = [], 0, 0
+        self._pending, self._pending_spans, self._pending_bytes = [b""], 0, 0
         self._local["emitted"] += spans
+        records[0] = records_header(len(records) - 1)  # the slot kept for it
         if not self._write(b"R", b"".join(records)):
             self._local["dropped"] += spans
             return

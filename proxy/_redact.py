@@ -64,8 +64,8 @@ class Redactor:
         self.max_payload_bytes = max_payload_bytes
         self._secrets: set[str] = set()
         self._secret_bytes: list[bytes] = []
-        self._header_cache: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
-        self._headers_json_cache: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}  # whole header lists
+        self._header_cache: dict[tuple[bytes, ...], tuple[bytes, bytes]] = {}
+        self._headers_json_cache: dict[tuple[tuple[bytes, ...], ...], bytes] = {}  # whole header lists
         self._patterns_text = [p.pattern for p in self.patterns]
         self._prefilter: BytesPrefilter | HyperscanPrefilter | None = None  # built on first use
 
@@ -213,19 +213,20 @@ class Redactor:
         """Request headers for a span: credential-looking ones replaced by the marker."""
         return orjson.loads(self.headers_json(headers))  # type: ignore[no-any-return]
 
-    def headers_json(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    def headers_json(self, headers: Iterable[Sequence[bytes]]) -> bytes:
         """`headers()` as a JSON object, built from cached pieces.
 
         Clients send the same headers over and over: each (name, value) pair is judged once and its
         JSON member cached (credential values are never kept: their entry holds the marker), and so
-        is each whole list's JSON. A name sent twice keeps its last value."""
-        key = tuple(headers)
+        is each whole list's JSON. A name sent twice keeps its last value. Pairs may come as lists
+        (MessagePack has no tuples)."""
+        key = tuple(map(tuple, headers))
         whole = self._headers_json_cache.get(key)
         if whole is not None:
             return whole
         members: dict[bytes, bytes] = {}
         cache = self._header_cache
-        for pair in headers:
+        for pair in key:
             entry = cache.get(pair)
             if entry is None:
                 if len(cache) > 4096:

@@ -11,7 +11,7 @@ gateway's host unredacted: the helper redacts before anything is sent or spooled
 Pipe protocol, gateway -> helper (stdin), frames of `kind (1 byte) | length (4 bytes BE) | payload`:
 
     C  {"recorder": RecorderConfig, "instance": str}    first frame, JSON
-    R  trace records: per record, its length (4 bytes BE) and its `marshal` form
+    R  trace records: one MessagePack array of them (see _record)
     S  a secret value (UTF-8) to scrub wherever it appears
     F  a flush token (8 bytes): ship everything now, then answer with it
     EOF: ship (or spool) everything, report, exit
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import marshal
 import os
 import signal
 import struct
@@ -35,11 +34,12 @@ from typing import Any
 
 import grpc
 import orjson
+import ormsgpack
 
 from proto import batch_size, pb, pb_grpc
 
 from ._config import RecorderConfig
-from ._record import FRAME, RECORD_LEN, span_count
+from ._record import FRAME, span_count
 from ._redact import Redactor
 from ._spans import MAX_BATCH_BYTES, BatchBuilder
 
@@ -294,17 +294,15 @@ class Shipper:
 
 
 def read_records(frame: bytes) -> list[Any]:
-    """The trace records in an R frame (what follows an unreadable one is dropped, with an error)."""
-    view = memoryview(frame)
-    records, offset, size = [], 0, len(frame)
-    while offset + 4 <= size:
-        (length,) = RECORD_LEN.unpack_from(view, offset)
-        offset += 4
-        try:
-            records.append(marshal.loads(view[offset : offset + length]))
-        except (ValueError, EOFError, TypeError) as exc:
-            logger.error("shipping helper: an unreadable record (%s); dropped", exc)
-        offset += length
+    """The trace records in an R frame (an unreadable frame is dropped, with an error)."""
+    try:
+        records = ormsgpack.unpackb(frame)
+    except (ormsgpack.MsgpackDecodeError, ValueError) as exc:
+        logger.error("shipping helper: an unreadable frame of records (%s); dropped", exc)
+        return []
+    if not isinstance(records, list):
+        logger.error("shipping helper: a frame of records that is not an array; dropped")
+        return []
     return records
 
 

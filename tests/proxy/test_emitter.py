@@ -7,13 +7,26 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from proto import batch_size
+from proto import batch_size, pb
 from proxy._config import RecorderConfig
-from proxy._record import END, METHOD, REQUEST, REQUEST_ID, RESPONSE, Trace, new_trace
+from proxy._record import (
+    END,
+    HOP_REQUEST,
+    HOP_RESPONSE,
+    METHOD,
+    REQUEST,
+    REQUEST_ID,
+    RESPONSE,
+    Trace,
+    add_hop,
+    new_hop,
+    new_trace,
+)  # fmt: skip
 from proxy._recording import SpanEmitter
 from proxy._shipper import Shipper, read_spool
 from tests.proxy.clients import until
@@ -145,3 +158,28 @@ def test_helper_queue_overflow_spills_to_the_spool(tmp_path: Path) -> None:
     for _ in range(5):
         full.add_records([trace()])
     assert full.counters["dropped"] == 9 and full.counters["emitted"] == 15
+
+
+async def test_a_payload_nested_past_the_packers_depth_is_recorded_as_json(tmp_path: Path) -> None:
+    """The record's packer (MessagePack) stops at 254 levels; JSON the gateway parsed may go deeper
+    (orjson reads 1,024). Such a payload is recorded as its JSON text, not dropped."""
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(600):
+        inner.append([])
+        inner = inner[0]
+    t = trace()
+    hop = add_hop(t, new_hop("tools/call deep", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
+                             time.time_ns(), "/b", "deep"))  # fmt: skip
+    hop[HOP_REQUEST], hop[HOP_RESPONSE] = b"{}", {"jsonrpc": "2.0", "id": 1, "result": {"deep": deep}}
+    emitter = SpanEmitter(RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), send_timeout_s=2))
+    await emitter.start()
+    try:
+        emitter.emit(t)
+        await emitter.flush()
+        assert emitter.counters["emitted"] == emitter.counters["spooled"] == 4  # root, parse, respond, the hop
+        assert emitter.counters["dropped"] == 0
+    finally:
+        await emitter.close()
+    (payload,) = [p for batch in read_spool(tmp_path / "spans.spool") for p in batch.hops.response_payload]
+    assert orjson.loads(payload)["result"]["deep"] == deep
