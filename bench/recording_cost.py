@@ -2,10 +2,12 @@
 
 `run.py` measures one system after another; on this machine throughput drifts ±20-30 % within a
 minute, which is larger than the figure wanted. Here both gateways run at once on core 0 beside the
-echo backend — one recording (its recorder and span-shipping helper on core 1 at `nice 19`, as in
-run.py), one not — and the load generator (core 1) drives them in short windows, alternating
-A B B A, so each pair shares the machine's state of the moment. The figures are medians over the
-pairs of the per-pair ratios, with their interquartile range:
+echo backend — one recording (its recorder and span-shipping helper on core 1), one not — and the
+load generator (core 1) drives them in short windows, alternating A B B A, so each pair shares the
+machine's state of the moment. The figures are medians over the pairs of the per-pair ratios, with
+their interquartile range. The recorder and the helper run at SCHED_IDLE (`--no-idle`: nice 19, as
+in run.py): at nice 19 the recorder catching up on DuckDB work between windows still took enough of
+core 1 to halve the load generator's rate in some windows.
 
     .venv/bin/python bench/recording_cost.py                    # 12 pairs of 3 s windows at c=64
     .venv/bin/python bench/recording_cost.py --pairs 20 -d 2 --auth
@@ -18,6 +20,7 @@ error, or a recording whose counters show a dropped span, fails the run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -41,6 +44,13 @@ def pct(values: list[float]) -> str:
     return f"{q2 * 100:+.1f} % (IQR {q1 * 100:+.1f} … {q3 * 100:+.1f})"
 
 
+def idle(pid: int) -> None:
+    """Every thread of a process to SCHED_IDLE: it runs only when core 1 has nothing else to do (threads
+    it starts later inherit the policy), so the load generator never waits for the recorder."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="slicewire-recording-cost-"))
     backend_port = free_port()
@@ -55,6 +65,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             workdir = root / name
             workdir.mkdir()
             targets[name] = start_slicewire(system, backend_url, workdir)
+            if name == "on" and args.idle:
+                for pid in [p.pid for p in targets[name].procs[1:]] + [targets[name].helper or 0]:
+                    if pid:
+                        idle(pid)
         for i in range(args.pairs):
             order = ("off", "on") if i % 2 == 0 else ("on", "off")  # A B, B A, ...
             pair: dict[str, Any] = {}
@@ -89,6 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "duration_s": args.duration,
         "auth": args.auth,
+        "idle": args.idle,
         "rps_cost_median": statistics.median(rps),
         "cpu_cost_median": statistics.median(cpu),
         "rps_cost": rps,
@@ -107,6 +122,12 @@ def main() -> None:
     parser.add_argument("-d", "--duration", type=float, default=3.0, help="seconds per window (default 3)")
     parser.add_argument("-c", "--concurrency", type=int, default=64, help="load generator concurrency (default 64)")
     parser.add_argument("--auth", action="store_true", help="both gateways with the goal's auth (slicewire-full)")
+    parser.add_argument(
+        "--no-idle",
+        dest="idle",
+        action="store_false",
+        help="leave the recorder and the span-shipping helper at nice 19 (run.py's placement) instead of SCHED_IDLE",
+    )
     args = parser.parse_args()
     if args.pairs < 1 or args.duration <= 0 or args.concurrency < 1:
         parser.error("--pairs, -d and -c must be positive")
