@@ -4,10 +4,14 @@
 minute, which is larger than the figure wanted. Here both gateways run at once on core 0 beside the
 echo backend — one recording (its recorder and span-shipping helper on core 1), one not — and the
 load generator (core 1) drives them in short windows, alternating A B B A, so each pair shares the
-machine's state of the moment. The figures are medians over the pairs of the per-pair ratios, with
-their interquartile range. The recorder and the helper run at SCHED_IDLE (`--no-idle`: nice 19, as
-in run.py): at nice 19 the recorder catching up on DuckDB work between windows still took enough of
-core 1 to halve the load generator's rate in some windows.
+machine's state of the moment. Before each window the recording gateway's spans are all delivered,
+so the recorder's catching up lands in neither window. The figures are medians over the pairs of
+the per-pair ratios, with their interquartile range. The recorder and the helper run at SCHED_IDLE
+(`--no-idle`: nice 19, as in run.py): at nice 19 the recorder catching up on DuckDB work between
+windows took enough of core 1 to halve the load generator's rate in some windows. And a SCHED_IDLE
+spinner keeps core 1 busy throughout (`--no-spin`): on this VM, windows that left core 1 half idle
+(the non-recording gateway's) saw 20-27 % steal time on core 0, busier ones 0-7 %; each window's
+steal ticks are in the JSON.
 
     .venv/bin/python bench/recording_cost.py                    # 12 pairs of 3 s windows at c=64
     .venv/bin/python bench/recording_cost.py --pairs 20 -d 2 --auth
@@ -22,8 +26,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,28 @@ def idle(pid: int) -> None:
         os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
 
 
+def steal_ticks() -> int:
+    """The machine's steal time so far (clock ticks, all cores): time the hypervisor ran someone else."""
+    with open("/proc/stat") as stat:
+        return int(stat.readline().split()[8])
+
+
+def settle(target: Target, timeout: float = 60.0) -> float:
+    """Wait until the recording gateway's spans are all delivered (the recorder is not catching up: its
+    DuckDB work would land in the next window, whichever gateway it measures); the seconds waited."""
+    assert target.workdir is not None
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout:
+        counters = recorder_counters(target.url, target.workdir) or {}
+        emitted = counters.get("emitted", 0)
+        if counters.get("sent", 0) >= emitted - counters.get("dropped", 0) and emitted == last:
+            break
+        last = emitted
+        time.sleep(0.3)  # longer than nothing: the gateway hands off a partial batch every 200 ms
+    return time.monotonic() - started
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="slicewire-recording-cost-"))
     backend_port = free_port()
@@ -58,6 +86,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     backend_url = f"http://127.0.0.1:{backend_port}/mcp"
     targets: dict[str, Target] = {}
     windows: list[dict[str, Any]] = []
+    spinner = None
+    if args.spin:
+        spinner = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
+        idle(spinner.pid)
     try:
         wait_port(backend_port)
         for name, system in (("off", "slicewire-full-off" if args.auth else "slicewire"),
@@ -73,7 +105,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             order = ("off", "on") if i % 2 == 0 else ("on", "off")  # A B, B A, ...
             pair: dict[str, Any] = {}
             for name in order:
+                waited = settle(targets["on"])
+                stolen = steal_ticks()
                 point = measure(targets[name], args.concurrency, args.duration)
+                point["settle_s"] = round(waited, 2)
+                point["steal_ticks"] = steal_ticks() - stolen
                 if point["errors"]:
                     raise SystemExit(f"{name}: {point['errors']} errors (first: {point['first_error'][:200]})")
                 pair[name] = point
@@ -90,6 +126,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assert target.workdir is not None
         counters = recorder_counters(target.url, target.workdir) or {}
     finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
         for target in targets.values():
             for proc in target.procs:
                 stop(proc)
@@ -104,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "auth": args.auth,
         "idle": args.idle,
+        "spin": args.spin,
         "rps_cost_median": statistics.median(rps),
         "cpu_cost_median": statistics.median(cpu),
         "rps_cost": rps,
@@ -122,6 +162,13 @@ def main() -> None:
     parser.add_argument("-d", "--duration", type=float, default=3.0, help="seconds per window (default 3)")
     parser.add_argument("-c", "--concurrency", type=int, default=64, help="load generator concurrency (default 64)")
     parser.add_argument("--auth", action="store_true", help="both gateways with the goal's auth (slicewire-full)")
+    parser.add_argument(
+        "--no-spin",
+        dest="spin",
+        action="store_false",
+        help="no SCHED_IDLE spinner keeping core 1 busy (without it, windows that leave core 1 half idle see "
+        "steal time from the hypervisor that busier windows do not)",
+    )
     parser.add_argument(
         "--no-idle",
         dest="idle",
