@@ -7,9 +7,8 @@ load generator (core 1) drives them in short windows, alternating A B B A, so ea
 machine's state of the moment. Before each window the recording gateway's spans are all delivered,
 so the recorder's catching up lands in neither window. The figures are medians over the pairs of
 the per-pair ratios, with their interquartile range. The recorder and the helper run at SCHED_IDLE
-(`--no-idle`: nice 19, as in run.py): at nice 19 the recorder catching up on DuckDB work between
-windows took enough of core 1 to halve the load generator's rate in some windows. And a SCHED_IDLE
-spinner keeps core 1 busy throughout (`--no-spin`): on this VM, windows that left core 1 half idle
+(`--no-idle`: nice 19, as in run.py), so they run only when the load generator does not want core 1.
+And a SCHED_IDLE spinner keeps core 1 busy throughout (`--no-spin`): on this VM, windows that left core 1 half idle
 (the non-recording gateway's) saw 20-27 % steal time on core 0, busier ones 0-7 %; each window's
 steal ticks are in the JSON.
 
