@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from run import answers_ok
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-contextforge"
 PACKAGE = "mcp-contextforge-gateway==1.0.7"
@@ -64,14 +66,6 @@ def _call(base: str, token: str, method: str, path: str, body: Any = None) -> An
         return json.loads(response.read())
 
 
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def start(
     backend_url: str, workdir: Path, port: int, pinned: Any, env: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -84,7 +78,7 @@ def start(
     proc = pinned(0, argv, workdir / "contextforge.log", env=cf_env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180  # first start runs its database migrations
-    while not _healthy(base):
+    while not answers_ok(f"{base}/health"):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"ContextForge did not start: see {workdir / 'contextforge.log'}")
         time.sleep(0.5)

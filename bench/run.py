@@ -78,6 +78,17 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+def answers_ok(url: str) -> bool:
+    """Whether a GET of `url` answers 200 (a health or readiness probe)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def pinned(
     core: int, args: list[str], log: Path, nice: int = 0, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:

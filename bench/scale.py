@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (
     BENCH,
     ROOT,
+    answers_ok,
     cpu_seconds,
     free_port,
     gateway_config,
@@ -103,14 +104,6 @@ def until(predicate: Any, timeout: float, what: str) -> float:
     raise TimeoutError(f"{what}: not within {timeout} s")
 
 
-def ready(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def config_load_ms(path: Path) -> float:
     """Median of 5 in-process `load_config` runs (parse and validate: what a reload pays before swapping)."""
     from proxy._config import load_config
@@ -137,7 +130,7 @@ class Gateway:
         started = time.monotonic()
         self.proc = pinned(0, [*argv, *([] if reload else ["--no-reload"])], workdir / f"{name}.log")
         wait_port(self.port, timeout=120)
-        until(lambda: ready(self.base), 300, f"{name}: /readyz")
+        until(lambda: answers_ok(f"{self.base}/readyz"), 300, f"{name}: /readyz")
         self.ready_s = round(time.monotonic() - started, 2)
 
     def write(self, config: dict[str, Any]) -> None:

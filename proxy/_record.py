@@ -160,13 +160,7 @@ def span_count(trace: Trace) -> int:
     """The spans a trace expands to: root, parse, respond, slice (when it ran), one per hop."""
     hops = trace[HOPS]
     spans = 4 if trace[SLICED] else 3
-    if hops is None:
-        return spans
-    spans += len(hops)
-    for hop in hops:  # inline for the usual hop without children (this runs for every request)
-        if hop[HOP_CHILDREN] is not None:
-            spans += _hop_spans(hop[HOP_CHILDREN])
-    return spans
+    return spans if hops is None else spans + _hop_spans(hops)
 
 
 def _hop_spans(hops: list[Hop]) -> int:
