@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import orjson
 
-from proto import pb
 from proxy._record import (
     BACKEND,
     BACKEND_TOOL,
@@ -25,9 +24,7 @@ from proxy._record import (
     VERSION,
     VIRTUAL_SERVER,
     Trace,
-    add_hop,
-    downstream_traceparent,
-    new_hop,
+    add_upstream_hop,
     new_trace,
 )  # fmt: skip
 
@@ -46,9 +43,8 @@ def tools_call(i: int, now: int, headers: list[tuple[bytes, bytes]] = HEADERS, s
     )
     trace[PARSED], trace[TOOL], trace[SLICED] = now + 20_000, "say", now + 25_000
     trace[BACKEND], trace[BACKEND_TOOL], trace[VIRTUAL_SERVER], trace[SESSION] = "/echo", "echo", "/v/bench", session
-    hop = add_hop(trace, new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND,
-                                 "tools/call", now + 30_000, "/echo", "echo"))  # fmt: skip
-    params = {"name": "echo", "arguments": ARGS, "_meta": {"traceparent": downstream_traceparent(trace, hop)}}
+    hop, context = add_upstream_hop(trace, "tools/call", "/echo", "echo", now + 30_000)
+    params = {"name": "echo", "arguments": ARGS, "_meta": {"traceparent": context}}
     hop[HOP_REQUEST] = orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params})
     result = {"content": [{"type": "text", "text": orjson.dumps(ARGS).decode()}], "structuredContent": ARGS}
     hop[HOP_RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": i, "result": result})

@@ -248,7 +248,8 @@ class McpEndpoint:
         if trace is not None:
             trace[METHOD], trace[REQUEST_ID] = method or f"({msg.kind})", msg.id
             trace[REQUEST] = body  # the bytes, not the parsed dict: less to keep while queued
-            if b"traceparent" in body or "traceparent" in headers:  # rare: a C-level scan decides
+            # Rare: a C-level scan decides (find, not `in`: see _upstream/_http.py).
+            if body.find(b"traceparent") != -1 or "traceparent" in headers:
                 continue_from(trace, headers.get("traceparent") or _meta_of(msg).get("traceparent"))
             if REPLAY_OF_HEADER in headers:
                 replay_of = headers[REPLAY_OF_HEADER]

@@ -53,7 +53,7 @@ from ._record import (
     Trace,
     add_child,
     add_hop,
-    downstream_traceparent,
+    add_upstream_hop,
     new_hop,
 )  # fmt: skip
 from ._responder import Responder
@@ -359,12 +359,10 @@ async def _forward(
 
 def _upstream_hop(trace: Trace, backend: str, tool: str, upstream: dict[str, Any]) -> Hop:
     """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`."""
-    hop = new_hop(f"tools/call {tool}", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
-                  time.time_ns(), backend, tool)  # fmt: skip
-    context = downstream_traceparent(trace, hop)
+    hop, context = add_upstream_hop(trace, "tools/call", backend, tool, time.time_ns())
     meta = upstream.get("_meta")
     upstream["_meta"] = {**meta, "traceparent": context} if meta else {"traceparent": context}
-    return add_hop(trace, hop)  # its request: the bytes sent, once the exchange is open
+    return hop  # its request: the bytes sent, once the exchange is open
 
 
 def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | None = None) -> None:
@@ -379,12 +377,12 @@ def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | No
         hop[HOP_ERROR] = error
 
 
-def _child_hop(hop: Hop | None, up: Message, direction: int) -> None:
-    if hop is None:
+def _child_hop(trace: Trace | None, hop: Hop | None, up: Message, direction: int) -> None:
+    if trace is None or hop is None:
         return
     child = new_hop(up.method or "message", pb.SPAN_KIND_INTERNAL, direction, up.method or "", time.time_ns())
     child[HOP_REQUEST] = up.raw
-    add_child(hop, child)
+    add_child(trace, hop, child)
 
 
 async def _pump(
@@ -415,7 +413,7 @@ async def _pump(
             if kind in ("result", "error"):
                 _finish_hop(hop, up)
             else:
-                _child_hop(hop, up, pb.DIRECTION_BACKEND_TO_GATEWAY)
+                _child_hop(call.responder.trace, hop, up, pb.DIRECTION_BACKEND_TO_GATEWAY)
             if kind == "result":
                 result = up.result if isinstance(up.result, dict) else {}
                 call.responder.tool_error = result.get("isError") is True

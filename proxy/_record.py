@@ -9,8 +9,9 @@ on the serving thread cost more than proxying the call (bench/README.md).
 
     trace = new_trace(time.time_ns(), scope["headers"])
     trace[METHOD], trace[REQUEST] = "tools/call", body
-    hop = add_hop(trace, new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, ..., time.time_ns()))
-    meta["traceparent"] = downstream_traceparent(trace, hop)
+    hop, meta["traceparent"] = add_upstream_hop(trace, "tools/call", "/echo", "echo", time.time_ns())
+    child = new_hop("notifications/progress", pb.SPAN_KIND_INTERNAL, ..., time.time_ns())
+    add_child(trace, hop, child)
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any, TypeAlias
 from proto import pb
 
 __all__ = [
-    "FRAME", "Hop", "Trace", "add_child", "add_hop", "continue_from",
-    "downstream_traceparent", "modern_session_key", "new_hop", "new_span_id", "new_trace", "new_trace_id",
+    "FRAME", "Hop", "Trace", "add_child", "add_hop", "add_upstream_hop", "continue_from",
+    "modern_session_key", "new_hop", "new_span_id", "new_trace", "new_trace_id",
     "parse_traceparent", "records_header", "session_trace_id", "span_count",
 ]  # fmt: skip
 
@@ -98,7 +99,9 @@ _DEFAULTS = {
 _TRACE_TAIL = [_DEFAULTS[i] for i in range(SLICED, SPAN_ID + 1)]  # after START, HEADERS, PARSED
 
 (HOP_NAME, HOP_KIND, HOP_DIRECTION, HOP_METHOD, HOP_START, HOP_END, HOP_SPAN_ID, HOP_BACKEND, HOP_TOOL, HOP_REQUEST,
- HOP_RESPONSE, HOP_ERROR, HOP_CHILDREN) = range(13)  # fmt: skip
+ HOP_RESPONSE, HOP_ERROR, HOP_PARENT) = range(13)  # fmt: skip
+# A trace's hops are one flat list, in the order they began; a hop inside another (a message the backend
+# sent about the upstream call) names it in HOP_PARENT (its span id; b"" under the trace's root span).
 
 
 def new_trace(start_ns: int, headers: list[tuple[bytes, bytes]]) -> Trace:
@@ -106,27 +109,49 @@ def new_trace(start_ns: int, headers: list[tuple[bytes, bytes]]) -> Trace:
     return [start_ns, headers, start_ns, *_TRACE_TAIL]
 
 
-def new_hop(name: str, kind: int, direction: int, method: str, start_ns: int, backend: str = "", tool: str = "") -> Hop:
-    """A hop record: one message exchange inside a trace (the upstream call, a relayed request, ...)."""
-    return [name, kind, direction, method, start_ns, start_ns, new_span_id(), backend, tool, None, None, None, None]
-
-
-def _append(record: list[Any], index: int, hop: Hop) -> Hop:
-    """Append to the list at `record[index]`, made on first use (most records have no hops or children)."""
-    items = record[index]
-    if items is None:
-        record[index] = [hop]
-    else:
-        items.append(hop)
-    return hop
+def new_hop(
+    name: str | None, kind: int, direction: int, method: str, start_ns: int, backend: str = "", tool: str = ""
+) -> Hop:
+    """A hop record: one message exchange inside a trace (the upstream call, a relayed request, ...).
+    A name of None is "<method> <tool>", made by the shipping helper."""
+    return [name, kind, direction, method, start_ns, start_ns, new_span_id(), backend, tool, None, None, None, b""]
 
 
 def add_hop(trace: Trace, hop: Hop) -> Hop:
-    return _append(trace, HOPS, hop)
+    """Append a hop to the trace's list of them, made on first use (most records have one or none)."""
+    hops = trace[HOPS]
+    if hops is None:
+        trace[HOPS] = [hop]
+    else:
+        hops.append(hop)
+    return hop
 
 
-def add_child(hop: Hop, child: Hop) -> None:
-    _append(hop, HOP_CHILDREN, child)
+def add_child(trace: Trace, parent: Hop, child: Hop) -> None:
+    """A hop inside another: listed with the trace's hops, its parent named by span id."""
+    child[HOP_PARENT] = parent[HOP_SPAN_ID]
+    add_hop(trace, child)
+
+
+_CLIENT, _TO_BACKEND = pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND
+
+
+def add_upstream_hop(
+    trace: Trace, method: str, backend: str, tool: str, start_ns: int, name: str | None = None
+) -> tuple[Hop, str]:
+    """The hop of a call to a backend, added to the trace, and the traceparent the backend gets for it
+    (the trace gets its id here when it has none). Once per proxied call: one function, no helpers."""
+    span_id = _getrandbits(64).to_bytes(8, "big")
+    hop = [name, _CLIENT, _TO_BACKEND, method, start_ns, start_ns, span_id, backend, tool, None, None, None, b""]
+    hops = trace[HOPS]
+    if hops is None:
+        trace[HOPS] = [hop]
+    else:
+        hops.append(hop)
+    trace_id = trace[TRACE_ID]
+    if not trace_id:
+        trace_id = trace[TRACE_ID] = _getrandbits(128).to_bytes(16, "big")
+    return hop, f"00-{trace_id.hex()}-{span_id.hex()}-01"
 
 
 def continue_from(trace: Trace, traceparent_value: Any) -> None:
@@ -134,14 +159,6 @@ def continue_from(trace: Trace, traceparent_value: Any) -> None:
     parsed = parse_traceparent(traceparent_value)
     if parsed is not None:
         trace[TRACE_ID], trace[PARENT] = parsed
-
-
-def downstream_traceparent(trace: Trace, hop: Hop) -> str:
-    """The traceparent a backend gets for this hop (the trace gets its id here when it has none)."""
-    trace_id = trace[TRACE_ID]
-    if not trace_id:
-        trace_id = trace[TRACE_ID] = _getrandbits(128).to_bytes(16, "big")
-    return f"00-{trace_id.hex()}-{hop[HOP_SPAN_ID].hex()}-01"
 
 
 def modern_session_key(virtual_server: str, meta: Any, baggage: str) -> str:
@@ -159,13 +176,4 @@ def modern_session_key(virtual_server: str, meta: Any, baggage: str) -> str:
 def span_count(trace: Trace) -> int:
     """The spans a trace expands to: root, parse, respond, slice (when it ran), one per hop."""
     hops = trace[HOPS]
-    spans = 4 if trace[SLICED] else 3
-    return spans if hops is None else spans + _hop_spans(hops)
-
-
-def _hop_spans(hops: list[Hop]) -> int:
-    spans = len(hops)
-    for hop in hops:
-        if hop[HOP_CHILDREN] is not None:
-            spans += _hop_spans(hop[HOP_CHILDREN])
-    return spans
+    return (4 if trace[SLICED] else 3) + (len(hops) if hops else 0)

@@ -41,17 +41,15 @@ import ormsgpack
 from ._config import RecorderConfig
 from ._record import (
     FRAME,
-    HOP_CHILDREN,
     HOP_REQUEST,
     HOP_RESPONSE,
     HOPS,
     METHOD,
     REQUEST,
     RESPONSE,
-    Hop,
+    SLICED,
     Trace,
     records_header,
-    span_count,
 )
 from ._spans import MAX_BATCH_BYTES
 
@@ -80,17 +78,12 @@ def _as_json(value: Any) -> Any:
         return _UNRECORDABLE
 
 
-def _salvage_hops(hops: list[Hop] | None) -> None:
-    for hop in hops or ():
-        hop[HOP_REQUEST], hop[HOP_RESPONSE] = _as_json(hop[HOP_REQUEST]), _as_json(hop[HOP_RESPONSE])
-        _salvage_hops(hop[HOP_CHILDREN])
-
-
 def _pack_salvaged(trace: Trace) -> bytes | None:
     """A trace whose parsed payloads the packer refused (nested past its 254 levels), packed with every
     payload as JSON bytes (or, past every encoder's depth, a marker saying so); None if still refused."""
     trace[REQUEST], trace[RESPONSE] = _as_json(trace[REQUEST]), _as_json(trace[RESPONSE])
-    _salvage_hops(trace[HOPS])
+    for hop in trace[HOPS] or ():
+        hop[HOP_REQUEST], hop[HOP_RESPONSE] = _as_json(hop[HOP_REQUEST]), _as_json(hop[HOP_RESPONSE])
     try:
         return _pack(trace)
     except TypeError:
@@ -131,6 +124,9 @@ class SpanEmitter:
         self._lost = 0  # handed to a helper that died before reporting them
         self._handed = 0  # spans handed to the current helper
         self._taken = 0  # of those, read and taken in by the helper (updated as it reports)
+        # Spans that may still be emitted before the bound: queue_max_spans - (handed - taken) - pending.
+        self._room = config.queue_max_spans
+        self._batch_spans = config.batch_spans
         self._process: asyncio.subprocess.Process | None = None
         self._pipe: asyncio.WriteTransport | None = None  # to the helper's stdin
         self._reader: asyncio.Task[None] | None = None
@@ -172,8 +168,9 @@ class SpanEmitter:
         handed to the helper and not yet taken in (in the pipe: the helper is not keeping up), the
         trace is counted as dropped. A slow recorder is the helper's to absorb: past its own queue it
         spools."""
-        spans = span_count(trace)
-        if self._handed - self._taken + self._pending_spans + spans > self.config.queue_max_spans:
+        hops = trace[HOPS]
+        spans = (4 if trace[SLICED] else 3) + (len(hops) if hops else 0)  # span_count(trace), inlined
+        if spans > self._room:
             self._local["dropped"] += spans
             return
         try:
@@ -184,10 +181,11 @@ class SpanEmitter:
             logger.error("could not record a trace (%s): a payload is not plain JSON data; dropped", trace[METHOD])
             self._local["dropped"] += spans
             return
+        self._room -= spans
         self._pending.append(data)
         self._pending_spans += spans
         self._pending_bytes += len(data)
-        if self._pending_spans >= self.config.batch_spans or self._pending_bytes >= MAX_BATCH_BYTES:
+        if self._pending_spans >= self._batch_spans or self._pending_bytes >= MAX_BATCH_BYTES:
             self._hand_off()
 
     def _hand_off(self) -> None:
@@ -200,6 +198,7 @@ class SpanEmitter:
         records[0] = records_header(len(records) - 1)  # the slot kept for it
         if not self._write(b"R", b"".join(records)):
             self._local["dropped"] += spans
+            self._room += spans
             return
         self._handed += spans
 
@@ -238,6 +237,7 @@ class SpanEmitter:
             asyncio.Protocol, os.fdopen(write_end, "wb", buffering=0)
         )
         self._handed = self._taken = 0
+        self._room = self.config.queue_max_spans - self._pending_spans
         setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance}
         self._write(b"C", orjson.dumps(setup))
         for secret in self._secrets:
@@ -254,7 +254,9 @@ class SpanEmitter:
                 continue
             totals = report.get("counters", totals)
             self._helper_counters = totals
-            self._taken = totals.get("emitted", 0)
+            taken = totals.get("emitted", 0)
+            self._room += taken - self._taken
+            self._taken = taken
             token = report.get("flushed")
             if token and token in self._flushes and not self._flushes[token].done():
                 self._flushes[token].set_result(None)

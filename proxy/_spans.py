@@ -28,13 +28,13 @@ from ._record import (
     ERA,
     HEADERS,
     HOP_BACKEND,
-    HOP_CHILDREN,
     HOP_DIRECTION,
     HOP_END,
     HOP_ERROR,
     HOP_KIND,
     HOP_METHOD,
     HOP_NAME,
+    HOP_PARENT,
     HOP_REQUEST,
     HOP_RESPONSE,
     HOP_SPAN_ID,
@@ -86,7 +86,7 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 def _hop_failed(hops: list[Hop] | None) -> bool:
-    return hops is not None and any(hop[HOP_ERROR] is not None or _hop_failed(hop[HOP_CHILDREN]) for hop in hops)
+    return hops is not None and any(hop[HOP_ERROR] is not None for hop in hops)
 
 
 def _error_of(response: Any) -> tuple[int, str] | None:
@@ -189,10 +189,9 @@ class BatchBuilder:
         size = len(request) + len(response)
         spans = 4 if sliced else 3
         for hop in trace[HOPS] or ():
-            hop_spans, hop_bytes = self._hop(index, hop, root, capture)
-            spans += hop_spans
-            size += hop_bytes
-            if hop[HOP_END] > respond_from:
+            size += self._hop(index, hop, root, capture)
+            spans += 1
+            if hop[HOP_END] > respond_from and not hop[HOP_PARENT]:
                 respond_from = hop[HOP_END]
         request_id = trace[REQUEST_ID]
         self.traces.append(
@@ -209,8 +208,8 @@ class BatchBuilder:
         self.payload_bytes += size
         return spans
 
-    def _hop(self, index: int, hop: Hop, parent: bytes, capture: bool) -> tuple[int, int]:
-        """Append a hop (and its children); the spans and payload bytes they add."""
+    def _hop(self, index: int, hop: Hop, root: bytes, capture: bool) -> int:
+        """Append a hop; the payload bytes it adds."""
         if capture:
             request, response = _bytes(hop[HOP_REQUEST]), _bytes(hop[HOP_RESPONSE])
         else:
@@ -218,20 +217,17 @@ class BatchBuilder:
         error = hop[HOP_ERROR]
         method = hop[HOP_METHOD]
         kind = pb.MESSAGE_KIND_NOTIFICATION if method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
-        span_id = hop[HOP_SPAN_ID]
+        name = hop[HOP_NAME]
+        if name is None:  # the upstream call's: "tools/call echo"
+            name = f"{method} {hop[HOP_TOOL]}" if hop[HOP_TOOL] else method
         self.hops.append(
             (
-                index, span_id, parent, hop[HOP_NAME], hop[HOP_KIND], hop[HOP_DIRECTION], method, kind,
+                index, hop[HOP_SPAN_ID], hop[HOP_PARENT] or root, name, hop[HOP_KIND], hop[HOP_DIRECTION], method, kind,
                 hop[HOP_BACKEND], hop[HOP_TOOL], hop[HOP_START], hop[HOP_END], error[0] if error else 0,
                 (error[1] or "error") if error else "", request, response, False,
             )
         )  # fmt: skip
-        spans, size = 1, len(request) + len(response)
-        for child in hop[HOP_CHILDREN] or ():
-            child_spans, child_size = self._hop(index, child, span_id, capture)
-            spans += child_spans
-            size += child_size
-        return spans, size
+        return len(request) + len(response)
 
     def batch(self, sender: str) -> Any:
         """A SpanBatch carrying these traces, payloads redacted, its columns filled in place (no

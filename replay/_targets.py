@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 
-from proto import pb
 from proxy._config import BackendConfig, Config
 from proxy._creds import Credentials
 from proxy._endpoint import REPLAY_OF_HEADER
@@ -46,9 +45,7 @@ from proxy._record import (
     TOOL,
     VIRTUAL_SERVER,
     Trace,
-    add_hop,
-    downstream_traceparent,
-    new_hop,
+    add_upstream_hop,
     new_trace,
 )  # fmt: skip
 from proxy._recording import SpanEmitter
@@ -314,11 +311,9 @@ class DirectTarget(Target):
         if self.emitter is None:
             return await _send(self._backend(call.backend), params, None, answers)
         trace = self._trace(call, params)
-        hop = add_hop(trace, new_hop(f"tools/call {call.backend_tool}", pb.SPAN_KIND_CLIENT,
-                                     pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", time.time_ns(), call.backend,
-                                     call.backend_tool or ""))  # fmt: skip
+        hop, context = add_upstream_hop(trace, "tools/call", call.backend, call.backend_tool or "", time.time_ns())
         hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": "tools/call", "params": params}
-        params["_meta"] = {"traceparent": downstream_traceparent(trace, hop)}
+        params["_meta"] = {"traceparent": context}
         trace[SLICED] = time.time_ns()
         reply = await _send(self._backend(call.backend), params, None, answers)
         hop[HOP_END] = time.time_ns()

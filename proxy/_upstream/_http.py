@@ -108,7 +108,9 @@ class StreamableHTTPBackend(Backend):
         self, body: bytes, headers: bytes, auth: bytes, upstream_id: RequestId, method: str, state: dict[str, Any]
     ) -> AsyncIterator[Message]:
         assert self._http is not None
-        has_session = b"\r\nmcp-session-id: " in b"\r\n" + headers
+        # find(), not `in`: bytes.__contains__ first tries its operand as an int (a TypeError raised
+        # and cleared, ~2k instructions) before it searches.
+        has_session = (b"\r\n" + headers).find(b"\r\nmcp-session-id: ") != -1
         for attempt in range(2):
             try:
                 response = await self._http.request("POST", headers + auth if auth else headers, body)

@@ -71,6 +71,7 @@ def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | N
     hop[HOP_REQUEST] = {"params": {"name": "echo", "arguments": request_args}}
     hop[HOP_RESPONSE] = {"jsonrpc": "2.0", "id": 1, "result": upstream_result}
     hop[HOP_END] = now + 500
+    add_hop(trace, hop)
     if relay_params is not None:
         child = new_hop(
             "elicitation/create",
@@ -80,8 +81,7 @@ def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | N
             now + 100,
         )
         child[HOP_REQUEST] = {"method": "elicitation/create", "params": relay_params}
-        add_child(hop, child)
-    add_hop(trace, hop)
+        add_child(trace, hop, child)
     trace[RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": 7, "result": upstream_result})
     trace[END] = now + 600
     return trace
