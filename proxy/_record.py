@@ -140,18 +140,12 @@ def add_upstream_hop(
     trace: Trace, method: str, backend: str, tool: str, start_ns: int, name: str | None = None
 ) -> tuple[Hop, str]:
     """The hop of a call to a backend, added to the trace, and the traceparent the backend gets for it
-    (the trace gets its id here when it has none). Once per proxied call: one function, no helpers."""
-    span_id = _getrandbits(64).to_bytes(8, "big")
-    hop = [name, _CLIENT, _TO_BACKEND, method, start_ns, start_ns, span_id, backend, tool, None, None, None, b""]
-    hops = trace[HOPS]
-    if hops is None:
-        trace[HOPS] = [hop]
-    else:
-        hops.append(hop)
+    (the trace gets its id here when it has none)."""
+    hop = add_hop(trace, new_hop(name, _CLIENT, _TO_BACKEND, method, start_ns, backend, tool))
     trace_id = trace[TRACE_ID]
     if not trace_id:
-        trace_id = trace[TRACE_ID] = _getrandbits(128).to_bytes(16, "big")
-    return hop, f"00-{trace_id.hex()}-{span_id.hex()}-01"
+        trace_id = trace[TRACE_ID] = new_trace_id()
+    return hop, f"00-{trace_id.hex()}-{hop[HOP_SPAN_ID].hex()}-01"
 
 
 def continue_from(trace: Trace, traceparent_value: Any) -> None:
