@@ -171,7 +171,7 @@ OtlpOption = Annotated[
     str | None,
     typer.Option(
         "--otlp",
-        help="OTLP endpoint URL (gRPC: http://host:4317; HTTP: http://host:4318[/v1/traces]). "
+        help="OTLP endpoint URL (gRPC: http://host:4317; HTTP: http://host:4318, /v1/traces added when no path). "
         "Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT.",
     ),
 ]
