@@ -36,6 +36,10 @@ class Catalog:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self.ready_event = asyncio.Event()
+        # Set once every backend has answered discovery at least once, with tools or with an error (a refused
+        # connection is an answer): what `slicewire check` waits for.
+        self.settled_event = asyncio.Event()
+        self._answered: set[str] = set()
         # Given a backend's config, the headers every request to it carries (set by the gateway).
         self.shared_headers: Callable[[BackendConfig], Callable[[], Awaitable[Headers]] | None] = lambda c: None
 
@@ -67,11 +71,21 @@ class Catalog:
                 self.backends[path] = backend
                 self.tools[path] = None
                 self._schedule(path)
+        self._answered &= wanted.keys() - {b.path for b in stale}
         if self.ready:
             self.ready_event.set()
         else:
             self.ready_event.clear()
+        self._settle()
         return stale
+
+    def _settle(self, answered: str | None = None) -> None:
+        if answered is not None:
+            self._answered.add(answered)
+        if self._answered >= self.backends.keys():
+            self.settled_event.set()
+        else:
+            self.settled_event.clear()
 
     def _schedule(self, path: str) -> None:
         task = self._tasks.get(path)
@@ -91,12 +105,15 @@ class Catalog:
                 delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
                 logger.warning("discovery of %s failed: %s (retrying in %ss)", path, exc.detail, delay)
                 attempt += 1
+                if self.backends.get(path) is backend:
+                    self._settle(path)
                 await asyncio.sleep(delay)
                 continue
             if self.backends.get(path) is backend:
                 changed = self.tools.get(path) != tools
                 self.tools[path] = tools
                 logger.info("backend %s offers %d tools", path, len(tools))
+                self._settle(path)
                 if self.ready:
                     self.ready_event.set()
                 if changed:

@@ -68,12 +68,28 @@ def serve(
     cfg = _load(config)
     listen = cfg.listen.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     cfg = cfg.model_copy(update={"listen": listen})
-    from ._serve import run
+    _serve(cfg, config, reload)
+
+
+def _serve(cfg: Config, config: Path, reload: bool) -> None:
+    """Run the gateway; one line when it listens, one line and exit 1 when it cannot."""
+    from ._serve import ListenError, run
+
+    base = _http_url(cfg.listen.host, cfg.listen.port)
+    servers = [f"{vs.path}/mcp" for vs in cfg.virtual_servers if vs.is_enabled]
+    shown = ", ".join(servers[:3]) + (f" and {len(servers) - 3} more" if len(servers) > 3 else "")
+
+    def listening() -> None:
+        typer.echo(f"slicewire: gateway listening on {base} (virtual servers: {shown or 'none yet'})", err=True)
 
     try:
-        run(cfg, str(config), reload)
-    except OSError as exc:
-        raise _fail(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}") from None
+        run(cfg, str(config), reload, on_listening=listening)
+    except ListenError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @app.command()
@@ -100,7 +116,7 @@ async def _check(cfg: Config, wait_s: float) -> dict[str, Any]:
     await gateway.start()
     try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gateway.catalog.ready_event.wait(), wait_s)
+            await asyncio.wait_for(gateway.catalog.settled_event.wait(), wait_s)
         status = gateway.status()
         servers = []
         for vs in cfg.virtual_servers:
@@ -209,15 +225,19 @@ def recorder(
     """Run the flight recorder: receive spans over gRPC and store them in DuckDB; with --otlp (or
     OTEL_EXPORTER_OTLP_ENDPOINT set), also export what it stores to an OTLP backend as it arrives."""
     _logging(log_level)
-    from recorder import SchemaError, StoreError
+    from recorder import ListenError, SchemaError, StoreError
     from recorder import serve as serve_recorder
+    from recorder._last import remember
 
     feed = _otlp_feed(otlp, otlp_protocol, otlp_payloads, otlp_batch)
+
+    def listening() -> None:
+        typer.echo(f"slicewire: recorder listening on {listen}, storing in {db}", err=True)
+        remember(listen, db)
+
     try:
-        asyncio.run(serve_recorder(str(db), listen, feed=feed))
-    except (StoreError, SchemaError) as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
+        asyncio.run(serve_recorder(str(db), listen, feed=feed, on_listening=listening))
+    except (StoreError, SchemaError, ListenError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -280,6 +300,12 @@ def up(
     target = cfg.recorder.target or recorder_listen
     cfg = cfg.model_copy(update={"recorder": cfg.recorder.model_copy(update={"target": target})})
     _otlp_target(otlp, otlp_protocol)  # a bad --otlp fails here, before anything starts
+    from ._serve import ListenError, bind
+
+    try:  # a busy gateway port fails here too, before the recorder starts
+        bind(cfg.listen.host, cfg.listen.port).close()
+    except ListenError as exc:
+        raise _fail(str(exc)) from None
     exporting = [
         *(["--otlp", otlp] if otlp else []), *(["--otlp-protocol", otlp_protocol] if otlp_protocol else []),
         *(["--otlp-payloads"] if otlp_payloads else []),
@@ -306,10 +332,10 @@ def up(
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         if not _wait_for_port(target, child, 30):
-            raise _fail(f"the recorder did not start on {target} (see its log above)")
-        from ._serve import run
-
-        run(cfg, str(config), reload)
+            if child.poll() is not None:
+                raise typer.Exit(child.returncode or 1)  # the recorder said why, in one line
+            raise _fail(f"the recorder did not start on {target} within 30 s")
+        _serve(cfg, config, reload)
     finally:
         child.terminate()
         try:
@@ -378,10 +404,12 @@ def _open_recording(source: str) -> Any:
 
 
 def _recording_call(fn: Any) -> Any:
-    from recorder import RecordingError
+    from recorder import RecorderUnavailable, RecordingError
 
     try:
         return fn()
+    except RecorderUnavailable as exc:
+        raise _fail(exc.advice("--from")) from None
     except RecordingError as exc:
         raise _fail(str(exc)) from None
 
@@ -393,6 +421,7 @@ def traces(
     tool: Annotated[str | None, typer.Option(help="Only calls of this (exposed) tool.")] = None,
     backend: Annotated[str | None, typer.Option(help="Only traces that reached this backend (path).")] = None,
     subject: Annotated[str | None, typer.Option(help="Only this caller.")] = None,
+    session_id: Annotated[str | None, typer.Option("--session", help="Only this session (its id as listed).")] = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
     since: Annotated[str | None, typer.Option(help="10m, 2h, 3d, or an ISO 8601 time.")] = None,
     until: Annotated[str | None, typer.Option(help="10m, 2h, 3d, or an ISO 8601 time.")] = None,
@@ -402,14 +431,38 @@ def traces(
     """Recent traces (one per client request), newest first."""
     from recorder._views import TraceFilter, console, list_traces, render_traces
 
-    flt = TraceFilter(server, tool, backend, subject, None, errors, _parse_time(since, "--since"),
+    flt = TraceFilter(server, tool, backend, subject, session_id, errors, _parse_time(since, "--since"),
                       _parse_time(until, "--until"), limit)  # fmt: skip
     with _open_recording(source) as rec:
         rows = _recording_call(lambda: list_traces(rec, flt))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
-    else:
+    elif rows:
         render_traces(rows, console())
+    else:
+        filters = [
+            f"{flag} {value}"
+            for flag, value in (
+                ("--server", server),
+                ("--tool", tool),
+                ("--backend", backend),
+                ("--subject", subject),
+                ("--session", session_id),
+                ("--since", since),
+                ("--until", until),
+            )
+            if value
+        ]
+        if errors:
+            filters.append("--errors")
+        if filters:
+            typer.echo(f"no traces in {source} match {' '.join(filters)}; drop a filter to see more", err=True)
+        else:
+            typer.echo(
+                f"no traces in {source} yet: call a virtual server through a gateway whose recorder.target is this "
+                "recorder (slicewire up sets it), then list again",
+                err=True,
+            )
 
 
 @app.command()

@@ -21,13 +21,14 @@ import os
 import random
 import re
 import struct
+import time
 from typing import Any, TypeAlias
 
 from proto import pb
 
 __all__ = [
-    "FRAME", "Hop", "Trace", "add_child", "add_hop", "add_upstream_hop", "continue_from",
-    "modern_session_key", "new_hop", "new_span_id", "new_trace", "new_trace_id",
+    "FRAME", "Hop", "ModernSessions", "Trace", "add_child", "add_hop", "add_upstream_hop", "continue_from",
+    "new_hop", "new_span_id", "new_trace", "new_trace_id",
     "parse_traceparent", "records_header", "session_trace_id", "span_count",
 ]  # fmt: skip
 
@@ -90,7 +91,7 @@ Hop: TypeAlias = "list[Any]"  # a hop record (HOP_* indices)
  VERSION, SESSION, VIRTUAL_SERVER, SUBJECT, TOOL, BACKEND, BACKEND_TOOL, HOPS, REPLAY_OF,
  SPAN_ID) = range(23)  # fmt: skip
 # Ids are bytes, b"" until known; the helper fills in the root SPAN_ID, and TRACE_ID when no hop needed it.
-# SESSION is None for a 2026-07-28 request: the helper derives the key (see modern_session_key).
+# SESSION is None for a 2026-07-28 request: the helper derives the key (see ModernSessions).
 _DEFAULTS = {
     SLICED: 0, END: 0, TRACE_ID: b"", PARENT: b"", DIRECTION: pb.DIRECTION_CLIENT_TO_GATEWAY, METHOD: "",
     REQUEST_ID: None, REQUEST: None, RESPONSE: None, ERA: "", VERSION: "", SESSION: "", VIRTUAL_SERVER: "",
@@ -155,16 +156,52 @@ def continue_from(trace: Trace, traceparent_value: Any) -> None:
         trace[TRACE_ID], trace[PARENT] = parsed
 
 
-def modern_session_key(virtual_server: str, meta: Any, baggage: str) -> str:
-    """2026-07-28 has no sessions; group an agent's requests by OTel baggage `session.id` when the client
-    sends it, else by virtual server and client identity."""
-    for item in baggage.split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "session.id" and value:
-            return value.split(";", 1)[0]
-    info = meta.get("io.modelcontextprotocol/clientInfo") if isinstance(meta, dict) else None
-    name = f"{info.get('name', '?')}/{info.get('version', '?')}" if isinstance(info, dict) else "?"
-    return f"{virtual_server}|{name}"
+class ModernSessions:
+    """Session keys for 2026-07-28 requests, which carry no session id.
+
+    An agent run is found by what its requests share, first match:
+    1. OTel baggage `session.id=<id>` (a header): the agent framework names its run itself.
+    2. Otherwise one caller (virtual server, subject) with one client (clientInfo name/version): a run
+       starts at its `server/discover` (clients open with it) or after `RUN_IDLE_S` without a request,
+       and its key is `<client>-<UTC start>-<4 hex>`, e.g. `mcp-20261203-064512-a1b2`.
+
+    Two runs of the same client by the same caller that overlap in time are told apart only by (1).
+    Requests are seen in the order they were emitted (one helper per gateway process).
+
+        sessions = ModernSessions()
+        sessions.key("/virtual/support", "alice", "server/discover", meta, baggage="", start_ns=t)
+    """
+
+    RUN_IDLE_S = 1800
+    _MAX_CALLERS = 10_000  # past this, runs idle for RUN_IDLE_S are forgotten
+
+    __slots__ = ("_runs",)
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str, str], list[Any]] = {}  # caller -> [key, last request's start_ns]
+
+    def key(self, virtual_server: str, subject: str, method: str, meta: Any, baggage: str, start_ns: int) -> str:
+        for item in baggage.split(","):
+            name, _, value = item.strip().partition("=")
+            if name == "session.id" and value:
+                return value.split(";", 1)[0]
+        info = meta.get("io.modelcontextprotocol/clientInfo") if isinstance(meta, dict) else None
+        client = f"{info.get('name', '?')}/{info.get('version', '?')}" if isinstance(info, dict) else "?"
+        caller = (virtual_server, subject, client)
+        run = self._runs.get(caller)
+        idle_ns = self.RUN_IDLE_S * 1_000_000_000
+        if run is None or method == "server/discover" or start_ns - run[1] > idle_ns:
+            if len(self._runs) >= self._MAX_CALLERS:
+                self._runs = {c: r for c, r in self._runs.items() if start_ns - r[1] <= idle_ns}
+            name = _UNSAFE.sub("-", client.split("/", 1)[0]).strip("-")[:32] or "client"
+            when = time.strftime("%Y%m%d-%H%M%S", time.gmtime(start_ns / 1e9))
+            run = self._runs[caller] = [f"{name}-{when}-{_getrandbits(16):04x}", start_ns]
+        else:
+            run[1] = max(run[1], start_ns)
+        return str(run[0])
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def span_count(trace: Trace) -> int:

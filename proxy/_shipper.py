@@ -39,7 +39,7 @@ import ormsgpack
 from proto import batch_size, pb, pb_grpc
 
 from ._config import RecorderConfig
-from ._record import FRAME, span_count
+from ._record import FRAME, ModernSessions, span_count
 from ._redact import Redactor
 from ._spans import MAX_BATCH_BYTES, BatchBuilder
 
@@ -82,6 +82,7 @@ class Shipper:
         self.config = config
         self.instance = instance or f"gateway-{os.getppid()}"
         self.redactor = Redactor.for_recorder(config)
+        self.sessions = ModernSessions()  # 2026-07-28 runs, followed across batches
         self._queue: deque[BatchBuilder] = deque()  # full builders waiting for the background task
         self._queued_spans = 0
         self._wake = asyncio.Event()
@@ -101,7 +102,7 @@ class Shipper:
         `queue_max_spans` are already waiting for the recorder (it is slower than the traffic), the
         rows go to the spool instead, to be re-sent when the queue has drained; only a spool that is
         full or unwritable drops spans (counted). A record that cannot be read is dropped (counted)."""
-        builder = BatchBuilder(self.redactor, self.config.payloads)
+        builder = BatchBuilder(self.redactor, self.config.payloads, self.sessions)
         for record in records:
             try:
                 builder.add(record)
@@ -112,7 +113,7 @@ class Shipper:
                 continue
             if builder.spans >= self.config.batch_spans or builder.payload_bytes >= MAX_BATCH_BYTES:
                 self._add_builder(builder)
-                builder = BatchBuilder(self.redactor, self.config.payloads)
+                builder = BatchBuilder(self.redactor, self.config.payloads, self.sessions)
         if builder.spans:
             self._add_builder(builder)
 

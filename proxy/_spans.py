@@ -58,8 +58,8 @@ from ._record import (
     VERSION,
     VIRTUAL_SERVER,
     Hop,
+    ModernSessions,
     Trace,
-    modern_session_key,
     new_span_id,
     new_trace_id,
 )  # fmt: skip
@@ -103,8 +103,8 @@ def _error_of(response: Any) -> tuple[int, str] | None:
     return (code if isinstance(code, int) else 0, str(err.get("message", "")))
 
 
-def _session_of(trace: Trace) -> str:
-    """The session key; a 2026-07-28 request's is derived here, from its baggage or clientInfo."""
+def _session_of(trace: Trace, sessions: ModernSessions) -> str:
+    """The session key; a 2026-07-28 request's is derived here (see ModernSessions)."""
     session = trace[SESSION]
     if session is not None:
         return str(session)
@@ -114,7 +114,7 @@ def _session_of(trace: Trace) -> str:
         meta = (request if isinstance(request, dict) else orjson.loads(request)).get("params", {}).get("_meta")
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         meta = None
-    return modern_session_key(trace[VIRTUAL_SERVER], meta, baggage)
+    return sessions.key(trace[VIRTUAL_SERVER], trace[SUBJECT], trace[METHOD], meta, baggage, trace[START])
 
 
 # Where the payloads sit in the row tuples (see TRACE_FIELDS / HOP_FIELDS).
@@ -143,10 +143,12 @@ class BatchBuilder:
     per-payload work at all.
     """
 
-    __slots__ = ("hops", "payload_bytes", "payloads", "redactor", "spans", "traces")
+    __slots__ = ("hops", "payload_bytes", "payloads", "redactor", "sessions", "spans", "traces")
 
-    def __init__(self, redactor: Redactor, payloads: str = "all") -> None:
+    def __init__(self, redactor: Redactor, payloads: str = "all", sessions: ModernSessions | None = None) -> None:
         self.redactor = redactor
+        # 2026-07-28 session keys follow runs across batches: the helper passes one for all of its batches.
+        self.sessions = sessions if sessions is not None else ModernSessions()
         self.payloads = payloads  # "all", "errors" (only failed requests carry them) or "none"
         self.traces: list[tuple[Any, ...]] = []
         self.hops: list[tuple[Any, ...]] = []
@@ -196,7 +198,7 @@ class BatchBuilder:
         request_id = trace[REQUEST_ID]
         self.traces.append(
             (
-                trace[TRACE_ID], root, trace[PARENT], _session_of(trace),
+                trace[TRACE_ID], root, trace[PARENT], _session_of(trace, self.sessions),
                 trace[VIRTUAL_SERVER], trace[SUBJECT], trace[DIRECTION], trace[METHOD],
                 "" if request_id is None else str(request_id), trace[TOOL], trace[BACKEND], trace[BACKEND_TOOL],
                 start, parsed or start, sliced, respond_from, trace[END] or respond_from, error[0] if error else 0,

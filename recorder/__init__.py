@@ -5,15 +5,17 @@ rec = recorder.connect("127.0.0.1:4317")      # a live recorder, or a path to it
 rec.df("SELECT tool_name, count(*) FROM spans GROUP BY 1")
 """
 
-from ._client import Recording, RecordingError, connect, sql_literal
+from ._client import RecorderUnavailable, Recording, RecordingError, connect, sql_literal
 from ._schema import SCHEMA_VERSION, SchemaError
-from ._server import RecorderService, serve
+from ._server import ListenError, RecorderService, serve
 from ._store import QueryRefused, SpanStore, StoreError, WriteResult
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ListenError",
     "QueryRefused",
     "RecorderService",
+    "RecorderUnavailable",
     "Recording",
     "RecordingError",
     "SchemaError",

@@ -12,9 +12,10 @@ import pyarrow as pa
 
 from proto import pb, pb_grpc
 
+from ._last import last_recording
 from ._schema import VIEWS_V1
 
-__all__ = ["Recording", "RecordingError", "connect", "sql_literal"]
+__all__ = ["RecorderUnavailable", "Recording", "RecordingError", "connect", "sql_literal"]
 
 
 def sql_literal(value: str) -> str:
@@ -25,6 +26,21 @@ def sql_literal(value: str) -> str:
 
 class RecordingError(Exception):
     """The recording could not be read (recorder unreachable, file missing, query refused)."""
+
+
+class RecorderUnavailable(RecordingError):
+    """No recorder answers at `target`; `last_file` is the trace file it last stored in, when known."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(f"no recorder answers at {target}")
+        self.target = target
+        self.last_file = last_recording(target)
+
+    def advice(self, flag: str) -> str:
+        """The message, with what to do instead: read the last trace file (`flag` names the CLI's option)."""
+        if self.last_file:
+            return f"{self}; the recorder there last stored its spans in {self.last_file}: add {flag} {self.last_file}"
+        return f"{self}: start one (slicewire up, or slicewire recorder), or read a trace file with {flag} FILE"
 
 
 class Recording:
@@ -84,7 +100,7 @@ class Recording:
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.UNAVAILABLE:
-                raise RecordingError(f"no recorder answers at {self.target}") from None
+                raise RecorderUnavailable(self.target) from None
             raise RecordingError(exc.details() or str(code)) from None
         return pa.ipc.open_stream(data).read_all()
 

@@ -10,8 +10,10 @@ Arrow IPC, so notebooks can read a live recording without opening the file DuckD
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,7 +27,7 @@ from ._store import QueryRefused, SpanStore
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RecorderService", "serve"]
+__all__ = ["ListenError", "RecorderService", "serve"]
 
 _CHUNK = 1024 * 1024
 
@@ -60,11 +62,54 @@ class RecorderService(pb_grpc.RecorderServicer):  # type: ignore[misc]
             yield pb.QueryChunk(arrow_ipc=data[offset : offset + _CHUNK])
 
 
+class ListenError(Exception):
+    """An address the recorder cannot listen on; the message is one line for the user."""
+
+
+_WHY = {
+    errno.EADDRINUSE: "the address is in use (another process listens there; choose another with --listen)",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    errno.EADDRNOTAVAIL: "no network interface of this machine has that address",
+}
+
+
+def _claimable(listen: str) -> None:
+    """Raise ListenError unless `listen` (host:port) is free. gRPC would say only "Failed to bind" (and log
+    C-core lines), and by default it sets SO_REUSEPORT, sharing a port another recorder holds; this probe
+    sets neither, so a held port is refused with its reason."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ListenError(f"--listen: expected host:port, found {listen!r}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {listen}: unknown host ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = _WHY.get(exc.errno or 0, exc.strerror or str(exc))
+            raise ListenError(f"cannot listen on {listen}: {why}") from None
+
+
 async def serve(
-    db: str, listen: str, ready: asyncio.Event | None = None, feed: Callable[[SpanStore], OtlpFeed] | None = None
+    db: str,
+    listen: str,
+    ready: asyncio.Event | None = None,
+    feed: Callable[[SpanStore], OtlpFeed] | None = None,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM; then stop taking streams, finish the ones in flight, flush, close.
-    `feed`: makes the continuous OTLP export of what is stored (see _feed), started with the server."""
+    `feed`: makes the continuous OTLP export of what is stored (see _feed), started with the server.
+    Raises ListenError, before the store is opened, when `listen` is taken or invalid."""
+    _claimable(listen)
+    # Never share the port (gRPC's default is SO_REUSEPORT): two recorders on one port split the spans.
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)])
+    try:
+        server.add_insecure_port(listen)
+    except RuntimeError:  # taken between the probe and now
+        raise ListenError(f"cannot listen on {listen}: the address is in use") from None
     store = SpanStore(db)
     exporting = None
     if feed is not None:
@@ -74,16 +119,11 @@ async def serve(
             store.close()
             raise
         exporting.start()
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     pb_grpc.add_RecorderServicer_to_server(RecorderService(store), server)
-    port = server.add_insecure_port(listen)
-    if port == 0:
-        if exporting is not None:
-            exporting.close(deadline_s=0)
-        store.close()
-        raise OSError(f"cannot listen on {listen}")
     await server.start()
-    logger.info("recorder listening on %s, storing in %s", listen, db)
+    logger.debug("recorder listening on %s, storing in %s", listen, db)
+    if on_listening is not None:
+        on_listening()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

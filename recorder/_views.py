@@ -95,7 +95,7 @@ def render_traces(rows: list[dict[str, Any]], console: Console, title: str = "Tr
     table = Table(title=title, title_justify="left")
     table.add_column("trace id", no_wrap=True)
     table.add_column("when (UTC)", no_wrap=True)
-    for column in ("request", "virtual server", "backends", "ms", "spans", "errors"):
+    for column in ("request", "session", "virtual server", "backends", "ms", "spans", "errors"):
         table.add_column(column, overflow="fold")
     for row in rows:
         when = datetime.fromtimestamp(row["start_ns"] / 1e9, UTC).strftime("%m-%d %H:%M:%S.%f")[:-3]
@@ -103,6 +103,7 @@ def render_traces(rows: list[dict[str, Any]], console: Console, title: str = "Tr
             row["trace_id"],
             when,
             Text(row["name"] or "-"),
+            Text(row["session_id"] or "-"),
             Text(row["virtual_server"] or "-"),
             Text(row["backends"] or "-"),
             _ms(row["duration_ns"]),

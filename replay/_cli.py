@@ -87,7 +87,7 @@ def replay(
     calls were not replayed (skipped, not replayable, dry run), 2 bad input.
     """
     from proxy._config import ConfigError, load_config
-    from recorder import RecordingError, connect
+    from recorder import RecorderUnavailable, RecordingError, connect
 
     from ._diff import Rules, RulesError
     from ._rebuild import Secrets, UsageError, parse_override, parse_secret
@@ -108,6 +108,8 @@ def replay(
         with connect(source) as rec:
             calls = select(rec, selection)
             recorded = recorded_tools(rec, calls)
+    except RecorderUnavailable as exc:
+        raise _fail(exc.advice("--source")) from None
     except (RecordingError, SelectionError) as exc:
         raise _fail(str(exc)) from None
 
@@ -184,8 +186,8 @@ def mock(
     the closest recorded call and where it differs."""
     import logging
 
-    from proxy._serve import run
-    from recorder import RecordingError, connect
+    from proxy._serve import ListenError, run
+    from recorder import RecorderUnavailable, RecordingError, connect
 
     from ._mock import Cassette, CassetteBackend, mock_config
     from ._select import Selection, SelectionError, recorded_server_info, recorded_tools, select
@@ -198,6 +200,8 @@ def mock(
             calls = select(rec, Selection(session=session))
             listed = recorded_tools(rec, calls)
             server_info = recorded_server_info(rec, calls)
+    except RecorderUnavailable as exc:
+        raise _fail(exc.advice("--source")) from None
     except (RecordingError, SelectionError) as exc:
         raise _fail(str(exc)) from None
     tools = list(listed.values())
@@ -210,13 +214,19 @@ def mock(
     cassette = Cassette(calls, tools, strict)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")  # fmt: skip
-    typer.echo(
-        f"slicewire mock: session {session}: {len(cassette.entries)} recorded calls, {len(tools)} tools, "
-        f"at http://{host}:{port}{virtual_server}/mcp{' (strict order)' if strict else ''}",
-        err=True,
-    )
+
+    def listening() -> None:
+        typer.echo(
+            f"slicewire: mock listening on http://{host}:{port}{virtual_server}/mcp: session {session}, "
+            f"{len(cassette.entries)} recorded calls, {len(tools)} tools{' (strict order)' if strict else ''}",
+            err=True,
+        )
+
     config = mock_config(virtual_server, name, tools, host, int(port))
-    run(config, None, reload=False, backend_factory=lambda c: CassetteBackend(c, cassette, server_info))
+    try:
+        run(config, None, False, lambda c: CassetteBackend(c, cassette, server_info), on_listening=listening)
+    except ListenError as exc:
+        raise _fail(str(exc), 1) from None
 
 
 def register(app: typer.Typer) -> None:

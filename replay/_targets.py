@@ -229,7 +229,8 @@ class GatewayTarget(Target):
             try:
                 listed = await self._backend(call).list_tools()
             except BackendError as exc:
-                raise TargetError(f"cannot list the tools at {self.url(call)}: {exc.detail}") from None
+                hint = "" if self.token else " (no gateway token given: set $SLICEWIRE_TOKEN or pass --token-file FILE)"
+                raise TargetError(f"cannot list the tools at {self.url(call)}: {exc.detail}{hint}") from None
             found.update({t["name"]: t for t in listed})
         return found
 

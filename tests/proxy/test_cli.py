@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from tests.conftest import support_config
+from tests.support.procs import Proc, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +77,41 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         path = tmp_path / "sw.yaml"
         path.write_text(yaml.safe_dump({"listen": {"port": port}}))
-        result = run("serve", "--config", str(path))
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+        for command in (["serve"], ["up", "--recorder-listen", f"127.0.0.1:{free_port()}"]):
+            result = run(*command, "--config", str(path))
+            assert result.returncode == 1, result.stderr
+            assert result.stderr.strip().splitlines() == [
+                f"slicewire: cannot listen on 127.0.0.1:{port}: the address is in use "
+                "(another process listens there; choose another port)"
+            ], command
+
+
+def test_serve_says_where_it_listens_once_it_does(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "sw.yaml"
+    config = {"listen": {"port": port}, "virtual_servers": [], "auth": {"state_db": str(tmp_path / "state.db")}}
+    path.write_text(yaml.safe_dump(config))
+    proc = Proc([sys.executable, "-m", "proxy", "serve", "--config", str(path)], tmp_path / "serve.log")
+    try:
+        line = f"slicewire: gateway listening on http://127.0.0.1:{port} (virtual servers: none yet)"
+        wait_until(lambda: line in proc.output(), 30, what="the listening line")
+        # Said only once the port accepts: the very next request is answered.
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        proc.stop()
+    assert proc.output().count("listening on") == 1
+
+
+def test_check_does_not_wait_for_a_backend_that_refused(tmp_path: Path) -> None:
+    # A refused connection is an answer: `check` reports it at once, not after --timeout.
+    path = tmp_path / "sw.yaml"
+    refused = f"http://127.0.0.1:{free_port()}/mcp"
+    config = {"backends": [{"path": "/down", "transport": "streamable-http", "url": refused, "timeout_s": 30}]}
+    path.write_text(yaml.safe_dump(config))
+    started = time.monotonic()
+    result = run("check", "--config", str(path), "--timeout", "60", "--json")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert "connection refused" in report["backends"]["/down"]["error"]
+    assert elapsed < 20, f"check took {elapsed:.1f} s for a refused backend"

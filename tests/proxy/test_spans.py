@@ -184,3 +184,23 @@ def test_only_the_payloads_that_need_it_are_redacted_or_cut() -> None:
     upstream = next(r for r in rows if r["span_id"] == span_id(secret[HOPS][0][HOP_SPAN_ID]))
     assert "hunter2" not in upstream["request_payload"]
     assert big_root["payload_truncated"] and len(big_root["request_payload"]) == 300
+
+
+def test_stateless_runs_are_told_apart() -> None:
+    from proxy._record import ModernSessions
+
+    sessions = ModernSessions()
+    meta = {"io.modelcontextprotocol/clientInfo": {"name": "my agent", "version": "1.0"}}
+    t = 1_780_000_000 * 10**9
+
+    def key(method: str, at: int, subject: str = "alice", baggage: str = "") -> str:
+        return sessions.key("/v", subject, method, meta, baggage, at)
+
+    first = key("server/discover", t)
+    assert first.startswith("my-agent-") and key("tools/call", t + 1) == first == key("tools/list", t + 2)
+    second = key("server/discover", t + 3)  # the next run of the same client
+    assert second != first and key("tools/call", t + 4) == second
+    assert key("tools/call", t + 5, subject="bob") not in (first, second)  # another caller, another session
+    idle = t + 4 + (ModernSessions.RUN_IDLE_S + 1) * 10**9
+    assert key("tools/call", idle) not in (first, second)  # a request after a long silence starts a run
+    assert key("tools/call", t, baggage="other=1, session.id=run-7;ttl=3") == "run-7"  # the agent names its run

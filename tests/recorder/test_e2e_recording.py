@@ -229,3 +229,32 @@ async def test_notification_to_a_session_joins_its_trace(backends: dict[str, str
         others = r.rows(f"SELECT DISTINCT trace_id FROM spans WHERE session_id = '{session_id}' "
                         "AND method = 'notifications/initialized'")  # fmt: skip
         assert others == [{"trace_id": note["trace_id"]}]  # the session's own trace
+
+
+async def test_each_run_of_a_stateless_client_is_its_own_session(backends: dict[str, str], tmp_path: Path) -> None:
+    """Two runs of the same fastmcp client (same name and version, same caller) are two sessions, not one;
+    a client that names its run in OTel baggage gets that name."""
+    rec = RunningRecorder(tmp_path / "traces.duckdb", tmp_path)
+    gw = RunningGateway(recording_config(backends, rec.target, tmp_path / "spool"), tmp_path)
+    try:
+        url = gw.url("/virtual/rec")
+        for run in ("first", "second"):
+            async with fastmcp_client(url) as client:  # opens with server/discover: a new run
+                for i in range(2):
+                    await client.call_tool("echo", {"text": f"{run}-{i}"})
+        async with fastmcp_client(url, headers={"baggage": "session.id=nightly-42"}) as client:
+            await client.call_tool("echo", {"text": "named"})
+        wait_until(lambda: sent(gw)["sent"] >= sent(gw)["emitted"] > 0, 20, what="spans sent")
+    finally:
+        gw.stop()
+        rec.stop()
+    with connect(str(rec.db)) as r:
+        calls = r.rows(
+            "SELECT session_id, request_payload FROM spans WHERE kind = 'SERVER' AND method = 'tools/call' "
+            "ORDER BY start_ns"
+        )
+    sessions = [c["session_id"] for c in calls]
+    assert len(sessions) == 5
+    assert sessions[0] == sessions[1] != sessions[2] == sessions[3]
+    assert sessions[4] == "nightly-42"
+    assert all(s.startswith("mcp-") for s in sessions[:4]), sessions  # fastmcp introduces itself as "mcp"
