@@ -137,6 +137,9 @@ class Catalog:
         if msg.method == "notifications/tools/list_changed" and self.backends.get(backend.path) is backend:
             logger.info("backend %s: tool list changed; rediscovering", backend.path)
             self._schedule(backend.path)
+        elif msg.method == "notifications/message":
+            # A backend's log message that belongs to no client's call: kept in the gateway's debug log.
+            logger.debug("backend %s logged (%s): %s", backend.path, msg.params.get("level"), msg.params.get("data"))
 
     async def close(self) -> None:
         self._closing = True

@@ -24,6 +24,7 @@ from ._base import (
     Exchange,
     IdSource,
     ServerIdentity,
+    answer_without_client,
     modern_meta,
 )
 
@@ -218,9 +219,7 @@ class Backend(abc.ABC):
             if msg.kind == "error":
                 raise BackendRpcError(self.path, msg.error)
             if msg.kind == "request" and msg.id is not None:
-                await exchange.answer(
-                    msg.id, {"error": {"code": -32601, "message": "No client is attached to this gateway request"}}
-                )
+                await exchange.answer(msg.id, answer_without_client(msg.method))
 
     async def open(self, method: str, params: dict[str, Any] | None, headers: Headers | None = None) -> Exchange:
         """Send a request in the backend's era (the `_meta` envelope added for modern backends)."""

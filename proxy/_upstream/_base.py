@@ -31,6 +31,7 @@ __all__ = [
     "Exchange",
     "ExchangeClosed",
     "ServerIdentity",
+    "answer_without_client",
 ]
 
 GATEWAY_CLIENT_INFO = {"name": "slicewire", "version": "0.1.0"}
@@ -40,6 +41,17 @@ GATEWAY_CLIENT_CAPABILITIES: dict[str, Any] = {
     "sampling": {},
     "roots": {"listChanged": True},
 }
+
+
+def answer_without_client(method: str | None) -> dict[str, Any]:
+    """The answer to a backend's request that no client can take (it came outside a client's call):
+    `ping` is answered, `roots/list` with the empty list the spec allows (servers such as
+    server-everything ask for roots as soon as they start), anything else refused."""
+    if method == "ping":
+        return {"result": {}}
+    if method == "roots/list":
+        return {"result": {"roots": []}}
+    return {"error": {"code": -32601, "message": f"{method} is relayed to clients only during their tool calls"}}
 
 
 class BackendError(Exception):

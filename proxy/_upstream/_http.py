@@ -26,7 +26,7 @@ from .._mcp import (
 )
 from .._sse import SSEDecoder
 from ._backend import Backend, Headers
-from ._base import BackendProtocolError, BackendUnavailable, Exchange, modern_meta
+from ._base import BackendProtocolError, BackendUnavailable, Exchange, answer_without_client, modern_meta
 from ._h1 import H1ConnectionError, H1Pool, H1Response, encode_headers
 
 logger = logging.getLogger(__name__)
@@ -263,9 +263,7 @@ class StreamableHTTPBackend(Backend):
                             meta.pop(META_SUBSCRIPTION_ID, None)
                         self.on_notification(self, msg)
                     elif msg.kind == "request" and msg.id is not None:
-                        await self._send_response(
-                            msg.id, {"error": {"code": -32601, "message": "Not supported outside a request"}}, era
-                        )
+                        await self._send_response(msg.id, answer_without_client(msg.method), era)
         finally:
             response.close()
 

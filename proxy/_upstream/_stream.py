@@ -16,7 +16,7 @@ import orjson
 
 from .._jsonrpc import Message, RequestId, encode_notification, encode_request
 from ._backend import Backend, Headers
-from ._base import BackendUnavailable, Exchange
+from ._base import BackendUnavailable, Exchange, answer_without_client
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +105,11 @@ class StreamBackend(Backend):
         # A server-to-client request. The stream carries no link to the request it serves, so it goes
         # to the one call in flight; with none or several, nobody can answer it reliably.
         calls = [p for p in self._pending.values() if p.method in _CALL_METHODS]
-        if msg.method == "ping":
-            self._reply(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, "result": {}}))
-        elif len(calls) == 1:
+        if msg.method != "ping" and len(calls) == 1:
             calls[0].queue.put_nowait(msg)
         else:
             # Roots, elicitation and sampling belong to one client; outside its call there is none to ask.
-            error = {"code": -32601, "message": f"{msg.method} is relayed to clients only during their tool calls"}
-            self._reply(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, "error": error}))
+            self._reply(orjson.dumps({"jsonrpc": "2.0", "id": msg.id, **answer_without_client(msg.method)}))
 
     def _reply(self, data: bytes) -> None:
         """Answer the backend from the reader (which must not block on its own writes)."""

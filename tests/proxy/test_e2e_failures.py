@@ -16,7 +16,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.support.gateway import RunningGateway
-from tests.support.procs import Proc, free_port, start_fastmcp, wait_until
+from tests.support.procs import Proc, free_port, start_everything, start_fastmcp, wait_until
 
 from .clients import fastmcp_client, sdk_session, text_of, until
 
@@ -229,3 +229,18 @@ async def test_restarted_legacy_backend_gets_a_new_session_transparently(tmp_pat
     finally:
         gw.stop()
         alpha.stop()
+
+
+def test_a_backends_start_up_roots_request_gets_the_empty_list(tmp_path: Path) -> None:
+    """server-everything asks its client for roots as soon as it connects, outside any client's call: the
+    gateway answers with the empty list the spec allows, instead of an error the backend logs as a failure."""
+    everything, url = start_everything(tmp_path)
+    config = {"backends": [{"path": "/everything", "transport": "streamable-http", "url": url}]}
+    gw = RunningGateway(config, tmp_path, name="roots")
+    try:
+        # server-everything logs this to its client once the roots request was answered without error.
+        wait_until(lambda: "Roots updated: 0 root(s)" in gw.proc.output(), 30, what="the roots answer")
+        assert "Failed to request roots" not in everything.output()
+    finally:
+        gw.stop()
+        everything.stop()
