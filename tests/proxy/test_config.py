@@ -11,7 +11,8 @@ import yaml
 
 from proxy import ConfigError, load_config
 
-SHARED_EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "examples" / "virtual-server-combined-example.json"
+# mcp-gateway-registry's own example, kept byte for byte (tests/data/README.md)
+REGISTRY_EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "virtual-server-combined-example.json"
 ROOT = Path(__file__).resolve().parents[2]
 
 BACKENDS = [
@@ -118,18 +119,16 @@ def test_scope_overrides_must_name_exposed_tools(tmp_path: Path) -> None:
 
 
 def test_registry_example_loads_unchanged(tmp_path: Path) -> None:
-    if not SHARED_EXAMPLE.exists():
-        pytest.skip(f"the shared registry example is not beside this checkout ({SHARED_EXAMPLE})")
     servers = tmp_path / "virtual-servers"
     servers.mkdir()
-    shutil.copy(SHARED_EXAMPLE, servers / "combined.json")
+    shutil.copy(REGISTRY_EXAMPLE, servers / "combined.json")
     config = load_config(write(tmp_path, {
         "backends": [
             {"path": "/context7", "transport": "streamable-http", "url": "http://127.0.0.1:9001/mcp"},
             {"path": "/currenttime", "transport": "streamable-http", "url": "http://127.0.0.1:9002/mcp"}],
         "virtual_servers_dir": "virtual-servers/"}))  # fmt: skip
     [vs] = config.virtual_servers
-    original = json.loads(SHARED_EXAMPLE.read_text())
+    original = json.loads(REGISTRY_EXAMPLE.read_text())
     assert vs.path == original["path"] and vs.server_name == original["server_name"]
     assert [m.exposed_name for m in vs.tool_mappings] == ["resolve-library-id", "query-docs", "get-current-time"]
     assert vs.tool_mappings[2].backend_server_path == "/currenttime"
