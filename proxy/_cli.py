@@ -480,7 +480,7 @@ def show(
     with _open_recording(source) as rec:
         rows = _recording_call(lambda: waterfall_rows(rec, trace_id.lower()))
     if not rows:
-        raise _fail(f"no trace {trace_id} in {source}")
+        raise _fail(f"no trace {trace_id} in {source}; `slicewire traces` lists the recorded ones")
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
@@ -499,7 +499,7 @@ def session(
     with _open_recording(source) as rec:
         result = _recording_call(lambda: session_rows(rec, session_id))
     if result["session"] is None and not result["traces"]:
-        raise _fail(f"no session {session_id!r} in {source}")
+        raise _fail(f"no session {session_id!r} in {source}; `slicewire traces` lists sessions in its session column")
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
