@@ -12,10 +12,12 @@ Reads run on their own cursors (DuckDB's MVCC), so queries see committed data wh
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -302,6 +304,19 @@ def convert(batch: Any) -> Converted:
     return Converted(spans, traces, hops, batch_size(batch))
 
 
+@contextlib.contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[None]:
+    """Arrow tables visible to `con` by name for the block. Registered explicitly: the store's database
+    runs with external access off, which also turns off DuckDB's scans of Python variables."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        yield
+    finally:
+        for name in tables:
+            con.unregister(name)
+
+
 def batch_to_arrow(batch: Any) -> pa.Table:
     """One SpanBatch (any form) -> one Arrow table of spans in wire form, traces expanded."""
     con = duckdb.connect()
@@ -317,9 +332,9 @@ def _spans_of(items: list[Converted], con: duckdb.DuckDBPyConnection) -> pa.Tabl
     tables = [item.spans for item in items if item.spans is not None]
     traces = [item.traces for item in items if item.traces is not None]
     if traces:
-        trace_rows = pa.concat_tables(traces)  # noqa: F841 - DuckDB reads it by name
-        hop_rows = pa.concat_tables([item.hops for item in items if item.hops is not None])  # noqa: F841
-        expanded = con.sql(_EXPAND).to_arrow_table()
+        hops = pa.concat_tables([item.hops for item in items if item.hops is not None])
+        with _registered(con, trace_rows=pa.concat_tables(traces), hop_rows=hops):
+            expanded = con.sql(_EXPAND).to_arrow_table()
         tables.append(expanded.rename_columns(_SPAN_SCHEMA.names).cast(_SPAN_SCHEMA))
     if not tables:
         return _SPAN_SCHEMA.empty_table()
@@ -359,6 +374,10 @@ class SpanStore:
             self._con = duckdb.connect(self.path)
             previous = migrate(self._con)
             self._con.execute(_CHILD_ID_MACRO)
+            # The database is shared with the Query RPC's cursors: no file, network or extension access
+            # (read_text('/etc/...'), COPY, ATTACH), and settings frozen, for every connection of it.
+            self._con.execute("SET enable_external_access = false")
+            self._con.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
         if previous == 0:
@@ -420,11 +439,12 @@ class SpanStore:
             batch = _spans_of([item for item, _ in pending], self._con)
             if batch.num_rows != total:  # a sender's span count that does not match what it sent
                 raise ValueError(f"batches announced {total} spans and carried {batch.num_rows}")
-            self._con.execute("BEGIN TRANSACTION")
-            row = self._con.execute(_INSERT).fetchone()
-            stored = int(row[0]) if row else 0
-            self._con.execute(_FOLD_SESSIONS if stored == total else _RECOUNT_SESSIONS)
-            self._con.execute("COMMIT")
+            with _registered(self._con, batch=batch):
+                self._con.execute("BEGIN TRANSACTION")
+                row = self._con.execute(_INSERT).fetchone()
+                stored = int(row[0]) if row else 0
+                self._con.execute(_FOLD_SESSIONS if stored == total else _RECOUNT_SESSIONS)
+                self._con.execute("COMMIT")
         except (duckdb.Error, pa.ArrowException, ValueError) as exc:
             try:
                 self._con.execute("ROLLBACK")
@@ -450,13 +470,16 @@ class SpanStore:
         return self._con.cursor()
 
     def query(self, sql: str, max_rows: int = 0) -> pa.Table:
-        """Run one read-only statement on its own cursor; the result as an Arrow table."""
+        """Run one SELECT on its own cursor, inside a READ ONLY transaction (DuckDB refuses any write in
+        it, a data-modifying CTE included), on a database without external access; the result as an
+        Arrow table. Only a single SELECT or EXPLAIN statement is taken."""
         cursor = self._con.cursor()
         try:
             statements = cursor.extract_statements(sql)
             if len(statements) != 1 or statements[0].type.name not in _READ_ONLY:
                 kinds = ", ".join(s.type.name for s in statements) or "nothing"
                 raise QueryRefused(f"only one read-only SELECT is allowed; got {kinds}")
+            cursor.execute("BEGIN TRANSACTION READ ONLY")
             relation = cursor.sql(sql)
             if max_rows:
                 relation = relation.limit(max_rows)
@@ -464,7 +487,7 @@ class SpanStore:
         except duckdb.Error as exc:
             raise QueryRefused(str(exc).splitlines()[0]) from None
         finally:
-            cursor.close()
+            cursor.close()  # ends (rolls back) the read-only transaction
 
     def close(self) -> None:
         if self._closed:

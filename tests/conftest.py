@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,10 @@ import pytest
 
 from tests.support.gateway import RunningGateway
 from tests.support.procs import Proc, node_server, start_everything, start_fastmcp
+
+# Per-user state (where each recorder address stored its spans, recorder/_last.py) stays inside the test run,
+# for this process and every process it starts.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="slicewire-tests-state-")
 
 
 @pytest.fixture
