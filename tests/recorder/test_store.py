@@ -63,6 +63,29 @@ def test_queries_are_read_only(tmp_path: Path) -> None:
     store.close()
 
 
+def test_queries_can_neither_write_nor_reach_files(tmp_path: Path) -> None:
+    """A SELECT that writes (a data-modifying CTE, which DuckDB classes as SELECT) or reads a file, a
+    database or another setting is refused by DuckDB itself, and the recording is intact afterwards."""
+    secret = tmp_path / "state.db"
+    secret.write_text("the state DB")
+    store = SpanStore(tmp_path / "t.duckdb")
+    store.write([span(1, 1, None, 0, 10, session_id="s")]).result()
+    for sql in (
+        "WITH d AS (DELETE FROM spans RETURNING 1) SELECT count(*) FROM d",
+        "WITH d AS (UPDATE spans SET name = 'x' RETURNING 1) SELECT count(*) FROM d",
+        f"SELECT content FROM read_text('{secret}')",
+        f"SELECT * FROM read_csv('{secret}')",
+        f"SELECT * FROM read_parquet('{tmp_path}/*.parquet')",
+        "SET enable_external_access = true",
+    ):
+        with pytest.raises(QueryRefused):
+            store.query(sql)
+    assert store.query("SELECT count(*) AS n FROM spans").to_pylist() == [{"n": 1}]
+    store.write([span(1, 2, 1, 1, 5, session_id="s")]).result()  # the writer is unaffected
+    assert store.query("SELECT count(*) AS n FROM spans").to_pylist() == [{"n": 2}]
+    store.close()
+
+
 def test_reopen_and_newer_schema_refused(tmp_path: Path) -> None:
     path = tmp_path / "t.duckdb"
     SpanStore(path).close()
