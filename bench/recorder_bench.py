@@ -28,6 +28,7 @@ import duckdb  # noqa: E402
 import grpc  # noqa: E402
 
 from proto import pb  # noqa: E402
+from proto._access import bearer, local_token  # noqa: E402
 from recorder import SpanStore  # noqa: E402
 
 PAYLOAD = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -109,12 +110,13 @@ async def _send_all(target: str, batches: list[bytes], streams: int, per_stream:
         )
         queue = list(range(0, len(batches), per_stream))
         acked = 0
+        metadata = bearer(local_token(target))  # the token the recorder process keeps for its address
 
         async def worker() -> None:
             nonlocal acked
             while queue:
                 start = queue.pop()
-                ack = await record(iter(batches[start : start + per_stream]), timeout=120)
+                ack = await record(iter(batches[start : start + per_stream]), timeout=120, metadata=metadata)
                 acked += ack.stored
 
         await asyncio.gather(*(worker() for _ in range(streams)))

@@ -220,23 +220,42 @@ def recorder(
     otlp_protocol: OtlpProtocolOption = None,
     otlp_payloads: OtlpPayloadsOption = False,
     otlp_batch: Annotated[int, typer.Option(min=1, max=10_000, help="Spans per OTLP export request.")] = 512,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The token both RPCs require. Default: $SLICEWIRE_RECORDER_TOKEN, else one kept for this "
+            "address in $XDG_STATE_HOME/slicewire (made on first start), where local clients find it."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the flight recorder: receive spans over gRPC and store them in DuckDB; with --otlp (or
     OTEL_EXPORTER_OTLP_ENDPOINT set), also export what it stores to an OTLP backend as it arrives."""
     _logging(log_level)
+    import os
+
+    from proto._access import TOKEN_ENV, local_token_file, make_local_token, read_token_file
     from recorder import ListenError, SchemaError, StoreError
     from recorder import serve as serve_recorder
     from recorder._last import remember
 
     feed = _otlp_feed(otlp, otlp_protocol, otlp_payloads, otlp_batch)
+    if token_file is not None:
+        try:
+            token, where = read_token_file(token_file), str(token_file)
+        except ValueError as exc:
+            raise _fail(f"--token-file: {exc}", 2) from None
+    elif os.environ.get(TOKEN_ENV, "").strip():
+        token, where = os.environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
+    else:
+        token, where = make_local_token(listen), str(local_token_file(listen))
 
     def listening() -> None:
-        typer.echo(f"slicewire: recorder listening on {listen}, storing in {db}", err=True)
+        typer.echo(f"slicewire: recorder listening on {listen}, storing in {db} (token: {where})", err=True)
         remember(listen, db)
 
     try:
-        asyncio.run(serve_recorder(str(db), listen, feed=feed, on_listening=listening))
+        asyncio.run(serve_recorder(str(db), listen, feed=feed, on_listening=listening, token=token))
     except (StoreError, SchemaError, ListenError) as exc:
         raise _fail(str(exc)) from None
 
@@ -309,6 +328,7 @@ def up(
     exporting = [
         *(["--otlp", otlp] if otlp else []), *(["--otlp-protocol", otlp_protocol] if otlp_protocol else []),
         *(["--otlp-payloads"] if otlp_payloads else []),
+        *(["--token-file", cfg.recorder.token_file] if cfg.recorder.token_file else []),
     ]  # fmt: skip
     child = subprocess.Popen(
         [

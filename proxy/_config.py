@@ -393,6 +393,9 @@ class RecorderConfig(_Strict):
     """Where spans go. Without `target` the gateway records nothing."""
 
     target: str | None = None  # host:port of `slicewire recorder`
+    # The recorder's token (both of its RPCs require one). Default: $SLICEWIRE_RECORDER_TOKEN, else the token
+    # file a recorder on this machine keeps for `target` (docs/recording.md, "Access").
+    token_file: str | None = None
     spool_dir: str = ".slicewire/spool"
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     # ~10k requests: waiting for the recorder (beyond: spooled), or not yet read by the helper (beyond: dropped)
@@ -553,7 +556,10 @@ def load_config(file: str | os.PathLike[str], check_secrets: bool = True) -> Con
             "secret_key_file": str(here / auth.secret_key_file) if auth.secret_key_file else None,
         }
     )
-    return config.model_copy(update={"virtual_servers": [vs for _, vs in servers], "auth": auth})
+    recorder = config.recorder
+    if recorder.token_file:
+        recorder = recorder.model_copy(update={"token_file": str(here / recorder.token_file)})
+    return config.model_copy(update={"virtual_servers": [vs for _, vs in servers], "auth": auth, "recorder": recorder})
 
 
 def _check_auth(config: Config, src: str, check_secrets: bool) -> list[str]:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from proto import pb
+from proto._access import TOKEN_ENV, read_token_file
 
 from ._access import Policy
 from ._catalog import BackendFactory, Catalog
-from ._config import PER_USER_MODES, BackendConfig, Config, VirtualServerConfig
+from ._config import PER_USER_MODES, BackendConfig, Config, RecorderConfig, VirtualServerConfig
 from ._creds import Credentials
 from ._identity import Authenticator
 from ._jsonrpc import encode_notification
@@ -147,7 +149,7 @@ class Gateway:
 
     async def start(self) -> None:
         if self.config.recorder.target is not None:
-            self.emitter = SpanEmitter(self.config.recorder)
+            self.emitter = SpanEmitter(self.config.recorder, token=_recorder_token(self.config.recorder))
             await self.emitter.start()
             logger.info("recording spans to %s", self.config.recorder.target)
         self._start_auth()
@@ -318,3 +320,14 @@ class Gateway:
             "virtual_servers": servers,
             "recorder": recorder,
         }
+
+
+def _recorder_token(config: RecorderConfig) -> str | None:
+    """The recorder's token from recorder.token_file or $SLICEWIRE_RECORDER_TOKEN; None leaves the shipping
+    helper to find the token file a recorder on this machine keeps."""
+    if config.token_file:
+        try:
+            return str(read_token_file(config.token_file))
+        except ValueError as exc:
+            raise RuntimeError(f"recorder.token_file: {exc}") from None
+    return os.environ.get(TOKEN_ENV, "").strip() or None

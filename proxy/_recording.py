@@ -111,9 +111,10 @@ class SpanEmitter:
     here, `sent`, `spooled`, `resent`, `send_failures` and the helper's own drops there.
     """
 
-    def __init__(self, config: RecorderConfig, instance: str | None = None) -> None:
+    def __init__(self, config: RecorderConfig, instance: str | None = None, token: str | None = None) -> None:
         assert config.target is not None
         self.config = config
+        self._token = token  # the recorder's, for the helper (it looks up the local token file without one)
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
         self._pending: list[bytes] = [b""]  # the frame being filled: its header's slot, packed records
         self._pending_spans = 0
@@ -238,7 +239,7 @@ class SpanEmitter:
         )
         self._handed = self._taken = 0
         self._room = self.config.queue_max_spans - self._pending_spans
-        setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance}
+        setup = {"recorder": self.config.model_dump(mode="json"), "instance": self.instance, "token": self._token}
         self._write(b"C", orjson.dumps(setup))
         for secret in self._secrets:
             self._write(b"S", secret.encode())

@@ -37,6 +37,7 @@ import orjson
 import ormsgpack
 
 from proto import batch_size, pb, pb_grpc
+from proto._access import TOKEN_ENV, bearer, local_token
 
 from ._config import RecorderConfig
 from ._record import FRAME, ModernSessions, span_count
@@ -77,10 +78,14 @@ class Shipper:
     await shipper.close()                                  # ships what it can, spools the rest
     """
 
-    def __init__(self, config: RecorderConfig, instance: str | None = None) -> None:
+    def __init__(self, config: RecorderConfig, instance: str | None = None, token: str | None = None) -> None:
         assert config.target is not None
         self.config = config
         self.instance = instance or f"gateway-{os.getppid()}"
+        # The recorder's token: given (recorder.token_file or $SLICEWIRE_RECORDER_TOKEN, read by the gateway),
+        # else looked up at each send in the token file a recorder on this machine keeps (it may start later).
+        self._token = token
+        self._refused = False  # the recorder said UNAUTHENTICATED (logged once per run of refusals)
         self.redactor = Redactor.for_recorder(config)
         self.sessions = ModernSessions()  # 2026-07-28 runs, followed across batches
         self._queue: deque[BatchBuilder] = deque()  # full builders waiting for the background task
@@ -203,12 +208,20 @@ class Shipper:
 
     async def _send(self, batches: list[Any]) -> bool:
         try:
-            ack = await self._stub.Record(iter(batches), timeout=self.config.send_timeout_s)
+            metadata = bearer(self._token or local_token(self.config.target or ""))
+            ack = await self._stub.Record(iter(batches), timeout=self.config.send_timeout_s, metadata=metadata)
         except grpc.RpcError as exc:
             self.counters["send_failures"] += 1
             code = exc.code() if hasattr(exc, "code") else None
+            if code == grpc.StatusCode.UNAUTHENTICATED and not self._refused:
+                logger.warning(
+                    "the recorder at %s refused the gateway's token; spans are spooled until it accepts one "
+                    "(set recorder.token_file or $%s)", self.config.target, TOKEN_ENV,
+                )  # fmt: skip
+            self._refused = code == grpc.StatusCode.UNAUTHENTICATED
             logger.debug("recorder send failed: %s", code)
             return False
+        self._refused = False
         expected = sum(batch_size(b) for b in batches)
         if ack.received != expected:
             logger.warning("recorder acknowledged %d of %d spans; re-sending later", ack.received, expected)
@@ -317,7 +330,7 @@ async def _serve(reader: asyncio.StreamReader) -> None:
     if kind != b"C":
         raise RuntimeError(f"expected the config frame first, got {kind!r}")
     setup = orjson.loads(await reader.readexactly(length))
-    shipper = Shipper(RecorderConfig.model_validate(setup["recorder"]), setup["instance"])
+    shipper = Shipper(RecorderConfig.model_validate(setup["recorder"]), setup["instance"], setup.get("token"))
     await shipper.start()
     reported: dict[str, int] = {}
 

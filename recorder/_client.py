@@ -11,6 +11,7 @@ import grpc
 import pyarrow as pa
 
 from proto import pb, pb_grpc
+from proto._access import TOKEN_ENV, bearer, local_token, local_token_file
 
 from ._last import last_recording
 from ._schema import VIEWS_V1
@@ -59,9 +60,10 @@ class Recording:
         rec.df("SELECT tool_name, count(*) FROM spans GROUP BY 1")
     """
 
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
+    def __init__(self, target: str, timeout: float = 10.0, token: str | None = None) -> None:
         self.target = target
         self.timeout = timeout
+        self._metadata: tuple[tuple[str, str], ...] = ()
         self._local = duckdb.connect()
         self._file: duckdb.DuckDBPyConnection | None = None
         self._channel: grpc.Channel | None = None
@@ -80,6 +82,7 @@ class Recording:
         else:
             self._channel = grpc.insecure_channel(target)
             self._stub = pb_grpc.RecorderStub(self._channel)
+            self._metadata = bearer(token or local_token(target))
 
     @property
     def live(self) -> bool:
@@ -95,12 +98,18 @@ class Recording:
             except duckdb.Error as exc:
                 raise RecordingError(str(exc).splitlines()[0]) from None
         try:
-            chunks = self._stub.Query(pb.QueryRequest(sql=query, max_rows=max_rows), timeout=self.timeout)
+            request = pb.QueryRequest(sql=query, max_rows=max_rows)
+            chunks = self._stub.Query(request, timeout=self.timeout, metadata=self._metadata)
             data = b"".join(chunk.arrow_ipc for chunk in chunks)
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise RecorderUnavailable(self.target) from None
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                raise RecordingError(
+                    f"the recorder at {self.target} refused: it needs its token (set ${TOKEN_ENV} to the "
+                    f"contents of its token file, {local_token_file(self.target)} on the recorder's machine)"
+                ) from None
             raise RecordingError(exc.details() or str(code)) from None
         return pa.ipc.open_stream(data).read_all()
 
@@ -170,7 +179,8 @@ def _is_file(target: str) -> bool:
     return target.endswith((".duckdb", ".db")) or os.sep in target or os.path.exists(target)
 
 
-def connect(target: str, timeout: float = 10.0) -> Recording:
+def connect(target: str, timeout: float = 10.0, token: str | None = None) -> Recording:
     """A live recorder's `host:port`, the path of a trace file written by a stopped recorder, or a
-    Parquet export of spans (a `.parquet` file or a directory of them)."""
-    return Recording(target, timeout)
+    Parquet export of spans (a `.parquet` file or a directory of them). A live recorder needs its token:
+    `token`, else $SLICEWIRE_RECORDER_TOKEN, else the token file a recorder on this machine keeps."""
+    return Recording(target, timeout, token)

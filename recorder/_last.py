@@ -12,12 +12,13 @@ import json
 import os
 from pathlib import Path
 
+from proto._access import state_dir
+
 __all__ = ["last_recording", "remember"]
 
 
 def _state_file() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "slicewire" / "recorders.json"
+    return Path(state_dir()) / "recorders.json"
 
 
 def _read(path: Path) -> dict[str, str]:

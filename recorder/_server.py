@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import logging
 import signal
 import socket
@@ -21,6 +22,7 @@ import grpc
 import pyarrow as pa
 
 from proto import batch_size, pb, pb_grpc
+from proto._access import AUTHORIZATION, TOKEN_ENV, make_local_token
 
 from ._feed import OtlpFeed
 from ._store import QueryRefused, SpanStore
@@ -33,10 +35,25 @@ _CHUNK = 1024 * 1024
 
 
 class RecorderService(pb_grpc.RecorderServicer):  # type: ignore[misc]
-    def __init__(self, store: SpanStore) -> None:
+    """Both RPCs require `authorization: Bearer <token>` (proto/_access.py)."""
+
+    def __init__(self, store: SpanStore, token: str) -> None:
+        if not token:
+            raise ValueError("a recorder needs a token")
         self.store = store
+        self._expected = f"Bearer {token}".encode()
+
+    async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+        given = dict(context.invocation_metadata() or ()).get(AUTHORIZATION, "")
+        if not hmac.compare_digest(str(given).encode(), self._expected):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "the recorder's token is required (authorization: Bearer ...): "
+                f"give it with --token-file, ${TOKEN_ENV} or recorder.token_file",
+            )
 
     async def Record(self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        await self._authorize(context)
         received = stored = 0
         pending = []
         async for batch in request_iterator:
@@ -49,6 +66,7 @@ class RecorderService(pb_grpc.RecorderServicer):  # type: ignore[misc]
         return pb.Ack(received=received, stored=stored, duplicates=received - stored)
 
     async def Query(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await self._authorize(context)
         try:
             table = await asyncio.to_thread(self.store.query, request.sql, request.max_rows)
         except QueryRefused as exc:
@@ -99,10 +117,12 @@ async def serve(
     ready: asyncio.Event | None = None,
     feed: Callable[[SpanStore], OtlpFeed] | None = None,
     on_listening: Callable[[], None] | None = None,
+    token: str | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM; then stop taking streams, finish the ones in flight, flush, close.
     `feed`: makes the continuous OTLP export of what is stored (see _feed), started with the server.
-    Raises ListenError, before the store is opened, when `listen` is taken or invalid."""
+    `token`: what both RPCs require; by default the local token of `listen` (made when missing, see
+    proto/_access.py). Raises ListenError, before the store is opened, when `listen` is taken or invalid."""
     _claimable(listen)
     # Never share the port (gRPC's default is SO_REUSEPORT): two recorders on one port split the spans.
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)])
@@ -119,7 +139,7 @@ async def serve(
             store.close()
             raise
         exporting.start()
-    pb_grpc.add_RecorderServicer_to_server(RecorderService(store), server)
+    pb_grpc.add_RecorderServicer_to_server(RecorderService(store, token or make_local_token(listen)), server)
     await server.start()
     logger.debug("recorder listening on %s, storing in %s", listen, db)
     if on_listening is not None:

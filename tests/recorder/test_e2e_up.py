@@ -47,7 +47,7 @@ def test_up_records_and_stops_cleanly(backends: dict[str, str], tmp_path: Path) 
         wait_until(http_ready(f"http://127.0.0.1:{gateway_port}/readyz"), 60, what="gateway of slicewire up")
         wait_until(port_open(recorder_port), 30, what="recorder of slicewire up")
         for line in (
-            f"slicewire: recorder listening on 127.0.0.1:{recorder_port}, storing in {db}",
+            f"slicewire: recorder listening on 127.0.0.1:{recorder_port}, storing in {db} (token: ",
             f"slicewire: gateway listening on http://127.0.0.1:{gateway_port} (virtual servers: /v/mcp)",
         ):
             wait_until(lambda line=line: line in up.output(), 10, what=line)
