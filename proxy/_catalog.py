@@ -42,6 +42,7 @@ class Catalog:
         self._answered: set[str] = set()
         # Given a backend's config, the headers every request to it carries (set by the gateway).
         self.shared_headers: Callable[[BackendConfig], Callable[[], Awaitable[Headers]] | None] = lambda c: None
+        self.max_response_bytes = 64 * 1024 * 1024  # limits.max_response_bytes (set by the gateway)
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
@@ -68,6 +69,7 @@ class Catalog:
                 backend.on_notification = self._notification
                 backend.on_connected = self._connected
                 backend.shared_headers = self.shared_headers(config)
+                backend.max_response_bytes = self.max_response_bytes
                 self.backends[path] = backend
                 self.tools[path] = None
                 self._schedule(path)

@@ -286,6 +286,9 @@ class VirtualServerConfig(_Strict):
 
 class LimitsConfig(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # A backend's answer read whole (a JSON body) larger than this is refused with a JSON-RPC error naming
+    # the backend; streamed answers (SSE) are read as the client takes them.
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     # How long a modern client may take to answer an InputRequiredResult before the backend call is dropped.
     input_required_ttl_s: float = Field(default=300.0, gt=0)
     # Legacy-era client sessions idle this long are forgotten (the client then gets 404 and re-initializes).

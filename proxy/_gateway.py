@@ -125,6 +125,7 @@ class Gateway:
         self.catalog = (
             Catalog(self._tools_changed) if backend_factory is None else Catalog(self._tools_changed, backend_factory)
         )
+        self.catalog.max_response_bytes = config.limits.max_response_bytes
         self._sweeper: asyncio.Task[None] | None = None
         # The flight recorder's emitter; None when `recorder.target` is not configured.
         self.emitter: SpanEmitter | None = None
@@ -206,6 +207,7 @@ class Gateway:
         self._start_auth()
         await old_auth.close()
         await old_creds.close()
+        self.catalog.max_response_bytes = config.limits.max_response_bytes  # for backends (re)made by this reload
         stale = self.catalog.apply(config.backends)
         for backend in self.catalog.backends.values():  # kept backends: the new credential layer's headers
             backend.shared_headers = self.creds.shared(backend.config)

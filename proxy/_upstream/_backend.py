@@ -27,6 +27,7 @@ from ._base import (
     answer_without_client,
     modern_meta,
 )
+from ._h1 import DEFAULT_MAX_RESPONSE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class Backend(abc.ABC):
         # Headers every request to this backend carries (static credentials, a client-credentials
         # token), from the gateway's credential layer; HTTP transports only.
         self.shared_headers: Callable[[], Awaitable[Headers]] | None = None
+        # The largest answer read whole (limits.max_response_bytes, set by the gateway); HTTP transports only.
+        self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES
         self._ids = IdSource()
         self._connect_lock = asyncio.Lock()
         self._closed = False

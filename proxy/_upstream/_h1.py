@@ -22,10 +22,20 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["H1ConnectionError", "H1Pool", "H1Response", "encode_headers"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "H1ConnectionError",
+    "H1Pool",
+    "H1Response",
+    "H1ResponseTooLarge",
+    "encode_headers",
+]
 
 _MAX_IDLE = 512
-_PAUSE_AT = 1024 * 1024  # stop reading from a backend that streams faster than the client drains
+# A streamed body (SSE, read with chunks()) stops being read from the backend while this much waits for the
+# consumer. A body read whole (read()) is not paused: it is bounded by the response limit instead.
+_PAUSE_AT = 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def encode_headers(headers: list[tuple[str, str]]) -> bytes:
@@ -56,6 +66,15 @@ class H1ConnectionError(Exception):
     """Could not connect, or the connection broke before the response was complete."""
 
 
+class H1ResponseTooLarge(H1ConnectionError):
+    """The backend's answer held more than the pool's `max_response_bytes` waiting to be read (the
+    connection is closed, the rest unread)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answered more than {limit} bytes")
+        self.limit = limit
+
+
 class H1Response:
     """One response. Read the body with `read()` or `chunks()`; then `release()` (or `close()` to abort)."""
 
@@ -66,6 +85,7 @@ class H1Response:
         "_headers_done",
         "_pool",
         "_waiter",
+        "_whole",
         "body",
         "complete",
         "headers",
@@ -80,7 +100,8 @@ class H1Response:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
-        self._buffered = 0
+        self._buffered = 0  # body bytes received and not yet taken by chunks()
+        self._whole = False  # read() is collecting the whole body: no pausing
         self.complete = False
         self.keep_alive = True
         self.received = False
@@ -98,6 +119,8 @@ class H1Response:
             waiter.set_result(None)
 
     def _fail(self, error: BaseException) -> None:
+        if self._error is not None:
+            return  # the first cause stands (an abort after a refused body closes the connection too)
         self._error = error
         if not self._headers_done.done():
             self._headers_done.set_exception(error)
@@ -105,7 +128,10 @@ class H1Response:
         self._wake()
 
     async def read(self) -> bytes:
-        """The whole body (waits for the end of the response)."""
+        """The whole body (waits for the end of the response). Raises H1ResponseTooLarge past the pool's
+        `max_response_bytes`."""
+        self._whole = True
+        self._conn.resume()  # a body larger than the pause threshold may have stopped the reading
         while not self.complete:
             if self._error is not None:
                 raise self._error
@@ -208,7 +234,12 @@ class _Connection(asyncio.Protocol):
         assert response is not None
         response.body.append(body)
         response._buffered += len(body)
-        if response._buffered > _PAUSE_AT and not self.paused and self.transport is not None:
+        if response._buffered > response._pool.max_response_bytes:
+            response.body = []
+            response._fail(H1ResponseTooLarge(response._pool.max_response_bytes))
+            self.abort()  # the rest of the answer is not read: the connection cannot be reused
+            return
+        if response._buffered > _PAUSE_AT and not response._whole and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         response._wake()
@@ -233,7 +264,7 @@ class _Connection(asyncio.Protocol):
 class H1Pool:
     """Keep-alive connections to one origin."""
 
-    def __init__(self, url: str, connect_timeout: float) -> None:
+    def __init__(self, url: str, connect_timeout: float, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.tls = parts.scheme == "https"
@@ -245,6 +276,7 @@ class H1Pool:
         self._target = f"{self.target} HTTP/1.1".encode("latin-1")
         self._ssl = ssl.create_default_context() if self.tls else None
         self.connect_timeout = connect_timeout
+        self.max_response_bytes = max_response_bytes
         self._idle: list[_Connection] = []
 
     def _put(self, conn: _Connection) -> None:

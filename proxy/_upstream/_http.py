@@ -27,7 +27,7 @@ from .._mcp import (
 from .._sse import SSEDecoder
 from ._backend import Backend, Headers
 from ._base import BackendProtocolError, BackendUnavailable, Exchange, answer_without_client, modern_meta
-from ._h1 import H1ConnectionError, H1Pool, H1Response, encode_headers
+from ._h1 import H1ConnectionError, H1Pool, H1Response, H1ResponseTooLarge, encode_headers
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class StreamableHTTPBackend(Backend):
 
     async def _connect_transport(self) -> None:
         if self._http is None:
-            self._http = H1Pool(self.url, self.config.connect_timeout_s)
+            self._http = H1Pool(self.url, self.config.connect_timeout_s, self.max_response_bytes)
 
     def _headers(self, method: str | None, params: dict[str, Any] | None, era: str) -> bytes:
         """Encoded header lines for a POST in `era` (the constant part is built once per era)."""
@@ -150,6 +150,8 @@ class StreamableHTTPBackend(Backend):
                             yield self._parse(event.data.encode())
             else:
                 raise BackendProtocolError(self.path, f"answered HTTP {status} with content type {content_type!r}")
+        except H1ResponseTooLarge as exc:
+            raise BackendProtocolError(self.path, f"{exc} (limits.max_response_bytes)") from None
         except H1ConnectionError as exc:
             await self._lost(f"connection lost mid-response: {exc}")
             raise BackendUnavailable(self.path, "the connection closed before the answer arrived") from None

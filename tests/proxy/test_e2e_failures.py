@@ -244,3 +244,27 @@ def test_a_backends_start_up_roots_request_gets_the_empty_list(tmp_path: Path) -
     finally:
         gw.stop()
         everything.stop()
+
+
+async def test_large_answers_pass_and_too_large_ones_are_refused(backends: dict[str, str], tmp_path: Path) -> None:
+    """A JSON answer past the upstream client's 1 MiB read-ahead used to stop being read until timeout_s;
+    past limits.max_response_bytes it is refused with a JSON-RPC error naming the backend."""
+    config = {
+        "limits": {"max_response_bytes": 4 * 1024 * 1024},
+        "backends": [{"path": "/alpha", "transport": "streamable-http", "url": backends["alpha"], "timeout_s": 30}],
+        "virtual_servers": [
+            {"path": "/v", "server_name": "V", "tool_mappings": [{"tool_name": "blob", "backend_server_path": "/alpha"}]}
+        ],
+    }
+    gw = RunningGateway(config, tmp_path, name="large")
+    try:
+        async with fastmcp_client(gw.url("/v"), timeout=60) as client:
+            started = time.monotonic()
+            result = await client.call_tool("blob", {"size": 1_500_000})  # ~3 MB of JSON: text and structured
+            assert len(text_of(result)) == 1_500_000
+            assert time.monotonic() - started < 10, "a large answer was not read at full speed"
+            with pytest.raises(MCPError, match=r"Backend /alpha: answered more than 4194304 bytes"):
+                await client.call_tool("blob", {"size": 3_000_000})
+            assert text_of(await client.call_tool("blob", {"size": 10})) == "x" * 10  # the backend is fine
+    finally:
+        gw.stop()

@@ -107,6 +107,11 @@ def alpha() -> FastMCP:
         return f"deleted {repo}"
 
     @mcp.tool
+    def blob(size: int) -> str:
+        """A text of `size` bytes (large answers through the gateway)."""
+        return "x" * size
+
+    @mcp.tool
     def crash() -> str:
         """Exit the process at once (for restart tests over stdio)."""
         CALLS.append("crash")
