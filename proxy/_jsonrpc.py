@@ -19,6 +19,7 @@ __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "MAX_DEPTH",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "Message",
@@ -28,6 +29,7 @@ __all__ = [
     "encode_notification",
     "encode_request",
     "encode_result",
+    "nested_deeper_than",
     "parse_message",
 ]
 
@@ -41,6 +43,23 @@ RequestId = int | str
 Kind = Literal["request", "notification", "result", "error"]
 
 dumps = orjson.dumps
+
+# The deepest JSON the gateway takes, from clients and backends alike: orjson re-encodes up to 255 levels
+# (it parses up to 1,024), and the gateway may wrap a message once more; the redactor walks no deeper.
+MAX_DEPTH = 250
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` (parsed JSON) nests containers more than `limit` levels deep (the top one is 1).
+    Iterative: any depth is measured without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 class ProtocolError(Exception):
@@ -123,11 +142,19 @@ def _id_or_none(obj: dict[str, Any]) -> RequestId | None:
 
 
 def parse_message(data: bytes | str) -> Message:
-    """Parse one JSON-RPC message from bytes. Raises ProtocolError with the code to answer with."""
+    """Parse one JSON-RPC message from bytes. Raises ProtocolError with the code to answer with; a
+    message nested deeper than MAX_DEPTH is refused as an invalid request."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(PARSE_ERROR, f"Parse error: {exc}") from None
+    # Only a document with more opening brackets than MAX_DEPTH can be that deep: two C-level counts
+    # spare every ordinary message the walk.
+    raw = data if isinstance(data, bytes) else data.encode()
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and nested_deeper_than(obj, MAX_DEPTH):
+        raise ProtocolError(
+            INVALID_REQUEST, f"Invalid request: JSON nested deeper than {MAX_DEPTH} levels", _id_or_none(obj)
+        )
     msg = parse_object(obj)
     if isinstance(data, bytes):
         msg.data = data

@@ -253,7 +253,11 @@ async def test_large_answers_pass_and_too_large_ones_are_refused(backends: dict[
         "limits": {"max_response_bytes": 4 * 1024 * 1024},
         "backends": [{"path": "/alpha", "transport": "streamable-http", "url": backends["alpha"], "timeout_s": 30}],
         "virtual_servers": [
-            {"path": "/v", "server_name": "V", "tool_mappings": [{"tool_name": "blob", "backend_server_path": "/alpha"}]}
+            {
+                "path": "/v",
+                "server_name": "V",
+                "tool_mappings": [{"tool_name": "blob", "backend_server_path": "/alpha"}],
+            }
         ],
     }
     gw = RunningGateway(config, tmp_path, name="large")

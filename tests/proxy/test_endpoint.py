@@ -279,3 +279,23 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
     assert ready.json() == {"ready": False}  # which backends and tools exist is for admins only
     status = await client.get("/api/v1/status")
     assert status.status_code == 401 and status.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_json_nested_past_the_depth_limit_is_400_invalid_request(client: httpx.AsyncClient) -> None:
+    """The parser reads up to 1,024 levels but the gateway re-encodes at most 255: between the two, a
+    message used to become an HTTP 500. One limit (MAX_DEPTH) now answers them all with 400."""
+    from proxy._jsonrpc import MAX_DEPTH
+
+    for depth in (MAX_DEPTH - 2, MAX_DEPTH + 1, 300, 600):  # the envelope and params add two levels
+        nested = "[" * depth + "]" * depth
+        raw = f'{{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{{"cursor":{nested}}}}}'.encode()
+        response = await post(client, None, raw=raw, headers={"mcp-protocol-version": "2026-07-28"})
+        if depth + 2 <= MAX_DEPTH:
+            assert response.status_code != 400 or "nested" not in response.text
+            continue
+        assert response.status_code == 400, (depth, response.text)
+        assert response.json()["id"] == 7
+        assert response.json()["error"] == {
+            "code": -32600,
+            "message": f"Invalid request: JSON nested deeper than {MAX_DEPTH} levels",
+        }

@@ -145,3 +145,14 @@ def test_encoded_pages_are_the_pages_per_view() -> None:
     assert [t["name"] for t in orjson.loads(orjson.dumps(second))] == ["t4"] and cursor is None
     with pytest.raises(ValueError):
         s.encoded_page("bm9wZQ==", 3, s.tools, everything)
+
+
+def test_nesting_is_measured_without_recursion() -> None:
+    from proxy._jsonrpc import nested_deeper_than
+
+    deep: list[object] = []
+    for _ in range(100_000):  # far past Python's recursion limit
+        deep = [deep]
+    assert nested_deeper_than(deep, 250)
+    shallow: dict[str, object] = {"a": [1, {"b": [2, 3]}], "c": "[[[[not nesting]]]]"}
+    assert not nested_deeper_than(shallow, 4) and nested_deeper_than(shallow, 3)
