@@ -102,6 +102,12 @@ class _Collector(Collector):
             for name in ("emitted", "sent", "spooled", "resent", "dropped"):
                 spans.add_metric([name], state["recorder"].get(name, 0))
             yield spans
+            replaced = CounterMetricFamily(
+                "slicewire_recorder_payloads_replaced",
+                "Payloads stored as a marker because they could not be redacted (nested too deep).",
+            )
+            replaced.add_metric([], state["recorder"].get("payloads_replaced", 0))
+            yield replaced
         up = GaugeMetricFamily("slicewire_backend_up", "1 once the backend answered discovery.", labels=["backend"])
         tools = GaugeMetricFamily("slicewire_backend_tools", "Tools the backend offers now.", labels=["backend"])
         for path, offered in state["backends"].items():

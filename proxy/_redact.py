@@ -19,14 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ._jsonrpc import MAX_DEPTH, nested_deeper_than
 from ._prefilter import BytesPrefilter, HyperscanPrefilter, Rules, make_prefilter
 
 if TYPE_CHECKING:
     from ._config import RecorderConfig
 
-__all__ = ["MARKER", "Redactor"]
+__all__ = ["MARKER", "UNREDACTABLE", "Redactor"]
 
 MARKER = "[REDACTED]"
+# What a payload that cannot be redacted is stored as (JSON); the redactor counts them in `replaced`.
+UNREDACTABLE = orjson.dumps(f"[NOT RECORDED: nested deeper than {MAX_DEPTH} levels, or not redactable]")
 
 # JSON Schema keywords that carry values rather than describe them.
 _SCHEMA_VALUES = frozenset(("default", "const", "enum", "examples", "example"))
@@ -62,6 +65,7 @@ class Redactor:
         self.paths = [_parse_path(p) for p in paths]
         self.patterns = [re.compile(p) for p in patterns]
         self.max_payload_bytes = max_payload_bytes
+        self.replaced = 0  # payloads stored as UNREDACTABLE
         self._secrets: set[str] = set()
         self._secret_bytes: list[bytes] = []
         self._header_cache: dict[tuple[bytes, ...], tuple[bytes, bytes]] = {}
@@ -102,11 +106,16 @@ class Redactor:
 
     def redact_raw(self, data: bytes) -> bytes:
         """Serialized JSON, redacted (decoded, walked, encoded); text that is not JSON gets the
-        string rules."""
+        string rules. JSON nested deeper than MAX_DEPTH (the walk's bound) is not walked: it becomes
+        UNREDACTABLE, counted in `replaced`."""
         try:
-            return orjson.dumps(self.value(orjson.loads(data)))
+            decoded = orjson.loads(data)
         except orjson.JSONDecodeError:
             return self._string(data.decode("utf-8", "replace")).encode("utf-8")
+        if nested_deeper_than(decoded, MAX_DEPTH):
+            self.replaced += 1
+            return UNREDACTABLE
+        return orjson.dumps(self.value(decoded))
 
     def cut(self, data: bytes) -> tuple[bytes, bool]:
         """`data` within the payload cap, cut on a character boundary (stored text stays valid UTF-8);

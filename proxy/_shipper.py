@@ -95,7 +95,9 @@ class Shipper:
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self.spool = Path(config.spool_dir) / "spans.spool"
-        self.counters = {"emitted": 0, "sent": 0, "spooled": 0, "dropped": 0, "resent": 0, "send_failures": 0}
+        self.counters = {
+            "emitted": 0, "sent": 0, "spooled": 0, "dropped": 0, "resent": 0, "send_failures": 0, "payloads_replaced": 0
+        }  # fmt: skip
         self._closing = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._recorder_away = False
@@ -133,7 +135,9 @@ class Shipper:
         spans = builder.spans
         self.counters["emitted"] += spans
         if self._queued_spans + spans > self.config.queue_max_spans:
-            self._spool([builder.batch(self.instance)])
+            batch = self._batch(builder)
+            if batch is not None:
+                self._spool([batch])
             return
         self._queue.append(builder)
         self._queued_spans += spans
@@ -178,8 +182,12 @@ class Shipper:
             # unbounded pile of built batches.
             batches: list[Any] = []
             while self._queue and len(batches) < _BATCHES_PER_STREAM:
-                batches.append(self._take_batch())
+                batch = self._take_batch()
+                if batch is not None:
+                    batches.append(batch)
                 await asyncio.sleep(0)
+            if not batches:
+                continue
             if self._recorder_away:
                 self._spool(batches)  # the rest of this flush goes to the spool without waiting again
                 continue
@@ -204,7 +212,20 @@ class Shipper:
         """The oldest full builder as a SpanBatch (the prefilter's scan, redaction, columns)."""
         builder = self._queue.popleft()
         self._queued_spans = max(0, self._queued_spans - builder.spans)
-        return builder.batch(self.instance)
+        return self._batch(builder)
+
+    def _batch(self, builder: BatchBuilder) -> Any:
+        """The builder's SpanBatch; None (its spans counted as dropped, never silently lost) when it
+        cannot be made. A payload that cannot be redacted does not get here: it is stored as a marker."""
+        try:
+            batch = builder.batch(self.instance)
+        except Exception:
+            logger.exception("shipping helper: a batch of %d spans could not be built; dropped", builder.spans)
+            self.counters["dropped"] += builder.spans
+            return None
+        finally:
+            self.counters["payloads_replaced"] = self.redactor.replaced
+        return batch
 
     async def _send(self, batches: list[Any]) -> bool:
         try:

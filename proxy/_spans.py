@@ -14,6 +14,7 @@ batch's payloads at once, and only the rows whose payloads may hold a secret are
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -63,9 +64,11 @@ from ._record import (
     new_span_id,
     new_trace_id,
 )  # fmt: skip
-from ._redact import Redactor
+from ._redact import UNREDACTABLE, Redactor
 
 __all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder"]
+
+logger = logging.getLogger(__name__)
 
 TRACE_FIELDS = (
     "trace_id", "span_id", "parent_span_id", "session_id", "virtual_server", "subject", "direction", "method",
@@ -258,7 +261,12 @@ class BatchBuilder:
                 row = i - start
                 data = payloads[i]
                 if i in dirty and data:
-                    data = redactor.redact_raw(data)
+                    try:
+                        data = redactor.redact_raw(data)
+                    except Exception:  # one payload that cannot be redacted must not cost the batch
+                        logger.exception("a payload could not be redacted; stored as a marker")
+                        redactor.replaced += 1
+                        data = UNREDACTABLE
                 data, was_cut = redactor.cut(data)
                 cols = columns[t]
                 cols[column] = fixed = list(cols[column])

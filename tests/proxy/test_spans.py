@@ -27,6 +27,7 @@ from proxy._record import (
     SLICED,
     SPAN_ID,
     TOOL,
+    TRACE_ID,
     Trace,
     add_child,
     add_hop,
@@ -204,3 +205,28 @@ def test_stateless_runs_are_told_apart() -> None:
     idle = t + 4 + (ModernSessions.RUN_IDLE_S + 1) * 10**9
     assert key("tools/call", idle) not in (first, second)  # a request after a long silence starts a run
     assert key("tools/call", t, baggage="other=1, session.id=run-7;ttl=3") == "run-7"  # the agent names its run
+
+
+def test_a_payload_that_cannot_be_redacted_is_a_counted_marker_and_costs_no_other_record() -> None:
+    """A dirty payload nested deeper than the redactor walks used to raise RecursionError in the helper and
+    lose its whole batch, other callers' spans included, uncounted."""
+    from proxy._jsonrpc import MAX_DEPTH
+    from proxy._redact import UNREDACTABLE
+
+    red = redactor()
+    builder = BatchBuilder(red)
+    deep = b'{"password":"hunter2","x":' + b"[" * 600 + b"]" * 600 + b"}"  # orjson parses it; nobody walks it
+    shallow = {"password": "hunter2", "x": [[["ok"]]]}
+    traces = [call_trace({"n": i}, {"ok": i}) for i in range(3)]
+    traces[1][REQUEST] = deep
+    traces[2][REQUEST] = shallow
+    spans = sum(builder.add(t) for t in traces)
+    table = batch_to_arrow(builder.batch("gw-1"))
+    assert table.num_rows == spans  # every record's spans, the unredactable one's too
+    roots = {r["trace_id"]: r for r in table.to_pylist() if r["parent_span_id"] == b""}
+    requests = [roots[t[TRACE_ID]]["request_payload"] for t in traces]
+    assert orjson.loads(requests[0])["params"]["arguments"] == {"n": 0}
+    assert requests[1].encode() == UNREDACTABLE and str(MAX_DEPTH) in requests[1]
+    assert orjson.loads(requests[2]) == {"password": "[REDACTED]", "x": [[["ok"]]]}
+    assert red.replaced == 1
+    assert "hunter2" not in str(table.to_pylist())
