@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._mcp import ALL_VERSIONS
+from ._prefilter import DEFAULT_PATTERNS
 
 __all__ = [
     "AuthConfig",
@@ -306,12 +307,16 @@ class RedactConfig(_Strict):
     # JSON object keys (any depth, case-insensitive) whose values are replaced by the marker.
     keys: list[str] = [
         "password", "passwd", "secret", "token", "access_token", "refresh_token", "id_token", "api_key", "apikey",
-        "authorization", "client_secret", "private_key", "cookie",
+        "authorization", "client_secret", "private_key", "cookie", "secret_access_key", "aws_secret_access_key",
+        "secretaccesskey", "aws_session_token", "sessiontoken", "connection_string", "connectionstring",
     ]  # fmt: skip
     # JSON paths from the message root, e.g. $.params.arguments.ssn or $.result.structuredContent.card
     paths: list[str] = []
-    # Regular expressions; every match in any string is replaced.
-    patterns: list[str] = [r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+", r"\b(sk|pk|ghp|gho|xox[abprs])[-_][A-Za-z0-9_-]{8,}"]
+    # Regular expressions; every match in any string is replaced. The defaults: Bearer credentials, AWS,
+    # Google Cloud, Azure, Slack, Stripe, GitHub and OpenAI key formats, private key blocks, JWTs
+    # (proxy/_prefilter.py lists them). Setting `patterns` replaces them; `extra_patterns` adds to them.
+    patterns: list[str] = list(DEFAULT_PATTERNS)
+    extra_patterns: list[str] = []
 
     @field_validator("paths")
     @classmethod
@@ -321,7 +326,7 @@ class RedactConfig(_Strict):
                 raise ValueError(f"a JSON path starts with '$', found {path!r}")
         return value
 
-    @field_validator("patterns")
+    @field_validator("patterns", "extra_patterns")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         for pattern in value:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["ANCHORS", "BytesPrefilter", "HyperscanPrefilter", "Rules", "make_prefilter"]
+__all__ = ["ANCHORS", "DEFAULT_PATTERNS", "BytesPrefilter", "HyperscanPrefilter", "Rules", "make_prefilter"]
 
 hyperscan: Any
 try:
@@ -33,12 +33,28 @@ try:
 except ImportError:  # no wheel for this platform: the byte searches do the same job, slower
     hyperscan = None
 
-# Literals that every match of a default pattern contains (lower-cased): a payload without any of
-# them cannot match. Patterns not listed here are run as they are.
+# The default redaction patterns (recorder.redact.patterns), each with the literals (lower-cased) that
+# every match contains: a payload without any of them cannot match, so the prefilter searches for those
+# instead of running the pattern. Patterns a user adds are run as they are.
 ANCHORS: dict[str, tuple[str, ...]] = {
     r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+": ("bearer",),
-    r"\b(sk|pk|ghp|gho|xox[abprs])[-_][A-Za-z0-9_-]{8,}": ("sk-", "sk_", "pk-", "pk_", "ghp", "gho", "xox"),
-}
+    # OpenAI/Stripe secret, publishable and restricted keys; GitHub classic tokens; Slack tokens
+    r"\b(sk|pk|rk|ghp|gho|ghu|ghs|ghr|xox[abprs])[-_][A-Za-z0-9_-]{8,}": (
+        "sk-", "sk_", "pk-", "pk_", "rk-", "rk_", "ghp", "gho", "ghu", "ghs", "ghr", "xox",
+    ),
+    r"\bgithub_pat_[A-Za-z0-9_]{22,}": ("github_pat_",),  # GitHub fine-grained tokens
+    r"\b(AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b": ("akia", "asia", "abia", "acca"),  # AWS access key ids
+    r"(?i)aws_?secret_?access_?key\W{0,5}[A-Za-z0-9/+=]{40}": ("secret",),  # AWS secret keys, named
+    r"\bAIza[0-9A-Za-z_-]{35}": ("aiza",),  # Google Cloud API keys
+    r"(?i)AccountKey=[A-Za-z0-9+/=]{20,}": ("accountkey=",),  # Azure storage connection strings
+    r"\b[A-Za-z0-9_~.-]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}": ("q~",),  # Azure AD client secrets
+    r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+": ("hooks.slack.com",),  # Slack webhooks
+    r"\bxapp-[0-9]-[A-Za-z0-9-]{10,}": ("xapp-",),  # Slack app tokens
+    r"\bwhsec_[A-Za-z0-9]{16,}": ("whsec_",),  # Stripe webhook secrets
+    r"-----BEGIN ([A-Z]+ )*PRIVATE KEY-----[^-]*(-----END ([A-Z]+ )*PRIVATE KEY-----)?": ("private key-----",),
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}": ("eyj",),  # JWTs
+}  # fmt: skip
+DEFAULT_PATTERNS = list(ANCHORS)
 # The JSON escapes that decode to each character: a key or anchor holding that character could be
 # spelled with the escape in raw JSON, which a byte search for the plain spelling would miss.
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

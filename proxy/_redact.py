@@ -76,7 +76,8 @@ class Redactor:
     @classmethod
     def for_recorder(cls, config: RecorderConfig) -> Redactor:
         """The redactor a `recorder:` config describes (keys, paths, patterns, payload cap)."""
-        return cls(config.redact.keys, config.redact.paths, config.redact.patterns, config.max_payload_bytes)
+        redact = config.redact
+        return cls(redact.keys, redact.paths, [*redact.patterns, *redact.extra_patterns], config.max_payload_bytes)
 
     def add_secret(self, value: str) -> None:
         """A value that must never be recorded, wherever it appears (e.g. an injected credential)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from proxy._config import RedactConfig
+from proxy._config import RecorderConfig, RedactConfig
 from proxy._redact import MARKER, Redactor
+from tests.support.credentials import CREDENTIALS, secret_parts
 
 
 def default() -> Redactor:
@@ -94,6 +95,9 @@ NEEDS_REDACTING = [
     b'{"s":"the s3cr3t-value here"}',  # a known secret
     b'{"P\\u00c4SSWORT":"x"}',  # a non-ASCII key, other case, escaped
     '{"PÄSSWORT":"x"}'.encode(),  # ... and as UTF-8
+    # every credential format of the default patterns, in prose
+    *(orjson.dumps({"note": f"here: {value} (end)"}) for value in CREDENTIALS.values()),
+    b'{"Credentials":{"SecretAccessKey":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}',  # an AWS API answer
 ]
 CLEAN = [
     b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the weather is fine"}]}}',
@@ -137,3 +141,14 @@ def test_prefilter_with_patterns_hyperscan_cannot_compile_or_anchor() -> None:
         assert r._needs_walk(b'{"a":"xxababyy"}')
         assert r.value({"a": "secret-42"}) == {"a": MARKER}
         assert r._needs_walk(b'{"a":"secret-42"}')
+
+
+def test_every_default_credential_format_is_redacted() -> None:
+    r = Redactor.for_recorder(RecorderConfig())
+    for name, value in CREDENTIALS.items():
+        data = orjson.dumps({"params": {"arguments": {"text": f"here: {value} (end)"}}})
+        redacted, _, clean = r.checked_raw(data)
+        assert not clean, name
+        assert MARKER.encode() in redacted, name
+        for part in secret_parts():
+            assert part.encode() not in redacted, (name, part)

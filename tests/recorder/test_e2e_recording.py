@@ -258,3 +258,63 @@ async def test_each_run_of_a_stateless_client_is_its_own_session(backends: dict[
     assert sessions[0] == sessions[1] != sessions[2] == sessions[3]
     assert sessions[4] == "nightly-42"
     assert all(s.startswith("mcp-") for s in sessions[:4]), sessions  # fastmcp introduces itself as "mcp"
+
+
+def test_credential_formats_reach_no_output(backends: dict[str, str], tmp_path: Path) -> None:
+    """AWS, Google Cloud, Azure, Slack, Stripe, GitHub keys, private key blocks, JWTs and Bearer
+    credentials in a call's arguments and result: redacted in the spool (recorder down), the DuckDB file,
+    a Parquet export and the OTLP export's encoded spans."""
+    import subprocess
+
+    import pyarrow.parquet as pq
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from recorder._otlp import COLUMNS, to_otel
+    from tests.support.credentials import CREDENTIALS, secret_parts
+
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    gw = RunningGateway(recording_config(backends, target, tmp_path / "spool"), tmp_path)  # no recorder yet
+    secrets = secret_parts()
+    try:
+        text = " | ".join(CREDENTIALS.values())
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": text}, "_meta": meta}}  # fmt: skip
+        headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+                   "mcp-method": "tools/call", "mcp-name": "echo"}  # fmt: skip
+        answer = httpx.post(gw.url("/virtual/rec"), json=body, headers=headers, timeout=30).json()
+        assert answer["result"]["structuredContent"]["result"] == text  # the client gets its answer unredacted
+        wait_until(lambda: sent(gw)["spooled"] > 0, 30, what="spans spooled while the recorder is down")
+        spool = b"".join(p.read_bytes() for p in (tmp_path / "spool").iterdir())
+        for secret in secrets:
+            assert secret.encode() not in spool, secret
+        rec = RunningRecorder(tmp_path / "traces.duckdb", tmp_path, port=port)
+        try:
+            wait_until(lambda: sent(gw)["sent"] >= sent(gw)["emitted"], 60, what="the spool drained")
+        finally:
+            gw.stop()
+            rec.stop()
+    finally:
+        gw.stop()
+    assert_never_stored(tmp_path, *secrets)
+    with connect(str(tmp_path / "traces.duckdb")) as r:
+        rows = r.rows(f"SELECT {COLUMNS} FROM spans WHERE tool_name = 'echo' OR method = 'tools/call'")
+        stored = str(r.rows("SELECT request_payload, response_payload, attrs FROM spans"))
+    assert rows and "[REDACTED]" in stored
+    for secret in secrets:
+        assert secret not in stored, secret
+    otlp = encode_spans(to_otel(rows, payloads=True)).SerializeToString()
+    parquet = tmp_path / "session.parquet"
+    export = subprocess.run(
+        [sys.executable, "-m", "proxy", "export", str(parquet), "--from", str(tmp_path / "traces.duckdb")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    exported = str(pq.read_table(parquet).to_pylist())
+    for secret in secrets:
+        assert secret.encode() not in otlp, secret
+        assert secret not in exported, secret
