@@ -252,6 +252,11 @@ class Authenticator:
             raise AuthError(f"the JWT has no {exc.claim!r} claim") from None
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid JWT: {exc}") from None
+        for claim in ("exp", "nbf", "iat"):
+            # RFC 7519 NumericDate is a JSON number; PyJWT would read "9999999999" (a string) as one.
+            value = claims.get(claim)
+            if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise AuthError(f"the JWT's {claim!r} claim is not a number")
         subject = claims.get(config.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise AuthError(f"the JWT has no {config.subject_claim!r} claim naming its subject")

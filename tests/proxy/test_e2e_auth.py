@@ -333,6 +333,9 @@ def test_jwt_from_the_identity_provider(env: Env) -> None:
     none_header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
     refused(f"{none_header}.{payload}.", "algorithm")
     refused(env.idp_token(expires_in=-120, claims={"sub": "carol", "aud": url}), "expired")
+    # NumericDate claims are JSON numbers: a numeric string is not one (PyJWT alone would accept it).
+    refused(env.idp_token(claims={"sub": "carol", "aud": url, "exp": "4102444800"}), "'exp' claim is not a number")
+    refused(env.idp_token(claims={"sub": "carol", "aud": url, "nbf": "1"}), "'nbf' claim is not a number")
     refused(env.idp_token(claims={"sub": "carol", "aud": "https://elsewhere.example"}), "aud")
     refused(env.idp_token(claims={"sub": "carol", "aud": url, "iss": "https://evil.example"}), "issuer")
     # Issued for /v/repo: not good for /v/mixed, even once cached.
