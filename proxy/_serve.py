@@ -7,11 +7,13 @@ really accepts connections.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 from collections.abc import Callable
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._app import create_app
 from ._catalog import BackendFactory
@@ -52,6 +54,48 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with a deadline for a request's headers: from the connection's start,
+    and from each request's first byte, the headers must be complete within `header_timeout_s`, or the
+    connection is closed. uvicorn has none: a client sending a header byte every few seconds (slowloris)
+    held its connection forever. The keep-alive timeout between requests stays uvicorn's."""
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadlineProtocol
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None] | None) -> None:
         super().__init__(config)
@@ -77,7 +121,7 @@ def run(
         uvicorn.Config(
             app,
             loop="uvloop",
-            http="httptools",
+            http=_protocol(config.limits.header_timeout_s),
             lifespan="on",
             log_level="warning",
             access_log=False,

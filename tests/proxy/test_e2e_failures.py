@@ -272,3 +272,40 @@ async def test_large_answers_pass_and_too_large_ones_are_refused(backends: dict[
             assert text_of(await client.call_tool("blob", {"size": 10})) == "x" * 10  # the backend is fine
     finally:
         gw.stop()
+
+
+def test_a_client_that_sends_its_headers_slowly_is_cut_off(tmp_path: Path) -> None:
+    """Slowloris: a header byte now and then used to hold a connection open forever."""
+    config = {"limits": {"header_timeout_s": 1.0}, "backends": [], "virtual_servers": []}
+    gw = RunningGateway(config, tmp_path, name="slow", wait_ready=False)
+
+    def closed_within(sock: socket.socket, seconds: float, trickle: bool) -> float | None:
+        """Seconds until the gateway closed the connection (None: still open after `seconds`), sending a
+        header byte whenever it stays silent for 0.2 s when `trickle`."""
+        started = time.monotonic()
+        sock.settimeout(0.2)
+        while time.monotonic() - started < seconds:
+            try:
+                if sock.recv(1024) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                if trickle:
+                    sock.sendall(b"x")
+            except ConnectionResetError:
+                return time.monotonic() - started
+        return None
+
+    try:
+        with socket.create_connection(("127.0.0.1", gw.port)) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            took = closed_within(slow, 10, trickle=True)
+            assert took is not None and took < 5, took
+        with socket.create_connection(("127.0.0.1", gw.port)) as silent:  # connects, sends nothing
+            took = closed_within(silent, 10, trickle=False)
+            assert took is not None and took < 5, took
+        with socket.create_connection(("127.0.0.1", gw.port)) as fine:  # a whole request is answered
+            fine.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            fine.settimeout(5)
+            assert fine.recv(1024).startswith(b"HTTP/1.1 200")
+    finally:
+        gw.stop()
