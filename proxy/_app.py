@@ -13,6 +13,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +37,7 @@ __all__ = ["SlicewireApp", "create_app"]
 
 GC_GEN0_THRESHOLD = 20_000
 # The gateway's own endpoints (metadata, OAuth callback, API); no virtual server path starts so.
+_ENCODED_SEPARATOR = re.compile(rb"%(2f|5c)", re.IGNORECASE)
 _OWN_PREFIXES = ("/.well-known/", "/oauth/", "/api/")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -93,6 +95,11 @@ class SlicewireApp:
             refusal = self._refuse(scope)
             if refusal is not None:
                 await _plain_error(send, 403, refusal)
+                return
+            raw_path: bytes = scope.get("raw_path") or b""
+            if raw_path.find(b"%") != -1 and _ENCODED_SEPARATOR.search(raw_path):
+                # Decoded, `/virtual/a%2Fmcp` would name another route than the one the client wrote.
+                await _plain_error(send, 400, "Bad request: an encoded '/' or '\\' in the path")
                 return
             path: str = scope["path"]
             if path.endswith(("/mcp", "/mcp/")) and not path.startswith(_OWN_PREFIXES):

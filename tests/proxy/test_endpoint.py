@@ -299,3 +299,16 @@ async def test_json_nested_past_the_depth_limit_is_400_invalid_request(client: h
             "code": -32600,
             "message": f"Invalid request: JSON nested deeper than {MAX_DEPTH} levels",
         }
+
+
+async def test_encoded_slashes_in_the_path_are_refused(client: httpx.AsyncClient) -> None:
+    """`/v%2Fmcp` decodes to `/v/mcp`: a router reading the decoded path would serve a route the client
+    never wrote. Encoded separators are refused instead, in any case."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": MODERN_META}}
+    headers = {"content-type": "application/json", **ACCEPT, "mcp-protocol-version": "2026-07-28"}
+    for path in ("/v%2Fmcp", "/v%2fmcp", "/x/..%2Fv/mcp", "/v%5Cmcp"):
+        response = await client.post(path, json=body, headers={**headers, "mcp-method": "tools/list"})
+        assert response.status_code == 400, (path, response.text)
+        assert "encoded" in response.text
+    response = await client.post("/v/mcp", json=body, headers={**headers, "mcp-method": "tools/list"})
+    assert response.status_code == 200
