@@ -160,7 +160,8 @@ class ModernSessions:
     """Session keys for 2026-07-28 requests, which carry no session id.
 
     An agent run is found by what its requests share, first match:
-    1. OTel baggage `session.id=<id>` (a header): the agent framework names its run itself.
+    1. OTel baggage `session.id=<id>` (a header): the agent framework names its run itself; the key is
+       `<id>@<subject>` for an authenticated caller, `<id>` on a public virtual server.
     2. Otherwise one caller (virtual server, subject) with one client (clientInfo name/version): a run
        starts at its `server/discover` (clients open with it) or after `RUN_IDLE_S` without a request,
        and its key is `<client>-<UTC start>-<4 hex>`, e.g. `mcp-20261203-064512-a1b2`.
@@ -184,7 +185,9 @@ class ModernSessions:
         for item in baggage.split(","):
             name, _, value = item.strip().partition("=")
             if name == "session.id" and value:
-                return value.split(";", 1)[0]
+                # Namespaced by the caller: nobody can file spans under another user's session by naming it.
+                value = value.split(";", 1)[0]
+                return f"{value}@{subject}" if subject else value
         info = meta.get("io.modelcontextprotocol/clientInfo") if isinstance(meta, dict) else None
         client = f"{info.get('name', '?')}/{info.get('version', '?')}" if isinstance(info, dict) else "?"
         caller = (virtual_server, subject, client)

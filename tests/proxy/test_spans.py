@@ -204,7 +204,9 @@ def test_stateless_runs_are_told_apart() -> None:
     assert key("tools/call", t + 5, subject="bob") not in (first, second)  # another caller, another session
     idle = t + 4 + (ModernSessions.RUN_IDLE_S + 1) * 10**9
     assert key("tools/call", idle) not in (first, second)  # a request after a long silence starts a run
-    assert key("tools/call", t, baggage="other=1, session.id=run-7;ttl=3") == "run-7"  # the agent names its run
+    assert key("tools/call", t, baggage="other=1, session.id=run-7;ttl=3") == "run-7@alice"  # the agent names it
+    assert key("tools/call", t, subject="bob", baggage="session.id=run-7") == "run-7@bob"  # not alice's run
+    assert key("tools/call", t, subject="", baggage="session.id=run-7") == "run-7"  # a public virtual server
 
 
 def test_a_payload_that_cannot_be_redacted_is_a_counted_marker_and_costs_no_other_record() -> None:
