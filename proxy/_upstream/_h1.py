@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 _MAX_IDLE = 512
+# An idle connection is reused only this soon after its last response. Servers close idle keep-alive
+# connections after a few seconds (uvicorn and Node 5 s, gunicorn 2 s); a request written as the server
+# closes is lost, and a POST is never re-sent (it may have run), so a connection near that age is not used.
+_REUSE_WITHIN_S = 1.5
 # A streamed body (SSE, read with chunks()) stops being read from the backend while this much waits for the
 # consumer. A body read whole (read()) is not paused: it is bounded by the response limit instead.
 _PAUSE_AT = 1024 * 1024
@@ -190,6 +194,7 @@ class _Connection(asyncio.Protocol):
         self.response: H1Response | None = None
         self.closed = False
         self.paused = False
+        self.idle_since = 0.0  # loop time at which it went back to the pool
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -282,6 +287,7 @@ class H1Pool:
     def _put(self, conn: _Connection) -> None:
         if len(self._idle) < _MAX_IDLE:
             conn.parser = httptools.HttpResponseParser(conn)
+            conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
         else:
             conn.abort()
@@ -315,14 +321,21 @@ class H1Pool:
             headers,
             body,
         )
+        now = asyncio.get_running_loop().time()
         while self._idle:
             conn = self._idle.pop()
             if conn.closed or conn.transport is None or conn.transport.is_closing():
                 continue
+            if now - conn.idle_since > _REUSE_WITHIN_S:
+                conn.abort()  # the server may be closing it right now
+                continue
             response = await self._send(conn, data)
             if response is not None:
                 return response
-            # A reused connection the backend had closed before answering anything: try a fresh one.
+            # The backend closed the reused connection without answering. A GET or DELETE is sent again
+            # on a fresh one; a POST may have reached the backend and run (a tools/call twice): never.
+            if method == "POST":
+                raise H1ConnectionError("the connection closed as the request was sent (not re-sent: it may have run)")
         response = await self._send(await self._connect(), data)
         if response is None:
             raise H1ConnectionError("the connection closed before the response was complete")

@@ -1,0 +1,235 @@
+"""The upstream HTTP/1.1 client (proxy/_upstream/_h1.py) against a raw asyncio server that misbehaves
+on purpose: keep-alive reuse, idle connections the server closed, chunked SSE, pause and resume, large
+bodies, the response limit, garbage, a request lost as the server closes, and cancelling mid-body."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from proxy._upstream._h1 import H1ConnectionError, H1Pool, H1ResponseTooLarge
+
+pytestmark = pytest.mark.anyio
+
+yield_to_loop = functools.partial(asyncio.sleep, 0)  # one turn of the event loop, not a wait for time
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
+
+
+class Server:
+    """Counts connections and requests; each connection is served by `handler`."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/mcp"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer, self)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            self.closed.set()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")),
+            0,
+        )
+        body = await reader.readexactly(length)
+        self.requests.append(body)
+        return body
+
+
+def json_response(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
+
+
+async def keep_alive_json(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+    while True:
+        body = await server.read_request(reader)
+        writer.write(json_response(b'{"echo":' + body + b"}"))
+        await writer.drain()
+
+
+@pytest.fixture
+async def pool_of() -> AsyncIterator[Callable[..., H1Pool]]:
+    pools: list[H1Pool] = []
+
+    def make(url: str, **kwargs: int) -> H1Pool:
+        pools.append(H1Pool(url, connect_timeout=5, **kwargs))
+        return pools[-1]
+
+    yield make
+    for pool in pools:
+        pool.close()
+
+
+async def post(pool: H1Pool, body: bytes) -> bytes:
+    response = await pool.request("POST", [("content-type", "application/json")], body)
+    try:
+        return await response.read()
+    finally:
+        response.release()
+
+
+async def test_keep_alive_reuses_one_connection(pool_of: Callable[..., H1Pool]) -> None:
+    async with Server(keep_alive_json) as server:
+        pool = pool_of(server.url)
+        for i in range(5):
+            assert await post(pool, str(i).encode()) == b'{"echo":%d}' % i
+        assert server.connections == 1 and len(server.requests) == 5
+
+
+async def test_an_idle_connection_the_server_closed_is_not_used(pool_of: Callable[..., H1Pool]) -> None:
+    async def one_answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        body = await s.read_request(reader)
+        writer.write(json_response(body))
+        await writer.drain()  # ... and the handler returns: the server closes the kept-alive connection
+
+    async with Server(one_answer_then_close) as server:
+        pool = pool_of(server.url)
+        assert await post(pool, b"1") == b"1"
+        await asyncio.wait_for(server.closed.wait(), 5)
+        idle = pool._idle[0]
+        async with asyncio.timeout(5):  # the client's loop reads the close
+            while not idle.closed:
+                await yield_to_loop()
+        assert await post(pool, b"2") == b"2"  # on a new connection, sent once
+        assert server.connections == 2 and server.requests == [b"1", b"2"]
+
+
+async def test_a_post_lost_as_the_server_closes_is_not_sent_again(pool_of: Callable[..., H1Pool]) -> None:
+    """The server reads the second request, then closes without answering: it may have run it. A
+    POST is not re-sent on a fresh connection (a tools/call would run twice)."""
+
+    async def answer_once_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        writer.write(json_response(await s.read_request(reader)))
+        await writer.drain()
+        await s.read_request(reader)  # read, never answered
+        writer.transport.abort()
+
+    async with Server(answer_once_then_drop) as server:
+        pool = pool_of(server.url)
+        assert await post(pool, b"1") == b"1"
+        with pytest.raises(H1ConnectionError, match="not re-sent"):
+            await post(pool, b"2")
+        assert server.requests == [b"1", b"2"]  # the second was received once, and only once
+
+
+async def test_chunked_sse_arrives_as_it_is_sent(pool_of: Callable[..., H1Pool]) -> None:
+    go_on = asyncio.Event()
+
+    async def sse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        for event in (b"data: one\n\n", b"data: two\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await go_on.wait()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with Server(sse) as server:
+        response = await pool_of(server.url).request("POST", [], b"{}")
+        assert response.content_type == "text/event-stream"
+        received = []
+        async for chunk in response.chunks():
+            received.append(chunk)
+            go_on.set()  # the second event is sent only after the first arrived: no buffering to the end
+        response.release()
+        assert b"".join(received) == b"data: one\n\ndata: two\n\n"
+
+
+async def test_large_bodies_streamed_and_read_whole(pool_of: Callable[..., H1Pool]) -> None:
+    """Past the 1 MiB read-ahead a streamed body pauses until the consumer takes it, and resumes; a body
+    read whole is not paused at all (it used to stop there and wait out the caller's timeout)."""
+    size = 5 * 1024 * 1024
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        while True:
+            await s.read_request(reader)
+            writer.write(json_response(b'"' + b"x" * (size - 2) + b'"'))
+            await writer.drain()
+
+    async with Server(big) as server:
+        pool = pool_of(server.url)
+        assert len(await asyncio.wait_for(post(pool, b"{}"), 10)) == size
+        response = await pool.request("POST", [], b"{}")
+        total = 0
+        async for chunk in response.chunks():
+            total += len(chunk)
+            await yield_to_loop()  # a consumer slower than the socket
+        response.release()
+        assert total == size
+
+
+async def test_a_body_past_the_limit_is_refused_and_its_connection_closed(pool_of: Callable[..., H1Pool]) -> None:
+    async with Server(keep_alive_json) as server:
+        pool = pool_of(server.url, max_response_bytes=2 * 1024 * 1024)
+        assert await post(pool, b"1") == b'{"echo":1}'
+        with pytest.raises(H1ResponseTooLarge, match="more than 2097152 bytes"):
+            await post(pool, b'"' + b"y" * (3 * 1024 * 1024) + b'"')
+        assert await post(pool, b"2") == b'{"echo":2}'  # a new connection serves the next request
+        assert server.connections == 2
+
+
+async def test_garbage_is_an_invalid_response(pool_of: Callable[..., H1Pool]) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+
+    async with Server(garbage) as server:
+        with pytest.raises(H1ConnectionError, match="invalid HTTP response"):
+            await post(pool_of(server.url), b"{}")
+
+
+async def test_closing_mid_body_closes_the_connection(pool_of: Callable[..., H1Pool]) -> None:
+    """How a modern backend learns that its client cancelled: the gateway closes the connection."""
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        while True:  # until the client goes: drain() waits while the socket is full, then fails
+            writer.write(b"c\r\ndata: tick\n\n\r\n")
+            await writer.drain()
+
+    async with Server(endless) as server:
+        response = await pool_of(server.url).request("POST", [], b"{}")
+        async for _ in response.chunks():
+            break
+        response.close()
+        await asyncio.wait_for(server.closed.wait(), 5)
+
+
+async def test_connection_refused_says_so(pool_of: Callable[..., H1Pool]) -> None:
+    async with Server(keep_alive_json) as server:
+        url = server.url
+    with pytest.raises(H1ConnectionError, match="connection refused"):
+        await post(pool_of(url), b"{}")
