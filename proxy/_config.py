@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 import yaml
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ListenConfig",
     "RecorderConfig",
+    "TLSConfig",
     "ToolMapping",
     "VirtualServerConfig",
     "load_config",
@@ -173,6 +175,22 @@ BackendAuth = Annotated[
 PER_USER_MODES = ("per_user_key", "oauth2", "passthrough")
 
 
+class TLSConfig(_Strict):
+    """How the gateway checks an https:// backend, and the client certificate it shows (mTLS). Files are
+    found next to the config file."""
+
+    verify: bool = True  # false: no certificate check at all (a warning at start; never for production)
+    ca_file: str | None = None  # PEM bundle of the CAs to trust instead of the system's
+    cert_file: str | None = None  # PEM client certificate (chain) for mTLS
+    key_file: str | None = None  # its private key (default: inside cert_file)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TLSConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("'key_file' needs 'cert_file'")
+        return self
+
+
 class BackendConfig(_Strict):
     """One real MCP server the gateway talks to."""
 
@@ -193,6 +211,7 @@ class BackendConfig(_Strict):
     auth: BackendAuth = NoAuth()
     # Whether a caller may override this backend's headers with `x-mcp-headers`.
     allow_header_override: bool = False
+    tls: TLSConfig = TLSConfig()
 
     _normalize = field_validator("path")(lambda cls, v: _check_path(v, served=False))  # backends are not served
 
@@ -210,6 +229,14 @@ class BackendConfig(_Strict):
                 raise ValueError(f"transport {self.transport!r} needs 'url'")
             if not self.url.startswith(("http://", "https://")):
                 raise ValueError(f"'url' must start with http:// or https://, found {self.url!r}")
+            if "@" in (urlsplit(self.url).netloc or ""):
+                # Never echoed: the URL holds a credential. It would reach logs, errors and spans.
+                raise ValueError(  # says "found" so that the input (the URL) is not shown
+                    "'url' must not carry credentials: found user:password@ in it; give them with 'auth' "
+                    "(mode: static, headers: {Authorization: ...})"
+                )
+            if self.tls != TLSConfig() and not self.url.startswith("https://"):
+                raise ValueError("'tls' is only for https:// backends")
             if self.command is not None:
                 raise ValueError(f"'command' is only for transport 'stdio', not {self.transport!r}")
             if self.transport == "sse" and (self.auth.mode != "none" or self.allow_header_override):
@@ -567,10 +594,27 @@ def load_config(file: str | os.PathLike[str], check_secrets: bool = True) -> Con
             "secret_key_file": str(here / auth.secret_key_file) if auth.secret_key_file else None,
         }
     )
+    backends = [_with_tls_files(b, here) for b in config.backends]
+    for backend in backends:
+        for name in ("ca_file", "cert_file", "key_file"):
+            file = getattr(backend.tls, name)
+            if file is not None and not os.access(file, os.R_OK):
+                problems.append(f"{path}: backends[{backend.path}].tls.{name}: cannot read file {file}")
+    if problems:
+        raise ConfigError(problems)
     recorder = config.recorder
     if recorder.token_file:
         recorder = recorder.model_copy(update={"token_file": str(here / recorder.token_file)})
-    return config.model_copy(update={"virtual_servers": [vs for _, vs in servers], "auth": auth, "recorder": recorder})
+    return config.model_copy(
+        update={"virtual_servers": [vs for _, vs in servers], "auth": auth, "recorder": recorder, "backends": backends}
+    )
+
+
+def _with_tls_files(backend: BackendConfig, here: Path) -> BackendConfig:
+    """The backend with its TLS files found next to the config file."""
+    tls = backend.tls
+    files = {n: str(here / f) for n in ("ca_file", "cert_file", "key_file") if (f := getattr(tls, n)) is not None}
+    return backend.model_copy(update={"tls": tls.model_copy(update=files)}) if files else backend
 
 
 def _check_auth(config: Config, src: str, check_secrets: bool) -> list[str]:

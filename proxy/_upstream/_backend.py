@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from ._base import (
     modern_meta,
 )
 from ._h1 import DEFAULT_MAX_RESPONSE_BYTES
+from ._tls import tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +67,22 @@ class Backend(abc.ABC):
         self.shared_headers: Callable[[], Awaitable[Headers]] | None = None
         # The largest answer read whole (limits.max_response_bytes, set by the gateway); HTTP transports only.
         self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES
+        self._tls_context: ssl.SSLContext | None = None
         self._ids = IdSource()
         self._connect_lock = asyncio.Lock()
         self._closed = False
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """The TLS context for this backend's https:// URLs (made once; None for plain HTTP)."""
+        url = self.config.url or ""
+        if not url.startswith("https://"):
+            return None
+        if self._tls_context is None:
+            try:
+                self._tls_context = tls_context(self.config.tls, self.path)
+            except (ssl.SSLError, OSError) as exc:
+                raise BackendUnavailable(self.path, f"its tls files cannot be used ({exc})") from None
+        return self._tls_context
 
     # --- primitives a transport provides -------------------------------------------------------
 

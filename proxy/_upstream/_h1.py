@@ -269,7 +269,13 @@ class _Connection(asyncio.Protocol):
 class H1Pool:
     """Keep-alive connections to one origin."""
 
-    def __init__(self, url: str, connect_timeout: float, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+    def __init__(
+        self,
+        url: str,
+        connect_timeout: float,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.tls = parts.scheme == "https"
@@ -279,7 +285,7 @@ class H1Pool:
         host_header = self.host if default_port else f"{self.host}:{self.port}"
         self._host_line = f"host: {host_header}\r\n".encode("latin-1")
         self._target = f"{self.target} HTTP/1.1".encode("latin-1")
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self.connect_timeout = connect_timeout
         self.max_response_bytes = max_response_bytes
         self._idle: list[_Connection] = []

@@ -152,3 +152,26 @@ def test_duplicate_paths(tmp_path: Path) -> None:
 def test_demo_config_is_valid() -> None:
     config = load_config(ROOT / "examples" / "demo.yaml")
     assert {vs.path for vs in config.virtual_servers} == {"/virtual/support", "/virtual/docs"}
+
+
+def test_credentials_in_a_backend_url_are_refused_without_showing_them(tmp_path: Path) -> None:
+    url = "https://svc:pa55w0rd-Zq@mcp.example.com/mcp"
+    [problem] = problems(tmp_path, {"backends": [{"path": "/x", "transport": "streamable-http", "url": url}]})
+    assert "must not carry credentials" in problem and "auth" in problem
+    assert "pa55w0rd-Zq" not in problem
+
+
+def test_tls_options(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not checked here")
+    ok = {"path": "/x", "transport": "streamable-http", "url": "https://mcp.example.com/mcp",
+          "tls": {"ca_file": "ca.pem", "verify": True}}  # fmt: skip
+    [backend] = load_config(write(tmp_path, {"backends": [ok]})).backends
+    assert backend.tls.ca_file == str(tmp_path / "ca.pem")  # found next to the config file
+    plain = {**ok, "url": "http://mcp.example.com/mcp"}
+    assert "'tls' is only for https:// backends" in problems(tmp_path, {"backends": [plain]})[0]
+    missing = {**ok, "tls": {"cert_file": "client.pem"}}
+    assert problems(tmp_path, {"backends": [missing]}) == [
+        f"{tmp_path / 'slicewire.yaml'}: backends[/x].tls.cert_file: cannot read file {tmp_path / 'client.pem'}"
+    ]
+    key_only = {**ok, "tls": {"key_file": "client.key"}}
+    assert "'key_file' needs 'cert_file'" in problems(tmp_path, {"backends": [key_only]})[0]

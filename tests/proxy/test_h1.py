@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from proxy._config import TLSConfig
 from proxy._upstream._h1 import H1ConnectionError, H1Pool, H1ResponseTooLarge
+from proxy._upstream._tls import tls_context
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +86,7 @@ async def keep_alive_json(reader: asyncio.StreamReader, writer: asyncio.StreamWr
 async def pool_of() -> AsyncIterator[Callable[..., H1Pool]]:
     pools: list[H1Pool] = []
 
-    def make(url: str, **kwargs: int) -> H1Pool:
+    def make(url: str, **kwargs: Any) -> H1Pool:
         pools.append(H1Pool(url, connect_timeout=5, **kwargs))
         return pools[-1]
 
@@ -233,3 +238,79 @@ async def test_connection_refused_says_so(pool_of: Callable[..., H1Pool]) -> Non
         url = server.url
     with pytest.raises(H1ConnectionError, match="connection refused"):
         await post(pool_of(url), b"{}")
+
+
+def _certificates(tmp: Path) -> dict[str, Path]:
+    """A test CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        (tmp / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (tmp / f"{stem}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    write("ca", ca, ca_key)
+    for stem, usage, san in (
+        ("server", ExtendedKeyUsageOID.SERVER_AUTH, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("gateway.test")]),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder().subject_name(name(stem)).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )  # fmt: skip
+        write(stem, cert, key)
+    return {p.stem + p.suffix: p for p in tmp.iterdir()}
+
+
+async def test_tls_with_a_test_ca_and_mutual_tls(tmp_path: Path, pool_of: Callable[..., H1Pool]) -> None:
+    """https:// backends: the CA bundle of `tls.ca_file`, `verify: false`, and a client certificate for a
+    server that requires one (mTLS)."""
+    files = _certificates(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(files["server.pem"], files["server.key"])
+    server_context.load_verify_locations(files["ca.pem"])
+    server_context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS
+    server = await asyncio.start_server(
+        lambda r, w: keep_alive_json(r, w, Server(keep_alive_json)), "127.0.0.1", 0, ssl=server_context
+    )
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    try:
+        with pytest.raises(H1ConnectionError, match="TLS handshake failed"):  # the system's CAs do not know it
+            await post(pool_of(url), b"1")
+        no_client_cert = tls_context(TLSConfig(ca_file=str(files["ca.pem"])))
+        with pytest.raises(H1ConnectionError):  # the server wants a client certificate
+            await post(pool_of(url, ssl_context=no_client_cert), b"1")
+        client = {"cert_file": str(files["client.pem"]), "key_file": str(files["client.key"])}
+        mutual = tls_context(TLSConfig(ca_file=str(files["ca.pem"]), **client))
+        assert await post(pool_of(url, ssl_context=mutual), b"1") == b'{"echo":1}'
+        unchecked = tls_context(TLSConfig(verify=False, **client))
+        assert await post(pool_of(url, ssl_context=unchecked), b"2") == b'{"echo":2}'
+    finally:
+        server.close()
