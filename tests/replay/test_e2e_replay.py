@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -340,6 +341,20 @@ def test_mock_bad_input_gets_one_line(recorded: Recorded) -> None:
         run = subprocess.run([sys.executable, "-m", "proxy", "mock", *args, "--source", str(recorded.db)],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+    with socket.socket() as busy:  # a port another process holds: one line, exit 1, no "listening" line first
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "proxy", "mock", recorded.session, "--source", str(recorded.db),
+             "--listen", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"slicewire: cannot listen on 127.0.0.1:{port}: the address is in use "
+        "(another process listens there; choose another port)"
+    ]
 
 
 async def test_direct_replay_is_recorded_when_the_config_has_a_recorder(recorded: Recorded, tmp_path: Path) -> None:
