@@ -28,7 +28,8 @@ from ._base import (
     answer_without_client,
     modern_meta,
 )
-from ._h1 import DEFAULT_MAX_RESPONSE_BYTES
+from ._h1 import DEFAULT_MAX_RESPONSE_BYTES, H1Pool
+from ._proxy import proxy_for
 from ._tls import tls_context
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class Backend(abc.ABC):
         self._ids = IdSource()
         self._connect_lock = asyncio.Lock()
         self._closed = False
+
+    def _pool(self, url: str) -> H1Pool:
+        """Keep-alive connections to `url` with this backend's settings: connect timeout, response limit,
+        TLS context, and the proxy the environment names for it."""
+        return H1Pool(url, self.config.connect_timeout_s, self.max_response_bytes, self._tls(), proxy_for(url))
 
     def _tls(self) -> ssl.SSLContext | None:
         """The TLS context for this backend's https:// URLs (made once; None for plain HTTP)."""

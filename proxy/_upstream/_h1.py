@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from ._proxy import Proxy
+
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "H1ConnectionError",
@@ -266,6 +268,24 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _TunnelHandshake(asyncio.Protocol):
+    """Reads a proxy's answer to CONNECT (up to the blank line); `status` is its status code."""
+
+    def __init__(self) -> None:
+        self.status: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._head = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._head += data
+        if not self.status.done() and b"\r\n\r\n" in self._head:
+            line = self._head.split(b"\r\n", 1)[0].split(b" ")
+            self.status.set_result(line[1].decode("latin-1", "replace") if len(line) > 1 else "?")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.status.done():
+            self.status.set_exception(ConnectionError("closed"))
+
+
 class H1Pool:
     """Keep-alive connections to one origin."""
 
@@ -275,6 +295,7 @@ class H1Pool:
         connect_timeout: float,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -285,6 +306,11 @@ class H1Pool:
         host_header = self.host if default_port else f"{self.host}:{self.port}"
         self._host_line = f"host: {host_header}\r\n".encode("latin-1")
         self._target = f"{self.target} HTTP/1.1".encode("latin-1")
+        self.proxy = proxy
+        if proxy is not None and not self.tls:  # http:// through a proxy: absolute-form requests to it
+            self._target = f"http://{host_header}{self.target} HTTP/1.1".encode("latin-1")
+            if proxy.authorization:
+                self._host_line += f"proxy-authorization: {proxy.authorization}\r\n".encode("latin-1")
         self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self.connect_timeout = connect_timeout
         self.max_response_bytes = max_response_bytes
@@ -300,16 +326,49 @@ class H1Pool:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        proxy = self.proxy
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=self._ssl, server_hostname=self.host if self.tls else None
-                )
+                if proxy is None:
+                    _, conn = await loop.create_connection(
+                        _Connection,
+                        self.host,
+                        self.port,
+                        ssl=self._ssl,
+                        server_hostname=self.host if self.tls else None,
+                    )
+                elif self.tls:
+                    conn = await self._tunnel(proxy)
+                else:
+                    _, conn = await loop.create_connection(_Connection, proxy.host, proxy.port)
         except TimeoutError:
             raise H1ConnectionError(f"connect timed out after {self.connect_timeout:g}s") from None
         except OSError as exc:
             # Say why without the backend's address: these messages reach clients and logs.
             raise H1ConnectionError(f"cannot connect: {_reason(exc)}") from None
+        return conn
+
+    async def _tunnel(self, proxy: Proxy) -> _Connection:
+        """A TLS connection to the backend through the proxy's CONNECT tunnel."""
+        loop = asyncio.get_running_loop()
+        raw, handshake = await loop.create_connection(_TunnelHandshake, proxy.host, proxy.port)
+        authority = f"{self.host}:{self.port}"
+        auth = f"proxy-authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+        raw.write(f"CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n{auth}\r\n".encode("latin-1"))
+        try:
+            status = await handshake.status
+        except ConnectionError:
+            raw.abort()
+            raise H1ConnectionError("the proxy closed the connection instead of opening a tunnel") from None
+        if status != "200":
+            raw.abort()
+            raise H1ConnectionError(f"the proxy refused the tunnel (HTTP {status})")
+        assert self._ssl is not None
+        transport = await loop.start_tls(raw, handshake, self._ssl, server_hostname=self.host)
+        assert transport is not None
+        conn = _Connection()
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
         return conn
 
     async def request(self, method: str, headers: list[tuple[str, str]] | bytes, body: bytes = b"") -> H1Response:

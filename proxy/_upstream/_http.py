@@ -50,7 +50,7 @@ class StreamableHTTPBackend(Backend):
 
     async def _connect_transport(self) -> None:
         if self._http is None:
-            self._http = H1Pool(self.url, self.config.connect_timeout_s, self.max_response_bytes, self._tls())
+            self._http = self._pool(self.url)
 
     def _headers(self, method: str | None, params: dict[str, Any] | None, era: str) -> bytes:
         """Encoded header lines for a POST in `era` (the constant part is built once per era)."""

@@ -35,12 +35,12 @@ class LegacySSEBackend(StreamBackend):
         if self._reader is not None and not self._reader.done() and self._post_url is not None:
             return
         if self._http is None:
-            self._http = H1Pool(self.url, self.config.connect_timeout_s, self.max_response_bytes, self._tls())
+            self._http = self._pool(self.url)
         endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.get_running_loop().create_task(self._read(endpoint), name=f"sse {self.path}")
         try:
             self._post_url = await asyncio.wait_for(asyncio.shield(endpoint), self.config.connect_timeout_s)
-            self._post = H1Pool(self._post_url, self.config.connect_timeout_s, self.max_response_bytes, self._tls())
+            self._post = self._pool(self._post_url)
         except TimeoutError:
             self._reader.cancel()
             raise BackendUnavailable(self.path, "the SSE stream sent no endpoint event") from None

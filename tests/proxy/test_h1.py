@@ -10,11 +10,13 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from proxy._config import TLSConfig
 from proxy._upstream._h1 import H1ConnectionError, H1Pool, H1ResponseTooLarge
+from proxy._upstream._proxy import proxy_for
 from proxy._upstream._tls import tls_context
 
 pytestmark = pytest.mark.anyio
@@ -314,3 +316,91 @@ async def test_tls_with_a_test_ca_and_mutual_tls(tmp_path: Path, pool_of: Callab
         assert await post(pool_of(url, ssl_context=unchecked), b"2") == b'{"echo":2}'
     finally:
         server.close()
+
+
+class ForwardProxy:
+    """An HTTP proxy for the tests: CONNECT tunnels and absolute-form requests, optionally demanding a
+    Proxy-Authorization. Records what it was asked."""
+
+    def __init__(self, authorization: str | None = None) -> None:
+        self.authorization = authorization
+        self.seen: list[bytes] = []  # request lines
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> ForwardProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            line, *header_lines = head.split(b"\r\n")
+            self.seen.append(line)
+            given = {h.split(b":", 1)[0].lower(): h.split(b":", 1)[1].strip() for h in header_lines if b":" in h}
+            if self.authorization and given.get(b"proxy-authorization") != self.authorization.encode():
+                writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+                return
+            method, target, _ = line.split(b" ")
+            if method == b"CONNECT":
+                host, port = target.decode().rsplit(":", 1)
+                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:  # absolute-form: forward the request as it came, to the origin it names
+                origin = urlsplit(target.decode())
+                up_reader, up_writer = await asyncio.open_connection(origin.hostname, origin.port)
+                up_writer.write(head)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_backends_through_an_http_proxy(
+    tmp_path: Path, pool_of: Callable[..., H1Pool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY / HTTP_PROXY (with credentials in the proxy URL) and NO_PROXY, read as curl reads them:
+    https:// through a CONNECT tunnel (TLS end to end), http:// as absolute-form requests to the proxy."""
+    files = _certificates(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(files["server.pem"], files["server.key"])
+    tls_backend = await asyncio.start_server(
+        lambda r, w: keep_alive_json(r, w, Server(keep_alive_json)), "127.0.0.1", 0, ssl=server_context
+    )
+    async with Server(keep_alive_json) as plain_backend, ForwardProxy("Basic dTpwQHNz") as proxy:  # u:p@ss
+        https_url = f"https://127.0.0.1:{tls_backend.sockets[0].getsockname()[1]}/mcp"
+        monkeypatch.setenv("HTTPS_PROXY", f"http://u:p%40ss@127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("HTTP_PROXY", f"http://u:p%40ss@127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        trusted = tls_context(TLSConfig(ca_file=str(files["ca.pem"])))
+        via = proxy_for(https_url)
+        assert via is not None and "p@ss" not in repr(via)
+        assert await post(pool_of(https_url, ssl_context=trusted, proxy=via), b"1") == b'{"echo":1}'
+        assert proxy.seen[-1] == f"CONNECT 127.0.0.1:{https_url.split(':')[2].split('/')[0]} HTTP/1.1".encode()
+        assert await post(pool_of(plain_backend.url, proxy=proxy_for(plain_backend.url)), b"2") == b'{"echo":2}'
+        assert proxy.seen[-1] == f"POST {plain_backend.url} HTTP/1.1".encode()
+        wrong = proxy_for(https_url).__class__("127.0.0.1", proxy.port, "Basic bm9wZQ==")
+        with pytest.raises(H1ConnectionError, match=r"the proxy refused the tunnel \(HTTP 407\)"):
+            await post(pool_of(https_url, ssl_context=trusted, proxy=wrong), b"3")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert proxy_for(https_url) is None and proxy_for(plain_backend.url) is None
+    tls_backend.close()
