@@ -768,6 +768,28 @@ def creds_revoke(
     typer.echo(f"deleted {subject}'s credentials for {backend}", err=True)
 
 
+@creds_app.command("rename")
+def creds_rename(
+    config: ConfigOption,
+    from_subject: Annotated[str, typer.Option("--from", help="The subject the credentials are stored under.")],
+    to_subject: Annotated[str, typer.Option("--to", help="The subject to move them to, e.g. corp:alice.")],
+) -> None:
+    """Move a user's stored credentials to another subject (re-sealed), e.g. after giving their JWT issuer
+    a subject_prefix (auth.jwt[].subject_prefix)."""
+    from ._creds import CredentialError
+
+    _, db, creds = _creds(config)
+    try:
+        moved = creds.rename(from_subject, to_subject)
+    except CredentialError as exc:
+        raise _fail(f"{exc.backend}: {exc}") from None
+    finally:
+        db.close()
+    if not moved:
+        raise _fail(f"{from_subject} has no stored credentials")
+    typer.echo(f"moved {moved} credential(s) from {from_subject} to {to_subject}", err=True)
+
+
 @creds_app.command("keygen")
 def creds_keygen() -> None:
     """Print a new key for credentials at rest (for $SLICEWIRE_SECRET_KEY or auth.secret_key_file)."""

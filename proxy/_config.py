@@ -382,6 +382,10 @@ class JwtIssuerConfig(_Strict):
     algorithms: list[Literal[_ALGORITHMS]] = ["RS256", "ES256"]  # type: ignore[valid-type]
     leeway_s: float = Field(default=30.0, ge=0, le=300)
     subject_claim: str = "sub"
+    # How this issuer's subjects are named at the gateway (sessions, stored credentials, roles, recording):
+    # `<subject_prefix><sub>`. With several issuers, all but one need a distinct prefix, or two IdPs'
+    # users with the same `sub` would be one user.
+    subject_prefix: str = ""
     scopes_claim: str = "scope"  # a space-separated string or a list ("scp" for Entra ID)
     groups_claim: str = "groups"
 
@@ -639,7 +643,17 @@ def _check_auth(config: Config, src: str, check_secrets: bool) -> list[str]:
                 check_refs(f"backends[{i}].auth.headers.{name}", value)
         elif isinstance(auth, OAuth2Auth) and auth.client_secret is not None:
             check_refs(f"backends[{i}].auth.client_secret", auth.client_secret)
+    prefixes: dict[str, int] = {}
     for i, issuer in enumerate(config.auth.jwt):
+        if issuer.subject_prefix in prefixes:
+            first = config.auth.jwt[prefixes[issuer.subject_prefix]].issuer
+            problems.append(
+                f"{src}: auth.jwt[{i}].subject_prefix: {issuer.issuer} and {first} would share subjects (a "
+                f"'sub' of one would be the same user as that 'sub' of the other: sessions, stored credentials, "
+                f"roles); give each issuer but one a distinct subject_prefix, e.g. 'partner:', found "
+                f"{issuer.subject_prefix!r} for both"
+            )
+        prefixes.setdefault(issuer.subject_prefix, i)
         if not issuer.audiences and config.auth.public_url is None:
             problems.append(
                 f"{src}: auth.jwt[{i}].audiences: a token's audience must be checked: list the accepted "

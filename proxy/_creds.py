@@ -373,6 +373,26 @@ class Credentials:
         self._seal(subject, backend, "key", key.encode())
         self._user_cache.pop((subject, backend), None)
 
+    def rename(self, old: str, new: str) -> int:
+        """Move every credential stored for subject `old` to subject `new` (re-sealed: a sealed value names
+        its subject), e.g. when an issuer's users get a subject_prefix. Refuses to overwrite `new`'s."""
+        assert self.state is not None
+        records = self.state.list_credentials(old)
+        if records and self.state.list_credentials(new):
+            raise CredentialError(records[0].backend, f"{new} already has stored credentials; nothing moved")
+        opened = []
+        for record in records:  # all opened before anything changes
+            plain = self._open(old, record.backend, record.kind)
+            if plain is None:
+                raise CredentialError(record.backend, f"{old}'s {record.kind} does not open with this key")
+            opened.append((record, plain))
+        for record, plain in opened:
+            self._seal(new, record.backend, record.kind, plain, record.expires_at)
+        for backend in {record.backend for record in records}:
+            self.state.delete_credentials(old, backend)
+            self._user_cache.pop((old, backend), None)
+        return len(records)
+
     def revoke(self, subject: str, backend: str) -> int:
         assert self.state is not None
         self._user_cache.pop((subject, backend), None)

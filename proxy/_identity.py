@@ -260,6 +260,7 @@ class Authenticator:
         subject = claims.get(config.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise AuthError(f"the JWT has no {config.subject_claim!r} claim naming its subject")
+        subject = config.subject_prefix + subject  # issuers' users never merge (config: distinct prefixes)
         groups = frozenset(_claim_list(claims.get(config.groups_claim)))
         scopes = self._scopes(_claim_list(claims.get(config.scopes_claim)), groups)
         aud = None if config.audiences else frozenset(_claim_list(claims.get("aud")))
