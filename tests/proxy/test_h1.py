@@ -9,7 +9,7 @@ import functools
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import pytest
@@ -25,17 +25,12 @@ yield_to_loop = functools.partial(asyncio.sleep, 0)  # one turn of the event loo
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
 
-class Server:
-    """Counts connections and requests; each connection is served by `handler`."""
+class Listening:
+    """An asyncio server on 127.0.0.1 (a free port) for the life of an `async with`; subclasses serve."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.closed = asyncio.Event()
-        self._server: asyncio.Server | None = None
+    _server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self
 
@@ -44,9 +39,26 @@ class Server:
         self._server.close()
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/mcp"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class Server(Listening):
+    """Counts connections and requests; each connection is served by `handler`."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -318,27 +330,13 @@ async def test_tls_with_a_test_ca_and_mutual_tls(tmp_path: Path, pool_of: Callab
         server.close()
 
 
-class ForwardProxy:
+class ForwardProxy(Listening):
     """An HTTP proxy for the tests: CONNECT tunnels and absolute-form requests, optionally demanding a
     Proxy-Authorization. Records what it was asked."""
 
     def __init__(self, authorization: str | None = None) -> None:
         self.authorization = authorization
         self.seen: list[bytes] = []  # request lines
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> ForwardProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
