@@ -62,6 +62,15 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def _may_nest_deeper_than(data: bytes | str, limit: int) -> bool:
+    """A necessary condition for JSON text nesting deeper than `limit`, cheap enough for every message:
+    more than 2 * limit characters, and more than `limit` opening brackets."""
+    if len(data) <= 2 * limit:
+        return False
+    raw = data if isinstance(data, bytes) else data.encode()
+    return raw.count(b"[") + raw.count(b"{") > limit
+
+
 class ProtocolError(Exception):
     """A message that is not valid JSON-RPC; carries the JSON-RPC error code to answer with."""
 
@@ -148,10 +157,7 @@ def parse_message(data: bytes | str) -> Message:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(PARSE_ERROR, f"Parse error: {exc}") from None
-    # Only a document with more opening brackets than MAX_DEPTH can be that deep: two C-level counts
-    # spare every ordinary message the walk.
-    raw = data if isinstance(data, bytes) else data.encode()
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and nested_deeper_than(obj, MAX_DEPTH):
+    if _may_nest_deeper_than(data, MAX_DEPTH) and nested_deeper_than(obj, MAX_DEPTH):
         raise ProtocolError(
             INVALID_REQUEST, f"Invalid request: JSON nested deeper than {MAX_DEPTH} levels", _id_or_none(obj)
         )
