@@ -317,8 +317,8 @@ class LimitsConfig(_Strict):
     # A backend's answer read whole (a JSON body) larger than this is refused with a JSON-RPC error naming
     # the backend; streamed answers (SSE) are read as the client takes them.
     max_response_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    # A request's headers must arrive within this many seconds (from the connection's start or the request's
-    # first byte), or the connection is closed: a slow-header client cannot hold a connection open.
+    # A connection that has been sending a request's headers (or nothing, since it opened) for this many
+    # seconds is closed (checked every half of it): a slow-header client cannot hold a connection open.
     header_timeout_s: float = Field(default=10.0, gt=0)
     # How long a modern client may take to answer an InputRequiredResult before the backend call is dropped.
     input_required_ttl_s: float = Field(default=300.0, gt=0)
