@@ -83,8 +83,10 @@ class Shipper:
         self.config = config
         self.instance = instance or f"gateway-{os.getppid()}"
         # The recorder's token: given (recorder.token_file or $SLICEWIRE_RECORDER_TOKEN, read by the gateway),
-        # else looked up at each send in the token file a recorder on this machine keeps (it may start later).
+        # else found in the token file a recorder on this machine keeps: read once, and again after a failed
+        # send (the recorder may start after the gateway, or restart with another token).
         self._token = token
+        self._found: str | None = None
         self._refused = False  # the recorder said UNAUTHENTICATED (logged once per run of refusals)
         self.redactor = Redactor.for_recorder(config)
         self.sessions = ModernSessions()  # 2026-07-28 runs, followed across batches
@@ -229,9 +231,12 @@ class Shipper:
 
     async def _send(self, batches: list[Any]) -> bool:
         try:
-            metadata = bearer(self._token or local_token(self.config.target or ""))
+            if self._token is None and self._found is None:
+                self._found = local_token(self.config.target or "")
+            metadata = bearer(self._token or self._found)
             ack = await self._stub.Record(iter(batches), timeout=self.config.send_timeout_s, metadata=metadata)
         except grpc.RpcError as exc:
+            self._found = None
             self.counters["send_failures"] += 1
             code = exc.code() if hasattr(exc, "code") else None
             if code == grpc.StatusCode.UNAUTHENTICATED and not self._refused:
