@@ -20,6 +20,7 @@ __all__ = [
     "AUTHORIZATION",
     "TOKEN_ENV",
     "bearer",
+    "given_token",
     "local_token",
     "local_token_file",
     "make_local_token",
@@ -52,9 +53,16 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     return token
 
 
+def given_token(token_file: str | os.PathLike[str] | None = None) -> str | None:
+    """The token given explicitly: `token_file` (ValueError when unusable), else $SLICEWIRE_RECORDER_TOKEN."""
+    if token_file is not None:
+        return read_token_file(token_file)
+    return os.environ.get(TOKEN_ENV, "").strip() or None
+
+
 def local_token(target: str) -> str | None:
     """The token of the recorder at `target`, from $SLICEWIRE_RECORDER_TOKEN or the local token file."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
+    token = given_token()
     if token:
         return token
     try:

@@ -232,22 +232,19 @@ def recorder(
     """Run the flight recorder: receive spans over gRPC and store them in DuckDB; with --otlp (or
     OTEL_EXPORTER_OTLP_ENDPOINT set), also export what it stores to an OTLP backend as it arrives."""
     _logging(log_level)
-    import os
 
-    from proto._access import TOKEN_ENV, local_token_file, make_local_token, read_token_file
+    from proto._access import TOKEN_ENV, given_token, local_token_file, make_local_token
     from recorder import ListenError, SchemaError, StoreError
     from recorder import serve as serve_recorder
     from recorder._last import remember
 
     feed = _otlp_feed(otlp, otlp_protocol, otlp_payloads, otlp_batch)
-    if token_file is not None:
-        try:
-            token, where = read_token_file(token_file), str(token_file)
-        except ValueError as exc:
-            raise _fail(f"--token-file: {exc}", 2) from None
-    elif os.environ.get(TOKEN_ENV, "").strip():
-        token, where = os.environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
-    else:
+    try:
+        token = given_token(token_file)
+    except ValueError as exc:
+        raise _fail(f"--token-file: {exc}", 2) from None
+    where = str(token_file) if token_file is not None else f"${TOKEN_ENV}"
+    if token is None:
         token, where = make_local_token(listen), str(local_token_file(listen))
 
     def listening() -> None:

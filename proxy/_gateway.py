@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from proto import pb
-from proto._access import TOKEN_ENV, read_token_file
+from proto._access import given_token
 
 from ._access import Policy
 from ._catalog import BackendFactory, Catalog
@@ -327,9 +326,8 @@ class Gateway:
 def _recorder_token(config: RecorderConfig) -> str | None:
     """The recorder's token from recorder.token_file or $SLICEWIRE_RECORDER_TOKEN; None leaves the shipping
     helper to find the token file a recorder on this machine keeps."""
-    if config.token_file:
-        try:
-            return str(read_token_file(config.token_file))
-        except ValueError as exc:
-            raise RuntimeError(f"recorder.token_file: {exc}") from None
-    return os.environ.get(TOKEN_ENV, "").strip() or None
+    try:
+        token: str | None = given_token(config.token_file)
+    except ValueError as exc:
+        raise RuntimeError(f"recorder.token_file: {exc}") from None
+    return token
