@@ -15,6 +15,7 @@ from typing import Any
 from ._config import BackendConfig
 from ._jsonrpc import Message
 from ._upstream import Backend, BackendError, Headers, create_backend
+from ._upstream._h1 import DEFAULT_MAX_RESPONSE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Catalog:
         self._answered: set[str] = set()
         # Given a backend's config, the headers every request to it carries (set by the gateway).
         self.shared_headers: Callable[[BackendConfig], Callable[[], Awaitable[Headers]] | None] = lambda c: None
-        self.max_response_bytes = 64 * 1024 * 1024  # limits.max_response_bytes (set by the gateway)
+        self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES  # limits.max_response_bytes (set by the gateway)
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
