@@ -21,8 +21,9 @@ __all__ = ["InMemorySessionStore", "LiveSession", "SessionState", "SessionStore"
 
 
 def new_session_id() -> str:
-    """Visible ASCII, unguessable (the transport spec's requirements for a session id)."""
-    return secrets.token_urlsafe(24)
+    """Visible ASCII, unguessable (the transport spec's requirements for a session id), and never starting
+    with '-': users pass session ids to the CLI (`slicewire replay <id>`), where one would read as an option."""
+    return "s" + secrets.token_urlsafe(24)
 
 
 @dataclass
