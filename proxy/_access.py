@@ -8,6 +8,8 @@ Pure decisions over the config and the current slice:
 - `view`: which of the slice's tools this caller sees and may call. A tool whose
   `tool_scope_overrides` entry asks for scopes the caller lacks does not exist for it: it is absent
   from `tools/list` and calling it gets the same "Unknown tool" error as a tool outside the slice.
+- `may_prompt` / `may_read`: the same for prompts (`prompt_scope_overrides`, by exposed name) and
+  resources (`resource_scope_overrides`, by a mapping's exposed URI, prefix or template).
 
 A view is computed once per (identity, slice) and kept on the identity, so the hot path is one dict
 lookup; a reload builds new slices, and with them new views.
@@ -42,6 +44,9 @@ class Policy:
     admins: frozenset[str]
     # No per-tool scopes: every admitted caller may call every tool of the slice (the hot path skips views).
     open: bool = True
+    prompt_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Index of a resource mapping -> the scopes its resources need.
+    resource_scopes: dict[int, frozenset[str]] = field(default_factory=dict)
     _anonymous: dict[Any, tuple[Any, View]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -55,6 +60,13 @@ class Policy:
             frozenset(vs.roles.managers),
             frozenset(admins),
             not vs.tool_scope_overrides,
+            {o.prompt_alias: frozenset(o.required_scopes) for o in vs.prompt_scope_overrides},
+            {
+                i: frozenset(o.required_scopes)
+                for o in vs.resource_scope_overrides
+                for i, m in enumerate(vs.resource_mappings)
+                if m.exposed_form == o.resource
+            },
         )
 
     def admit(self, identity: Identity | None) -> tuple[str, frozenset[str]] | None:
@@ -73,6 +85,15 @@ class Policy:
             return False
         principals = identity.principals()
         return not principals.isdisjoint(self.managers) or not principals.isdisjoint(self.admins)
+
+    def may_prompt(self, identity: Identity | None, name: str) -> bool:
+        needed = self.prompt_scopes.get(name)
+        return needed is None or needed <= (identity.scopes if identity is not None else frozenset())
+
+    def may_read(self, identity: Identity | None, mapping: int) -> bool:
+        """Whether the caller may read (list, subscribe to) the resources of one resource mapping."""
+        needed = self.resource_scopes.get(mapping)
+        return needed is None or needed <= (identity.scopes if identity is not None else frozenset())
 
     def view(self, identity: Identity | None, tools: tuple[dict[str, Any], ...], routes: Any) -> View:
         """The tools this caller may see and call, for one slice (cached on the identity)."""

@@ -1,8 +1,10 @@
-"""The backends and the tools each currently offers.
+"""The backends and what each currently offers: tools, and the resources, resource templates and
+prompts of backends that declare those capabilities.
 
-Discovery runs in the background at start, again whenever a backend (re)connects or says
-`notifications/tools/list_changed`, and on config reload for backends whose config changed.
-Listeners are told which backends' tools changed so the slices can be rebuilt.
+Discovery runs in the background at start, again whenever a backend (re)connects or says one of its
+lists changed (`notifications/{tools,resources,prompts}/list_changed`), and on config reload for
+backends whose config changed. Listeners are told which backends' offers changed so the slices can
+be rebuilt.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ._config import BackendConfig
@@ -19,9 +22,51 @@ from ._upstream._h1 import DEFAULT_MAX_RESPONSE_BYTES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BackendFactory", "Catalog"]
+__all__ = ["BackendFactory", "Catalog", "Offer"]
 
 _RETRY_S = (0.5, 1, 2, 5, 10, 30)
+_LIST_CHANGED = frozenset({
+    "notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed",
+})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A backend's resources, resource templates and prompts (empty for a capability it lacks)."""
+
+    resources: tuple[dict[str, Any], ...] = ()
+    templates: tuple[dict[str, Any], ...] = ()
+    prompts: tuple[dict[str, Any], ...] = ()
+    # Which of resources/subscribe, completion/complete, logging/setLevel the backend serves.
+    subscribe: bool = False
+    completions: bool = False
+    logging: bool = False
+
+
+async def discover_offer(backend: Backend) -> Offer:
+    """What a connected backend offers besides tools, as its capabilities declare. A list that fails
+    is logged and left empty: a backend's tools do not wait on its resources."""
+    identity = backend.identity
+    capabilities = identity.capabilities if identity is not None else {}
+    lists: dict[str, tuple[dict[str, Any], ...]] = {}
+    wanted = [("resources/list", "resources", "uri", "resources"), ("prompts/list", "prompts", "name", "prompts"),
+              ("resources/templates/list", "resourceTemplates", "uriTemplate", "resources")]  # fmt: skip
+    for method, key, name, capability in wanted:
+        if capability not in capabilities:
+            continue
+        try:
+            lists[key] = tuple(await backend.list_all(method, key, name))
+        except BackendError as exc:
+            logger.warning("backend %s: %s failed: %s", backend.path, method, exc.detail)
+    resources = capabilities.get("resources")
+    return Offer(
+        lists.get("resources", ()),
+        lists.get("resourceTemplates", ()),
+        lists.get("prompts", ()),
+        subscribe=isinstance(resources, dict) and resources.get("subscribe") is True,
+        completions="completions" in capabilities,
+        logging="logging" in capabilities,
+    )
 
 
 BackendFactory = Callable[[BackendConfig], Backend]
@@ -33,6 +78,7 @@ class Catalog:
         # How a configured backend becomes a client: the transports, or (slicewire mock) a recording.
         self._create = backend_factory
         self.tools: dict[str, list[dict[str, Any]] | None] = {}
+        self.offers: dict[str, Offer] = {}
         self._on_change = on_change
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
@@ -61,6 +107,7 @@ class Catalog:
             if path not in wanted or wanted[path] != backend.config:
                 stale.append(self.backends.pop(path))
                 self.tools.pop(path, None)
+                self.offers.pop(path, None)
                 task = self._tasks.pop(path, None)
                 if task is not None:
                     task.cancel()
@@ -104,6 +151,7 @@ class Catalog:
                 return
             try:
                 tools = await backend.list_tools()
+                offer = await discover_offer(backend)
             except BackendError as exc:
                 delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
                 logger.warning("discovery of %s failed: %s (retrying in %ss)", path, exc.detail, delay)
@@ -113,9 +161,12 @@ class Catalog:
                 await asyncio.sleep(delay)
                 continue
             if self.backends.get(path) is backend:
-                changed = self.tools.get(path) != tools
-                self.tools[path] = tools
-                logger.info("backend %s offers %d tools", path, len(tools))
+                changed = self.tools.get(path) != tools or self.offers.get(path) != offer
+                self.tools[path], self.offers[path] = tools, offer
+                logger.info(
+                    "backend %s offers %d tools, %d resources, %d resource templates, %d prompts",
+                    path, len(tools), len(offer.resources), len(offer.templates), len(offer.prompts),
+                )  # fmt: skip
                 self._settle(path)
                 if self.ready:
                     self.ready_event.set()
@@ -137,8 +188,8 @@ class Catalog:
             self._notification(backend, msg)
 
     def _notification(self, backend: Backend, msg: Message) -> None:
-        if msg.method == "notifications/tools/list_changed" and self.backends.get(backend.path) is backend:
-            logger.info("backend %s: tool list changed; rediscovering", backend.path)
+        if msg.method in _LIST_CHANGED and self.backends.get(backend.path) is backend:
+            logger.info("backend %s: %s; rediscovering", backend.path, msg.method)
             self._schedule(backend.path)
         elif msg.method == "notifications/message":
             # A backend's log message that belongs to no client's call: kept in the gateway's debug log.

@@ -32,7 +32,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "ListenConfig",
+    "PromptMapping",
     "RecorderConfig",
+    "ResourceMapping",
     "TLSConfig",
     "ToolMapping",
     "VirtualServerConfig",
@@ -270,8 +272,83 @@ class ToolMapping(_Strict):
         return self.alias or self.tool_name
 
 
+class ResourceMapping(_Strict):
+    """Backend resources a virtual server exposes: one URI (`uri`), every URI under a prefix
+    (`uri_prefix`), or the URIs of a template (`uri_template`, RFC 6570). `expose_as` renames what the
+    client sees, in the same form (a URI, a prefix, a template with the same expressions), so that
+    two backends' URIs never collide."""
+
+    backend_server_path: str
+    uri: str | None = Field(default=None, min_length=1)
+    uri_prefix: str | None = Field(default=None, min_length=1)
+    uri_template: str | None = Field(default=None, min_length=1)
+    expose_as: str | None = Field(default=None, min_length=1)
+    description_override: str | None = None
+
+    _normalize = field_validator("backend_server_path")(lambda cls, v: normalize_path(v))
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ResourceMapping:
+        given = [name for name in ("uri", "uri_prefix", "uri_template") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of uri, uri_prefix, uri_template; found {given or 'none'}")
+        if self.uri_template is not None:
+            from ._resources import TemplateError, UriTemplate
+
+            try:
+                backend = UriTemplate(self.uri_template)
+                if self.expose_as is not None and UriTemplate(self.expose_as).expressions != backend.expressions:
+                    raise ValueError(
+                        f"expose_as must keep the template's expressions {list(backend.expressions)}, found "
+                        f"{list(UriTemplate(self.expose_as).expressions)}"
+                    )
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def kind(self) -> Literal["uri", "prefix", "template"]:
+        return "uri" if self.uri is not None else "prefix" if self.uri_prefix is not None else "template"
+
+    @property
+    def backend_form(self) -> str:
+        """The URI, prefix or template as the backend knows it."""
+        return self.uri or self.uri_prefix or self.uri_template or ""
+
+    @property
+    def exposed_form(self) -> str:
+        """The URI, prefix or template as the client sees it."""
+        return self.expose_as or self.backend_form
+
+
+class PromptMapping(_Strict):
+    """One backend prompt exposed by a virtual server."""
+
+    prompt_name: str = Field(min_length=1)
+    backend_server_path: str
+    alias: str | None = None
+    description_override: str | None = None
+
+    _normalize = field_validator("backend_server_path")(lambda cls, v: normalize_path(v))
+
+    @property
+    def exposed_name(self) -> str:
+        return self.alias or self.prompt_name
+
+
 class ToolScopeOverride(_Strict):
     tool_alias: str = Field(min_length=1)
+    required_scopes: list[str] = []
+
+
+class PromptScopeOverride(_Strict):
+    prompt_alias: str = Field(min_length=1)
+    required_scopes: list[str] = []
+
+
+class ResourceScopeOverride(_Strict):
+    # A resource mapping's exposed URI, prefix or template, as in that mapping (its `expose_as`, else its form).
+    resource: str = Field(min_length=1)
     required_scopes: list[str] = []
 
 
@@ -289,9 +366,13 @@ class VirtualServerConfig(_Strict):
     path: str
     server_name: str = Field(min_length=1)
     description: str | None = None
-    tool_mappings: Annotated[list[ToolMapping], Field(min_length=1)]
+    tool_mappings: list[ToolMapping] = []
+    resource_mappings: list[ResourceMapping] = []
+    prompt_mappings: list[PromptMapping] = []
     required_scopes: list[str] = []
     tool_scope_overrides: list[ToolScopeOverride] = []
+    resource_scope_overrides: list[ResourceScopeOverride] = []
+    prompt_scope_overrides: list[PromptScopeOverride] = []
     tags: list[str] = []
     supported_transports: list[Literal["streamable-http", "sse", "stdio"]] = ["streamable-http"]
     is_enabled: bool = True
@@ -300,6 +381,18 @@ class VirtualServerConfig(_Strict):
     roles: RolesConfig = RolesConfig()
 
     _normalize = field_validator("path")(lambda cls, v: _check_path(v))
+
+    @model_validator(mode="after")
+    def _maps_something(self) -> VirtualServerConfig:
+        if not (self.tool_mappings or self.resource_mappings or self.prompt_mappings):
+            raise ValueError("a virtual server maps at least one tool, resource or prompt (tool_mappings, ...)")
+        return self
+
+    @property
+    def backend_paths(self) -> set[str]:
+        """Every backend this virtual server's mappings use."""
+        mappings: list[Any] = [*self.tool_mappings, *self.resource_mappings, *self.prompt_mappings]
+        return {m.backend_server_path for m in mappings}
 
     @field_validator("supported_transports")
     @classmethod
@@ -701,14 +794,15 @@ def _cross_check(
                     f"({first.tool_name!r} from {first.backend_server_path}) already exposes; give one an alias"
                 )
             exposed.setdefault(name, j)
+        problems.extend(_check_resources_and_prompts(file, vs, seen_backends))
         if vs.public:
-            for j, mapping in enumerate(vs.tool_mappings):
-                backend_config = config.backend(mapping.backend_server_path)
+            for path in sorted(vs.backend_paths):
+                backend_config = config.backend(path)
                 if backend_config is not None and backend_config.auth.mode in PER_USER_MODES:
                     problems.append(
-                        f"{file}: {vs.path}: public: a public virtual server has no caller identity, but "
-                        f"tool_mappings[{j}] uses backend {backend_config.path} with auth mode "
-                        f"{backend_config.auth.mode!r}, which needs one"
+                        f"{file}: {vs.path}: public: a public virtual server has no caller identity, but its "
+                        f"mappings use backend {backend_config.path} with auth mode {backend_config.auth.mode!r}, "
+                        f"which needs one"
                     )
         for k, override in enumerate(vs.tool_scope_overrides):
             if override.tool_alias not in exposed:
@@ -716,4 +810,63 @@ def _cross_check(
                     f"{file}: {vs.path}: tool_scope_overrides[{k}].tool_alias: expected an exposed tool name "
                     f"({', '.join(exposed)}), found {override.tool_alias!r}"
                 )
+    return problems
+
+
+def _check_resources_and_prompts(file: str, vs: VirtualServerConfig, backends: dict[str, int]) -> list[str]:
+    """Resource and prompt mappings name configured backends; exposed URIs and names never collide."""
+    problems = []
+    known = ", ".join(sorted(backends)) or "none configured"
+    exposed: dict[tuple[str, str], int] = {}
+    for j, mapping in enumerate(vs.resource_mappings):
+        where = f"{file}: {vs.path}: resource_mappings[{j}]"
+        if mapping.backend_server_path not in backends:
+            problems.append(
+                f"{where}.backend_server_path: expected a configured backend ({known}), "
+                f"found {mapping.backend_server_path!r}"
+            )
+        key = (mapping.kind, mapping.exposed_form)
+        if key in exposed:
+            problems.append(
+                f"{where}: exposes {mapping.kind} {mapping.exposed_form!r}, which resource_mappings[{exposed[key]}] "
+                f"already exposes; give one an expose_as"
+            )
+        exposed.setdefault(key, j)
+    prefixes = [(m.exposed_form, j) for j, m in enumerate(vs.resource_mappings) if m.kind == "prefix"]
+    for prefix, j in prefixes:
+        for other, k in prefixes:
+            if j != k and prefix != other and prefix.startswith(other):
+                problems.append(
+                    f"{file}: {vs.path}: resource_mappings[{j}]: exposed prefix {prefix!r} lies under "
+                    f"resource_mappings[{k}]'s {other!r}: a URI under it would have two backends"
+                )
+    names: dict[str, int] = {}
+    for j, prompt in enumerate(vs.prompt_mappings):
+        where = f"{file}: {vs.path}: prompt_mappings[{j}]"
+        if prompt.backend_server_path not in backends:
+            problems.append(
+                f"{where}.backend_server_path: expected a configured backend ({known}), "
+                f"found {prompt.backend_server_path!r}"
+            )
+        if prompt.exposed_name in names:
+            first = vs.prompt_mappings[names[prompt.exposed_name]]
+            problems.append(
+                f"{where}: exposes prompt {prompt.exposed_name!r}, which prompt_mappings[{names[prompt.exposed_name]}] "
+                f"({first.prompt_name!r} from {first.backend_server_path}) already exposes; give one an alias"
+            )
+        names.setdefault(prompt.exposed_name, j)
+    for k, override in enumerate(vs.prompt_scope_overrides):
+        if override.prompt_alias not in names:
+            problems.append(
+                f"{file}: {vs.path}: prompt_scope_overrides[{k}].prompt_alias: expected an exposed prompt name "
+                f"({', '.join(names) or 'none mapped'}), found {override.prompt_alias!r}"
+            )
+    forms = {m.exposed_form for m in vs.resource_mappings}
+    for k, resource_override in enumerate(vs.resource_scope_overrides):
+        if resource_override.resource not in forms:
+            problems.append(
+                f"{file}: {vs.path}: resource_scope_overrides[{k}].resource: expected a mapping's exposed URI, "
+                f"prefix or template ({', '.join(sorted(forms)) or 'none mapped'}), "
+                f"found {resource_override.resource!r}"
+            )
     return problems

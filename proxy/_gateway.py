@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,20 @@ class VirtualServer:
         return {"name": self.config.server_name, "version": GATEWAY_VERSION}
 
     def capabilities(self) -> dict[str, Any]:
-        # Only what a virtual server serves: tools.
-        return {"tools": {"listChanged": True}}
+        """Only what this virtual server serves: the kinds it maps, completion when a backend behind them
+        completes, and logging (the gateway takes the level and relays backends' messages)."""
+        config, sliced = self.config, self.slice
+        capabilities: dict[str, Any] = {}
+        if config.tool_mappings:
+            capabilities["tools"] = {"listChanged": True}
+        if config.resource_mappings:
+            capabilities["resources"] = {"listChanged": True, **({"subscribe": True} if sliced.subscribe else {})}
+        if config.prompt_mappings:
+            capabilities["prompts"] = {"listChanged": True}
+        if sliced.completions:
+            capabilities["completions"] = {}
+        capabilities["logging"] = {}
+        return capabilities
 
 
 @dataclass
@@ -80,29 +93,35 @@ class Parked:
 
     exchange: Exchange
     virtual_server: str
-    tool: str
+    target: str  # the request it answers: "tools/call <tool>", "prompts/get <prompt>", ...
     # key in inputRequests -> the backend's request id awaiting that answer
     pending: dict[str, Any]
-    progress_token: Any
     expires: float
     subject: str = ""  # only the caller who started the call may resume it
+    # How the final result is rewritten for the client (exposed resource URIs), as when the call began.
+    shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 class Listener:
-    """A modern client's `subscriptions/listen` stream."""
+    """A modern client's `subscriptions/listen` stream and the notification types it was granted."""
 
-    def __init__(self, subscription_id: Any) -> None:
+    def __init__(self, subscription_id: Any, granted: dict[str, Any] | None = None) -> None:
         self.subscription_id = subscription_id
+        self.granted = granted or {}
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
 
 
-def _sent_notification(session_id: str, virtual_server: str, message: bytes) -> Trace:
+# Which `subscriptions/listen` filter field asks for which list's changes.
+LIST_FILTERS = {"tools": "toolsListChanged", "resources": "resourcesListChanged", "prompts": "promptsListChanged"}
+
+
+def _sent_notification(session_id: str, virtual_server: str, method: str, message: bytes) -> Trace:
     """A message the gateway sends on a session's own stream: a span in that session's trace."""
     now = time.time_ns()
     trace = new_trace(now, [])
     trace[TRACE_ID] = session_trace_id(session_id)
     trace[DIRECTION] = pb.DIRECTION_GATEWAY_TO_CLIENT
-    trace[METHOD] = "notifications/tools/list_changed"
+    trace[METHOD] = method
     trace[ERA], trace[SESSION], trace[VIRTUAL_SERVER] = "legacy", session_id, virtual_server
     trace[REQUEST] = message
     trace[END] = now
@@ -234,12 +253,12 @@ class Gateway:
         for vs in self.config.virtual_servers:
             if not vs.is_enabled:
                 continue
-            paths = {m.backend_server_path for m in vs.tool_mappings}
+            paths = vs.backend_paths
             backends = tuple(b for b in self.config.backends if b.path in paths)
             policy = Policy.build(vs, self.config.auth.admins)
             public = self.config.auth.public_url
             audiences = frozenset({public, f"{public}{vs.path}/mcp"}) if public is not None else frozenset()
-            sliced = Slice.build(vs, self.catalog.tools, versions)
+            sliced = Slice.build(vs, self.catalog.tools, versions, self.catalog.offers)
             servers[vs.path] = VirtualServer(vs, sliced, policy, backends, audiences)
         old = self.servers
         self.servers = servers
@@ -248,28 +267,35 @@ class Gateway:
             return
         for path, server in servers.items():
             before = old.get(path)
-            if before is None or before.slice.tools != server.slice.tools:
+            now = server.slice
+            if before is None or before.slice.tools != now.tools:
                 self.notify_list_changed(path)
+            if before is not None and server.config.prompt_mappings and before.slice.prompts != now.prompts:
+                self.notify_list_changed(path, "prompts")
+            changed = before is not None and (before.slice.resources, before.slice.templates) != (
+                now.resources, now.templates)  # fmt: skip
+            if server.config.resource_mappings and changed:
+                self.notify_list_changed(path, "resources")
 
-    def notify_list_changed(self, path: str) -> None:
-        """Tell every client of a virtual server that its tool list changed."""
-        message = encode_notification("notifications/tools/list_changed")
+    def notify_list_changed(self, path: str, kind: str = "tools") -> None:
+        """Tell every client of a virtual server that its list of tools (prompts, resources) changed."""
+        method = f"notifications/{kind}/list_changed"
+        message = encode_notification(method)
         count = 0
         for live in self.live.values():
             if live.stream is not None and live.virtual_server == path:
                 live.stream.put_nowait(message)
                 count += 1
                 if self.emitter is not None:
-                    self.emitter.emit(_sent_notification(live.id, path, message))
+                    self.emitter.emit(_sent_notification(live.id, path, method, message))
+        wanted = LIST_FILTERS[kind]
         for listener in self.listeners.get(path, ()):
-            listener.queue.put_nowait(
-                encode_notification(
-                    "notifications/tools/list_changed", {"_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}}
-                )
-            )
-            count += 1
+            if listener.granted.get(wanted):
+                meta = {"_meta": {META_SUBSCRIPTION_ID: listener.subscription_id}}
+                listener.queue.put_nowait(encode_notification(method, meta))
+                count += 1
         if count:
-            logger.info("told %d client stream(s) of %s that its tools changed", count, path)
+            logger.info("told %d client stream(s) of %s that its %s changed", count, path, kind)
 
     # --- housekeeping ----------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -30,11 +32,14 @@ from ._mcp import (
     AUTHORIZATION_REQUIRED,
     BACKEND_ERROR,
     CREDENTIALS_REQUIRED,
+    LOG_LEVELS,
     META_LOG_LEVEL,
     META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
+    MISSING_CLIENT_CAPABILITY,
     REQUEST_TIMEOUT,
     Era,
+    log_passes,
     negotiate_legacy,
 )
 from ._metrics import outcome_of
@@ -56,6 +61,7 @@ from ._record import (
     add_upstream_hop,
     new_hop,
 )  # fmt: skip
+from ._resources import ResourceRoute, ResourceRouter, expose_blocks
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
 from ._upstream import Backend, BackendError, BackendTimeout, Exchange, Headers
@@ -70,6 +76,8 @@ _KEEPALIVE_S = 15.0
 # Which client capability a server-to-client request needs.
 _NEEDS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
 _progress_tokens = itertools.count(1)
+# Rewrites a backend's result for the client (its resource URIs to the slice's).
+Shaper = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -112,11 +120,23 @@ class Call:
 async def handle_request(call: Call, msg: Message) -> None:
     method = msg.method
     handler = _MODERN.get(method or "") if call.era == "modern" else _LEGACY.get(method or "")
+    if handler is not None and not _serves(call.server, method or ""):
+        handler = None  # a capability the virtual server does not advertise
     if handler is None:
         status = 404 if call.era == "modern" else 200
         await call.responder.json(status, encode_error(msg.id, METHOD_NOT_FOUND, f"Method not found: {method}"))
         return
     await handler(call, msg)
+
+
+def _serves(server: VirtualServer, method: str) -> bool:
+    if method.startswith("prompts/"):
+        return bool(server.config.prompt_mappings)
+    if method.startswith("resources/"):
+        return bool(server.config.resource_mappings)
+    if method == "completion/complete":
+        return server.slice.completions
+    return True
 
 
 # --- handshake and discovery ----------------------------------------------------------------------
@@ -195,7 +215,15 @@ async def _ping(call: Call, msg: Message) -> None:
 
 
 async def _set_level(call: Call, msg: Message) -> None:
-    # Backends' log messages about a request are relayed on that request's stream; nothing to store.
+    """A legacy client's log level: backends' messages below it are not relayed to this session."""
+    level = msg.params.get("level")
+    if level not in LOG_LEVELS:
+        await call.responder.json(
+            200, encode_error(msg.id, INVALID_PARAMS, f"level must be one of {', '.join(LOG_LEVELS)}; found {level!r}")
+        )
+        return
+    if call.live is not None:
+        call.live.log_level = level
     await call.responder.json(200, encode_result(msg.id, {}))
 
 
@@ -226,6 +254,235 @@ async def _list_tools(call: Call, msg: Message) -> None:
     await call.responder.json(200, encode_result(msg.id, call.stamp(result)))
 
 
+# --- prompts, resources, completion -------------------------------------------------------------
+
+
+async def _page(call: Call, msg: Message, key: str, items: tuple[dict[str, Any], ...]) -> None:
+    """One page of a list the caller may see (`prompts`, `resources`, `resourceTemplates`)."""
+    cursor = msg.params.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "cursor must be a string"))
+        return
+    try:
+        page, next_cursor = call.server.slice.page(cursor, _PAGE_SIZE, items)
+    except ValueError as exc:
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, str(exc)))
+        return
+    result: dict[str, Any] = {key: page}
+    if next_cursor is not None:
+        result["nextCursor"] = next_cursor
+    if call.era == "modern":
+        result["ttlMs"] = call.gateway.config.tools_list_ttl_ms
+        result["cacheScope"] = "private"
+    await call.responder.json(200, encode_result(msg.id, call.stamp(result)))
+
+
+async def _list_prompts(call: Call, msg: Message) -> None:
+    policy, identity = call.server.policy, call.identity
+    prompts = call.server.slice.prompts
+    if policy.prompt_scopes:
+        prompts = tuple(p for p in prompts if policy.may_prompt(identity, p["name"]))
+    await _page(call, msg, "prompts", prompts)
+
+
+def _readable(call: Call, uri: str) -> ResourceRoute | None:
+    """The route of an exposed URI this caller may read, or None (outside the slice, or not for it)."""
+    route = call.server.slice.router.inbound(uri)
+    if route is None or not call.server.policy.may_read(call.identity, route.mapping):
+        return None
+    return route
+
+
+async def _list_resources(call: Call, msg: Message) -> None:
+    resources = call.server.slice.resources
+    if call.server.policy.resource_scopes:
+        resources = tuple(r for r in resources if _readable(call, r["uri"]) is not None)
+    await _page(call, msg, "resources", resources)
+
+
+async def _list_templates(call: Call, msg: Message) -> None:
+    sliced, policy = call.server.slice, call.server.policy
+    templates = sliced.templates
+    if policy.resource_scopes:
+        allowed = {rule.exposed_form for rule in sliced.router.rules if policy.may_read(call.identity, rule.mapping)}
+        templates = tuple(t for t in templates if any(t["uriTemplate"].startswith(form) for form in allowed))
+    await _page(call, msg, "resourceTemplates", templates)
+
+
+async def _get_prompt(call: Call, msg: Message) -> None:
+    params = msg.params
+    name = params.get("name")
+    if not isinstance(name, str):
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "prompts/get needs params.name (a string)"))
+        return
+    route = call.server.slice.prompt_routes.get(name)
+    if route is not None and not call.server.policy.may_prompt(call.identity, name):
+        route = None
+    if route is None:
+        # Outside the slice: never forwarded.
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown prompt: {name}"))
+        return
+    state = params.get("requestState")
+    client_meta = _client_meta(params)
+    if call.era == "modern" and isinstance(state, str) and state.startswith(_PARK_PREFIX):
+        await _resume(call, msg, f"prompts/get {name}", state, client_meta.get("progressToken"))
+        return
+    upstream: dict[str, Any] = {"name": route.tool_name}
+    await _routed(call, msg, route.backend, "prompts/get", upstream, name, name, _prompt_shaper(call, route.backend))
+
+
+async def _read_resource(call: Call, msg: Message) -> None:
+    params = msg.params
+    uri = params.get("uri")
+    if not isinstance(uri, str):
+        refusal = encode_error(msg.id, INVALID_PARAMS, "resources/read needs params.uri (a string)")
+        await call.responder.json(200, refusal)
+        return
+    route = _readable(call, uri)
+    if route is None:
+        # Outside the slice: it does not exist for this client (the 2026-07-28 spec's error, SEP-2164).
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "Resource not found", {"uri": uri}))
+        return
+    state = params.get("requestState")
+    if call.era == "modern" and isinstance(state, str) and state.startswith(_PARK_PREFIX):
+        await _resume(call, msg, f"resources/read {uri}", state, _client_meta(params).get("progressToken"))
+        return
+    mapping = call.server.config.resource_mappings[route.mapping]
+    shape = _contents_shaper(call, route)
+    await _routed(call, msg, route.backend, "resources/read", {"uri": route.uri}, uri, mapping.exposed_form, shape)
+
+
+async def _complete(call: Call, msg: Message) -> None:
+    """`completion/complete`, routed to the backend owning the prompt or resource template it names."""
+    params = msg.params
+    ref = params.get("ref")
+    if not isinstance(ref, dict) or not isinstance(params.get("argument"), dict):
+        await call.responder.json(
+            200, encode_error(msg.id, INVALID_PARAMS, "completion/complete needs params.ref and params.argument")
+        )
+        return
+    sliced = call.server.slice
+    backend_ref: dict[str, Any] | None = None
+    backend = target = ""
+    if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+        route = sliced.prompt_routes.get(ref["name"])
+        if route is not None and call.server.policy.may_prompt(call.identity, ref["name"]):
+            backend, target, backend_ref = route.backend, ref["name"], {**ref, "name": route.tool_name}
+    elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+        uri = ref["uri"]
+        found = sliced.router.inbound_template(uri)
+        exact = _readable(call, uri) if found is None else None
+        if found is not None:
+            backend, target, backend_ref = found[0], uri, {**ref, "uri": found[1]}
+        elif exact is not None:
+            backend, target, backend_ref = exact.backend, uri, {**ref, "uri": exact.uri}
+    if backend_ref is None:
+        await call.responder.json(
+            200, encode_error(msg.id, INVALID_PARAMS, f"Unknown reference for completion: {orjson.dumps(ref).decode()}")
+        )
+        return
+    upstream = {key: value for key, value in params.items() if key not in ("_meta", "ref")}
+    upstream["ref"] = backend_ref
+    await _routed(call, msg, backend, "completion/complete", upstream, target, target)
+
+
+async def _routed(
+    call: Call,
+    msg: Message,
+    path: str,
+    method: str,
+    upstream: dict[str, Any],
+    target: str,
+    label: str,
+    shape: Shaper | None = None,
+) -> None:
+    """Forward a prompt, resource or completion request, with the client's arguments and `_meta`.
+    `label`: what /metrics names it by (bounded by the config: a mapping's exposed form, not a URI)."""
+    params = msg.params
+    trace = call.responder.trace
+    if trace is not None:
+        trace[TOOL], trace[SLICED], trace[BACKEND], trace[BACKEND_TOOL] = target, time.time_ns(), path, _label(
+            method, upstream)  # fmt: skip
+    call.responder.tool, call.responder.backend = label, path
+    backend = call.gateway.catalog.backends.get(path)
+    if backend is None:
+        await call.responder.json(
+            200, encode_error(msg.id, BACKEND_ERROR, f"Backend {path}: not configured", {"backend": path})
+        )
+        return
+    for key in ("arguments", "inputResponses", "requestState") if method != "completion/complete" else ():
+        if key in params and (key == "arguments" or call.era == "modern"):
+            upstream[key] = params[key]
+    client_meta = _client_meta(params)
+    client_token = client_meta.get("progressToken")
+    _pass_meta(call, upstream, client_meta, client_token)
+    await _send(call, msg.id, backend, method, upstream, client_token, target, shape)
+
+
+def _client_meta(params: dict[str, Any]) -> dict[str, Any]:
+    meta = params.get("_meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+# --- exposed URIs in results -----------------------------------------------------------------------
+
+
+def _tool_result_shaper(call: Call, backend: Backend) -> Shaper:
+    """Tool results name resources by the backend's URIs; the client knows the slice's (and a link to
+    a resource outside the slice is left out). Cheap when there is nothing to rewrite: a look at each
+    content block's type."""
+    router = call.server.slice.router
+    return partial(_shape_content, router, backend.path)
+
+
+def _shape_content(router: ResourceRouter, backend: str, result: dict[str, Any]) -> dict[str, Any]:
+    content = result.get("content")
+    if not isinstance(content, list):
+        return result
+    blocks = expose_blocks(router, backend, content)
+    return result if blocks is content else {**result, "content": blocks}
+
+
+def _prompt_shaper(call: Call, backend: str) -> Shaper:
+    router = call.server.slice.router
+
+    def shape(result: dict[str, Any]) -> dict[str, Any]:
+        messages = result.get("messages")
+        if not isinstance(messages, list):
+            return result
+        shaped = []
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, dict):
+                blocks = expose_blocks(router, backend, [content])
+                if not blocks:
+                    continue  # a link to a resource outside the slice
+                message = {**message, "content": blocks[0]}
+            shaped.append(message)
+        return {**result, "messages": shaped}
+
+    return shape
+
+
+def _contents_shaper(call: Call, route: ResourceRoute) -> Shaper:
+    router = call.server.slice.router
+
+    def shape(result: dict[str, Any]) -> dict[str, Any]:
+        contents = result.get("contents")
+        if not isinstance(contents, list):
+            return result
+        shaped = []
+        for item in contents:
+            uri = item.get("uri") if isinstance(item, dict) else None
+            if isinstance(uri, str):
+                exposed = route.exposed if uri == route.uri else router.outbound(route.backend, uri)
+                item = {**item, "uri": exposed if exposed is not None else route.exposed}
+            shaped.append(item)
+        return {**result, "contents": shaped}
+
+    return shape
+
+
 # --- tools/call -----------------------------------------------------------------------------------
 
 
@@ -245,7 +502,7 @@ async def _call_tool(call: Call, msg: Message) -> None:
 
     state = params.get("requestState")
     if call.era == "modern" and isinstance(state, str) and state.startswith(_PARK_PREFIX):
-        await _resume(call, msg, name, state, client_token)
+        await _resume(call, msg, f"tools/call {name}", state, client_token)
         return
 
     trace = call.responder.trace
@@ -271,6 +528,18 @@ async def _call_tool(call: Call, msg: Message) -> None:
         )
         return
     upstream: dict[str, Any] = {"name": route.tool_name, "arguments": arguments if arguments is not None else {}}
+    _pass_meta(call, upstream, client_meta, client_token)
+    if call.era == "modern":
+        # A modern backend's own MRTR round trip passes through untouched.
+        for key in ("inputResponses", "requestState"):
+            if key in params:
+                upstream[key] = params[key]
+    await _send(call, msg.id, backend, "tools/call", upstream, client_token, name, _tool_result_shaper(call, backend))
+
+
+def _pass_meta(call: Call, upstream: dict[str, Any], client_meta: dict[str, Any], client_token: Any) -> None:
+    """The client's `_meta` for the backend: its own keys (not the protocol's reserved ones, which the
+    gateway sets for its own session), its log level, and a progress token of the gateway's."""
     meta = {k: v for k, v in client_meta.items() if not k.startswith(_RESERVED_META) and k != "progressToken"}
     if META_LOG_LEVEL in client_meta:
         meta[META_LOG_LEVEL] = client_meta[META_LOG_LEVEL]
@@ -278,20 +547,30 @@ async def _call_tool(call: Call, msg: Message) -> None:
         meta["progressToken"] = f"sw-{next(_progress_tokens)}"
     if meta:
         upstream["_meta"] = meta
-    if call.era == "modern":
-        # A modern backend's own MRTR round trip passes through untouched.
-        for key in ("inputResponses", "requestState"):
-            if key in params:
-                upstream[key] = params[key]
+
+
+async def _send(
+    call: Call,
+    client_id: RequestId | None,
+    backend: Backend,
+    method: str,
+    upstream: dict[str, Any],
+    client_token: Any,
+    target: str,
+    shape: Shaper | None = None,
+) -> None:
+    """Forward one request to its backend with the caller's credentials, and relay the answer."""
     try:
         headers = await _credentials(call, backend)
     except CredentialError as exc:
-        await call.responder.json(200, encode_error(msg.id, CREDENTIALS_REQUIRED, str(exc), {"backend": exc.backend}))
+        await call.responder.json(
+            200, encode_error(client_id, CREDENTIALS_REQUIRED, str(exc), {"backend": exc.backend})
+        )
         return
     except ConsentRequired as exc:
-        await call.responder.json(200, _consent(msg.id, exc))
+        await call.responder.json(200, _consent(client_id, exc))
         return
-    await _forward(call, msg.id, backend, upstream, client_token, name, headers)
+    await _forward(call, client_id, backend, method, upstream, client_token, target, headers, shape)
 
 
 async def _credentials(call: Call, backend: Backend) -> Headers | None:
@@ -311,37 +590,40 @@ async def _forward(
     call: Call,
     client_id: RequestId | None,
     backend: Backend,
+    method: str,
     upstream: dict[str, Any],
     client_token: Any,
-    tool: str,
+    target: str,
     headers: Headers | None = None,
+    shape: Shaper | None = None,
 ) -> None:
+    """`target`: what the request is about, as the client named it (a tool, a prompt, a URI)."""
     trace = call.responder.trace
     metrics = call.gateway.metrics
     while True:
         hop = None
         if trace is not None:
-            hop = _upstream_hop(trace, backend.path, str(upstream["name"]), upstream)
+            hop = _upstream_hop(trace, method, backend.path, _label(method, upstream), upstream)
         started = time.perf_counter()
         try:
-            exchange = await backend.open("tools/call", upstream, headers)
+            exchange = await backend.open(method, upstream, headers, _legacy_log_level(call))
         except BackendError as exc:
             if hop is not None:
-                hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": "tools/call", "params": upstream}
+                hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": method, "params": upstream}
                 hop[HOP_END], hop[HOP_ERROR] = time.time_ns(), (BACKEND_ERROR, str(exc))
             if metrics is not None:
-                metrics.upstream(backend.path, "tools/call", "error", time.perf_counter() - started)
+                metrics.upstream(backend.path, method, "error", time.perf_counter() - started)
             await call.responder.json(200, _backend_error(client_id, exc))
             return
         if hop is not None:
             hop[HOP_REQUEST] = exchange.sent
-        outcome = await _pump(call, client_id, exchange, client_token, tool, hop)
+        outcome = await _pump(call, client_id, exchange, client_token, f"{method} {target}", hop, shape)
         if metrics is not None:
             tool_error = call.responder.tool_error
             answered = outcome_of(200, outcome, tool_error) if isinstance(outcome, bytes) else "ok"  # input required
-            metrics.upstream(backend.path, "tools/call", answered, time.perf_counter() - started)
+            metrics.upstream(backend.path, method, answered, time.perf_counter() - started)
         if isinstance(outcome, bytes):
-            await call.responder.json(200, outcome)
+            await call.responder.json(call.responder.answer_status, outcome)
             return
         # A modern backend asked for input and this client is legacy: ask the client, then retry.
         responses = await _gather_inputs(call, exchange, outcome)
@@ -357,9 +639,26 @@ async def _forward(
             upstream.pop("requestState", None)
 
 
-def _upstream_hop(trace: Trace, backend: str, tool: str, upstream: dict[str, Any]) -> Hop:
+def _legacy_log_level(call: Call) -> str | None:
+    """The level a legacy client's logs are asked for from a 2026-07-28 backend, which logs only when a
+    request asks: the client's logging/setLevel, else info (a legacy server logs at its discretion)."""
+    if call.era != "legacy":
+        return None
+    return call.live.log_level if call.live is not None and call.live.log_level is not None else "info"
+
+
+def _label(method: str, upstream: dict[str, Any]) -> str:
+    """What an upstream request is about, for its span: the backend's tool or prompt name, or the URI."""
+    value = upstream.get("uri") if method == "resources/read" else upstream.get("name")
+    if method == "completion/complete":
+        ref = upstream.get("ref")
+        value = (ref.get("name") or ref.get("uri")) if isinstance(ref, dict) else None
+    return str(value) if value is not None else ""
+
+
+def _upstream_hop(trace: Trace, method: str, backend: str, target: str, upstream: dict[str, Any]) -> Hop:
     """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`."""
-    hop, context = add_upstream_hop(trace, "tools/call", backend, tool, time.time_ns())
+    hop, context = add_upstream_hop(trace, method, backend, target, time.time_ns())
     meta = upstream.get("_meta")
     upstream["_meta"] = {**meta, "traceparent": context} if meta else {"traceparent": context}
     return hop  # its request: the bytes sent, once the exchange is open
@@ -390,8 +689,9 @@ async def _pump(
     client_id: RequestId | None,
     exchange: Exchange,
     client_token: Any,
-    tool: str,
+    target: str,
     hop: Hop | None = None,
+    shape: Shaper | None = None,
 ) -> bytes | dict[str, Any]:
     """Relay what the backend sends about one request until its answer; return the encoded answer,
     or a modern backend's InputRequiredResult when a legacy client must be asked first."""
@@ -419,17 +719,20 @@ async def _pump(
                 call.responder.tool_error = result.get("isError") is True
                 if call.era == "legacy" and result.get("resultType") == "input_required":
                     return result
+                if shape is not None:
+                    result = shape(result)
                 return encode_result(client_id, call.stamp(result))
             if kind == "error":
                 error = up.error
-                return encode_error(
-                    client_id, error.get("code", BACKEND_ERROR), str(error.get("message", "")), error.get("data")
-                )
+                code = error.get("code", BACKEND_ERROR)
+                if code == MISSING_CLIENT_CAPABILITY and call.era == "modern":
+                    call.responder.answer_status = 400  # the 2026-07-28 transport's status for -32021
+                return encode_error(client_id, code, str(error.get("message", "")), error.get("data"))
             if kind == "notification":
                 out = _map_notification(call, up, client_token)
                 if out is not None:
                     await call.responder.event(out)
-                elif up.method == "notifications/tools/list_changed":
+                elif up.method is not None and up.method.endswith("/list_changed"):
                     # Backends may announce list changes on the stream of the call that caused them.
                     call.gateway.catalog.heard(exchange.backend, up)
                 continue
@@ -447,7 +750,7 @@ async def _pump(
                 await exchange.answer(up.id, response)
                 continue
             parked = True
-            return _park(call, client_id, exchange, tool, {"input-1": up})
+            return _park(call, client_id, exchange, target, {"input-1": up}, shape)
     finally:
         if live is not None and client_id is not None:
             live.in_flight.pop(client_id, None)
@@ -464,6 +767,13 @@ def _map_notification(call: Call, up: Message, client_token: Any) -> bytes | Non
         params["progressToken"] = client_token
         return orjson.dumps({"jsonrpc": "2.0", "method": method, "params": params})
     if method == "notifications/message":
+        if call.era == "modern":
+            # A 2026-07-28 client gets log messages only when its request asked, at its level and above.
+            level = call.meta.get(META_LOG_LEVEL)
+            if not isinstance(level, str) or not log_passes(up.params.get("level"), level):
+                return None
+        elif call.live is not None and not log_passes(up.params.get("level"), call.live.log_level):
+            return None
         return orjson.dumps(up.raw)
     return None
 
@@ -551,7 +861,12 @@ async def answer_relayed(live: LiveSession, msg: Message) -> bool:
 
 
 def _park(
-    call: Call, client_id: RequestId | None, exchange: Exchange, tool: str, requests: dict[str, Message]
+    call: Call,
+    client_id: RequestId | None,
+    exchange: Exchange,
+    target: str,
+    requests: dict[str, Message],
+    shape: Shaper | None = None,
 ) -> bytes:
     """Answer a modern client with InputRequiredResult; keep the backend call waiting for the retry."""
     ttl = call.gateway.config.limits.input_required_ttl_s
@@ -559,9 +874,9 @@ def _park(
     call.gateway.parked[token] = Parked(
         exchange=exchange,
         virtual_server=call.server.config.path,
-        tool=tool,
+        target=target,
         pending={key: (m.id, m.method, m.params) for key, m in requests.items()},
-        progress_token=None,
+        shape=shape,
         expires=time.monotonic() + ttl,
         subject=call.subject,
     )
@@ -571,7 +886,7 @@ def _park(
     return encode_result(client_id, call.stamp(result))
 
 
-async def _resume(call: Call, msg: Message, tool: str, token: str, client_token: Any) -> None:
+async def _resume(call: Call, msg: Message, target: str, token: str, client_token: Any) -> None:
     parked = call.gateway.parked.pop(token, None)
     if (
         parked is None
@@ -585,10 +900,10 @@ async def _resume(call: Call, msg: Message, tool: str, token: str, client_token:
             200, encode_error(msg.id, INVALID_PARAMS, "requestState is unknown or expired; call the tool again")
         )
         return
-    if parked.tool != tool:
+    if parked.target != target:
         call.gateway.parked[token] = parked
         await call.responder.json(
-            200, encode_error(msg.id, INVALID_PARAMS, f"requestState belongs to tool {parked.tool!r}, not {tool!r}")
+            200, encode_error(msg.id, INVALID_PARAMS, f"requestState belongs to {parked.target!r}, not {target!r}")
         )
         return
     responses = msg.params.get("inputResponses")
@@ -616,18 +931,18 @@ async def _resume(call: Call, msg: Message, tool: str, token: str, client_token:
         hop = add_hop(
             trace,
             new_hop(
-                f"tools/call {tool} (resumed)",
+                f"{target} (resumed)",
                 pb.SPAN_KIND_CLIENT,
                 pb.DIRECTION_GATEWAY_TO_BACKEND,
-                "tools/call",
+                target.split(" ", 1)[0],
                 time.time_ns(),
                 exchange.backend,
             ),
         )
         hop[HOP_REQUEST] = {"inputResponses": responses}
-    outcome = await _pump(call, msg.id, exchange, client_token, tool, hop)
+    outcome = await _pump(call, msg.id, exchange, client_token, target, hop, parked.shape)
     assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
-    await call.responder.json(200, outcome)
+    await call.responder.json(call.responder.answer_status, outcome)
 
 
 # --- subscriptions/listen -------------------------------------------------------------------------
@@ -636,8 +951,11 @@ async def _resume(call: Call, msg: Message, tool: str, token: str, client_token:
 async def _listen(call: Call, msg: Message) -> None:
     wanted = msg.params.get("notifications")
     wanted = wanted if isinstance(wanted, dict) else {}
-    granted = {"toolsListChanged": True} if wanted.get("toolsListChanged") else {}
-    listener = Listener(msg.id)
+    config = call.server.config
+    served = {"toolsListChanged": bool(config.tool_mappings), "promptsListChanged": bool(config.prompt_mappings),
+              "resourcesListChanged": bool(config.resource_mappings)}  # fmt: skip
+    granted = {key: True for key, ok in served.items() if ok and wanted.get(key) is True}
+    listener = Listener(msg.id, granted)
     path = call.server.config.path
     listeners = call.gateway.listeners.setdefault(path, set())
     if granted:
@@ -670,15 +988,16 @@ async def _listen(call: Call, msg: Message) -> None:
         await responder.end()
 
 
-_LEGACY = {
-    "ping": _ping,
+# What both eras share: the slice's lists and the requests routed to a backend.
+_ROUTED = {
     "tools/list": _list_tools,
     "tools/call": _call_tool,
-    "logging/setLevel": _set_level,
+    "prompts/list": _list_prompts,
+    "prompts/get": _get_prompt,
+    "resources/list": _list_resources,
+    "resources/templates/list": _list_templates,
+    "resources/read": _read_resource,
+    "completion/complete": _complete,
 }
-_MODERN = {
-    "server/discover": _discover,
-    "tools/list": _list_tools,
-    "tools/call": _call_tool,
-    "subscriptions/listen": _listen,
-}
+_LEGACY = {"ping": _ping, "logging/setLevel": _set_level, **_ROUTED}
+_MODERN = {"server/discover": _discover, "subscriptions/listen": _listen, **_ROUTED}

@@ -45,6 +45,7 @@ NAME_HEADER: Final = "mcp-name"
 
 # MCP error codes (JSON-RPC server-error range reserved by the spec, 2026-07-28 numbering).
 HEADER_MISMATCH: Final = -32020
+MISSING_CLIENT_CAPABILITY: Final = -32021
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 # Implementation-defined range (-32000..-32019): Slicewire's own.
 BACKEND_ERROR: Final = -32000
@@ -62,6 +63,18 @@ META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO: Final = "io.modelcontextprotocol/serverInfo"
 META_LOG_LEVEL: Final = "io.modelcontextprotocol/logLevel"
 META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
+
+# RFC 5424 severities, as `logging/setLevel` and `notifications/message` name them, least severe first.
+LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+_SEVERITY: Final = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+
+
+def log_passes(level: Any, threshold: str | None) -> bool:
+    """Whether a log message of `level` reaches a client that asked for `threshold` and above."""
+    if threshold is None:
+        return True
+    return _SEVERITY.get(level, len(LOG_LEVELS)) >= _SEVERITY.get(threshold, 0)
+
 
 # Methods whose `params.name` / `params.uri` the modern transport mirrors into `Mcp-Name`.
 _NAME_PARAM: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}

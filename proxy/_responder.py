@@ -52,6 +52,8 @@ class Responder:
         self.tool = ""
         self.backend = ""
         self.tool_error = False  # the tool's result said isError
+        # The HTTP status of a relayed answer: 200, or what the transport prescribes for its error (-32021: 400).
+        self.answer_status = 200
 
     async def json(self, status: int, body: bytes) -> None:
         self.sent_body = body

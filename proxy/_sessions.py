@@ -102,6 +102,8 @@ class LiveSession:
         self.relayed: dict[RequestId, Relayed] = {}
         # Client request id -> exchange, so notifications/cancelled can reach the backend.
         self.in_flight: dict[RequestId, Exchange] = {}
+        # The client's logging/setLevel: backends' log messages below it are not relayed (None: all are).
+        self.log_level: str | None = None
         self._relay_ids = 0
 
     def next_relay_id(self) -> str:

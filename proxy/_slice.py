@@ -1,9 +1,10 @@
 """Slicing: a virtual server's routing table, built from its mappings and what the backends offer.
 
-Pure: given the config of one virtual server and the tool lists discovered from the backends, a
-`Slice` knows which tools exist for the agent (aliases and description overrides applied, schemas,
-annotations and icons kept) and where each exposed name goes. Rebuilt whenever a backend's tool
-list changes or the config is reloaded; lookups on the hot path are one dict access.
+Pure: given the config of one virtual server and the lists discovered from the backends, a `Slice`
+knows which tools, prompts, resources and resource templates exist for the agent (aliases, renamed
+URIs and description overrides applied; schemas, annotations and icons kept) and where each exposed
+name or URI goes. Rebuilt whenever a backend's lists change or the config is reloaded; lookups on
+the hot path are one dict access.
 
     >>> s = Slice.build(vs_config, {"/github": [{"name": "get_issue", "inputSchema": {...}}]}, {})
     >>> s.routes["get_issue"].backend
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+
+from ._resources import ResourceRoute, ResourceRouter
 
 __all__ = ["Route", "Slice"]
 
@@ -40,6 +43,23 @@ class _VirtualServer(Protocol):
     def path(self) -> str: ...
     @property
     def tool_mappings(self) -> Sequence[_Mapping]: ...
+    @property
+    def resource_mappings(self) -> Sequence[Any]: ...  # _config.ResourceMapping
+    @property
+    def prompt_mappings(self) -> Sequence[Any]: ...  # _config.PromptMapping
+
+
+class _Offer(Protocol):
+    @property
+    def resources(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def templates(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def prompts(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def subscribe(self) -> bool: ...
+    @property
+    def completions(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +79,14 @@ class Slice:
     routes: Mapping[str, Route]
     # Human-readable reasons a mapped tool is not currently exposed.
     problems: tuple[str, ...] = field(default=())
+    prompts: tuple[dict[str, Any], ...] = ()
+    prompt_routes: Mapping[str, Route] = field(default_factory=dict)
+    resources: tuple[dict[str, Any], ...] = ()
+    templates: tuple[dict[str, Any], ...] = ()
+    router: ResourceRouter = field(default_factory=lambda: ResourceRouter([]))
+    # Whether the backends behind the mapped resources serve resources/subscribe and completion/complete.
+    subscribe: bool = False
+    completions: bool = False
 
     @classmethod
     def build(
@@ -66,9 +94,11 @@ class Slice:
         vs: _VirtualServer,
         discovered: Mapping[str, Sequence[dict[str, Any]] | None],
         versions: Mapping[str, str | None],
+        offers: Mapping[str, _Offer] | None = None,
     ) -> Slice:
         """`discovered[backend]` is None while a backend has not answered discovery: its mappings still
-        route (the call then fails naming the backend), but they cannot be listed without a schema."""
+        route (the call then fails naming the backend), but they cannot be listed without a schema.
+        `offers[backend]`: its resources, templates and prompts, once discovered."""
         tools: list[dict[str, Any]] = []
         routes: dict[str, Route] = {}
         problems: list[str] = []
@@ -98,7 +128,20 @@ class Slice:
                 tool["description"] = mapping.description_override
             tools.append(tool)
             routes[exposed] = route
-        return cls(vs.path, tuple(tools), routes, tuple(problems))
+        offers = offers or {}
+        prompts, prompt_routes = _prompts(vs, offers, problems)
+        mappings = vs.resource_mappings
+        router = ResourceRouter.build(
+            (m.backend_server_path, m.kind, m.backend_form, m.exposed_form, i) for i, m in enumerate(mappings)
+        )
+        resources, templates = _resources(vs, offers, router)
+        backends = {m.backend_server_path for m in vs.resource_mappings}
+        prompt_backends = backends | {route.backend for route in prompt_routes.values()}
+        return cls(
+            vs.path, tuple(tools), routes, tuple(problems), prompts, prompt_routes, resources, templates, router,
+            subscribe=any(o.subscribe for p, o in offers.items() if p in backends),
+            completions=any(o.completions for p, o in offers.items() if p in prompt_backends),
+        )  # fmt: skip
 
     # Encoded pages, shared by every caller with the same view (a Slice is rebuilt when its tools change).
     _encoded: dict[tuple[Any, int, int], orjson.Fragment] = field(
@@ -128,6 +171,68 @@ class Slice:
                 self._encoded.clear()
             fragment = self._encoded[key] = orjson.Fragment(orjson.dumps(tools[start:end]))
         return fragment, next_cursor
+
+
+def _prompts(
+    vs: _VirtualServer, offers: Mapping[str, _Offer], problems: list[str]
+) -> tuple[tuple[dict[str, Any], ...], dict[str, Route]]:
+    """The exposed prompts (renamed, re-described) and where each goes."""
+    listed: list[dict[str, Any]] = []
+    routes: dict[str, Route] = {}
+    for mapping in vs.prompt_mappings:
+        exposed, backend = mapping.exposed_name, mapping.backend_server_path
+        routes[exposed] = Route(exposed, backend, mapping.prompt_name)
+        offer = offers.get(backend)
+        if offer is None:
+            problems.append(f"prompt {exposed}: backend {backend} has not answered discovery yet")
+            continue
+        original = next((p for p in offer.prompts if p.get("name") == mapping.prompt_name), None)
+        if original is None:
+            problems.append(f"prompt {exposed}: backend {backend} has no prompt named {mapping.prompt_name!r}")
+            continue
+        prompt = dict(original)
+        prompt["name"] = exposed
+        if mapping.description_override is not None:
+            prompt["description"] = mapping.description_override
+        listed.append(prompt)
+    return tuple(listed), routes
+
+
+def _resources(
+    vs: _VirtualServer, offers: Mapping[str, _Offer], router: ResourceRouter
+) -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
+    """The backends' listed resources and templates that the mappings expose, under their exposed URIs.
+    A mapped URI a backend does not list can still be read; it is just not listed."""
+    resources: list[dict[str, Any]] = []
+    templates: list[dict[str, Any]] = []
+    mappings = vs.resource_mappings
+    for backend in dict.fromkeys(m.backend_server_path for m in mappings):
+        offer = offers.get(backend)
+        if offer is None:
+            continue
+        for resource in offer.resources:
+            uri = resource.get("uri")
+            exposed = router.outbound(backend, uri) if isinstance(uri, str) else None
+            if exposed is not None:
+                resources.append(_described({**resource, "uri": exposed}, router.inbound(exposed), mappings))
+        for template in offer.templates:
+            found = router.outbound_template(backend, template["uriTemplate"])
+            if found is not None:
+                exposed_template, index = found
+                override = mappings[index].description_override
+                listed = {**template, "uriTemplate": exposed_template}
+                templates.append(listed if override is None else {**listed, "description": override})
+    return tuple(resources), tuple(templates)
+
+
+def _described(resource: dict[str, Any], route: ResourceRoute | None, mappings: Sequence[Any]) -> dict[str, Any]:
+    """A resource with its mapping's description override (a URI mapping's only: a prefix's or a
+    template's would give every resource under it the same description)."""
+    if route is not None:
+        mapping = mappings[route.mapping]
+        if mapping.kind == "uri" and mapping.description_override is not None:
+            return {**resource, "description": mapping.description_override}
+    return resource
 
 
 def _bounds(cursor: str | None, size: int, count: int) -> tuple[int, int, str | None]:

@@ -15,7 +15,14 @@ from typing import Any
 
 from .._config import BackendConfig
 from .._jsonrpc import Message
-from .._mcp import LATEST_LEGACY, LEGACY_VERSIONS, META_SERVER_INFO, MODERN_VERSIONS, UNSUPPORTED_PROTOCOL_VERSION
+from .._mcp import (
+    LATEST_LEGACY,
+    LEGACY_VERSIONS,
+    META_LOG_LEVEL,
+    META_SERVER_INFO,
+    MODERN_VERSIONS,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
 from ._base import (
     GATEWAY_CLIENT_CAPABILITIES,
     GATEWAY_CLIENT_INFO,
@@ -245,12 +252,18 @@ class Backend(abc.ABC):
             if msg.kind == "request" and msg.id is not None:
                 await exchange.answer(msg.id, answer_without_client(msg.method))
 
-    async def open(self, method: str, params: dict[str, Any] | None, headers: Headers | None = None) -> Exchange:
-        """Send a request in the backend's era (the `_meta` envelope added for modern backends)."""
+    async def open(
+        self, method: str, params: dict[str, Any] | None, headers: Headers | None = None, log_level: str | None = None
+    ) -> Exchange:
+        """Send a request in the backend's era (the `_meta` envelope added for modern backends, with
+        `log_level` when the request has none: a modern backend logs only when a request asks)."""
         identity = await self.connect()
         if identity.era == "modern":
             params = dict(params) if params else {}
-            params["_meta"] = modern_meta(params.get("_meta"))
+            meta = modern_meta(params.get("_meta"))
+            if log_level is not None:
+                meta.setdefault(META_LOG_LEVEL, log_level)
+            params["_meta"] = meta
         return await self._open_raw(method, params, identity.era, headers)
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
@@ -263,18 +276,22 @@ class Backend(abc.ABC):
 
     async def list_tools(self) -> list[dict[str, Any]]:
         """Every tool the backend offers, following pagination."""
-        tools: list[dict[str, Any]] = []
+        return await self.list_all("tools/list", "tools", "name")
+
+    async def list_all(self, method: str, key: str, name: str) -> list[dict[str, Any]]:
+        """Every item of a paginated list (`tools/list` → "tools", ...), keeping objects with a string `name`."""
+        items: list[dict[str, Any]] = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
-            result = await self.request("tools/list", {"cursor": cursor} if cursor else None)
-            page = result.get("tools")
+            result = await self.request(method, {"cursor": cursor} if cursor else None)
+            page = result.get(key)
             if not isinstance(page, list):
-                raise BackendProtocolError(self.path, "tools/list result has no 'tools' array")
-            tools.extend(t for t in page if isinstance(t, dict) and isinstance(t.get("name"), str))
+                raise BackendProtocolError(self.path, f"{method} result has no {key!r} array")
+            items.extend(item for item in page if isinstance(item, dict) and isinstance(item.get(name), str))
             cursor = result.get("nextCursor")
             if not cursor:
-                return tools
-        raise BackendProtocolError(self.path, f"tools/list did not end after {_MAX_PAGES} pages")
+                return items
+        raise BackendProtocolError(self.path, f"{method} did not end after {_MAX_PAGES} pages")
 
     async def close(self) -> None:
         self._closed = True

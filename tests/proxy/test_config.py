@@ -90,7 +90,7 @@ def test_empty_mappings_and_bad_paths(tmp_path: Path) -> None:
     found = problems(tmp_path, {"backends": [{**BACKENDS[0], "path": "github"}], "virtual_servers": [
         {"path": "/v", "server_name": "V", "tool_mappings": []}]})  # fmt: skip
     assert any("backends[0].path" in p and "found 'github'" in p for p in found)
-    assert any("virtual_servers[0].tool_mappings" in p for p in found)
+    assert any("virtual_servers[0]" in p and "maps at least one tool, resource or prompt" in p for p in found)
 
 
 def test_invalid_yaml_names_line(tmp_path: Path) -> None:

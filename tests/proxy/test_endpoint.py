@@ -145,7 +145,7 @@ async def test_legacy_session_lifecycle(client: httpx.AsyncClient) -> None:
     pong = await post(client, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, h)
     assert pong.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
     assert pong.headers["mcp-session-id"] == sid
-    # Only the tools capability is advertised; other features are not there.
+    # Only what the slice maps is advertised (tools here); other features are not there.
     missing = await post(client, {"jsonrpc": "2.0", "id": 2, "method": "resources/list"}, h)
     assert missing.json()["error"]["code"] == -32601
     wrong_version = await post(
@@ -167,7 +167,7 @@ async def test_initialize_negotiates_versions(client: httpx.AsyncClient) -> None
                                        "params": {"protocolVersion": requested, "capabilities": {}}})  # fmt: skip
         result = response.json()["result"]
         assert result["protocolVersion"] == expected
-        assert result["capabilities"] == {"tools": {"listChanged": True}}
+        assert result["capabilities"] == {"tools": {"listChanged": True}, "logging": {}}
         assert result["serverInfo"]["name"] == "V"
 
 
@@ -200,7 +200,7 @@ async def test_modern_discover(client: httpx.AsyncClient) -> None:
     body, headers = modern("server/discover")
     result = (await post(client, body, headers)).json()["result"]
     assert "2026-07-28" in result["supportedVersions"] and "2025-11-25" in result["supportedVersions"]
-    assert result["capabilities"] == {"tools": {"listChanged": True}}
+    assert result["capabilities"] == {"tools": {"listChanged": True}, "logging": {}}
     assert result["resultType"] == "complete"
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "V"
 

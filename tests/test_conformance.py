@@ -1,0 +1,88 @@
+"""The official MCP conformance suite through a Slicewire virtual server.
+
+The bar for wire fidelity: every scenario the fixture backend (tests/support/conformance_backend.py)
+passes when the suite talks to it directly also passes when the suite talks to a virtual server that
+maps all of the backend's tools, resources and prompts. Both suite packages run: 0.1.16 (2025-11-25)
+and 0.2.0-alpha.12 with `--requirements 2026-07-28`, scored and unscored scenarios alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.conformance import SUITES, Outcome, Suite, run_suite, start_backend
+from tests.support.gateway import RunningGateway
+
+TOOLS = [
+    "test_simple_text", "test_image_content", "test_audio_content", "test_embedded_resource",
+    "test_multiple_content_types", "test_tool_with_logging", "test_tool_with_progress", "test_error_handling",
+    "test_sampling", "test_elicitation", "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums",
+    "json_schema_2020_12_tool", "test_input_required_result_elicitation", "test_input_required_result_sampling",
+    "test_input_required_result_list_roots", "test_input_required_result_request_state",
+    "test_input_required_result_multiple_inputs", "test_input_required_result_multi_round",
+    "test_input_required_result_tampered_state", "test_input_required_result_capabilities", "test_missing_capability",
+]  # fmt: skip
+PROMPTS = [
+    "test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource", "test_prompt_with_image",
+    "test_input_required_result_prompt",
+]  # fmt: skip
+
+
+def virtual_server(backend_path: str) -> dict[str, Any]:
+    return {
+        "path": "/conformance",
+        "server_name": "conformance-slice",
+        "tool_mappings": [{"tool_name": t, "backend_server_path": backend_path} for t in TOOLS],
+        # Every test:// URI, as the backend names it (the suite asks for fixed URIs).
+        "resource_mappings": [{"uri_prefix": "test://", "backend_server_path": backend_path}],
+        "prompt_mappings": [{"prompt_name": p, "backend_server_path": backend_path} for p in PROMPTS],
+    }
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    workdir = tmp_path_factory.mktemp("conformance")
+    backend, url = start_backend(workdir)
+    gateway = None
+    try:
+        config = {
+            "backends": [{"path": "/fixtures", "transport": "streamable-http", "url": url}],
+            "virtual_servers": [virtual_server("/fixtures")],
+        }
+        gateway = RunningGateway(config, workdir)
+        yield url, gateway.url("/conformance"), workdir
+    finally:
+        if gateway is not None:
+            gateway.proc.stop()
+        backend.stop()
+
+
+def _regressions(direct: dict[str, Outcome], through: dict[str, Outcome]) -> list[str]:
+    problems = []
+    for scenario, outcome in sorted(direct.items()):
+        if not outcome.ok:
+            continue
+        gated = through.get(scenario)
+        if gated is None:
+            problems.append(f"{scenario}: did not run through the gateway")
+        elif not gated.ok:
+            problems.append(f"{scenario}: " + "; ".join(gated.failures))
+    return problems
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("suite", SUITES, ids=[s.name for s in SUITES])
+def test_every_scenario_the_backend_passes_passes_through_the_gateway(
+    suite: Suite, servers: tuple[str, str, Path]
+) -> None:
+    backend_url, gateway_url, workdir = servers
+    direct = run_suite(suite, backend_url, workdir)
+    passing = [name for name, outcome in direct.items() if outcome.ok]
+    # The fixtures are complete: the backend alone passes the suite's scored scenarios.
+    assert len(passing) >= 30, {name: o.failures for name, o in direct.items() if not o.ok}
+    through = run_suite(suite, gateway_url, workdir)
+    assert _regressions(direct, through) == []
