@@ -90,6 +90,8 @@ class Catalog:
         # Given a backend's config, the headers every request to it carries (set by the gateway).
         self.shared_headers: Callable[[BackendConfig], Callable[[], Awaitable[Headers]] | None] = lambda c: None
         self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES  # limits.max_response_bytes (set by the gateway)
+        # Told (backend path, the backend's URI) when a backend says a resource changed (set by the gateway).
+        self.on_updated: Callable[[str, str], None] = lambda path, uri: None
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
@@ -191,6 +193,8 @@ class Catalog:
         if msg.method in _LIST_CHANGED and self.backends.get(backend.path) is backend:
             logger.info("backend %s: %s; rediscovering", backend.path, msg.method)
             self._schedule(backend.path)
+        elif msg.method == "notifications/resources/updated" and isinstance(msg.params.get("uri"), str):
+            self.on_updated(backend.path, msg.params["uri"])
         elif msg.method == "notifications/message":
             # A backend's log message that belongs to no client's call: kept in the gateway's debug log.
             logger.debug("backend %s logged (%s): %s", backend.path, msg.params.get("level"), msg.params.get("data"))

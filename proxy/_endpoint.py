@@ -18,13 +18,14 @@ from ._creds import parse_header_override
 from ._gateway import Gateway, VirtualServer
 from ._handlers import Call, answer_relayed, handle_request, initialize
 from ._identity import AuthError, Identity, bearer_token
-from ._jsonrpc import INVALID_REQUEST, Message, ProtocolError, encode_error, parse_message
+from ._jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, Message, ProtocolError, encode_error, parse_message
 from ._mcp import (
     ALL_VERSIONS,
     HEADER_MISMATCH,
     KNOWN_METHODS,
     LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES,
+    META_PROTOCOL_VERSION,
     MODERN_VERSIONS,
     PROTOCOL_VERSION_HEADER,
     SESSION_ID_HEADER,
@@ -259,6 +260,10 @@ class McpEndpoint:
         session_id = headers.get(SESSION_ID_HEADER)
         header_version = headers.get(PROTOCOL_VERSION_HEADER)
         if msg.method == "initialize" and msg.kind == "request" and session_id is None:
+            if era_of(msg, header_version) == "modern":
+                # 2026-07-28 removed the handshake: a request of that era gets "not found".
+                await responder.json(404, encode_error(msg.id, METHOD_NOT_FOUND, "Method not found: initialize"))
+                return
             if trace is not None:
                 trace[ERA], trace[PARSED] = "legacy", time.time_ns()
             await initialize(_call(self.gateway, server, "legacy", "", responder, caller), msg)
@@ -370,6 +375,13 @@ class McpEndpoint:
             return
         meta = _meta_of(msg)
         capabilities = meta.get(META_CLIENT_CAPABILITIES)
+        if not isinstance(meta.get(META_PROTOCOL_VERSION), str) or not isinstance(capabilities, dict):
+            # Every 2026-07-28 request says which version it speaks and what the client can do.
+            missing = "params._meta" if not meta else (
+                META_PROTOCOL_VERSION if not isinstance(meta.get(META_PROTOCOL_VERSION), str)
+                else META_CLIENT_CAPABILITIES)  # fmt: skip
+            await responder.json(400, encode_error(msg.id, INVALID_PARAMS, f"Invalid params: {missing} is required"))
+            return
         trace = responder.trace
         if trace is not None:
             # SESSION stays None: the shipping helper derives the key (baggage, or clientInfo).
@@ -448,6 +460,7 @@ class McpEndpoint:
         live = self.gateway.live.pop(session_id, None)
         if live is not None:
             await live.close()
+        await self.gateway.release(session_id)
         await responder.empty(200)
 
 

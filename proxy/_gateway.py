@@ -43,7 +43,8 @@ from ._recording import SpanEmitter
 from ._sessions import InMemorySessionStore, LiveSession, SessionStore
 from ._slice import Slice
 from ._state import StateDB
-from ._upstream import Exchange
+from ._subscriptions import Subscriptions
+from ._upstream import BackendError, Exchange
 from ._vault import Vault, VaultKeyError, load_key
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,9 @@ class Gateway:
             Catalog(self._tools_changed) if backend_factory is None else Catalog(self._tools_changed, backend_factory)
         )
         self.catalog.max_response_bytes = config.limits.max_response_bytes
+        # Which clients asked for updates of which backend resources.
+        self.subscriptions = Subscriptions()
+        self.catalog.on_updated = self._resource_updated
         self._sweeper: asyncio.Task[None] | None = None
         # The flight recorder's emitter; None when `recorder.target` is not configured.
         self.emitter: SpanEmitter | None = None
@@ -297,6 +301,24 @@ class Gateway:
         if count:
             logger.info("told %d client stream(s) of %s that its %s changed", count, path, kind)
 
+    # --- resource subscriptions ---------------------------------------------------------------------
+
+    def _resource_updated(self, backend: str, uri: str) -> None:
+        told = self.subscriptions.updated(backend, uri)
+        logger.debug("backend %s: %s updated; told %d subscriber(s)", backend, uri, told)
+
+    async def release(self, subscriber: Any) -> None:
+        """A client session or listen stream ended: forget its subscriptions, and unsubscribe at the
+        backends from the URIs nobody else wants."""
+        for path, uri in self.subscriptions.drop(subscriber):
+            backend = self.catalog.backends.get(path)
+            if backend is None:
+                continue
+            try:
+                await backend.unsubscribe(uri)
+            except BackendError as exc:
+                logger.debug("unsubscribing %s from %s failed: %s", path, uri, exc.detail)
+
     # --- housekeeping ----------------------------------------------------------------------------
 
     async def _sweep(self) -> None:
@@ -311,6 +333,7 @@ class Gateway:
                 live = self.live.pop(sid, None)
                 if live is not None:
                     await live.close()
+                await self.release(sid)
 
     def status(self) -> dict[str, Any]:
         """Backend and slice health, for /readyz and `slicewire check`."""

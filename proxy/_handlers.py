@@ -26,13 +26,22 @@ from ._access import View
 from ._creds import ConsentRequired, CredentialError
 from ._gateway import Gateway, Listener, Parked, VirtualServer
 from ._identity import Identity
-from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, RequestId, encode_error, encode_result
+from ._jsonrpc import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    Message,
+    RequestId,
+    encode_error,
+    encode_notification,
+    encode_result,
+)
 from ._mcp import (
     ALL_VERSIONS,
     AUTHORIZATION_REQUIRED,
     BACKEND_ERROR,
     CREDENTIALS_REQUIRED,
     LOG_LEVELS,
+    META_CLIENT_CAPABILITIES,
     META_LOG_LEVEL,
     META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
@@ -64,7 +73,16 @@ from ._record import (
 from ._resources import ResourceRoute, ResourceRouter, expose_blocks
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
-from ._upstream import Backend, BackendError, BackendTimeout, Exchange, Headers
+from ._upstream import (
+    GATEWAY_CLIENT_CAPABILITIES,
+    Backend,
+    BackendError,
+    BackendRpcError,
+    BackendTimeout,
+    BackendUnavailable,
+    Exchange,
+    Headers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +94,8 @@ _KEEPALIVE_S = 15.0
 # Which client capability a server-to-client request needs.
 _NEEDS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
 _progress_tokens = itertools.count(1)
+# Results whose 2026-07-28 schema requires caching hints (ttlMs, cacheScope), besides the lists.
+_CACHED = ("resources/read ", "prompts/get ")
 # Rewrites a backend's result for the client (its resource URIs to the slice's).
 Shaper = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -106,10 +126,14 @@ class Call:
         server = self.server
         return server.policy.view(self.identity, server.slice.tools, server.slice.routes)
 
-    def stamp(self, result: dict[str, Any]) -> dict[str, Any]:
-        """Modern results carry `resultType` and the server's identity."""
+    def stamp(self, result: dict[str, Any], cached: bool = False) -> dict[str, Any]:
+        """Modern results carry `resultType` and the server's identity; `cached` ones (lists, reads) the
+        caching hints the 2026-07-28 schema requires, when the backend gave none."""
         if self.era == "modern":
             result.setdefault("resultType", "complete")
+            if cached:
+                result.setdefault("ttlMs", self.gateway.config.tools_list_ttl_ms)
+                result.setdefault("cacheScope", "private")
             meta = result.get("_meta")
             meta = dict(meta) if isinstance(meta, dict) else {}
             meta[META_SERVER_INFO] = self.server.server_info
@@ -132,6 +156,8 @@ async def handle_request(call: Call, msg: Message) -> None:
 def _serves(server: VirtualServer, method: str) -> bool:
     if method.startswith("prompts/"):
         return bool(server.config.prompt_mappings)
+    if method in ("resources/subscribe", "resources/unsubscribe"):
+        return server.slice.subscribe
     if method.startswith("resources/"):
         return bool(server.config.resource_mappings)
     if method == "completion/complete":
@@ -424,6 +450,64 @@ def _client_meta(params: dict[str, Any]) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+async def _subscribe(call: Call, msg: Message) -> None:
+    """A legacy client's resources/subscribe: updates arrive on its session's GET stream."""
+    uri = msg.params.get("uri")
+    route = _readable(call, uri) if isinstance(uri, str) else None
+    live = call.live
+    if route is None or live is None:
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "Resource not found", {"uri": uri}))
+        return
+    message = encode_notification("notifications/resources/updated", {"uri": route.exposed})
+
+    def deliver() -> None:
+        if live.stream is not None:
+            live.stream.put_nowait(message)
+
+    error = await _watch(call, route, live.id, deliver)
+    if error is not None:
+        await call.responder.json(200, encode_error(msg.id, error[0], error[1], {"uri": uri}))
+        return
+    await call.responder.json(200, encode_result(msg.id, {}))
+
+
+async def _watch(
+    call: Call, route: ResourceRoute, subscriber: Any, deliver: Callable[[], None]
+) -> tuple[int, str] | None:
+    """Register a subscriber; subscribe at the backend when it is the URI's first. The error, or None."""
+    gateway = call.gateway
+    if not gateway.subscriptions.add(route.backend, route.uri, subscriber, deliver):
+        return None
+    backend = gateway.catalog.backends.get(route.backend)
+    try:
+        if backend is None:
+            raise BackendUnavailable(route.backend, "not configured")
+        await backend.subscribe(route.uri, await _credentials(call, backend))
+    except BackendRpcError as exc:
+        gateway.subscriptions.remove(route.backend, route.uri, subscriber)
+        return int(exc.code) if isinstance(exc.code, int) else BACKEND_ERROR, str(exc)
+    except (BackendError, CredentialError, ConsentRequired) as exc:
+        gateway.subscriptions.remove(route.backend, route.uri, subscriber)
+        return BACKEND_ERROR, str(exc)
+    return None
+
+
+async def _unsubscribe(call: Call, msg: Message) -> None:
+    uri = msg.params.get("uri")
+    route = _readable(call, uri) if isinstance(uri, str) else None
+    if route is None or call.live is None:
+        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "Resource not found", {"uri": uri}))
+        return
+    if call.gateway.subscriptions.remove(route.backend, route.uri, call.live.id):
+        backend = call.gateway.catalog.backends.get(route.backend)
+        if backend is not None:
+            try:
+                await backend.unsubscribe(route.uri)
+            except BackendError as exc:
+                logger.debug("unsubscribing %s from %s failed: %s", route.backend, route.uri, exc.detail)
+    await call.responder.json(200, encode_result(msg.id, {}))
+
+
 # --- exposed URIs in results -----------------------------------------------------------------------
 
 
@@ -600,13 +684,14 @@ async def _forward(
     """`target`: what the request is about, as the client named it (a tool, a prompt, a URI)."""
     trace = call.responder.trace
     metrics = call.gateway.metrics
+    envelope = _envelope(call)
     while True:
         hop = None
         if trace is not None:
             hop = _upstream_hop(trace, method, backend.path, _label(method, upstream), upstream)
         started = time.perf_counter()
         try:
-            exchange = await backend.open(method, upstream, headers, _legacy_log_level(call))
+            exchange = await backend.open(method, upstream, headers, envelope)
         except BackendError as exc:
             if hop is not None:
                 hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": method, "params": upstream}
@@ -639,12 +724,19 @@ async def _forward(
             upstream.pop("requestState", None)
 
 
-def _legacy_log_level(call: Call) -> str | None:
-    """The level a legacy client's logs are asked for from a 2026-07-28 backend, which logs only when a
-    request asks: the client's logging/setLevel, else info (a legacy server logs at its discretion)."""
-    if call.era != "legacy":
-        return None
-    return call.live.log_level if call.live is not None and call.live.log_level is not None else "info"
+def _envelope(call: Call) -> dict[str, Any]:
+    """What a 2026-07-28 backend is told about the client in `_meta`: the capabilities the client
+    declared that the gateway can relay (so the backend never asks for input the client cannot give),
+    and for a legacy client its log level (a modern backend logs only when asked; a legacy server logs
+    at its discretion, so info unless the client set a level)."""
+    declared = call.client_capabilities
+    envelope: dict[str, Any] = {
+        META_CLIENT_CAPABILITIES: {k: v for k, v in GATEWAY_CLIENT_CAPABILITIES.items() if k in declared}
+    }
+    if call.era == "legacy":
+        level = call.live.log_level if call.live is not None else None
+        envelope[META_LOG_LEVEL] = level or "info"
+    return envelope
 
 
 def _label(method: str, upstream: dict[str, Any]) -> str:
@@ -721,7 +813,7 @@ async def _pump(
                     return result
                 if shape is not None:
                     result = shape(result)
-                return encode_result(client_id, call.stamp(result))
+                return encode_result(client_id, call.stamp(result, cached=target.startswith(_CACHED)))
             if kind == "error":
                 error = up.error
                 code = error.get("code", BACKEND_ERROR)
@@ -732,7 +824,9 @@ async def _pump(
                 out = _map_notification(call, up, client_token)
                 if out is not None:
                     await call.responder.event(out)
-                elif up.method is not None and up.method.endswith("/list_changed"):
+                elif up.method is not None and (
+                    up.method.endswith("/list_changed") or up.method == "notifications/resources/updated"
+                ):
                     # Backends may announce list changes on the stream of the call that caused them.
                     call.gateway.catalog.heard(exchange.backend, up)
                 continue
@@ -743,6 +837,13 @@ async def _pump(
                 continue
             refusal = _refusal(call, up.method or "")
             if refusal is not None:
+                needed = _NEEDS.get(up.method or "")
+                if call.era == "modern" and needed is not None:
+                    # Serving this request needs a capability the client did not declare (2026-07-28: -32021).
+                    call.responder.answer_status = 400
+                    return encode_error(client_id, MISSING_CLIENT_CAPABILITY,
+                                        f"Missing required client capability: {needed}",
+                                        {"requiredCapabilities": {needed: {}}})  # fmt: skip
                 await exchange.answer(up.id, {"error": refusal})
                 continue
             if call.era == "legacy":
@@ -954,8 +1055,13 @@ async def _listen(call: Call, msg: Message) -> None:
     config = call.server.config
     served = {"toolsListChanged": bool(config.tool_mappings), "promptsListChanged": bool(config.prompt_mappings),
               "resourcesListChanged": bool(config.resource_mappings)}  # fmt: skip
-    granted = {key: True for key, ok in served.items() if ok and wanted.get(key) is True}
+    granted: dict[str, Any] = {key: True for key, ok in served.items() if ok and wanted.get(key) is True}
     listener = Listener(msg.id, granted)
+    uris = wanted.get("resourceSubscriptions")
+    if isinstance(uris, list) and call.server.slice.subscribe:
+        watched = [uri for uri in uris if isinstance(uri, str) and await _listen_for(call, listener, uri)]
+        if watched:
+            granted["resourceSubscriptions"] = watched
     path = call.server.config.path
     listeners = call.gateway.listeners.setdefault(path, set())
     if granted:
@@ -985,7 +1091,22 @@ async def _listen(call: Call, msg: Message) -> None:
             await responder.event(item)
     finally:
         listeners.discard(listener)
+        await call.gateway.release(listener)
         await responder.end()
+
+
+async def _listen_for(call: Call, listener: Listener, uri: str) -> bool:
+    """Subscribe a listen stream to one resource's updates; False when it cannot be (not in the slice,
+    or the backend refused)."""
+    route = _readable(call, uri)
+    if route is None:
+        return False
+    meta = {META_SUBSCRIPTION_ID: listener.subscription_id}
+    message = encode_notification("notifications/resources/updated", {"uri": route.exposed, "_meta": meta})
+    error = await _watch(call, route, listener, lambda: listener.queue.put_nowait(message))
+    if error is not None:
+        logger.info("subscription to %s refused: %s", uri, error[1])
+    return error is None
 
 
 # What both eras share: the slice's lists and the requests routed to a backend.
@@ -999,5 +1120,11 @@ _ROUTED = {
     "resources/read": _read_resource,
     "completion/complete": _complete,
 }
-_LEGACY = {"ping": _ping, "logging/setLevel": _set_level, **_ROUTED}
+_LEGACY = {
+    "ping": _ping,
+    "logging/setLevel": _set_level,
+    "resources/subscribe": _subscribe,
+    "resources/unsubscribe": _unsubscribe,
+    **_ROUTED,
+}
 _MODERN = {"server/discover": _discover, "subscriptions/listen": _listen, **_ROUTED}

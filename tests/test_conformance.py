@@ -25,6 +25,7 @@ TOOLS = [
     "test_input_required_result_list_roots", "test_input_required_result_request_state",
     "test_input_required_result_multiple_inputs", "test_input_required_result_multi_round",
     "test_input_required_result_tampered_state", "test_input_required_result_capabilities", "test_missing_capability",
+    "test_logging_tool", "test_streaming_elicitation",
 ]  # fmt: skip
 PROMPTS = [
     "test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource", "test_prompt_with_image",
@@ -32,9 +33,9 @@ PROMPTS = [
 ]  # fmt: skip
 
 
-def virtual_server(backend_path: str) -> dict[str, Any]:
+def virtual_server(path: str, backend_path: str) -> dict[str, Any]:
     return {
-        "path": "/conformance",
+        "path": path,
         "server_name": "conformance-slice",
         "tool_mappings": [{"tool_name": t, "backend_server_path": backend_path} for t in TOOLS],
         # Every test:// URI, as the backend names it (the suite asks for fixed URIs).
@@ -44,21 +45,38 @@ def virtual_server(backend_path: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RunningGateway, Path]]:
+    """The fixture backend, and a gateway connected to it twice: in the era it prefers (2026-07-28,
+    behind /modern) and pinned to 2025-11-25 (behind /legacy)."""
     workdir = tmp_path_factory.mktemp("conformance")
     backend, url = start_backend(workdir)
     gateway = None
     try:
         config = {
-            "backends": [{"path": "/fixtures", "transport": "streamable-http", "url": url}],
-            "virtual_servers": [virtual_server("/fixtures")],
+            "backends": [
+                {"path": "/fixtures", "transport": "streamable-http", "url": url},
+                {"path": "/fixtures-legacy", "transport": "streamable-http", "url": url,
+                 "protocol_version": "2025-11-25"},
+            ],  # fmt: skip
+            "virtual_servers": [virtual_server("/modern", "/fixtures"), virtual_server("/legacy", "/fixtures-legacy")],
         }
         gateway = RunningGateway(config, workdir)
-        yield url, gateway.url("/conformance"), workdir
+        yield url, gateway, workdir
     finally:
         if gateway is not None:
             gateway.proc.stop()
         backend.stop()
+
+
+# Scenarios that pass against the backend directly but cannot pass through one of the gateway's two
+# connections to it, and why. A gap that closes fails the test too: the list stays exact.
+KNOWN_GAPS = {
+    ("2025-11-25", "modern"): {
+        "resources-subscribe": "in its 2026-07-28 era the backend offers no resource subscriptions "
+        "(its server/discover says resources.subscribe: false); through /legacy they pass",
+        "resources-unsubscribe": "as resources-subscribe",
+    },
+}
 
 
 def _regressions(direct: dict[str, Outcome], through: dict[str, Outcome]) -> list[str]:
@@ -74,15 +92,23 @@ def _regressions(direct: dict[str, Outcome], through: dict[str, Outcome]) -> lis
     return problems
 
 
+# The 2026-07-28 suite through a 2025-11-25 connection needs input-required fixtures that ask with
+# server requests in that era (the gateway turns those into InputRequiredResults): not written yet.
+MATRIX = [(SUITES[0], "legacy"), (SUITES[0], "modern"), (SUITES[1], "modern")]
+
+
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("suite", SUITES, ids=[s.name for s in SUITES])
+@pytest.mark.parametrize(("suite", "backend_era"), MATRIX, ids=[f"{s.name}-via-{era}" for s, era in MATRIX])
 def test_every_scenario_the_backend_passes_passes_through_the_gateway(
-    suite: Suite, servers: tuple[str, str, Path]
+    suite: Suite, backend_era: str, servers: tuple[str, RunningGateway, Path]
 ) -> None:
-    backend_url, gateway_url, workdir = servers
+    backend_url, gateway, workdir = servers
+    gateway_url = gateway.url(f"/{backend_era}")
     direct = run_suite(suite, backend_url, workdir)
     passing = [name for name, outcome in direct.items() if outcome.ok]
     # The fixtures are complete: the backend alone passes the suite's scored scenarios.
     assert len(passing) >= 30, {name: o.failures for name, o in direct.items() if not o.ok}
     through = run_suite(suite, gateway_url, workdir)
-    assert _regressions(direct, through) == []
+    gaps = KNOWN_GAPS.get((suite.name, backend_era), {})
+    regressions = _regressions(direct, through)
+    assert {r.split(":", 1)[0] for r in regressions} == set(gaps), regressions

@@ -3,6 +3,7 @@
 from .._config import BackendConfig
 from ._backend import Backend, BackendRpcError, Headers
 from ._base import (
+    GATEWAY_CLIENT_CAPABILITIES,
     BackendError,
     BackendProtocolError,
     BackendTimeout,
@@ -15,6 +16,7 @@ from ._http import StreamableHTTPBackend
 from ._stdio import StdioBackend
 
 __all__ = [
+    "GATEWAY_CLIENT_CAPABILITIES",
     "Backend",
     "BackendError",
     "BackendProtocolError",

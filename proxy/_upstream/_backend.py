@@ -18,7 +18,6 @@ from .._jsonrpc import Message
 from .._mcp import (
     LATEST_LEGACY,
     LEGACY_VERSIONS,
-    META_LOG_LEVEL,
     META_SERVER_INFO,
     MODERN_VERSIONS,
     UNSUPPORTED_PROTOCOL_VERSION,
@@ -76,6 +75,8 @@ class Backend(abc.ABC):
         # The largest answer read whole (limits.max_response_bytes, set by the gateway); HTTP transports only.
         self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES
         self._tls_context: ssl.SSLContext | None = None
+        # Resource URIs a 2026-07-28 backend's subscriptions/listen stream asks updates for.
+        self.watched: set[str] = set()
         self._ids = IdSource()
         self._connect_lock = asyncio.Lock()
         self._closed = False
@@ -116,6 +117,9 @@ class Backend(abc.ABC):
 
     async def _after_handshake(self) -> None:  # noqa: B027 - optional hook
         """Open whatever carries unsolicited notifications (GET stream, subscriptions/listen)."""
+
+    async def _rewatch(self) -> None:  # noqa: B027 - optional hook
+        """Reopen the subscriptions/listen stream with the current `watched` URIs (2026-07-28 backends)."""
 
     async def _reset(self) -> None:  # noqa: B027 - optional hook
         """Forget the session after the backend lost it (restart, expiry)."""
@@ -253,18 +257,40 @@ class Backend(abc.ABC):
                 await exchange.answer(msg.id, answer_without_client(msg.method))
 
     async def open(
-        self, method: str, params: dict[str, Any] | None, headers: Headers | None = None, log_level: str | None = None
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        headers: Headers | None = None,
+        envelope: dict[str, Any] | None = None,
     ) -> Exchange:
-        """Send a request in the backend's era (the `_meta` envelope added for modern backends, with
-        `log_level` when the request has none: a modern backend logs only when a request asks)."""
+        """Send a request in the backend's era: for a modern backend, with the `_meta` envelope — the
+        gateway's, over which `envelope` puts the client's own (its capabilities, its log level)."""
         identity = await self.connect()
         if identity.era == "modern":
             params = dict(params) if params else {}
             meta = modern_meta(params.get("_meta"))
-            if log_level is not None:
-                meta.setdefault(META_LOG_LEVEL, log_level)
+            if envelope:
+                meta.update(envelope)
             params["_meta"] = meta
         return await self._open_raw(method, params, identity.era, headers)
+
+    async def subscribe(self, uri: str, headers: Headers | None = None) -> None:
+        """Ask for `notifications/resources/updated` about a URI: `resources/subscribe` in the legacy era,
+        the URI in the subscriptions/listen filter in the modern one. Raises BackendError."""
+        identity = await self.connect()
+        if identity.era == "modern":
+            self.watched.add(uri)
+            await self._rewatch()
+            return
+        await self._drain(await self.open("resources/subscribe", {"uri": uri}, headers))
+
+    async def unsubscribe(self, uri: str) -> None:
+        identity = await self.connect()
+        if identity.era == "modern":
+            self.watched.discard(uri)
+            await self._rewatch()
+            return
+        await self._drain(await self.open("resources/unsubscribe", {"uri": uri}))
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
         identity = await self.connect()

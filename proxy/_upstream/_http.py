@@ -210,12 +210,23 @@ class StreamableHTTPBackend(Backend):
     # --- unsolicited notifications: the legacy GET stream or the modern subscriptions/listen ------
 
     async def _after_handshake(self) -> None:
-        assert self.identity is not None
-        tools_cap = self.identity.capabilities.get("tools")
-        if not (isinstance(tools_cap, dict) and tools_cap.get("listChanged")):
+        identity = self.identity
+        assert identity is not None
+        resources = identity.capabilities.get("resources")
+        subscribes = isinstance(resources, dict) and resources.get("subscribe") is True
+        legacy_updates = identity.era == "legacy" and subscribes  # resources/updated come on the GET stream
+        if not (legacy_updates or _listen_filter(identity.capabilities, self.watched)):
             return
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name=f"listen {self.path}")
+
+    async def _rewatch(self) -> None:
+        if self.identity is None or self.identity.era != "modern":
+            return
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
+        await self._after_handshake()
 
     async def _listen(self) -> None:
         """Keep one notification stream open while connected; reopen it when it drops."""
@@ -236,7 +247,8 @@ class StreamableHTTPBackend(Backend):
         assert self._http is not None
         auth = await self._auth_lines(None) if self.shared_headers is not None else b""
         if era == "modern":
-            params = {"notifications": {"toolsListChanged": True}, "_meta": modern_meta(None)}
+            capabilities = self.identity.capabilities if self.identity is not None else {}
+            params = {"notifications": _listen_filter(capabilities, self.watched), "_meta": modern_meta(None)}
             body = encode_request(self._ids.next(), "subscriptions/listen", params)
             response = await self._http.request("POST", self._headers("subscriptions/listen", params, era) + auth, body)
         else:
@@ -292,3 +304,17 @@ class StreamableHTTPBackend(Backend):
 
 class _NoStream(Exception):
     pass
+
+
+def _listen_filter(capabilities: dict[str, Any], watched: set[str]) -> dict[str, Any]:
+    """What the gateway asks a backend's notification stream for: the list changes it announces, and
+    updates of the resources clients subscribed to. Empty: no stream is needed."""
+    wanted: dict[str, Any] = {}
+    for capability, key in (("tools", "toolsListChanged"), ("prompts", "promptsListChanged"),
+                            ("resources", "resourcesListChanged")):  # fmt: skip
+        declared = capabilities.get(capability)
+        if isinstance(declared, dict) and declared.get("listChanged"):
+            wanted[key] = True
+    if watched:
+        wanted["resourceSubscriptions"] = sorted(watched)
+    return wanted

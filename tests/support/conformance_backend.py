@@ -118,6 +118,16 @@ def build() -> FastMCP:
             await asyncio.sleep(0.05)
         return _content(_text("Tool with logging executed successfully"))
 
+    @mcp.tool(description="Logs at info; a 2026-07-28 request that names no logLevel gets no log messages")
+    async def test_logging_tool(ctx: Context) -> ToolResult:
+        await ctx.info("test_logging_tool ran")
+        return _content(_text("Logged one message"))
+
+    @mcp.tool(description="Asks for a name while the call's response stream is open")
+    async def test_streaming_elicitation(ctx: Context) -> Any:
+        properties = {"name": {"type": "string", "description": "Your name"}}
+        return await _elicit(ctx, "Elicitation completed", "What is your name?", properties, ["name"])
+
     @mcp.tool(description="Tests tool that reports progress notifications")
     async def test_tool_with_progress(ctx: Context) -> ToolResult:
         for step in (0, 50, 100):
