@@ -18,7 +18,15 @@ from ._creds import parse_header_override
 from ._gateway import Gateway, VirtualServer
 from ._handlers import Call, answer_relayed, handle_request, initialize
 from ._identity import AuthError, Identity, bearer_token
-from ._jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, Message, ProtocolError, encode_error, parse_message
+from ._jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    Message,
+    ProtocolError,
+    encode_error,
+    parse_message,
+)
 from ._mcp import (
     ALL_VERSIONS,
     HEADER_MISMATCH,

@@ -52,12 +52,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Run
     backend, url = start_backend(workdir)
     gateway = None
     try:
+        modern = {"path": "/fixtures", "transport": "streamable-http", "url": url}
+        legacy = {**modern, "path": "/fixtures-legacy", "protocol_version": "2025-11-25"}
         config = {
-            "backends": [
-                {"path": "/fixtures", "transport": "streamable-http", "url": url},
-                {"path": "/fixtures-legacy", "transport": "streamable-http", "url": url,
-                 "protocol_version": "2025-11-25"},
-            ],  # fmt: skip
+            "backends": [modern, legacy],
             "virtual_servers": [virtual_server("/modern", "/fixtures"), virtual_server("/legacy", "/fixtures-legacy")],
         }
         gateway = RunningGateway(config, workdir)
