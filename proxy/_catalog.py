@@ -92,6 +92,8 @@ class Catalog:
         self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES  # limits.max_response_bytes (set by the gateway)
         # Told (backend path, the backend's URI) when a backend says a resource changed (set by the gateway).
         self.on_updated: Callable[[str, str], None] = lambda path, uri: None
+        # Told (backend path, message) of a backend's log message outside any call (set by the gateway).
+        self.on_log: Callable[[str, Message], None] = lambda path, msg: None
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
@@ -196,8 +198,9 @@ class Catalog:
         elif msg.method == "notifications/resources/updated" and isinstance(msg.params.get("uri"), str):
             self.on_updated(backend.path, msg.params["uri"])
         elif msg.method == "notifications/message":
-            # A backend's log message that belongs to no client's call: kept in the gateway's debug log.
+            # A backend's log message that belongs to no client's call.
             logger.debug("backend %s logged (%s): %s", backend.path, msg.params.get("level"), msg.params.get("data"))
+            self.on_log(backend.path, msg)
 
     async def close(self) -> None:
         self._closing = True

@@ -127,13 +127,33 @@ async def _check(cfg: Config, wait_s: float) -> dict[str, Any]:
                 for route in served.slice.routes.values():
                     if route.exposed in listed:
                         tools.append({"name": route.exposed, "backend": route.backend, "tool": route.tool_name})
+            prompts = []
+            resources = []
+            if served is not None:
+                listed = {p["name"] for p in served.slice.prompts}
+                for route in served.slice.prompt_routes.values():
+                    if route.exposed in listed:
+                        prompts.append({"name": route.exposed, "backend": route.backend, "prompt": route.tool_name})
+                exposed = [r["uri"] for r in served.slice.resources] + [
+                    t["uriTemplate"] for t in served.slice.templates
+                ]
+                for mapping in vs.resource_mappings:
+                    form = mapping.exposed_form
+                    matching = [
+                        uri for uri in exposed if uri == form or (mapping.kind == "prefix" and uri.startswith(form))
+                    ]
+                    resources.append({"exposed": form, "kind": mapping.kind, "backend": mapping.backend_server_path,
+                                      "backend_form": mapping.backend_form, "listed": len(matching)})  # fmt: skip
             servers.append(
                 {
                     "path": vs.path,
                     "endpoint": f"{vs.path}/mcp",
                     "name": vs.server_name,
                     "enabled": vs.is_enabled,
+                    "capabilities": served.capabilities() if served else {},
                     "tools": tools,
+                    "prompts": prompts,
+                    "resources": resources,
                     "problems": list(served.slice.problems) if served else [],
                 }
             )
@@ -150,7 +170,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
     console = Console()
     backends = Table(title="Backends", title_justify="left")
-    for column in ("path", "transport", "status", "protocol", "server", "tools"):
+    for column in ("path", "transport", "status", "protocol", "server", "tools", "resources", "prompts"):
         backends.add_column(column)
     for path, b in report["backends"].items():
         if b["discovered"]:
@@ -165,6 +185,10 @@ def _print_report(report: dict[str, Any]) -> None:
             b["protocol_version"] or "-",
             f"{server.get('name', '-')} {server.get('version', '')}".strip(),
             str(b["tools"]),
+            f"{b['resources']} (+{b['resource_templates']} templates)"
+            if b["resource_templates"]
+            else str(b["resources"]),
+            str(b["prompts"]),
         )
     console.print(backends)
     for vs in report["virtual_servers"]:
@@ -177,6 +201,21 @@ def _print_report(report: dict[str, Any]) -> None:
         if not vs["enabled"]:
             table.caption = "disabled (is_enabled: false)"
         console.print(table)
+        if vs["prompts"]:
+            prompts = Table(title_justify="left")
+            for column in ("exposed prompt", "backend", "backend prompt"):
+                prompts.add_column(column)
+            for prompt in vs["prompts"]:
+                prompts.add_row(prompt["name"], prompt["backend"], prompt["prompt"])
+            console.print(prompts)
+        if vs["resources"]:
+            resources = Table(title_justify="left")
+            for column in ("exposed resources", "kind", "backend", "backend URI", "listed"):
+                resources.add_column(column)
+            for r in vs["resources"]:
+                resources.add_row(r["exposed"], r["kind"], r["backend"], r["backend_form"], str(r["listed"]))
+            console.print(resources)
+        console.print(f"  capabilities: {', '.join(vs['capabilities']) or 'none'}", soft_wrap=True)
         for problem in vs["problems"]:
             console.print(f"  [yellow]problem[/yellow]: {problem}", soft_wrap=True)
     console.print("[green]OK[/green]" if report["ok"] else "[red]problems found[/red]")

@@ -23,8 +23,8 @@ from ._catalog import BackendFactory, Catalog
 from ._config import PER_USER_MODES, BackendConfig, Config, RecorderConfig, VirtualServerConfig
 from ._creds import Credentials
 from ._identity import Authenticator
-from ._jsonrpc import encode_notification
-from ._mcp import META_SUBSCRIPTION_ID
+from ._jsonrpc import Message, encode_notification
+from ._mcp import META_SUBSCRIPTION_ID, log_passes
 from ._metrics import Metrics
 from ._record import (
     DIRECTION,
@@ -148,6 +148,7 @@ class Gateway:
         # Which clients asked for updates of which backend resources.
         self.subscriptions = Subscriptions()
         self.catalog.on_updated = self._resource_updated
+        self.catalog.on_log = self._backend_logged
         self._sweeper: asyncio.Task[None] | None = None
         # The flight recorder's emitter; None when `recorder.target` is not configured.
         self.emitter: SpanEmitter | None = None
@@ -307,6 +308,22 @@ class Gateway:
         told = self.subscriptions.updated(backend, uri)
         logger.debug("backend %s: %s updated; told %d subscriber(s)", backend, uri, told)
 
+    def _backend_logged(self, backend: str, msg: Message) -> None:
+        """A backend's log message outside any call: to the legacy sessions that asked for logs (sent
+        logging/setLevel) on a virtual server mapping that backend, at their level and above. The
+        2026-07-28 era has no stream for it (subscriptions/listen carries no log filter)."""
+        level = msg.params.get("level")
+        message: bytes | None = None
+        for live in self.live.values():
+            if live.stream is None or live.log_level is None or not log_passes(level, live.log_level):
+                continue
+            server = self.servers.get(live.virtual_server)
+            if server is None or backend not in server.config.backend_paths:
+                continue
+            if message is None:
+                message = encode_notification("notifications/message", msg.params)
+            live.stream.put_nowait(message)
+
     async def release(self, subscriber: Any) -> None:
         """A client session or listen stream ended: forget its subscriptions, and unsubscribe at the
         backends from the URIs nobody else wants."""
@@ -340,6 +357,7 @@ class Gateway:
         backends = {}
         for path, backend in self.catalog.backends.items():
             identity = backend.identity
+            offer = self.catalog.offers.get(path)
             backends[path] = {
                 "transport": backend.config.transport,
                 "connected": identity is not None,
@@ -348,6 +366,9 @@ class Gateway:
                 "protocol_version": identity.protocol_version if identity else None,
                 "server": identity.server_info if identity else None,
                 "tools": len(self.catalog.tools.get(path) or []),
+                "resources": len(offer.resources) if offer is not None else 0,
+                "resource_templates": len(offer.templates) if offer is not None else 0,
+                "prompts": len(offer.prompts) if offer is not None else 0,
                 "restarts": getattr(backend, "restarts", 0),  # stdio processes restarted after exiting
                 "error": backend.last_error,
             }

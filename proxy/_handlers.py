@@ -548,10 +548,19 @@ def _prompt_shaper(call: Call, backend: str) -> Shaper:
     return shape
 
 
-def _contents_shaper(call: Call, route: ResourceRoute) -> Shaper:
-    router = call.server.slice.router
+def _contents_shaper(call: Call, route: ResourceRoute) -> _ContentsShaper:
+    return _ContentsShaper(call.server.slice.router, route)
 
-    def shape(result: dict[str, Any]) -> dict[str, Any]:
+
+class _ContentsShaper:
+    """A resources/read answer as the client knows it: its contents' URIs exposed, and the backend's
+    URI kept out of an error (a backend's "Resource <uri> not found" names its own)."""
+
+    def __init__(self, router: ResourceRouter, route: ResourceRoute) -> None:
+        self.router, self.route = router, route
+
+    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
+        route = self.route
         contents = result.get("contents")
         if not isinstance(contents, list):
             return result
@@ -559,12 +568,17 @@ def _contents_shaper(call: Call, route: ResourceRoute) -> Shaper:
         for item in contents:
             uri = item.get("uri") if isinstance(item, dict) else None
             if isinstance(uri, str):
-                exposed = route.exposed if uri == route.uri else router.outbound(route.backend, uri)
+                exposed = route.exposed if uri == route.uri else self.router.outbound(route.backend, uri)
                 item = {**item, "uri": exposed if exposed is not None else route.exposed}
             shaped.append(item)
         return {**result, "contents": shaped}
 
-    return shape
+    def error(self, message: str, data: Any) -> tuple[str, Any]:
+        route = self.route
+        message = message.replace(route.uri, route.exposed)
+        if isinstance(data, dict) and data.get("uri") == route.uri:
+            data = {**data, "uri": route.exposed}
+        return message, data
 
 
 # --- tools/call -----------------------------------------------------------------------------------
@@ -819,7 +833,11 @@ async def _pump(
                 code = error.get("code", BACKEND_ERROR)
                 if code == MISSING_CLIENT_CAPABILITY and call.era == "modern":
                     call.responder.answer_status = 400  # the 2026-07-28 transport's status for -32021
-                return encode_error(client_id, code, str(error.get("message", "")), error.get("data"))
+                message, data = str(error.get("message", "")), error.get("data")
+                reshape = getattr(shape, "error", None)
+                if reshape is not None:
+                    message, data = reshape(message, data)
+                return encode_error(client_id, code, message, data)
             if kind == "notification":
                 out = _map_notification(call, up, client_token)
                 if out is not None:

@@ -139,15 +139,13 @@ class _Rule:
 
 
 class ResourceRouter:
-    """Both directions of one virtual server's resource mappings. Exact URIs win over prefixes (the
-    longest first), prefixes over templates (in mapping order)."""
+    """Both directions of one virtual server's resource mappings. An exact URI wins; otherwise the
+    first prefix or template mapping, in config order, that matches."""
 
     def __init__(self, rules: list[_Rule]) -> None:
         self._exact = {r.exposed_form: r for r in rules if r.kind == "uri"}
         self._exact_back = {(r.backend, r.backend_form): r for r in rules if r.kind == "uri"}
-        self._others = sorted(
-            (r for r in rules if r.kind != "uri"), key=lambda r: (r.kind != "prefix", -len(r.exposed_form))
-        )
+        self._others = [r for r in rules if r.kind != "uri"]
         self.templates = tuple(r for r in rules if r.kind == "template")
         self.rules = tuple(rules)
 

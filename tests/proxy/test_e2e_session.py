@@ -70,7 +70,8 @@ async def test_elicitation_round_trip_legacy_client(gateway: RunningGateway) -> 
 
 
 async def test_elicitation_refused_when_client_lacks_the_capability(gateway: RunningGateway) -> None:
-    # Raw modern request without elicitation in clientCapabilities: the backend is told no, the call ends.
+    # Raw modern request without elicitation in clientCapabilities: the backend asks anyway (a 2025-11-25
+    # backend does not know), so the call ends with -32021 and the backend call is cancelled.
     body = {
         "jsonrpc": "2.0",
         "id": 5,
@@ -93,10 +94,10 @@ async def test_elicitation_refused_when_client_lacks_the_capability(gateway: Run
     }
     async with httpx.AsyncClient(timeout=30) as http:
         response = await http.post(gateway.url("/virtual/support"), json=body, headers=headers)
-    assert response.status_code == 200
-    result = response.json()["result"]
-    assert result["resultType"] == "complete"
-    assert result["isError"] is True or "no answer" in str(result)
+    # Serving the call needs a capability the client did not declare: the 2026-07-28 error, HTTP 400.
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == -32021 and error["data"] == {"requiredCapabilities": {"elicitation": {}}}
 
 
 async def _call_log(url: str) -> list[str]:

@@ -312,3 +312,41 @@ async def test_encoded_slashes_in_the_path_are_refused(client: httpx.AsyncClient
         assert "encoded" in response.text
     response = await client.post("/v/mcp", json=body, headers={**headers, "mcp-method": "tools/list"})
     assert response.status_code == 200
+
+
+async def test_modern_request_without_its_meta_is_400_invalid_params(client: httpx.AsyncClient) -> None:
+    body, headers = modern("tools/list")
+    for drop in ("io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientCapabilities"):
+        meta = {k: v for k, v in MODERN_META.items() if k != drop}
+        response = await post(client, {**body, "params": {"_meta": meta}}, headers)
+        assert response.status_code == 400, drop
+        assert response.json()["error"]["code"] == -32602 and drop in response.json()["error"]["message"]
+    no_meta = await post(client, {**body, "params": {}}, headers)
+    assert no_meta.status_code == 400 and no_meta.json()["error"]["code"] == -32602
+    # clientInfo is a SHOULD: a request without it is served.
+    meta = {k: v for k, v in MODERN_META.items() if k != "io.modelcontextprotocol/clientInfo"}
+    assert (await post(client, {**body, "params": {"_meta": meta}}, headers)).status_code == 200
+
+
+async def test_initialize_of_the_2026_era_is_404(client: httpx.AsyncClient) -> None:
+    response = await post(
+        client,
+        {"jsonrpc": "2.0", "id": 5, "method": "initialize",
+         "params": {"protocolVersion": "2026-07-28", "capabilities": {}, "_meta": MODERN_META}},
+        {"mcp-protocol-version": "2026-07-28", "mcp-method": "initialize"},
+    )  # fmt: skip
+    assert response.status_code == 404
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "error": {"code": -32601, "message": "Method not found: initialize"},
+    }
+
+
+async def test_set_level_names_the_levels(client: httpx.AsyncClient) -> None:
+    sid = await initialize(client)
+    h = {"mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
+    bad = await post(client, {"jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": {"level": "loud"}}, h)
+    assert bad.json()["error"]["code"] == -32602 and "debug, info" in bad.json()["error"]["message"]
+    ok = await post(client, {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "error"}}, h)
+    assert ok.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
