@@ -358,7 +358,8 @@ class McpEndpoint:
             if msg.method == "notifications/cancelled":
                 request_id = msg.params.get("requestId")
                 exchange = live.in_flight.get(request_id) if request_id is not None else None
-                if exchange is not None:
+                if exchange is not None and request_id is not None:
+                    live.cancelled.add(request_id)
                     await exchange.close()
             await responder.empty(202)
         else:

@@ -722,6 +722,11 @@ async def _forward(
             answered = outcome_of(200, outcome, tool_error) if isinstance(outcome, bytes) else "ok"  # input required
             metrics.upstream(backend.path, method, answered, time.perf_counter() - started)
         if isinstance(outcome, bytes):
+            live = call.live
+            if live is not None and client_id in live.cancelled:
+                live.cancelled.discard(client_id)
+                await call.responder.withhold()
+                return
             await call.responder.json(call.responder.answer_status, outcome)
             return
         # A modern backend asked for input and this client is legacy: ask the client, then retry.
@@ -823,8 +828,11 @@ async def _pump(
             if kind == "result":
                 result = up.result if isinstance(up.result, dict) else {}
                 call.responder.tool_error = result.get("isError") is True
-                if call.era == "legacy" and result.get("resultType") == "input_required":
-                    return result
+                if call.era == "legacy":
+                    if result.get("resultType") == "input_required":
+                        return result
+                    if "resultType" in result or "_meta" in result or "ttlMs" in result:
+                        result = _legacy_view(result)
                 if shape is not None:
                     result = shape(result)
                 return encode_result(client_id, call.stamp(result, cached=target.startswith(_CACHED)))
@@ -875,6 +883,24 @@ async def _pump(
             live.in_flight.pop(client_id, None)
         if not parked and not exchange.done:
             await exchange.close()
+
+
+_MODERN_ONLY = ("resultType", "ttlMs", "cacheScope")
+
+
+def _legacy_view(result: dict[str, Any]) -> dict[str, Any]:
+    """A 2026-07-28 backend's result as a 2025-11-25 client may see it: without the fields that era does
+    not have, and without the protocol's reserved `_meta` keys (the backend's serverInfo would tell the
+    client which server is behind the slice)."""
+    shown = {key: value for key, value in result.items() if key not in _MODERN_ONLY}
+    meta = shown.get("_meta")
+    if isinstance(meta, dict):
+        kept = {key: value for key, value in meta.items() if not key.startswith(_RESERVED_META)}
+        if kept:
+            shown["_meta"] = kept
+        else:
+            del shown["_meta"]
+    return shown
 
 
 def _map_notification(call: Call, up: Message, client_token: Any) -> bytes | None:

@@ -112,6 +112,12 @@ class Responder:
             await self._send({"type": "http.response.body", "body": b""})
         self._stop_watch()
 
+    async def withhold(self) -> None:
+        """End the exchange without a JSON-RPC answer (the client cancelled the request, and the spec
+        says a cancelled request SHOULD NOT be answered): an empty event stream."""
+        await self.start_stream()
+        await self.end()
+
     def watch(self, on_disconnect: Callable[[], Awaitable[None]]) -> None:
         """Run `on_disconnect` if the client hangs up before the answer is complete.
 

@@ -102,6 +102,8 @@ class LiveSession:
         self.relayed: dict[RequestId, Relayed] = {}
         # Client request id -> exchange, so notifications/cancelled can reach the backend.
         self.in_flight: dict[RequestId, Exchange] = {}
+        # Requests the client cancelled (notifications/cancelled): they get no answer.
+        self.cancelled: set[RequestId] = set()
         # The client's logging/setLevel: backends' log messages below it are not relayed (None: all are).
         self.log_level: str | None = None
         self._relay_ids = 0

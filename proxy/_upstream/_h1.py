@@ -303,7 +303,9 @@ class H1Pool:
         self.port = parts.port or (443 if self.tls else 80)
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         default_port = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
-        host_header = self.host if default_port else f"{self.host}:{self.port}"
+        # An IPv6 literal is bracketed in Host and in a request target (RFC 7230 §5.4, RFC 3986 §3.2.2).
+        authority_host = f"[{self.host}]" if ":" in self.host else self.host
+        host_header = authority_host if default_port else f"{authority_host}:{self.port}"
         self._host_line = f"host: {host_header}\r\n".encode("latin-1")
         self._target = f"{self.target} HTTP/1.1".encode("latin-1")
         self.proxy = proxy
@@ -352,7 +354,7 @@ class H1Pool:
         """A TLS connection to the backend through the proxy's CONNECT tunnel."""
         loop = asyncio.get_running_loop()
         raw, handshake = await loop.create_connection(_TunnelHandshake, proxy.host, proxy.port)
-        authority = f"{self.host}:{self.port}"
+        authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         auth = f"proxy-authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
         raw.write(f"CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n{auth}\r\n".encode("latin-1"))
         try:

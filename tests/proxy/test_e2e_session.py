@@ -192,3 +192,64 @@ async def test_modern_backend_input_request_reaches_a_legacy_client(gateway: Run
         result = await session.call_tool("guarded", {})
     assert asked == ["Name, please?"]
     assert text_of(result) == "guarded hello grace (state-1)"
+
+
+async def _raw_legacy_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
+    params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}
+    accept = {"accept": "application/json, text/event-stream"}
+    response = await http.post(url, json=init, headers=accept)
+    return {**accept, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+
+
+async def test_a_legacy_client_sees_no_2026_fields_of_a_modern_backend(gateway: RunningGateway) -> None:
+    url = gateway.url("/virtual/support")
+    async with httpx.AsyncClient(timeout=30) as http:
+        headers = await _raw_legacy_session(http, url)
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}},
+        }
+        raw = (await http.post(url, json=call, headers=headers)).text
+    # /alpha answers in the 2026-07-28 era (resultType, its serverInfo in _meta): neither reaches this client.
+    assert '"x"' in raw
+    assert "resultType" not in raw and "io.modelcontextprotocol/serverInfo" not in raw and '"alpha"' not in raw
+
+
+async def test_a_cancelled_request_gets_no_answer(gateway: RunningGateway, backends: dict[str, str]) -> None:
+    url = gateway.url("/virtual/support")
+    before = len(await _call_log(backends["alpha"]))
+    async with httpx.AsyncClient(timeout=30) as http:
+        headers = await _raw_legacy_session(http, url)
+        call = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "sleep", "arguments": {"seconds": 30}},
+        }
+        answered: list[str] = []
+
+        async def sleeper() -> None:
+            answered.append((await http.post(url, json=call, headers=headers)).text)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(sleeper)
+            await _wait_until_called(backends["alpha"], before)
+            cancel = {
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": 7, "reason": "user"},
+            }
+            assert (await http.post(url, json=cancel, headers=headers)).status_code == 202
+        await _wait_for_cancel(backends["alpha"], before)
+    # The POST ended without any JSON-RPC message about request 7 (the spec: SHOULD NOT respond).
+    assert '"id":7' not in answered[0].replace(" ", "") and "error" not in answered[0]
+
+
+async def _wait_until_called(url: str, before: int) -> None:
+    async def called() -> bool:
+        return "sleep" in (await _call_log(url))[before:]
+
+    await until(called, within_s=10)

@@ -402,3 +402,26 @@ async def test_backends_through_an_http_proxy(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         assert proxy_for(https_url) is None and proxy_for(plain_backend.url) is None
     tls_backend.close()
+
+
+async def test_an_ipv6_backend_gets_a_bracketed_host(pool_of: Callable[..., H1Pool]) -> None:
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        heads.append(head)
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        writer.write(json_response(b"{}"))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "::1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        assert await post(pool_of(f"http://[::1]:{port}/mcp"), b"{}") == b"{}"
+        assert f"host: [::1]:{port}\r\n".encode() in heads[0].lower()
+    finally:
+        server.close()
