@@ -41,6 +41,8 @@ class Offer:
     subscribe: bool = False
     completions: bool = False
     logging: bool = False
+    # The backend runs task-augmented tools/call (2025-11-25 tasks: capabilities.tasks.requests.tools.call).
+    tasks: bool = False
 
 
 async def discover_offer(backend: Backend) -> Offer:
@@ -59,6 +61,9 @@ async def discover_offer(backend: Backend) -> Offer:
         except BackendError as exc:
             logger.warning("backend %s: %s failed: %s", backend.path, method, exc.detail)
     resources = capabilities.get("resources")
+    tasks = capabilities.get("tasks")
+    requests = tasks.get("requests") if isinstance(tasks, dict) else None
+    tools = requests.get("tools") if isinstance(requests, dict) else None
     return Offer(
         lists.get("resources", ()),
         lists.get("resourceTemplates", ()),
@@ -66,6 +71,7 @@ async def discover_offer(backend: Backend) -> Offer:
         subscribe=isinstance(resources, dict) and resources.get("subscribe") is True,
         completions="completions" in capabilities,
         logging="logging" in capabilities,
+        tasks=isinstance(tools, dict) and "call" in tools and (identity is None or identity.era == "legacy"),
     )
 
 
@@ -94,6 +100,8 @@ class Catalog:
         self.on_updated: Callable[[str, str], None] = lambda path, uri: None
         # Told (backend path, message) of a backend's log message outside any call (set by the gateway).
         self.on_log: Callable[[str, Message], None] = lambda path, msg: None
+        # Told (backend path, message) of a backend's notifications/tasks/status (set by the gateway).
+        self.on_task_status: Callable[[str, Message], None] = lambda path, msg: None
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
@@ -195,6 +203,8 @@ class Catalog:
         if msg.method in _LIST_CHANGED and self.backends.get(backend.path) is backend:
             logger.info("backend %s: %s; rediscovering", backend.path, msg.method)
             self._schedule(backend.path)
+        elif msg.method == "notifications/tasks/status":
+            self.on_task_status(backend.path, msg)
         elif msg.method == "notifications/resources/updated" and isinstance(msg.params.get("uri"), str):
             self.on_updated(backend.path, msg.params["uri"])
         elif msg.method == "notifications/message":

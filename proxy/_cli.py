@@ -155,6 +155,7 @@ async def _check(cfg: Config, wait_s: float) -> dict[str, Any]:
                     "prompts": prompts,
                     "resources": resources,
                     "problems": list(served.slice.problems) if served else [],
+                    "warnings": list(served.slice.warnings) if served else [],
                 }
             )
         backends = status["backends"]
@@ -218,6 +219,8 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(f"  capabilities: {', '.join(vs['capabilities']) or 'none'}", soft_wrap=True)
         for problem in vs["problems"]:
             console.print(f"  [yellow]problem[/yellow]: {problem}", soft_wrap=True)
+        for warning in vs["warnings"]:
+            console.print(f"  [yellow]warning[/yellow]: {warning}", soft_wrap=True)
     console.print("[green]OK[/green]" if report["ok"] else "[red]problems found[/red]")
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from proto import pb
@@ -44,6 +45,7 @@ from ._sessions import InMemorySessionStore, LiveSession, SessionStore
 from ._slice import Slice
 from ._state import StateDB
 from ._subscriptions import Subscriptions
+from ._tasks import Tasks
 from ._upstream import BackendError, Exchange
 from ._vault import Vault, VaultKeyError, load_key
 
@@ -71,9 +73,27 @@ class VirtualServer:
     def server_info(self) -> dict[str, Any]:
         return {"name": self.config.server_name, "version": GATEWAY_VERSION}
 
-    def capabilities(self) -> dict[str, Any]:
+    @cached_property
+    def unserved(self) -> frozenset[str]:
+        """Methods of the capabilities this server does not advertise: answered -32601, never routed."""
+        config, sliced = self.config, self.slice
+        methods: set[str] = set()
+        if not config.prompt_mappings:
+            methods |= {"prompts/list", "prompts/get"}
+        if not config.resource_mappings:
+            methods |= {"resources/list", "resources/templates/list", "resources/read"}
+        if not sliced.subscribe:
+            methods |= {"resources/subscribe", "resources/unsubscribe"}
+        if not sliced.completions:
+            methods.add("completion/complete")
+        if not sliced.tasks:
+            methods |= {"tasks/get", "tasks/result", "tasks/cancel", "tasks/list"}
+        return frozenset(methods)
+
+    def capabilities(self, era: str = "legacy") -> dict[str, Any]:
         """Only what this virtual server serves: the kinds it maps, completion when a backend behind them
-        completes, and logging (the gateway takes the level and relays backends' messages)."""
+        completes, logging (the gateway takes the level and relays backends' messages), and for
+        2025-11-25 clients the tasks its task-capable tools' backends run."""
         config, sliced = self.config, self.slice
         capabilities: dict[str, Any] = {}
         if config.tool_mappings:
@@ -85,6 +105,8 @@ class VirtualServer:
         if sliced.completions:
             capabilities["completions"] = {}
         capabilities["logging"] = {}
+        if sliced.tasks and era == "legacy":
+            capabilities["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
         return capabilities
 
 
@@ -145,8 +167,10 @@ class Gateway:
             Catalog(self._tools_changed) if backend_factory is None else Catalog(self._tools_changed, backend_factory)
         )
         self.catalog.max_response_bytes = config.limits.max_response_bytes
-        # Which clients asked for updates of which backend resources.
+        # Which clients asked for updates of which backend resources; the tasks relayed, and whose they are.
         self.subscriptions = Subscriptions()
+        self.tasks = Tasks()
+        self.catalog.on_task_status = self._task_status
         self.catalog.on_updated = self._resource_updated
         self.catalog.on_log = self._backend_logged
         self._sweeper: asyncio.Task[None] | None = None
@@ -324,6 +348,14 @@ class Gateway:
                 message = encode_notification("notifications/message", msg.params)
             live.stream.put_nowait(message)
 
+    def _task_status(self, backend: str, msg: Message) -> None:
+        """A backend's notifications/tasks/status outside a call: to the session that created the task."""
+        ref = self.tasks.of_backend(backend, msg.params.get("taskId"))
+        live = self.live.get(ref.session) if ref is not None and ref.session is not None else None
+        if ref is None or live is None or live.stream is None:
+            return
+        live.stream.put_nowait(encode_notification("notifications/tasks/status", {**msg.params, "taskId": ref.exposed}))
+
     async def release(self, subscriber: Any) -> None:
         """A client session or listen stream ended: forget its subscriptions, and unsubscribe at the
         backends from the URIs nobody else wants."""
@@ -346,6 +378,7 @@ class Gateway:
                 if parked.expires < now:
                     del self.parked[token]
                     await parked.exchange.close()
+            self.tasks.sweep()
             for sid in await self.sessions.expire(self.config.limits.session_idle_s):
                 live = self.live.pop(sid, None)
                 if live is not None:

@@ -15,7 +15,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import orjson
@@ -42,7 +41,10 @@ from ._mcp import (
     CREDENTIALS_REQUIRED,
     LOG_LEVELS,
     META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
     META_LOG_LEVEL,
+    META_PROTOCOL_VERSION,
+    META_RELATED_TASK,
     META_SERVER_INFO,
     META_SUBSCRIPTION_ID,
     MISSING_CLIENT_CAPABILITY,
@@ -73,6 +75,7 @@ from ._record import (
 from ._resources import ResourceRoute, ResourceRouter, expose_blocks
 from ._responder import Responder
 from ._sessions import LiveSession, Relayed, SessionState, new_session_id
+from ._tasks import TaskRef
 from ._upstream import (
     GATEWAY_CLIENT_CAPABILITIES,
     Backend,
@@ -144,25 +147,13 @@ class Call:
 async def handle_request(call: Call, msg: Message) -> None:
     method = msg.method
     handler = _MODERN.get(method or "") if call.era == "modern" else _LEGACY.get(method or "")
-    if handler is not None and not _serves(call.server, method or ""):
+    if handler is not None and method in call.server.unserved:
         handler = None  # a capability the virtual server does not advertise
     if handler is None:
         status = 404 if call.era == "modern" else 200
         await call.responder.json(status, encode_error(msg.id, METHOD_NOT_FOUND, f"Method not found: {method}"))
         return
     await handler(call, msg)
-
-
-def _serves(server: VirtualServer, method: str) -> bool:
-    if method.startswith("prompts/"):
-        return bool(server.config.prompt_mappings)
-    if method in ("resources/subscribe", "resources/unsubscribe"):
-        return server.slice.subscribe
-    if method.startswith("resources/"):
-        return bool(server.config.resource_mappings)
-    if method == "completion/complete":
-        return server.slice.completions
-    return True
 
 
 # --- handshake and discovery ----------------------------------------------------------------------
@@ -211,7 +202,7 @@ async def initialize(call: Call, msg: Message) -> None:
         responder.trace[VERSION] = version
     result: dict[str, Any] = {
         "protocolVersion": version,
-        "capabilities": server.capabilities(),
+        "capabilities": server.capabilities("legacy"),
         "serverInfo": server.server_info,
     }
     if server.config.description:
@@ -227,7 +218,7 @@ async def _discover(call: Call, msg: Message) -> None:
         return
     result: dict[str, Any] = {
         "supportedVersions": list(reversed(ALL_VERSIONS)),
-        "capabilities": call.server.capabilities(),
+        "capabilities": call.server.capabilities("modern"),
         "ttlMs": call.gateway.config.tools_list_ttl_ms,
         "cacheScope": "private",
     }
@@ -508,23 +499,100 @@ async def _unsubscribe(call: Call, msg: Message) -> None:
     await call.responder.json(200, encode_result(msg.id, {}))
 
 
+# --- tasks (2025-11-25) ---------------------------------------------------------------------------
+
+
+class _TaskCreated:
+    """A task-augmented tools/call's answer: a CreateTaskResult gets the gateway's task id (the task
+    remembered as this caller's); a tool that answered at once is shaped as any tool result."""
+
+    def __init__(self, call: Call, backend: str, otherwise: Shaper) -> None:
+        self.call, self.backend, self.otherwise = call, backend, otherwise
+
+    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
+        task = result.get("task")
+        if not isinstance(task, dict) or not isinstance(task.get("taskId"), str):
+            return self.otherwise(result)
+        call = self.call
+        session = call.live.id if call.live is not None else None
+        ref = call.gateway.tasks.add(
+            self.backend, task["taskId"], call.server.config.path, call.subject, session, task.get("ttl")
+        )
+        return {**result, "task": {**task, "taskId": ref.exposed}}
+
+
+class _TaskShaper:
+    """A task's answers (tasks/get, tasks/cancel, tasks/result) with the gateway's task id for the
+    backend's, in the result, its related-task `_meta` and any error message."""
+
+    def __init__(self, ref: TaskRef, otherwise: Shaper | None = None) -> None:
+        self.ref, self.otherwise = ref, otherwise
+
+    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
+        ref = self.ref
+        if result.get("taskId") == ref.backend_id:
+            result = {**result, "taskId": ref.exposed}
+        meta = result.get("_meta")
+        related = meta.get(META_RELATED_TASK) if isinstance(meta, dict) else None
+        if isinstance(related, dict) and related.get("taskId") == ref.backend_id:
+            result = {**result, "_meta": {**meta, META_RELATED_TASK: {**related, "taskId": ref.exposed}}}  # type: ignore[dict-item]
+        return self.otherwise(result) if self.otherwise is not None else result
+
+    def error(self, message: str, data: Any) -> tuple[str, Any]:
+        return message.replace(self.ref.backend_id, self.ref.exposed), data
+
+
+async def _task_request(call: Call, msg: Message) -> None:
+    """tasks/get, tasks/result, tasks/cancel: to the backend running the caller's task."""
+    method = msg.method or ""
+    session = call.live.id if call.live is not None else None
+    ref = call.gateway.tasks.find(msg.params.get("taskId"), call.server.config.path, call.subject, session)
+    backend = call.gateway.catalog.backends.get(ref.backend) if ref is not None else None
+    if ref is None or backend is None:
+        await call.responder.json(
+            200, encode_error(msg.id, INVALID_PARAMS, f"Unknown task: {msg.params.get('taskId')!r}")
+        )
+        return
+    call.responder.backend = ref.backend
+    shape: Shaper = _TaskShaper(ref, _tool_result_shaper(call, backend) if method == "tasks/result" else None)
+    client_meta = _client_meta(msg.params)
+    client_token = client_meta.get("progressToken")
+    upstream: dict[str, Any] = {"taskId": ref.backend_id}
+    _pass_meta(call, upstream, client_meta, client_token)
+    # tasks/result waits until the task ends: as long as the task may live, not the backend's timeout.
+    wait_s = max(0.0, ref.expires - time.monotonic()) if method == "tasks/result" else None
+    await _send(call, msg.id, backend, method, upstream, client_token, ref.exposed, shape, wait_s)
+
+
+async def _list_tasks(call: Call, msg: Message) -> None:
+    """The caller's tasks only (a backend's tasks/list would show every client's): each one's status
+    asked of its backend; tasks a backend no longer knows are forgotten."""
+    listed = []
+    tasks = call.gateway.tasks
+    session = call.live.id if call.live is not None else None
+    for ref in tasks.owned(call.server.config.path, call.subject, session)[:_PAGE_SIZE]:
+        backend = call.gateway.catalog.backends.get(ref.backend)
+        if backend is None:
+            continue
+        try:
+            status = await backend.request("tasks/get", {"taskId": ref.backend_id}, await _credentials(call, backend))
+        except BackendRpcError:
+            tasks.forget(ref)
+            continue
+        except (BackendError, CredentialError, ConsentRequired):
+            continue  # its backend cannot say now; listed again when it can
+        status.pop("_meta", None)
+        listed.append({**status, "taskId": ref.exposed})
+    await call.responder.json(200, encode_result(msg.id, {"tasks": listed}))
+
+
 # --- exposed URIs in results -----------------------------------------------------------------------
 
 
 def _tool_result_shaper(call: Call, backend: Backend) -> Shaper:
     """Tool results name resources by the backend's URIs; the client knows the slice's (and a link to
-    a resource outside the slice is left out). Cheap when there is nothing to rewrite: a look at each
-    content block's type."""
-    router = call.server.slice.router
-    return partial(_shape_content, router, backend.path)
-
-
-def _shape_content(router: ResourceRouter, backend: str, result: dict[str, Any]) -> dict[str, Any]:
-    content = result.get("content")
-    if not isinstance(content, list):
-        return result
-    blocks = expose_blocks(router, backend, content)
-    return result if blocks is content else {**result, "content": blocks}
+    a resource outside the slice is left out)."""
+    return call.server.slice.links(backend.path)
 
 
 def _prompt_shaper(call: Call, backend: str) -> Shaper:
@@ -632,7 +700,15 @@ async def _call_tool(call: Call, msg: Message) -> None:
         for key in ("inputResponses", "requestState"):
             if key in params:
                 upstream[key] = params[key]
-    await _send(call, msg.id, backend, "tools/call", upstream, client_token, name, _tool_result_shaper(call, backend))
+    shape = _tool_result_shaper(call, backend)
+    task = params.get("task")
+    if task is not None and call.era == "legacy" and call.server.slice.tasks:
+        if not isinstance(task, dict):
+            await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "params.task must be an object"))
+            return
+        upstream["task"] = task
+        shape = _TaskCreated(call, backend.path, shape)
+    await _send(call, msg.id, backend, "tools/call", upstream, client_token, name, shape)
 
 
 def _pass_meta(call: Call, upstream: dict[str, Any], client_meta: dict[str, Any], client_token: Any) -> None:
@@ -656,8 +732,10 @@ async def _send(
     client_token: Any,
     target: str,
     shape: Shaper | None = None,
+    wait_s: float | None = None,
 ) -> None:
-    """Forward one request to its backend with the caller's credentials, and relay the answer."""
+    """Forward one request to its backend with the caller's credentials, and relay the answer.
+    `wait_s`: how long the answer may take, when longer than the backend's timeout."""
     try:
         headers = await _credentials(call, backend)
     except CredentialError as exc:
@@ -668,7 +746,7 @@ async def _send(
     except ConsentRequired as exc:
         await call.responder.json(200, _consent(client_id, exc))
         return
-    await _forward(call, client_id, backend, method, upstream, client_token, target, headers, shape)
+    await _forward(call, client_id, backend, method, upstream, client_token, target, headers, shape, wait_s)
 
 
 async def _credentials(call: Call, backend: Backend) -> Headers | None:
@@ -694,6 +772,7 @@ async def _forward(
     target: str,
     headers: Headers | None = None,
     shape: Shaper | None = None,
+    wait_s: float | None = None,
 ) -> None:
     """`target`: what the request is about, as the client named it (a tool, a prompt, a URI)."""
     trace = call.responder.trace
@@ -716,6 +795,8 @@ async def _forward(
             return
         if hop is not None:
             hop[HOP_REQUEST] = exchange.sent
+        if wait_s is not None:
+            exchange.extend_deadline(wait_s)
         outcome = await _pump(call, client_id, exchange, client_token, f"{method} {target}", hop, shape)
         if metrics is not None:
             tool_error = call.responder.tool_error
@@ -748,14 +829,23 @@ def _envelope(call: Call) -> dict[str, Any]:
     declared that the gateway can relay (so the backend never asks for input the client cannot give),
     and for a legacy client its log level (a modern backend logs only when asked; a legacy server logs
     at its discretion, so info unless the client set a level)."""
-    declared = call.client_capabilities
-    envelope: dict[str, Any] = {
-        META_CLIENT_CAPABILITIES: {k: v for k, v in GATEWAY_CLIENT_CAPABILITIES.items() if k in declared}
-    }
+    level = None
     if call.era == "legacy":
-        level = call.live.log_level if call.live is not None else None
-        envelope[META_LOG_LEVEL] = level or "info"
+        level = (call.live.log_level if call.live is not None else None) or "info"
+    key = (level, *call.client_capabilities)
+    envelope = _envelopes.get(key)
+    if envelope is None:
+        if len(_envelopes) > 256:
+            _envelopes.clear()
+        capabilities = {k: v for k, v in GATEWAY_CLIENT_CAPABILITIES.items() if k in call.client_capabilities}
+        envelope = _envelopes[key] = {META_CLIENT_CAPABILITIES: capabilities}
+        if level is not None:
+            envelope[META_LOG_LEVEL] = level
     return envelope
+
+
+# Envelopes by (log level, declared capability names): clients send the same few over and over.
+_envelopes: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def _label(method: str, upstream: dict[str, Any]) -> str:
@@ -847,7 +937,7 @@ async def _pump(
                     message, data = reshape(message, data)
                 return encode_error(client_id, code, message, data)
             if kind == "notification":
-                out = _map_notification(call, up, client_token)
+                out = _map_notification(call, up, client_token, exchange.backend)
                 if out is not None:
                     await call.responder.event(out)
                 elif up.method is not None and (
@@ -886,16 +976,21 @@ async def _pump(
 
 
 _MODERN_ONLY = ("resultType", "ttlMs", "cacheScope")
+# The 2026-07-28 envelope's reserved `_meta` keys (2025-11-25 ones, such as related-task, stay).
+_MODERN_META = frozenset({
+    META_SERVER_INFO, META_PROTOCOL_VERSION, META_CLIENT_INFO, META_CLIENT_CAPABILITIES, META_LOG_LEVEL,
+    META_SUBSCRIPTION_ID,
+})  # fmt: skip
 
 
 def _legacy_view(result: dict[str, Any]) -> dict[str, Any]:
-    """A 2026-07-28 backend's result as a 2025-11-25 client may see it: without the fields that era does
-    not have, and without the protocol's reserved `_meta` keys (the backend's serverInfo would tell the
-    client which server is behind the slice)."""
+    """A 2026-07-28 backend's result as a 2025-11-25 client may see it: without the fields and `_meta`
+    keys that era does not have (the backend's serverInfo would tell the client which server is behind
+    the slice)."""
     shown = {key: value for key, value in result.items() if key not in _MODERN_ONLY}
     meta = shown.get("_meta")
     if isinstance(meta, dict):
-        kept = {key: value for key, value in meta.items() if not key.startswith(_RESERVED_META)}
+        kept = {key: value for key, value in meta.items() if key not in _MODERN_META}
         if kept:
             shown["_meta"] = kept
         else:
@@ -903,8 +998,14 @@ def _legacy_view(result: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _map_notification(call: Call, up: Message, client_token: Any) -> bytes | None:
+def _map_notification(call: Call, up: Message, client_token: Any, backend: str) -> bytes | None:
     method = up.method
+    if method == "notifications/tasks/status":
+        ref = call.gateway.tasks.of_backend(backend, up.params.get("taskId"))
+        session = call.live.id if call.live is not None else None
+        if ref is None or call.gateway.tasks.find(ref.exposed, call.server.config.path, call.subject, session) is None:
+            return None  # another client's task, on the shared backend session
+        return encode_notification(method, {**up.params, "taskId": ref.exposed})
     if method == "notifications/progress":
         if client_token is None:
             return None
@@ -1169,6 +1270,10 @@ _LEGACY = {
     "logging/setLevel": _set_level,
     "resources/subscribe": _subscribe,
     "resources/unsubscribe": _unsubscribe,
+    "tasks/get": _task_request,
+    "tasks/result": _task_request,
+    "tasks/cancel": _task_request,
+    "tasks/list": _list_tasks,
     **_ROUTED,
 }
 _MODERN = {"server/discover": _discover, "subscriptions/listen": _listen, **_ROUTED}

@@ -63,6 +63,8 @@ META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO: Final = "io.modelcontextprotocol/serverInfo"
 META_LOG_LEVEL: Final = "io.modelcontextprotocol/logLevel"
 META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
+# 2025-11-25 tasks: the task a message belongs to.
+META_RELATED_TASK: Final = "io.modelcontextprotocol/related-task"
 
 # RFC 5424 severities, as `logging/setLevel` and `notifications/message` name them, least severe first.
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")

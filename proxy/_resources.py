@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ResourceRoute", "ResourceRouter", "TemplateError", "UriTemplate", "expose_blocks"]
+__all__ = ["LinkShaper", "ResourceRoute", "ResourceRouter", "TemplateError", "UriTemplate", "expose_blocks"]
 
 Kind = Literal["uri", "prefix", "template"]
 
@@ -206,6 +206,23 @@ class ResourceRouter:
             if rule.kind == "prefix" and template.startswith(rule.exposed_form):
                 return rule.backend, rule.backend_form + template[len(rule.exposed_form) :]
         return None
+
+
+class LinkShaper:
+    """A tool result from one backend with its content's resource URIs as the client knows them (one
+    per slice and backend, kept by the slice: the hot path makes none)."""
+
+    __slots__ = ("backend", "router")
+
+    def __init__(self, router: ResourceRouter, backend: str) -> None:
+        self.router, self.backend = router, backend
+
+    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
+        content = result.get("content")
+        if not isinstance(content, list):
+            return result
+        blocks = expose_blocks(self.router, self.backend, content)
+        return result if blocks is content else {**result, "content": blocks}
 
 
 def expose_blocks(router: ResourceRouter, backend: str, blocks: list[Any]) -> list[Any]:

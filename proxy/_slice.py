@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from ._resources import ResourceRoute, ResourceRouter
+from ._resources import LinkShaper, ResourceRoute, ResourceRouter
 
 __all__ = ["Route", "Slice"]
 
@@ -60,6 +60,8 @@ class _Offer(Protocol):
     def subscribe(self) -> bool: ...
     @property
     def completions(self) -> bool: ...
+    @property
+    def tasks(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,11 @@ class Slice:
     # Whether the backends behind the mapped resources serve resources/subscribe and completion/complete.
     subscribe: bool = False
     completions: bool = False
+    # Task-augmented tools/call is relayed (2025-11-25 clients): a mapped tool supports tasks and its
+    # backend runs them.
+    tasks: bool = False
+    # What works, but not for every client: `slicewire check` shows these without failing.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -137,11 +144,22 @@ class Slice:
         resources, templates = _resources(vs, offers, router)
         backends = {m.backend_server_path for m in vs.resource_mappings}
         prompt_backends = backends | {route.backend for route in prompt_routes.values()}
+        tasks, warnings = _task_support(tools, routes, offers)
         return cls(
             vs.path, tuple(tools), routes, tuple(problems), prompts, prompt_routes, resources, templates, router,
             subscribe=any(o.subscribe for p, o in offers.items() if p in backends),
             completions=any(o.completions for p, o in offers.items() if p in prompt_backends),
+            tasks=tasks, warnings=tuple(warnings),
         )  # fmt: skip
+
+    _links: dict[str, LinkShaper] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def links(self, backend: str) -> LinkShaper:
+        """The rewriter of resource links in `backend`'s tool results, for this slice."""
+        shaper = self._links.get(backend)
+        if shaper is None:
+            shaper = self._links[backend] = LinkShaper(self.router, backend)
+        return shaper
 
     # Encoded pages, shared by every caller with the same view (a Slice is rebuilt when its tools change).
     _encoded: dict[tuple[Any, int, int], orjson.Fragment] = field(
@@ -171,6 +189,34 @@ class Slice:
                 self._encoded.clear()
             fragment = self._encoded[key] = orjson.Fragment(orjson.dumps(tools[start:end]))
         return fragment, next_cursor
+
+
+def _task_support(
+    tools: list[dict[str, Any]], routes: Mapping[str, Route], offers: Mapping[str, _Offer]
+) -> tuple[bool, list[str]]:
+    """Whether the slice relays tasks, and the tools whose task support the gateway cannot serve to
+    every client."""
+    relayed = False
+    warnings = []
+    for tool in tools:
+        execution = tool.get("execution")
+        support = execution.get("taskSupport") if isinstance(execution, dict) else None
+        if support not in ("optional", "required"):
+            continue
+        offer = offers.get(routes[tool["name"]].backend)
+        if offer is not None and offer.tasks:
+            relayed = True
+            if support == "required":
+                warnings.append(
+                    f"{tool['name']}: runs only as a task: 2025-11-25 clients with tasks can call it through the "
+                    f"gateway; 2026-07-28 clients cannot yet (their tasks are not relayed)"
+                )
+        elif support == "required":
+            warnings.append(
+                f"{tool['name']}: runs only as a task, and the gateway cannot relay its backend's tasks (the "
+                f"backend declares no 2025-11-25 tasks.requests.tools.call): no client can call it"
+            )
+    return relayed, warnings
 
 
 def _prompts(

@@ -296,9 +296,11 @@ class Backend(abc.ABC):
         identity = await self.connect()
         await self._notify_raw(method, params, identity.era)
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A request whose server-to-client requests nobody can answer (discovery, health)."""
-        return await self._drain(await self.open(method, params))
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, headers: Headers | None = None
+    ) -> dict[str, Any]:
+        """A request whose server-to-client requests nobody can answer (discovery, health, task status)."""
+        return await self._drain(await self.open(method, params, headers))
 
     async def list_tools(self) -> list[dict[str, Any]]:
         """Every tool the backend offers, following pagination."""
