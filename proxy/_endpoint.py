@@ -396,7 +396,8 @@ class McpEndpoint:
             # SESSION stays None: the shipping helper derives the key (baggage, or clientInfo).
             trace[ERA], trace[VERSION], trace[PARSED], trace[SESSION] = "modern", version, time.time_ns(), None
         call = _call(self.gateway, server, "modern", version, responder, caller)
-        call.client_capabilities = capabilities if isinstance(capabilities, dict) else {}
+        call.client_capabilities = capabilities
+        call.headers = headers
         call.meta = meta
         await handle_request(call, msg)
 

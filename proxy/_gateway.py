@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -122,7 +121,7 @@ class Parked:
     expires: float
     subject: str = ""  # only the caller who started the call may resume it
     # How the final result is rewritten for the client (exposed resource URIs), as when the call began.
-    shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    shape: Any = None  # a _handlers.Shaper
 
 
 class Listener:

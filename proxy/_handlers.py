@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -39,6 +39,7 @@ from ._mcp import (
     AUTHORIZATION_REQUIRED,
     BACKEND_ERROR,
     CREDENTIALS_REQUIRED,
+    HEADER_MISMATCH,
     LOG_LEVELS,
     META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO,
@@ -50,6 +51,10 @@ from ._mcp import (
     MISSING_CLIENT_CAPABILITY,
     REQUEST_TIMEOUT,
     Era,
+    HeaderMismatch,
+    check_param_headers,
+    encode_header_value,
+    header_text,
     log_passes,
     negotiate_legacy,
 )
@@ -99,8 +104,16 @@ _NEEDS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampli
 _progress_tokens = itertools.count(1)
 # Results whose 2026-07-28 schema requires caching hints (ttlMs, cacheScope), besides the lists.
 _CACHED = ("resources/read ", "prompts/get ")
-# Rewrites a backend's result for the client (its resource URIs to the slice's).
-Shaper = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Shaper(Protocol):
+    """Rewrites a backend's result for the client (its resource URIs and task ids to the slice's).
+    `marker`: bytes every result needing it contains; a result arriving without them is passed as is."""
+
+    @property
+    def marker(self) -> bytes | None: ...
+
+    def __call__(self, result: dict[str, Any], /) -> dict[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -120,6 +133,8 @@ class Call:
     identity: Identity | None = None
     overrides: dict[str, Headers] | None = None
     base_url: str = ""
+    # The HTTP request's headers (lower-case names), for the 2026-07-28 Mcp-Param-* checks.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def subject(self) -> str:
@@ -433,7 +448,7 @@ async def _routed(
     client_meta = _client_meta(params)
     client_token = client_meta.get("progressToken")
     _pass_meta(call, upstream, client_meta, client_token)
-    await _send(call, msg.id, backend, method, upstream, client_token, target, shape)
+    await _forward(call, msg.id, backend, method, upstream, client_token, target, shape)
 
 
 def _client_meta(params: dict[str, Any]) -> dict[str, Any]:
@@ -506,6 +521,8 @@ class _TaskCreated:
     """A task-augmented tools/call's answer: a CreateTaskResult gets the gateway's task id (the task
     remembered as this caller's); a tool that answered at once is shaped as any tool result."""
 
+    marker = None
+
     def __init__(self, call: Call, backend: str, otherwise: Shaper) -> None:
         self.call, self.backend, self.otherwise = call, backend, otherwise
 
@@ -524,6 +541,8 @@ class _TaskCreated:
 class _TaskShaper:
     """A task's answers (tasks/get, tasks/cancel, tasks/result) with the gateway's task id for the
     backend's, in the result, its related-task `_meta` and any error message."""
+
+    marker = None
 
     def __init__(self, ref: TaskRef, otherwise: Shaper | None = None) -> None:
         self.ref, self.otherwise = ref, otherwise
@@ -561,7 +580,7 @@ async def _task_request(call: Call, msg: Message) -> None:
     _pass_meta(call, upstream, client_meta, client_token)
     # tasks/result waits until the task ends: as long as the task may live, not the backend's timeout.
     wait_s = max(0.0, ref.expires - time.monotonic()) if method == "tasks/result" else None
-    await _send(call, msg.id, backend, method, upstream, client_token, ref.exposed, shape, wait_s)
+    await _forward(call, msg.id, backend, method, upstream, client_token, ref.exposed, shape, wait_s)
 
 
 async def _list_tasks(call: Call, msg: Message) -> None:
@@ -595,10 +614,19 @@ def _tool_result_shaper(call: Call, backend: Backend) -> Shaper:
     return call.server.slice.links(backend.path)
 
 
-def _prompt_shaper(call: Call, backend: str) -> Shaper:
-    router = call.server.slice.router
+def _prompt_shaper(call: Call, backend: str) -> _PromptShaper:
+    return _PromptShaper(call.server.slice.router, backend)
 
-    def shape(result: dict[str, Any]) -> dict[str, Any]:
+
+class _PromptShaper:
+    """A prompts/get answer with its messages' resource URIs as the client knows them."""
+
+    marker = b'"resource'
+
+    def __init__(self, router: ResourceRouter, backend: str) -> None:
+        self.router, self.backend = router, backend
+
+    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
         messages = result.get("messages")
         if not isinstance(messages, list):
             return result
@@ -606,14 +634,12 @@ def _prompt_shaper(call: Call, backend: str) -> Shaper:
         for message in messages:
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, dict):
-                blocks = expose_blocks(router, backend, [content])
+                blocks = expose_blocks(self.router, self.backend, [content])
                 if not blocks:
                     continue  # a link to a resource outside the slice
                 message = {**message, "content": blocks[0]}
             shaped.append(message)
         return {**result, "messages": shaped}
-
-    return shape
 
 
 def _contents_shaper(call: Call, route: ResourceRoute) -> _ContentsShaper:
@@ -623,6 +649,8 @@ def _contents_shaper(call: Call, route: ResourceRoute) -> _ContentsShaper:
 class _ContentsShaper:
     """A resources/read answer as the client knows it: its contents' URIs exposed, and the backend's
     URI kept out of an error (a backend's "Resource <uri> not found" names its own)."""
+
+    marker = None
 
     def __init__(self, router: ResourceRouter, route: ResourceRoute) -> None:
         self.router, self.route = router, route
@@ -700,6 +728,21 @@ async def _call_tool(call: Call, msg: Message) -> None:
         for key in ("inputResponses", "requestState"):
             if key in params:
                 upstream[key] = params[key]
+    expected = call.server.slice.param_headers.get(name)
+    param_headers = None
+    if expected is not None:
+        upstream_args = upstream["arguments"]
+        if call.era == "modern":
+            try:
+                check_param_headers(expected, upstream_args, call.headers)
+            except HeaderMismatch as exc:
+                await call.responder.json(400, encode_error(msg.id, HEADER_MISMATCH, str(exc)))
+                return
+        param_headers = [
+            (f"Mcp-Param-{header}", encode_header_value(header_text(upstream_args[argument])))
+            for header, argument in expected
+            if upstream_args.get(argument) is not None
+        ]
     shape = _tool_result_shaper(call, backend)
     task = params.get("task")
     if task is not None and call.era == "legacy" and call.server.slice.tasks:
@@ -708,7 +751,7 @@ async def _call_tool(call: Call, msg: Message) -> None:
             return
         upstream["task"] = task
         shape = _TaskCreated(call, backend.path, shape)
-    await _send(call, msg.id, backend, "tools/call", upstream, client_token, name, shape)
+    await _forward(call, msg.id, backend, "tools/call", upstream, client_token, name, shape, None, param_headers)
 
 
 def _pass_meta(call: Call, upstream: dict[str, Any], client_meta: dict[str, Any], client_token: Any) -> None:
@@ -721,32 +764,6 @@ def _pass_meta(call: Call, upstream: dict[str, Any], client_meta: dict[str, Any]
         meta["progressToken"] = f"sw-{next(_progress_tokens)}"
     if meta:
         upstream["_meta"] = meta
-
-
-async def _send(
-    call: Call,
-    client_id: RequestId | None,
-    backend: Backend,
-    method: str,
-    upstream: dict[str, Any],
-    client_token: Any,
-    target: str,
-    shape: Shaper | None = None,
-    wait_s: float | None = None,
-) -> None:
-    """Forward one request to its backend with the caller's credentials, and relay the answer.
-    `wait_s`: how long the answer may take, when longer than the backend's timeout."""
-    try:
-        headers = await _credentials(call, backend)
-    except CredentialError as exc:
-        await call.responder.json(
-            200, encode_error(client_id, CREDENTIALS_REQUIRED, str(exc), {"backend": exc.backend})
-        )
-        return
-    except ConsentRequired as exc:
-        await call.responder.json(200, _consent(client_id, exc))
-        return
-    await _forward(call, client_id, backend, method, upstream, client_token, target, headers, shape, wait_s)
 
 
 async def _credentials(call: Call, backend: Backend) -> Headers | None:
@@ -770,11 +787,26 @@ async def _forward(
     upstream: dict[str, Any],
     client_token: Any,
     target: str,
-    headers: Headers | None = None,
     shape: Shaper | None = None,
     wait_s: float | None = None,
+    param_headers: Headers | None = None,
 ) -> None:
-    """`target`: what the request is about, as the client named it (a tool, a prompt, a URI)."""
+    """Forward one request to its backend with the caller's credentials, and relay the answer.
+    `target`: what the request is about, as the client named it (a tool, a prompt, a URI); `wait_s`:
+    how long the answer may take, when longer than the backend's timeout; `param_headers`: the
+    tool's `Mcp-Param-*` headers (SEP-2243), for the backend's HTTP layer."""
+    try:
+        headers = await _credentials(call, backend)
+        if param_headers:
+            headers = [*(headers or ()), *param_headers]
+    except CredentialError as exc:
+        await call.responder.json(
+            200, encode_error(client_id, CREDENTIALS_REQUIRED, str(exc), {"backend": exc.backend})
+        )
+        return
+    except ConsentRequired as exc:
+        await call.responder.json(200, _consent(client_id, exc))
+        return
     trace = call.responder.trace
     metrics = call.gateway.metrics
     envelope = _envelope(call)
@@ -924,7 +956,9 @@ async def _pump(
                     if "resultType" in result or "_meta" in result or "ttlMs" in result:
                         result = _legacy_view(result)
                 if shape is not None:
-                    result = shape(result)
+                    data, marker = up.data, shape.marker
+                    if marker is None or data is None or data.find(marker) != -1:  # a C scan, not a walk
+                        result = shape(result)
                 return encode_result(client_id, call.stamp(result, cached=target.startswith(_CACHED)))
             if kind == "error":
                 error = up.error

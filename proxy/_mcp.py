@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any, Final, Literal
 
 from ._jsonrpc import Message
@@ -170,6 +171,59 @@ def encode_header_value(value: str) -> str:
     if plain:
         return value
     return _B64_PREFIX + base64.b64encode(value.encode("utf-8")).decode("ascii") + _B64_SUFFIX
+
+
+PARAM_HEADER_PREFIX: Final = "mcp-param-"
+
+
+def param_headers(schema: Any) -> tuple[tuple[str, str], ...]:
+    """(header name, argument) for each top-level input property a tool annotates with `x-mcp-header`
+    (SEP-2243): the argument's value travels in `Mcp-Param-<name>` too. Invalid names are ignored."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return ()
+    found = []
+    for argument, spec in properties.items():
+        name = spec.get("x-mcp-header") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name and all(c.isalnum() or c in "-_" for c in name) and name.isascii():
+            found.append((name, argument))
+    return tuple(found)
+
+
+def header_text(value: Any) -> str:
+    """An argument as its `Mcp-Param-*` header carries it (before the base64 sentinel, if needed)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_param_headers(
+    expected: tuple[tuple[str, str], ...], arguments: dict[str, Any], headers: dict[str, str]
+) -> None:
+    """Each `Mcp-Param-*` header must carry its argument's value (base64 sentinel decoded), and be
+    there exactly when the argument is. Raises HeaderMismatch naming the first disagreement."""
+    for name, argument in expected:
+        value = arguments.get(argument)
+        header = headers.get(PARAM_HEADER_PREFIX + name.lower())
+        if header is None:
+            if value is not None:
+                raise HeaderMismatch(f"Header mismatch: required header Mcp-Param-{name} is missing")
+            continue
+        if not all(32 <= ord(c) < 127 or c == "\t" for c in header):
+            raise HeaderMismatch(f"Header mismatch: Mcp-Param-{name} holds characters a header value cannot")
+        if value is None:
+            raise HeaderMismatch(f"Header mismatch: Mcp-Param-{name} is sent but params.arguments.{argument} is not")
+        decoded = decode_header_value(header.strip(" \t"))
+        if decoded != header_text(value):
+            raise HeaderMismatch(
+                f"Header mismatch: Mcp-Param-{name} header value {decoded!r} does not match params.arguments.{argument}"
+            )
 
 
 def name_param(method: str) -> str | None:

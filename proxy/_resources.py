@@ -213,6 +213,8 @@ class LinkShaper:
     per slice and backend, kept by the slice: the hot path makes none)."""
 
     __slots__ = ("backend", "router")
+    # Every result with a resource link or embedded resource contains these bytes ("resource_link", "resource").
+    marker = b'"resource'
 
     def __init__(self, router: ResourceRouter, backend: str) -> None:
         self.router, self.backend = router, backend

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ._mcp import param_headers
 from ._resources import LinkShaper, ResourceRoute, ResourceRouter
 
 __all__ = ["Route", "Slice"]
@@ -94,6 +95,8 @@ class Slice:
     tasks: bool = False
     # What works, but not for every client: `slicewire check` shows these without failing.
     warnings: tuple[str, ...] = ()
+    # Exposed tool -> its (header name, argument) pairs, for tools whose schema has `x-mcp-header`.
+    param_headers: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -150,6 +153,7 @@ class Slice:
             subscribe=any(o.subscribe for p, o in offers.items() if p in backends),
             completions=any(o.completions for p, o in offers.items() if p in prompt_backends),
             tasks=tasks, warnings=tuple(warnings),
+            param_headers={t["name"]: found for t in tools if (found := param_headers(t.get("inputSchema")))},
         )  # fmt: skip
 
     _links: dict[str, LinkShaper] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -350,3 +350,32 @@ async def test_set_level_names_the_levels(client: httpx.AsyncClient) -> None:
     assert bad.json()["error"]["code"] == -32602 and "debug, info" in bad.json()["error"]["message"]
     ok = await post(client, {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "error"}}, h)
     assert ok.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+
+
+async def test_mcp_param_headers_must_carry_their_arguments() -> None:
+    """SEP-2243: a tool whose schema marks `region` with x-mcp-header wants it in Mcp-Param-Region too."""
+    app = create_app(config(), watch=False)
+    await app.gateway.start()
+    schema = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
+    app.gateway.catalog.tools["/b"] = [{"name": "t", "inputSchema": schema}]  # what discovery would find
+    app.gateway._rebuild(notify=False)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
+            body, headers = modern("tools/call", name="t", arguments={"region": "Hello"})
+            for header, why in [
+                (None, "is missing"),
+                ("Bye", "does not match"),
+                ("=?base64?SGVsbG8?=", "not valid base64"),  # no padding
+                ("=?base64?SGVs!!!bG8=?=", "not valid base64"),
+            ]:
+                sent = {**headers, "mcp-param-region": header} if header is not None else headers
+                response = await post(http, body, sent)
+                assert response.status_code == 400, header
+                assert response.json()["error"]["code"] == -32020 and why in response.json()["error"]["message"]
+            # A matching header (plain or base64) passes the check; the call then fails at the absent backend.
+            for header in ("Hello", "=?base64?SGVsbG8=?="):
+                response = await post(http, body, {**headers, "mcp-param-region": header})
+                assert response.status_code == 200 and response.json()["error"]["code"] == -32000, header
+    finally:
+        await app.gateway.close()

@@ -202,6 +202,15 @@ def build() -> FastMCP:
     )
     mcp.add_tool(tool.model_copy(update={"parameters": _SCHEMA_2020_12}))
 
+    def test_header_param(region: str) -> ToolResult:
+        return _content(_text(f"region={region}"))
+
+    # SEP-2243: the argument is mirrored into an Mcp-Param-Region header, which servers validate.
+    schema = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+              "required": ["region"]}  # fmt: skip
+    tool = Tool.from_function(test_header_param, description="Mirrors its region argument into Mcp-Param-Region")
+    mcp.add_tool(tool.model_copy(update={"parameters": schema}))
+
     # --- 2026-07-28 multi round-trip fixtures ------------------------------------------------------
 
     @mcp.tool(description="MRTR: asks for the caller's name with an elicitation input request")
