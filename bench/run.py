@@ -30,6 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 TICK = os.sysconf("SC_CLK_TCK")
+# `--baseline DIR`: each Slicewire system also runs from another checkout (e.g. `git worktree add
+# /tmp/base HEAD~1`), as "<system>@baseline", in the same run: a change's cost as a ratio.
+BASELINE = "@baseline"
 SYSTEMS = [
     "direct",
     "slicewire",
@@ -90,14 +93,19 @@ def answers_ok(url: str) -> bool:
 
 
 def pinned(
-    core: int, args: list[str], log: Path, nice: int = 0, env: dict[str, str] | None = None
+    core: int,
+    args: list[str],
+    log: Path,
+    nice: int = 0,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     prefix = ["nice", "-n", str(nice)] if nice else []
     return subprocess.Popen(
         [*prefix, "taskset", "-c", str(core), *args],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        cwd=ROOT,
+        cwd=cwd,  # `python -m proxy` runs the checkout it is started in
         env={**os.environ, **env} if env else None,
     )
 
@@ -291,7 +299,8 @@ def start_recorder(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     return target, recorder
 
 
-def start_slicewire(system: str, backend_url: str, workdir: Path) -> Target:
+def start_slicewire(system: str, backend_url: str, workdir: Path, checkout: Path = ROOT) -> Target:
+    """One Slicewire configuration, run from `checkout` (this one, or a --baseline worktree)."""
     procs = []
     recorder = None
     if system in ("slicewire-recording", "slicewire-full"):
@@ -301,7 +310,7 @@ def start_slicewire(system: str, backend_url: str, workdir: Path) -> Target:
     auth = system.startswith("slicewire-full")  # "slicewire-full-off": the same without recording
     config = gateway_config(backend_url, port, workdir, recorder, auth=auth)
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--no-reload", "--log-level", "warning"]
-    gateway = pinned(0, argv, workdir / f"{system}.log")
+    gateway = pinned(0, argv, workdir / f"{system}-{checkout.name}.log", cwd=checkout)
     procs.insert(0, gateway)
     url = f"http://127.0.0.1:{port}/virtual/bench/mcp"
     wait_port(port)
@@ -353,6 +362,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 if system == "direct":
                     target = Target(backend_url, backend.pid)
+                elif system.endswith(BASELINE):
+                    target = start_slicewire(system.removesuffix(BASELINE), backend_url, workdir, args.baseline)
                 elif system.startswith("slicewire"):
                     target = start_slicewire(system, backend_url, workdir)
                 else:
@@ -485,6 +496,12 @@ def main() -> None:
         "--repeat", type=int, default=1, help="rounds over all systems; the table shows each figure's median"
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout to compare with (e.g. `git worktree add /tmp/base HEAD~1`): each slicewire system "
+        "also runs from it, as <system>@baseline",
+    )
+    parser.add_argument(
         "--contextforge",
         action="store_true",
         help="also IBM ContextForge (installed into .venv-contextforge/ on first use; 2025-11-25 clients)",
@@ -496,6 +513,11 @@ def main() -> None:
     unknown = set(args.systems) - {*SYSTEMS, "contextforge-legacy"}
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    if args.baseline is not None:
+        if not (args.baseline / "proxy" / "__main__.py").exists():
+            parser.error(f"--baseline {args.baseline}: not a Slicewire checkout (no proxy/__main__.py)")
+        args.baseline = args.baseline.resolve()
+        args.systems = [n for s in args.systems for n in ((s, s + BASELINE) if s.startswith("slicewire") else (s,))]
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         parser.error("needs 2 cores: the system under test on core 0, the load generator on core 1")
