@@ -206,7 +206,7 @@ def mock(
         raise _fail(str(exc)) from None
     tools = list(listed.values())
     for call in calls:  # called but never listed (no tools/list in the recording): name only, any arguments
-        if call.tool not in listed and call.backend:
+        if call.method == "tools/call" and call.tool not in listed and call.backend:
             listed[call.tool] = {"name": call.tool, "inputSchema": {"type": "object"}}
             tools.append(listed[call.tool])
     virtual_server = calls[0].virtual_server or "/mock"
@@ -218,11 +218,12 @@ def mock(
     def listening() -> None:
         typer.echo(
             f"slicewire: mock listening on http://{host}:{port}{virtual_server}/mcp: session {session}, "
-            f"{len(cassette.entries)} recorded calls, {len(tools)} tools{' (strict order)' if strict else ''}",
+            f"{len(cassette.entries)} recorded calls, {len(tools)} tools, {len(cassette.prompts)} prompts, "
+            f"{len(cassette.resources)} resources{' (strict order)' if strict else ''}",
             err=True,
         )
 
-    config = mock_config(virtual_server, name, tools, host, int(port))
+    config = mock_config(virtual_server, name, tools, host, int(port), cassette.prompts, cassette.resources)
     try:
         run(config, None, False, lambda c: CassetteBackend(c, cassette, server_info), on_listening=listening)
     except ListenError as exc:

@@ -1,12 +1,13 @@
 """`slicewire mock`: a recorded session served as an MCP server, for agent tests with no live backends.
 
 The mock is the gateway itself with one backend, a `CassetteBackend`, that answers from the
-recording: the virtual server's tool list as the client saw it, and each `tools/call` with its
-recorded answer. So both protocol eras, sessions, `server/discover` and the error shapes are the
-gateway's own.
+recording: the virtual server's tool list as the client saw it, each `tools/call` with its recorded
+answer, and the prompts got and resources read in the session (listed by name and URI, answered as
+recorded). So both protocol eras, sessions, `server/discover` and the error shapes are the gateway's own.
 
-Matching: a call matches a recorded call with the same tool name and the same arguments (`_meta`
-and JSON-RPC ids never take part; a recorded `[REDACTED]` matches any value). Identical calls are
+Matching: a call matches a recorded call of the same method with the same tool or prompt name (or
+URI) and the same arguments (`_meta` and JSON-RPC ids never take part; a recorded `[REDACTED]`
+matches any value). Identical calls are
 answered in recorded order; once all are used, the last is answered again. A call that matches
 nothing gets a JSON-RPC error naming the closest recorded call and the first path where they
 differ — never a guess. With `strict`, calls must come in the recorded order.
@@ -21,7 +22,15 @@ from typing import Any
 
 import orjson
 
-from proxy._config import BackendConfig, Config, ListenConfig, ToolMapping, VirtualServerConfig
+from proxy._config import (
+    BackendConfig,
+    Config,
+    ListenConfig,
+    PromptMapping,
+    ResourceMapping,
+    ToolMapping,
+    VirtualServerConfig,
+)
 from proxy._jsonrpc import Message, parse_object
 from proxy._mcp import LATEST_MODERN
 from proxy._redact import MARKER
@@ -75,52 +84,63 @@ class Cassette:
         self.tools = tools
         self.strict = strict
         listed = {t["name"] for t in tools}
-        # Calls the gateway refused (a tool outside the slice) never reach a backend: not expected here.
+        # Calls the gateway refused (a tool outside the slice, a prompt or URI it did not serve) never
+        # reached a backend: not expected here.
         self.entries = [
             _Entry(c, _answer(c))
             for c in calls
-            if c.tool in listed and c.response is not None and c.arguments is not None
+            if (c.tool in listed if c.method == "tools/call" else c.backend is not None)
+            and c.response is not None
+            and c.arguments is not None
         ]
+        self.prompts = sorted({e.call.tool for e in self.entries if e.call.method == "prompts/get"})
+        self.resources = sorted({e.call.tool for e in self.entries if e.call.method == "resources/read"})
         self.position = 0  # strict: the next expected entry
 
-    def answer(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    def answer(self, tool: str, arguments: dict[str, Any], method: str = "tools/call") -> dict[str, Any]:
+        """The recorded answer to `method` naming `tool` (a tool, a prompt, a URI) with `arguments`."""
         if self.strict:
-            return self._next_in_order(tool, arguments)
-        matching = [e for e in self.entries if e.call.tool == tool and _wildcards(e.call.arguments, arguments)]
+            return self._next_in_order(tool, arguments, method)
+        matching = [
+            e for e in self.entries
+            if e.call.method == method and e.call.tool == tool and _wildcards(e.call.arguments, arguments)
+        ]  # fmt: skip
         if not matching:
-            return self._unmatched(tool, arguments)
+            return self._unmatched(tool, arguments, method)
         entry = next((e for e in matching if not e.used), matching[-1])
         entry.used = True
         return entry.answer
 
-    def _next_in_order(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _next_in_order(self, tool: str, arguments: dict[str, Any], method: str) -> dict[str, Any]:
         if self.position >= len(self.entries):
             return _error(
                 f"Not in the recording: it has {len(self.entries)} calls and all were made (--strict)",
-                {"sent": {"tool": tool, "arguments": arguments}},
+                {"sent": {"method": method, "tool": tool, "arguments": arguments}},
             )
         entry = self.entries[self.position]
-        if entry.call.tool == tool and _wildcards(entry.call.arguments, arguments):
+        if entry.call.method == method and entry.call.tool == tool and _wildcards(entry.call.arguments, arguments):
             self.position += 1
             return entry.answer
-        return self._mismatch(entry, tool, arguments, "expected next (--strict)")
+        return self._mismatch(entry, tool, arguments, "expected next (--strict)", method)
 
-    def _unmatched(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        same_tool = [e for e in self.entries if e.call.tool == tool]
+    def _unmatched(self, tool: str, arguments: dict[str, Any], method: str) -> dict[str, Any]:
+        same_tool = [e for e in self.entries if e.call.method == method and e.call.tool == tool]
         if not same_tool:
-            called = sorted({e.call.tool for e in self.entries})
+            called = sorted({e.call.tool for e in self.entries if e.call.method == method})
             return _error(
-                f"Not in the recording: {tool} was never called in it (recorded calls: {', '.join(called) or 'none'})",
-                {"sent": {"tool": tool, "arguments": arguments}},
+                f"Not in the recording: {method} {tool} was never made in it (recorded: {', '.join(called) or 'none'})",
+                {"sent": {"method": method, "tool": tool, "arguments": arguments}},
             )
         closest = min(same_tool, key=lambda e: len(_changes(e.call.arguments, arguments)))
-        return self._mismatch(closest, tool, arguments, "closest recorded call")
+        return self._mismatch(closest, tool, arguments, "closest recorded call", method)
 
-    def _mismatch(self, entry: _Entry, tool: str, arguments: dict[str, Any], what: str) -> dict[str, Any]:
+    def _mismatch(self, entry: _Entry, tool: str, arguments: dict[str, Any], what: str, method: str) -> dict[str, Any]:
         call = entry.call
-        if call.tool != tool:
+        changes: list[Change] = []
+        if call.method != method:
+            where = f"the method: {call.method} recorded, {method} sent"
+        elif call.tool != tool:
             where = f"the tool: {call.tool} recorded, {tool} sent"
-            changes: list[Change] = []
         else:
             changes = _changes({"arguments": call.arguments}, {"arguments": arguments})
             first = changes[0] if changes else None
@@ -128,7 +148,7 @@ class Cassette:
                 f"{first.path}: {_show(first.old)} recorded, {_show(first.new)} sent" if first else "nothing visible"
             )
         return _error(
-            f"Not in the recording: tools/call {tool}; {what} #{call.index} {call.tool} differs at {where}",
+            f"Not in the recording: {method} {tool}; {what} #{call.index} {call.tool} differs at {where}",
             {
                 what.split(" (")[0].replace(" ", "_"): {"index": call.index, "tool": call.tool,
                                                        "arguments": call.arguments, "trace_id": call.trace_id},
@@ -174,7 +194,12 @@ class CassetteBackend(Backend):
 
     async def connect(self) -> ServerIdentity:
         if self.identity is None:
-            self.identity = ServerIdentity("modern", LATEST_MODERN, self.server_info, {"tools": {}})
+            capabilities: dict[str, Any] = {"tools": {}}
+            if self.cassette.prompts:
+                capabilities["prompts"] = {}
+            if self.cassette.resources:
+                capabilities["resources"] = {}
+            self.identity = ServerIdentity("modern", LATEST_MODERN, self.server_info, capabilities)
             self.on_connected(self)
         return self.identity
 
@@ -194,13 +219,22 @@ class CassetteBackend(Backend):
         upstream_id = self._ids.next()
         if method == "tools/list":
             body: dict[str, Any] = {"result": {"tools": self.cassette.tools}}
-        elif method == "tools/call":
+        elif method == "tools/call" or method == "prompts/get":
             arguments = params.get("arguments")
-            body = self.cassette.answer(str(params.get("name")), arguments if isinstance(arguments, dict) else {})
+            arguments = arguments if isinstance(arguments, dict) else {}
+            body = self.cassette.answer(str(params.get("name")), arguments, method)
+        elif method == "resources/read":
+            body = self.cassette.answer(str(params.get("uri")), {}, method)
+        elif method == "prompts/list":  # the recording has the prompts' names, not their argument lists
+            body = {"result": {"prompts": [{"name": name} for name in self.cassette.prompts]}}
+        elif method == "resources/list":
+            body = {"result": {"resources": [{"uri": uri, "name": uri} for uri in self.cassette.resources]}}
+        elif method in ("resources/templates/list",):
+            body = {"result": {"resourceTemplates": []}}
         elif method == "ping":
             body = {"result": {}}
         else:
-            body = {"error": {"code": -32601, "message": f"Method not found: the recording serves tools, not {method}"}}
+            body = {"error": {"code": -32601, "message": f"Method not found: the recording does not serve {method}"}}
         message = parse_object({"jsonrpc": "2.0", "id": upstream_id, **body})
 
         async def source() -> AsyncIterator[Message]:
@@ -212,8 +246,17 @@ class CassetteBackend(Backend):
         return Exchange(self.path, upstream_id, self.config.timeout_s, source(), nothing, nothing)
 
 
-def mock_config(virtual_server: str, server_name: str, tools: list[dict[str, Any]], host: str, port: int) -> Config:
-    """A gateway config serving `tools` from the cassette at `<virtual_server>/mcp`, open to all."""
+def mock_config(
+    virtual_server: str,
+    server_name: str,
+    tools: list[dict[str, Any]],
+    host: str,
+    port: int,
+    prompts: list[str] | None = None,
+    resources: list[str] | None = None,
+) -> Config:
+    """A gateway config serving `tools`, and the recorded `prompts` and `resources` (names, URIs), from
+    the cassette at `<virtual_server>/mcp`, open to all."""
     return Config(
         listen=ListenConfig(host=host, port=port),
         backends=[BackendConfig(path=CASSETTE_PATH, transport="streamable-http", url="http://recording.invalid/")],
@@ -223,6 +266,12 @@ def mock_config(virtual_server: str, server_name: str, tools: list[dict[str, Any
                 server_name=server_name,
                 public=True,
                 tool_mappings=[ToolMapping(tool_name=t["name"], backend_server_path=CASSETTE_PATH) for t in tools],
+                prompt_mappings=[
+                    PromptMapping(prompt_name=p, backend_server_path=CASSETTE_PATH) for p in prompts or ()
+                ],
+                resource_mappings=[
+                    ResourceMapping(uri=uri, backend_server_path=CASSETTE_PATH) for uri in resources or ()
+                ],
             )
         ],
     )

@@ -62,7 +62,8 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         c = self.call
         return {
-            "index": c.index, "trace_id": c.trace_id, "span_id": c.span_id, "tool": c.tool, "backend": c.backend,
+            "index": c.index, "trace_id": c.trace_id, "span_id": c.span_id, "method": c.method, "tool": c.tool,
+            "backend": c.backend,
             "outcome": self.outcome, "reason": self.reason or None,
             "changes": [change.as_dict() for change in self.changes],
             "recorded_ms": None if self.recorded_ns is None else round(self.recorded_ns / 1e6, 3),
@@ -107,7 +108,10 @@ def _annotations(tool: dict[str, Any] | None) -> dict[str, Any]:
 def unsafe(call: RecordedCall, tools: list[dict[str, dict[str, Any]]], safe: bool) -> str | None:
     """Why the call must not run without --allow-destructive, or None. A tool is destructive when
     any of the tool lists (today's, the recorded one) says `destructiveHint: true` and not
-    `readOnlyHint: true`; with `safe`, anything not annotated `readOnlyHint: true` is held back."""
+    `readOnlyHint: true`; with `safe`, anything not annotated `readOnlyHint: true` is held back.
+    Reading a resource or getting a prompt changes nothing: always safe."""
+    if call.method != "tools/call":
+        return None
     found = [listing[call.tool] for listing in tools if call.tool in listing]
     read_only = bool(found) and all(_annotations(t).get("readOnlyHint") is True for t in found)
     destructive = any(

@@ -1,11 +1,11 @@
 """Which recorded calls to replay, read from a recording (live recorder, DuckDB file or Parquet).
 
-    calls = select(recording, Selection(session="…"))       # the session's tools/call, in order
+    calls = select(recording, Selection(session="…"))       # the session's calls, in order
     tools = recorded_tools(recording, calls)                # the tool lists the client was shown
 
-A recorded call is a trace whose root is a client's `tools/call`: the request and answer the
-client saw, and the first upstream hop (the backend request and the backend's answer). Traces that
-are themselves replays (`replay_of` set) are left out unless asked for.
+A recorded call is a trace whose root is a client's `tools/call`, `prompts/get` or `resources/read`:
+the request and answer the client saw, and the first upstream hop (the backend request and the
+backend's answer). Traces that are themselves replays (`replay_of` set) are left out unless asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ import orjson
 
 from recorder import sql_literal
 
-__all__ = ["RecordedCall", "Selection", "SelectionError", "recorded_server_info", "recorded_tools", "select"]
+__all__ = [
+    "REPLAYED",
+    "RecordedCall",
+    "Selection",
+    "SelectionError",
+    "recorded_server_info",
+    "recorded_tools",
+    "select",
+]
 
 
 class SelectionError(Exception):
@@ -36,9 +44,15 @@ class Selection:
     include_replays: bool = False
 
 
+# The requests a replay re-issues and a mock answers: what an agent asks a backend for.
+REPLAYED = ("tools/call", "prompts/get", "resources/read")
+_REPLAYED_SQL = ", ".join(f"'{m}'" for m in REPLAYED)
+
+
 @dataclass
 class RecordedCall:
-    """One recorded `tools/call`: what the client sent and got, and what the backend sent and got."""
+    """One recorded call (`tools/call`, `prompts/get`, `resources/read`): what the client sent and got,
+    and what the backend sent and got. `tool` is what it names: the exposed tool, prompt or URI."""
 
     index: int  # position in the session (or trace), 1-based; what --from/--to, --set and the report use
     trace_id: str
@@ -62,12 +76,16 @@ class RecordedCall:
     # What the agent answered when the backend asked it something during the call (elicitation,
     # sampling, roots), in order: (method, {"result": …} or {"error": …}).
     answers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    method: str = "tools/call"
 
     @property
     def arguments(self) -> dict[str, Any] | None:
+        """The arguments sent (a resource read has none: `{}`); None when the request was not recorded."""
         params = (self.request or {}).get("params")
         if not isinstance(params, dict):
             return None
+        if self.method == "resources/read":
+            return {}
         arguments = params.get("arguments", {})
         return arguments if isinstance(arguments, dict) else None
 
@@ -79,7 +97,9 @@ class RecordedCall:
 
     @property
     def label(self) -> str:
-        return f"#{self.index} {self.tool}"
+        return (
+            f"#{self.index} {self.tool}" if self.method == "tools/call" else f"#{self.index} {self.method} {self.tool}"
+        )
 
 
 def _json(text: Any) -> dict[str, Any] | None:
@@ -95,7 +115,7 @@ def _json(text: Any) -> dict[str, Any] | None:
 _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 
 _CALLS = """
-SELECT r.trace_id, r.span_id, r.session_id, r.virtual_server, r.tool_name, r.backend, r.backend_tool_name,
+SELECT r.trace_id, r.span_id, r.method, r.session_id, r.virtual_server, r.tool_name, r.backend, r.backend_tool_name,
        r.start_ns, r.duration_ns, r.request_payload, r.response_payload, r.payload_truncated, r.protocol_era,
        r.status, r.error_code, r.error_message,
        h.request_payload AS hop_request, h.response_payload AS hop_response, h.duration_ns AS hop_duration_ns,
@@ -104,14 +124,14 @@ FROM spans r
 LEFT JOIN (
     -- The upstream call: the first request sent, the last answer (after any InputRequiredResult
     -- round trips), the time from the one to the other.
-    SELECT trace_id, parent_span_id,
+    SELECT trace_id, parent_span_id, method,
            arg_min(request_payload, start_ns) AS request_payload,
            arg_max(response_payload, start_ns) AS response_payload,
            max(end_ns) - min(start_ns) AS duration_ns, bool_or(payload_truncated) AS payload_truncated
-    FROM spans WHERE kind = 'CLIENT' AND method = 'tools/call'
-    GROUP BY trace_id, parent_span_id
-) h ON h.trace_id = r.trace_id AND h.parent_span_id = r.span_id
-WHERE r.kind = 'SERVER' AND r.method = 'tools/call' AND r.direction = 'client->gateway' {where}
+    FROM spans WHERE kind = 'CLIENT' AND method IN ({replayed})
+    GROUP BY trace_id, parent_span_id, method
+) h ON h.trace_id = r.trace_id AND h.parent_span_id = r.span_id AND h.method = r.method
+WHERE r.kind = 'SERVER' AND r.method IN ({replayed}) AND r.direction = 'client->gateway' {where}
 ORDER BY r.start_ns, r.span_id
 """
 
@@ -130,7 +150,7 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
         where.append("r.replay_of IS NULL")
     if not (selection.session or selection.trace):
         raise SelectionError("say what to replay: a session id (SESSION) or --trace TRACE_ID")
-    rows = recording.rows(_CALLS.format(where="".join(f" AND {w}" for w in where)))
+    rows = recording.rows(_CALLS.format(where="".join(f" AND {w}" for w in where), replayed=_REPLAYED_SQL))
     if selection.trace and len({row["trace_id"] for row in rows}) > 1:
         raise SelectionError(f"--trace {selection.trace} matches several traces: give more of its id")
     # Positions count every call of the session (or trace), whatever is filtered out: #3 is always
@@ -142,7 +162,7 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
     if selection.errors_only:
         calls = [c for c in calls if c.failed]
     if not calls:
-        raise SelectionError(f"no recorded tools/call matches {_describe(selection)}")
+        raise SelectionError(f"no recorded tools/call, prompts/get or resources/read matches {_describe(selection)}")
     return calls
 
 
@@ -153,7 +173,7 @@ def _attach_answers(recording: Any, calls: list[RecordedCall], where: list[str])
         return
     rows = recording.rows(
         "SELECT r.trace_id, h.method, h.response_payload FROM spans h "
-        "JOIN spans r ON r.trace_id = h.trace_id AND r.kind = 'SERVER' AND r.method = 'tools/call' "
+        f"JOIN spans r ON r.trace_id = h.trace_id AND r.kind = 'SERVER' AND r.method IN ({_REPLAYED_SQL}) "
         "WHERE h.direction = 'gateway->client' AND h.kind = 'INTERNAL' AND h.response_payload IS NOT NULL"
         + "".join(f" AND {w}" for w in where)
         + " ORDER BY h.start_ns"
@@ -187,6 +207,7 @@ def _call(index: int, row: dict[str, Any]) -> RecordedCall:
         hop_duration_ns=row["hop_duration_ns"],
         hop_truncated=bool(row["hop_truncated"]),
         recorded_error=error,
+        method=row["method"],
     )
 
 

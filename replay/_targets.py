@@ -99,16 +99,27 @@ async def _exchange(exchange: Exchange, answers: _Answers) -> dict[str, Any]:
 _MAX_INPUT_ROUNDS = 10
 
 
+def _params(call: RecordedCall, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The request's params: a resource read names a URI; a tool or prompt call a name and arguments."""
+    if call.method == "resources/read":
+        return {"uri": name}
+    return {"name": name, "arguments": arguments}
+
+
 async def _send(
-    backend: Backend, params: dict[str, Any], headers: Headers | None, answers: list[tuple[str, dict[str, Any]]]
+    backend: Backend,
+    method: str,
+    params: dict[str, Any],
+    headers: Headers | None,
+    answers: list[tuple[str, dict[str, Any]]],
 ) -> Reply:
-    """Send one tools/call; a 2026-07-28 InputRequiredResult is answered from the recording and the
-    call retried, as the agent did."""
+    """Send one call; a 2026-07-28 InputRequiredResult is answered from the recording and the call
+    retried, as the agent did."""
     start = time.perf_counter_ns()
     pending = _Answers(answers)
     try:
         for _ in range(_MAX_INPUT_ROUNDS):
-            exchange = await backend.open("tools/call", params, headers)
+            exchange = await backend.open(method, params, headers)
             message = await _exchange(exchange, pending)
             result = message.get("result")
             if not (isinstance(result, dict) and result.get("resultType") == "input_required"):
@@ -221,7 +232,7 @@ class GatewayTarget(Target):
         return call.response, call.duration_ns
 
     def request(self, call: RecordedCall, arguments: dict[str, Any]) -> dict[str, Any]:
-        return {"url": self.url(call), "method": "tools/call", "params": {"name": call.tool, "arguments": arguments}}
+        return {"url": self.url(call), "method": call.method, "params": _params(call, call.tool, arguments)}
 
     async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -238,7 +249,8 @@ class GatewayTarget(Target):
         self, call: RecordedCall, arguments: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]
     ) -> Reply:
         headers: Headers = [(REPLAY_OF_HEADER, call.trace_id)]
-        return await _send(self._backend(call), {"name": call.tool, "arguments": arguments}, headers, answers)
+        params = _params(call, call.tool, arguments)
+        return await _send(self._backend(call), call.method, params, headers, answers)
 
     async def close(self) -> None:
         for backend in self._backends.values():
@@ -289,8 +301,8 @@ class DirectTarget(Target):
         return call.hop_response, call.hop_duration_ns
 
     def request(self, call: RecordedCall, arguments: dict[str, Any]) -> dict[str, Any]:
-        return {"backend": call.backend, "method": "tools/call",
-                "params": {"name": call.backend_tool, "arguments": arguments}}  # fmt: skip
+        return {"backend": call.backend, "method": call.method,
+                "params": _params(call, call.backend_tool or "", arguments)}  # fmt: skip
 
     async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -300,7 +312,7 @@ class DirectTarget(Target):
             except BackendError as exc:
                 raise TargetError(f"cannot list the tools of {path}: {exc.detail}") from None
             for call in calls:
-                if call.backend == path and call.backend_tool in listed:
+                if call.method == "tools/call" and call.backend == path and call.backend_tool in listed:
                     found[call.tool] = listed[call.backend_tool]
         return found
 
@@ -308,15 +320,15 @@ class DirectTarget(Target):
         self, call: RecordedCall, arguments: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]
     ) -> Reply:
         assert call.backend is not None
-        params: dict[str, Any] = {"name": call.backend_tool, "arguments": arguments}
+        params = _params(call, call.backend_tool or "", arguments)
         if self.emitter is None:
-            return await _send(self._backend(call.backend), params, None, answers)
-        trace = self._trace(call, params)
-        hop, context = add_upstream_hop(trace, "tools/call", call.backend, call.backend_tool or "", time.time_ns())
-        hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": "tools/call", "params": params}
+            return await _send(self._backend(call.backend), call.method, params, None, answers)
+        trace = self._trace(call, arguments)
+        hop, context = add_upstream_hop(trace, call.method, call.backend, call.backend_tool or "", time.time_ns())
+        hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": call.method, "params": params}
         params["_meta"] = {"traceparent": context}
         trace[SLICED] = time.time_ns()
-        reply = await _send(self._backend(call.backend), params, None, answers)
+        reply = await _send(self._backend(call.backend), call.method, params, None, answers)
         hop[HOP_END] = time.time_ns()
         hop[HOP_RESPONSE] = {"jsonrpc": "2.0", **reply.message}
         if "error" in reply.message:
@@ -327,11 +339,11 @@ class DirectTarget(Target):
         self.emitter.emit(trace)
         return reply
 
-    def _trace(self, call: RecordedCall, params: dict[str, Any]) -> Trace:
+    def _trace(self, call: RecordedCall, arguments: dict[str, Any]) -> Trace:
         trace = new_trace(time.time_ns(), [])
-        trace[METHOD], trace[REQUEST_ID], trace[TOOL] = "tools/call", call.index, call.tool
-        trace[REQUEST] = {"jsonrpc": "2.0", "id": call.index, "method": "tools/call",
-                          "params": {"name": call.tool, "arguments": params["arguments"]}}  # fmt: skip
+        trace[METHOD], trace[REQUEST_ID], trace[TOOL] = call.method, call.index, call.tool
+        trace[REQUEST] = {"jsonrpc": "2.0", "id": call.index, "method": call.method,
+                          "params": _params(call, call.tool, arguments)}  # fmt: skip
         trace[BACKEND], trace[BACKEND_TOOL] = call.backend or "", call.backend_tool or ""
         trace[VIRTUAL_SERVER], trace[SESSION] = call.virtual_server or "", self.session
         trace[ERA], trace[REPLAY_OF] = call.era or "", bytes.fromhex(call.trace_id)

@@ -259,7 +259,10 @@ def test_bad_input_gets_one_line_and_exit_2(recorded: Recorded, tmp_path: Path) 
         ([], "say where to replay"),
         (["--via", "http://127.0.0.1:1", "--set", "nonsense"], "expected [CALL:]PATH=VALUE"),
         (["--via", "http://127.0.0.1:1", "--ignore", "no-dollar"], "starts with '$'"),
-        (["--via", "http://127.0.0.1:1", "--tool", "nope"], "no recorded tools/call matches"),
+        (
+            ["--via", "http://127.0.0.1:1", "--tool", "nope"],
+            "no recorded tools/call, prompts/get or resources/read matches",
+        ),
         (["--via", "http://127.0.0.1:1", "--from", "99"], "the recording has 7 calls here"),
     ]
     for args, message in cases:
@@ -335,7 +338,7 @@ async def test_strict_mock_wants_the_recorded_order(recorded: Recorded, tmp_path
 
 def test_mock_bad_input_gets_one_line(recorded: Recorded) -> None:
     for args, message in [
-        (["nope-session"], "no recorded tools/call matches session nope-session"),
+        (["nope-session"], "no recorded tools/call, prompts/get or resources/read matches session nope-session"),
         ([recorded.session, "--listen", "nowhere"], "--listen: expected host:port"),
     ]:
         run = subprocess.run([sys.executable, "-m", "proxy", "mock", *args, "--source", str(recorded.db)],

@@ -148,7 +148,7 @@ def test_cassette_matching() -> None:
     off = cassette.answer("login", {"password": "any", "note": "Basic xyz end"})["error"]
     assert off["code"] == NOT_RECORDED and "$.arguments.note" in off["message"]
     never = cassette.answer("nope", {})["error"]
-    assert "nope was never called" in never["message"] and "get, login" in never["message"]
+    assert "tools/call nope was never made in it" in never["message"] and "get, login" in never["message"]
     closest = cassette.answer("get", {"id": 3})["error"]
     assert closest["data"]["closest_recorded_call"]["index"] == 1  # ties: the earliest
     assert closest["data"]["differences"] == [{"path": "$.arguments.id", "recorded": 1, "sent": 3}]

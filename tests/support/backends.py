@@ -257,6 +257,16 @@ def delta() -> FastMCP:
         """The tools this process ran, in order (never exposed by a slice)."""
         return list(CALLS)
 
+    @mcp.resource("delta://plans/{user_id}", mime_type="application/json", description="A user's plan")
+    def plan(user_id: str) -> str:
+        CALLS.append("read plan")
+        return json.dumps({"user": user_id, "plan": "free" if changed else "pro"})
+
+    @mcp.prompt(description="A greeting for a user")
+    def greet(name: str) -> str:
+        CALLS.append("get greet")
+        return f"Greet {name} warmly." if changed else f"Greet {name}."
+
     return mcp
 
 
