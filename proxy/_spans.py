@@ -223,8 +223,8 @@ class BatchBuilder:
         method = hop[HOP_METHOD]
         kind = pb.MESSAGE_KIND_NOTIFICATION if method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
         name = hop[HOP_NAME]
-        if name is None:  # the upstream call's: "tools/call echo"
-            name = f"{method} {hop[HOP_TOOL]}" if hop[HOP_TOOL] else method
+        if name is None:  # the upstream call's: "tools/call echo" (a URI, unbounded, stays out of the name)
+            name = f"{method} {hop[HOP_TOOL]}" if hop[HOP_TOOL] and method != "resources/read" else method
         self.hops.append(
             (
                 index, hop[HOP_SPAN_ID], hop[HOP_PARENT] or root, name, hop[HOP_KIND], hop[HOP_DIRECTION], method, kind,

@@ -159,6 +159,19 @@ CREATE OR REPLACE TEMP MACRO sw_child_id(id, k) AS
 _ERROR_ATTRS = """
     'error.type', CASE WHEN failed THEN error_code::VARCHAR END,
     'rpc.response.status_code', CASE WHEN failed THEN error_code::VARCHAR END"""
+
+
+def _target_attrs(column: str) -> str:
+    """What a request is about, by method (MCP semantic conventions): the tool, the prompt, the URI."""
+    return f"""
+    'gen_ai.tool.name', CASE WHEN method = 'tools/call' THEN nullif({column}, '') END,
+    'gen_ai.operation.name', CASE WHEN method = 'tools/call' AND {column} <> '' THEN 'execute_tool' END,
+    'gen_ai.prompt.name', CASE WHEN method = 'prompts/get' THEN nullif({column}, '') END,
+    'mcp.resource.uri', CASE WHEN method = 'resources/read' THEN nullif({column}, '') END"""
+
+
+_TARGET_ATTRS = _target_attrs("tool_name")
+_HOP_TARGET_ATTRS = _target_attrs("backend_tool_name")
 # Traces and hops (the gateway's form) -> spans in wire form (the columns of _RAW, in order). The span
 # model is described in docs/recording.md; json_merge_patch drops the attributes that are NULL.
 _EXPAND = f"""
@@ -170,7 +183,8 @@ WITH t AS (
 ),
 h AS (SELECT *, (error_code <> 0 OR error_message <> '') AS failed FROM hop_rows)
 SELECT trace_id, span_id, parent_span_id,
-       CASE WHEN tool_name <> '' THEN method || ' ' || tool_name WHEN method <> '' THEN method ELSE 'request' END,
+       CASE WHEN tool_name <> '' AND method <> 'resources/read' THEN method || ' ' || tool_name
+            WHEN method <> '' THEN method ELSE 'request' END,
        2, session_id, virtual_server, backend, subject, direction, method, request_id,
        CASE WHEN request_id <> '' THEN 1 ELSE 2 END, tool_name, backend_tool_name,
        start_time_unix_nano, greatest(start_time_unix_nano, end_time_unix_nano),
@@ -179,8 +193,7 @@ SELECT trace_id, span_id, parent_span_id,
            'mcp.method.name', method, 'mcp.protocol.version', protocol_version,
            'network.transport', 'tcp', 'network.protocol.name', 'http',
            'mcp.session.id', nullif(session_id, ''), 'jsonrpc.request.id', nullif(request_id, ''),
-           'gen_ai.tool.name', nullif(tool_name, ''),
-           'gen_ai.operation.name', CASE WHEN tool_name <> '' THEN 'execute_tool' END,{_ERROR_ATTRS},
+           {_TARGET_ATTRS},{_ERROR_ATTRS},
            'user_agent.original', headers->>'user-agent',
            'http.request.headers', headers))::VARCHAR,
        request_payload, response_payload, payload_truncated, protocol_era, protocol_version, replay_of_trace_id,
@@ -208,8 +221,7 @@ SELECT trace_id, span_id, parent_span_id, name, kind, session_id, virtual_server
        error_message,
        json_merge_patch('{{}}', json_object(
            'mcp.method.name', method, 'server.address', nullif(backend, ''),
-           'gen_ai.tool.name', nullif(backend_tool_name, ''),
-           'gen_ai.operation.name', CASE WHEN backend_tool_name <> '' THEN 'execute_tool' END,{_ERROR_ATTRS}))::VARCHAR,
+           {_HOP_TARGET_ATTRS},{_ERROR_ATTRS}))::VARCHAR,
        request_payload, response_payload, payload_truncated, protocol_era, protocol_version, replay_of_trace_id,
        gateway_instance
 FROM h

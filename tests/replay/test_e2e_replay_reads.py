@@ -129,3 +129,19 @@ async def test_the_mock_serves_the_recorded_reads_and_prompts(recorded: Recorded
         async with fastmcp_client(url) as client:  # the 2026-07-28 era too
             contents = await client.read_resource("plans://7")
             assert json.loads(contents[0].text)["plan"] == "pro"  # type: ignore[union-attr]
+
+
+def test_reads_and_prompts_are_spans_named_by_the_semantic_conventions(recorded: Recorded) -> None:
+    with connect(str(recorded.db)) as r:
+        rows = r.rows(
+            "SELECT name, kind, method, attrs->>'$.\"gen_ai.prompt.name\"' AS prompt, "
+            "attrs->>'$.\"mcp.resource.uri\"' AS uri, attrs->>'$.\"gen_ai.tool.name\"' AS tool "
+            "FROM spans WHERE method IN ('resources/read', 'prompts/get') AND kind IN ('SERVER', 'CLIENT') "
+            "ORDER BY start_ns"
+        )
+    seen = {(row["kind"], row["method"]): (row["name"], row["prompt"], row["uri"], row["tool"]) for row in rows}
+    # The client's request under the slice's names; the upstream hop under the backend's.
+    assert seen[("SERVER", "resources/read")] == ("resources/read", None, "plans://7", None)
+    assert seen[("CLIENT", "resources/read")] == ("resources/read", None, "delta://plans/7", None)
+    assert seen[("SERVER", "prompts/get")] == ("prompts/get hello", "hello", None, None)
+    assert seen[("CLIENT", "prompts/get")] == ("prompts/get greet", "greet", None, None)
