@@ -14,6 +14,7 @@ import pytest
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from tests.support.gateway import RunningGateway
+from tests.support.procs import ts_client
 
 from .clients import fastmcp_client, sdk_session, until
 
@@ -142,3 +143,11 @@ async def test_backend_logs_reach_a_session_that_set_a_level(docs: RunningGatewa
         finally:
             await session.call_tool("chatty", {})  # and stops
         assert logged[0].level in ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def test_the_typescript_sdk_sees_the_same_slice(docs: RunningGateway) -> None:
+    seen = ts_client(docs.url("/virtual/docs"), "slice")
+    assert seen["tools"] == ["links", "chatty"]
+    assert seen["resources"] and all(uri.startswith("docs://") for uri in seen["resources"])
+    assert seen["read"]["contents"][0]["uri"] == seen["resources"][0]
+    assert sorted(seen["prompts"]) == ["completable-prompt", "weather"]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.support.gateway import RunningGateway
-from tests.support.procs import NODE_MODULES, ROOT
+from tests.support.procs import ROOT, ts_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -41,15 +41,6 @@ def research(backends: dict[str, str], workdir: Path) -> Iterator[RunningGateway
         yield gw
     finally:
         gw.stop()
-
-
-def ts_client(url: str, *args: str) -> dict[str, Any]:
-    """tests/support/ts_client.mjs: the official TypeScript SDK as a client."""
-    node = NODE_MODULES / ".bin" / "node"
-    done = subprocess.run([str(node), str(ROOT / "tests" / "support" / "ts_client.mjs"), url, *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def test_the_typescript_sdk_runs_a_task_through_the_gateway(research: RunningGateway) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -149,3 +151,14 @@ def start_everything(tmp: Path, mode: str = "streamableHttp") -> tuple[Proc, str
     wait_until(port_open(port), 30, what=f"server-everything {mode} on port {port}")
     path = "/mcp" if mode == "streamableHttp" else "/sse"
     return proc, f"http://127.0.0.1:{port}{path}"
+
+
+def ts_client(url: str, *args: str) -> dict[str, Any]:
+    """Run tests/support/ts_client.mjs (the official TypeScript SDK as a client) against `url`; what it
+    printed, as JSON."""
+    node = NODE_MODULES / ".bin" / "node"
+    done = subprocess.run([str(node), str(ROOT / "tests" / "support" / "ts_client.mjs"), url, *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"ts_client.mjs {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
