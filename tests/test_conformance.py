@@ -74,6 +74,17 @@ KNOWN_GAPS = {
         "(its server/discover says resources.subscribe: false); through /legacy they pass",
         "resources-unsubscribe": "as resources-subscribe",
     },
+    # A 2026-07-28 client through a 2025-11-25 connection: the backend asks its questions one request
+    # at a time and knows only the gateway's session, so the gateway turns each into an
+    # InputRequiredResult of its own.
+    ("2026-07-28", "legacy"): {
+        "input-required-result-basic-elicitation": "the suite wants the backend's own key (user_name) for the "
+        "input request; a 2025-11-25 request has no key, so the gateway names it input-1",
+        "input-required-result-multiple-input-requests": "the suite wants three input requests at once; a 2025-11-25 "
+        "backend asks one at a time (each becomes its own InputRequiredResult)",
+        "server-stateless": "test_missing_capability checks the session's capabilities, which are the gateway's "
+        "(sampling included), not the 2026-07-28 client's",
+    },
 }
 
 
@@ -90,9 +101,7 @@ def _regressions(direct: dict[str, Outcome], through: dict[str, Outcome]) -> lis
     return problems
 
 
-# The 2026-07-28 suite through a 2025-11-25 connection needs input-required fixtures that ask with
-# server requests in that era (the gateway turns those into InputRequiredResults): not written yet.
-MATRIX = [(SUITES[0], "legacy"), (SUITES[0], "modern"), (SUITES[1], "modern")]
+MATRIX = [(SUITES[0], "legacy"), (SUITES[0], "modern"), (SUITES[1], "modern"), (SUITES[1], "legacy")]
 
 
 @pytest.mark.timeout(1200)

@@ -26,6 +26,7 @@ from fastmcp import Context, FastMCP
 from fastmcp.prompts import Message
 from fastmcp.tools import Tool, ToolResult
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from pydantic import TypeAdapter
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -213,67 +214,84 @@ def build() -> FastMCP:
 
     # --- 2026-07-28 multi round-trip fixtures ------------------------------------------------------
 
+    # Each asks in the era's way (`_ask`): in a 2026-07-28 call the question goes back in an
+    # InputRequiredResult and the answer comes with the retry; in a 2025-11-25 session it is a request
+    # to the client during the call (a gateway in front turns those into InputRequiredResults).
+
     @mcp.tool(description="MRTR: asks for the caller's name with an elicitation input request")
-    def test_input_required_result_elicitation(ctx: Context) -> Any:
-        answer = _answer(ctx, "user_name")
+    async def test_input_required_result_elicitation(ctx: Context) -> Any:
+        ask = _form("What is your name?", {"name": {"type": "string"}}, ["name"])
+        answer = await _ask(ctx, "user_name", ask)
         if answer is None:
-            return _input_required({"user_name": _form("What is your name?", {"name": {"type": "string"}}, ["name"])})
+            return _input_required({"user_name": ask})
         return _content(_text(f"Hello, {(answer.get('content') or {}).get('name', 'unknown')}!"))
 
     @mcp.tool(description="MRTR: asks for a sampling completion")
-    def test_input_required_result_sampling(ctx: Context) -> Any:
-        answer = _answer(ctx, "sample_request")
+    async def test_input_required_result_sampling(ctx: Context) -> Any:
+        ask = _sampling("What is the capital of France?")
+        answer = await _ask(ctx, "sample_request", ask)
         if answer is None:
-            return _input_required({"sample_request": _sampling("What is the capital of France?")})
+            return _input_required({"sample_request": ask})
         return _content(_text(f"Sampling result: {(answer.get('content') or {}).get('text', '')}"))
 
     @mcp.tool(description="MRTR: asks for the client's roots")
-    def test_input_required_result_list_roots(ctx: Context) -> Any:
-        answer = _answer(ctx, "roots_request")
+    async def test_input_required_result_list_roots(ctx: Context) -> Any:
+        ask = mcp_types.ListRootsRequest()
+        answer = await _ask(ctx, "roots_request", ask)
         if answer is None:
-            return _input_required({"roots_request": mcp_types.ListRootsRequest()})
+            return _input_required({"roots_request": ask})
         return _content(_text(f"Found {len(answer.get('roots') or [])} root(s)"))
 
     @mcp.tool(description="MRTR: asks for a confirmation and round-trips an opaque requestState")
-    def test_input_required_result_request_state(ctx: Context) -> Any:
-        if _answer(ctx, "confirm") is None or ctx.request_state != "round-1":
-            return _input_required({"confirm": _form("Please confirm", {"ok": {"type": "boolean"}}, ["ok"])}, "round-1")
+    async def test_input_required_result_request_state(ctx: Context) -> Any:
+        ask = _form("Please confirm", {"ok": {"type": "boolean"}}, ["ok"])
+        answer = await _ask(ctx, "confirm", ask)
+        if answer is None or (_modern(ctx) and ctx.request_state != "round-1"):
+            return _input_required({"confirm": ask}, "round-1")
         return _content(_text("state-ok: the requestState came back"))
 
     @mcp.tool(description="MRTR: asks for an elicitation, a sampling and the roots at once")
-    def test_input_required_result_multiple_inputs(ctx: Context) -> Any:
-        keys = ("user_name", "greeting", "client_roots")
-        if any(_answer(ctx, key) is None for key in keys):
-            return _input_required({
-                "user_name": _form("What is your name?", {"name": {"type": "string"}}, ["name"]),
-                "greeting": _sampling("Generate a greeting", max_tokens=50),
-                "client_roots": mcp_types.ListRootsRequest(),
-            }, "multiple")  # fmt: skip
+    async def test_input_required_result_multiple_inputs(ctx: Context) -> Any:
+        asks = {
+            "user_name": _form("What is your name?", {"name": {"type": "string"}}, ["name"]),
+            "greeting": _sampling("Generate a greeting", max_tokens=50),
+            "client_roots": mcp_types.ListRootsRequest(),
+        }
+        answers = [await _ask(ctx, key, ask) for key, ask in asks.items()]
+        if any(answer is None for answer in answers):
+            return _input_required(dict(asks), "multiple")
         return _content(_text("All three inputs received"))
 
     @mcp.tool(description="MRTR: two rounds of questions, the requestState evolving")
-    def test_input_required_result_multi_round(ctx: Context) -> Any:
+    async def test_input_required_result_multi_round(ctx: Context) -> Any:
+        first = _form("Step 1: What is your name?", {"name": {"type": "string"}}, ["name"])
+        second = _form("Step 2: What is your favorite color?", {"color": {"type": "string"}}, ["color"])
+        if not _modern(ctx):
+            await _ask(ctx, "step1", first)
+            color = ((await _ask(ctx, "step2", second)) or {}).get("content", {}).get("color")
+            return _content(_text(f"Done: favorite color {color}"))
         if ctx.request_state == "round-2" and _answer(ctx, "step2") is not None:
             color = (_answer(ctx, "step2") or {}).get("content", {}).get("color")
             return _content(_text(f"Done: favorite color {color}"))
         if ctx.request_state == "round-1" and _answer(ctx, "step1") is not None:
-            ask = _form("Step 2: What is your favorite color?", {"color": {"type": "string"}}, ["color"])
-            return _input_required({"step2": ask}, "round-2")
-        return _input_required({"step1": _form("Step 1: What is your name?", {"name": {"type": "string"}}, ["name"])},
-                               "round-1")  # fmt: skip
+            return _input_required({"step2": second}, "round-2")
+        return _input_required({"step1": first}, "round-1")
 
     @mcp.tool(description="MRTR: a signed requestState; a tampered one is refused")
-    def test_input_required_result_tampered_state(ctx: Context) -> Any:
+    async def test_input_required_result_tampered_state(ctx: Context) -> Any:
+        ask = _form("Please confirm", {"ok": {"type": "boolean"}}, ["ok"])
+        if not _modern(ctx):  # the requestState is the gateway's, and the gateway checks it
+            await _ask(ctx, "confirm", ask)
+            return _content(_text("state verified"))
         state = ctx.request_state
         if state is None:
-            ask = _form("Please confirm", {"ok": {"type": "boolean"}}, ["ok"])
             return _input_required({"confirm": ask}, _signed("tampered-check"))
         if state != _signed("tampered-check"):
             raise MCPError(-32602, "requestState failed its integrity check")
         return _content(_text("state verified"))
 
     @mcp.tool(description="MRTR: asks only for what the client declared it can answer")
-    def test_input_required_result_capabilities(ctx: Context) -> Any:
+    async def test_input_required_result_capabilities(ctx: Context) -> Any:
         declared = _client_capabilities(ctx)
         if ctx.input_responses:
             return _content(_text("Inputs received"))
@@ -284,6 +302,10 @@ def build() -> FastMCP:
             requests["form"] = _form("What is your name?", {"name": {"type": "string"}}, ["name"])
         if not requests:
             return _content(_text("The client declared neither sampling nor elicitation"))
+        if not _modern(ctx):
+            for key, ask in requests.items():
+                await _ask(ctx, key, ask)
+            return _content(_text("Inputs received"))
         return _input_required(requests)
 
     @mcp.tool(description="Needs the sampling capability: refused (-32021) when the client did not declare it")
@@ -363,14 +385,30 @@ def build() -> FastMCP:
         return []
 
     @mcp.prompt(description="MRTR on prompts/get: asks for context before rendering")
-    def test_input_required_result_prompt(ctx: Context) -> Any:
-        answer = _answer(ctx, "user_context")
+    async def test_input_required_result_prompt(ctx: Context) -> Any:
+        ask = _form("What context should the prompt use?", {"context": {"type": "string"}}, ["context"])
+        answer = await _ask(ctx, "user_context", ask)
         if answer is None:
-            ask = _form("What context should the prompt use?", {"context": {"type": "string"}}, ["context"])
             return _input_required({"user_context": ask})
         return f"Prompt with context: {(answer.get('content') or {}).get('context', '')}"
 
     return mcp
+
+
+async def _ask(ctx: Context, key: str, request: Any) -> dict[str, Any] | None:
+    """The client's answer to `request`. In a 2026-07-28 call: the retry's inputResponses[key] (None
+    until then: answer with an InputRequiredResult). In a 2025-11-25 session: asked now, with a request
+    to the client tied to this call."""
+    if _modern(ctx):
+        return _answer(ctx, key)
+    result_type = {
+        mcp_types.ElicitRequest: mcp_types.ElicitResult,
+        mcp_types.CreateMessageRequest: mcp_types.CreateMessageResult,
+        mcp_types.ListRootsRequest: mcp_types.ListRootsResult,
+    }[type(request)]
+    metadata = ServerMessageMetadata(related_request_id=ctx.request_id)
+    result = await ctx.session.send_request(request, result_type, metadata=metadata)
+    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _signed(state: str) -> str:
