@@ -627,19 +627,22 @@ class _PromptShaper:
         self.router, self.backend = router, backend
 
     def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
-        messages = result.get("messages")
-        if not isinstance(messages, list):
-            return result
-        shaped = []
-        for message in messages:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, dict):
-                blocks = expose_blocks(self.router, self.backend, [content])
-                if not blocks:
-                    continue  # a link to a resource outside the slice
-                message = {**message, "content": blocks[0]}
-            shaped.append(message)
-        return {**result, "messages": shaped}
+        return _each(result, "messages", self._message)
+
+    def _message(self, message: Any) -> Any:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, dict):
+            return message
+        blocks = expose_blocks(self.router, self.backend, [content])
+        return {**message, "content": blocks[0]} if blocks else None  # None: a link outside the slice
+
+
+def _each(result: dict[str, Any], key: str, shape: Callable[[Any], Any]) -> dict[str, Any]:
+    """`result` with each item of its `key` list shaped (an item shaped to None is left out)."""
+    items = result.get(key)
+    if not isinstance(items, list):
+        return result
+    return {**result, key: [shaped for item in items if (shaped := shape(item)) is not None]}
 
 
 def _contents_shaper(call: Call, route: ResourceRoute) -> _ContentsShaper:
@@ -656,18 +659,15 @@ class _ContentsShaper:
         self.router, self.route = router, route
 
     def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
+        return _each(result, "contents", self._item)
+
+    def _item(self, item: Any) -> Any:
         route = self.route
-        contents = result.get("contents")
-        if not isinstance(contents, list):
-            return result
-        shaped = []
-        for item in contents:
-            uri = item.get("uri") if isinstance(item, dict) else None
-            if isinstance(uri, str):
-                exposed = route.exposed if uri == route.uri else self.router.outbound(route.backend, uri)
-                item = {**item, "uri": exposed if exposed is not None else route.exposed}
-            shaped.append(item)
-        return {**result, "contents": shaped}
+        uri = item.get("uri") if isinstance(item, dict) else None
+        if not isinstance(uri, str):
+            return item
+        exposed = route.exposed if uri == route.uri else self.router.outbound(route.backend, uri)
+        return {**item, "uri": exposed if exposed is not None else route.exposed}
 
     def error(self, message: str, data: Any) -> tuple[str, Any]:
         route = self.route

@@ -3,13 +3,13 @@ pure, no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy._catalog import Offer
 from proxy._config import VirtualServerConfig
 from proxy._resources import ResourceRouter, TemplateError, UriTemplate, expose_blocks
 from proxy._slice import Slice
@@ -81,15 +81,6 @@ def test_links_outside_the_slice_are_left_out_and_embedded_resources_kept() -> N
     ]
     plain = [{"type": "text", "text": "nothing to rewrite"}]
     assert expose_blocks(r, "/fs", plain) is plain  # no copy on the common path
-
-
-@dataclass
-class Offer:
-    resources: tuple[dict[str, Any], ...] = ()
-    templates: tuple[dict[str, Any], ...] = ()
-    prompts: tuple[dict[str, Any], ...] = ()
-    subscribe: bool = False
-    completions: bool = False
 
 
 def test_a_slice_lists_only_mapped_resources_and_prompts_under_their_exposed_names() -> None:

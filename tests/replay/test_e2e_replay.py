@@ -4,7 +4,6 @@ the real CLI, straight to the backends and through a gateway."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -24,7 +23,7 @@ from recorder import connect
 from tests.proxy.clients import fastmcp_client, sdk_session, text_of
 from tests.support.gateway import RunningGateway
 from tests.support.procs import Proc, free_port, node_server, port_open, start_fastmcp, wait_until
-from tests.support.recorder import RunningRecorder
+from tests.support.recorder import RunningRecorder, record_session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -85,20 +84,12 @@ def recorded(delta: str, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     """An agent's session: the tool list, reads, a login with a password, state built in server-memory
     and read back, and a destructive call."""
     tmp = tmp_path_factory.mktemp("recorded")
-    rec = RunningRecorder(tmp / "traces.duckdb", tmp)
-    gw = RunningGateway(slice_config(delta, tmp / "memory.jsonl", rec.target), tmp)
-    try:
-        asyncio.run(_agent(gw))
-        wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
-                   what="spans sent")  # fmt: skip
-    finally:
-        gw.stop()
-        rec.stop()
-    with connect(str(rec.db)) as r:
+    db = record_session(lambda target: slice_config(delta, tmp / "memory.jsonl", target), _agent, tmp)
+    with connect(str(db)) as r:
         sessions = r.rows("SELECT DISTINCT session_id FROM spans WHERE method = 'tools/call'")
-    assert PASSWORD.encode() not in rec.db.read_bytes()
+    assert PASSWORD.encode() not in db.read_bytes()
     assert len(sessions) == 1
-    return Recorded(rec.db, sessions[0]["session_id"], delta, tmp)
+    return Recorded(db, sessions[0]["session_id"], delta, tmp)
 
 
 async def _agent(gw: RunningGateway) -> None:

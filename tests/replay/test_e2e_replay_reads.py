@@ -4,7 +4,6 @@ to the backend, against an unchanged and a changed backend) and served by `slice
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,8 @@ from mcp.shared.exceptions import MCPError
 from recorder import connect
 from tests.proxy.clients import fastmcp_client, sdk_session
 from tests.support.gateway import RunningGateway
-from tests.support.procs import start_fastmcp, wait_until
-from tests.support.recorder import RunningRecorder
+from tests.support.procs import start_fastmcp
+from tests.support.recorder import record_session
 
 from .test_e2e_replay import Recorded, mock_server, replay_cli
 
@@ -57,19 +56,11 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
 @pytest.fixture(scope="module")
 def recorded(backends: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     tmp = tmp_path_factory.mktemp("recorded-reads")
-    rec = RunningRecorder(tmp / "reads.duckdb", tmp)
-    gw = RunningGateway(reads_config(backends[0], rec.target), tmp)
-    try:
-        asyncio.run(_agent(gw))
-        wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
-                   what="spans sent")  # fmt: skip
-    finally:
-        gw.stop()
-        rec.stop()
-    with connect(str(rec.db)) as r:
+    db = record_session(lambda target: reads_config(backends[0], target), _agent, tmp)
+    with connect(str(db)) as r:
         sessions = r.rows("SELECT DISTINCT session_id FROM spans WHERE method = 'resources/read'")
     assert len(sessions) == 1
-    return Recorded(rec.db, sessions[0]["session_id"], backends[0], tmp)
+    return Recorded(db, sessions[0]["session_id"], backends[0], tmp)
 
 
 async def _agent(gw: RunningGateway) -> None:

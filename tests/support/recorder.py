@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from .gateway import RunningGateway
 from .procs import Proc, free_port, port_open, wait_until
 
 
@@ -41,3 +45,20 @@ class RunningRecorder:
     def stop(self) -> None:
         """SIGTERM: the recorder finishes streams in flight, flushes and closes the file."""
         self.proc.stop()
+
+
+def record_session(
+    config: Callable[[str], dict[str, Any]], agent: Callable[[RunningGateway], Awaitable[None]], workdir: Path
+) -> Path:
+    """Run `agent` against a gateway built by `config(recorder target)` that records into a fresh
+    DuckDB file; the file, once every span the gateway emitted has been sent."""
+    rec = RunningRecorder(workdir / "traces.duckdb", workdir)
+    gw = RunningGateway(config(rec.target), workdir)
+    try:
+        asyncio.run(agent(gw))
+        wait_until(lambda: gw.status()["recorder"]["sent"] >= gw.status()["recorder"]["emitted"] > 0, 20,
+                   what="spans sent")  # fmt: skip
+    finally:
+        gw.stop()
+        rec.stop()
+    return rec.db
