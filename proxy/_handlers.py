@@ -266,24 +266,28 @@ _PAGE_SIZE = 1000
 
 
 async def _list_tools(call: Call, msg: Message) -> None:
+    view = call.view()
+    sliced = call.server.slice
+    await _list(call, msg, "tools", lambda cursor: sliced.encoded_page(cursor, _PAGE_SIZE, view.tools, view.names))
+
+
+async def _list(call: Call, msg: Message, key: str, paginate: Callable[[str | None], tuple[Any, str | None]]) -> None:
+    """Answer a `*/list` request with the page its cursor names (`paginate` raises ValueError for a bad
+    cursor). For 2026-07-28 clients the list is this virtual server's view, not the backends': its
+    caching hints say private, never shared across users."""
     cursor = msg.params.get("cursor")
     if cursor is not None and not isinstance(cursor, str):
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "cursor must be a string"))
         return
-    view = call.view()
     try:
-        tools, next_cursor = call.server.slice.encoded_page(cursor, _PAGE_SIZE, view.tools, view.names)
+        page, next_cursor = paginate(cursor)
     except ValueError as exc:
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, str(exc)))
         return
-    result: dict[str, Any] = {"tools": tools}
+    result: dict[str, Any] = {key: page}
     if next_cursor is not None:
         result["nextCursor"] = next_cursor
-    if call.era == "modern":
-        # The list is this virtual server's view, not the backends': never shared across users.
-        result["ttlMs"] = call.gateway.config.tools_list_ttl_ms
-        result["cacheScope"] = "private"
-    await call.responder.json(200, encode_result(msg.id, call.stamp(result)))
+    await call.responder.json(200, encode_result(msg.id, call.stamp(result, cached=True)))
 
 
 # --- prompts, resources, completion -------------------------------------------------------------
@@ -291,22 +295,7 @@ async def _list_tools(call: Call, msg: Message) -> None:
 
 async def _page(call: Call, msg: Message, key: str, items: tuple[dict[str, Any], ...]) -> None:
     """One page of a list the caller may see (`prompts`, `resources`, `resourceTemplates`)."""
-    cursor = msg.params.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "cursor must be a string"))
-        return
-    try:
-        page, next_cursor = call.server.slice.page(cursor, _PAGE_SIZE, items)
-    except ValueError as exc:
-        await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, str(exc)))
-        return
-    result: dict[str, Any] = {key: page}
-    if next_cursor is not None:
-        result["nextCursor"] = next_cursor
-    if call.era == "modern":
-        result["ttlMs"] = call.gateway.config.tools_list_ttl_ms
-        result["cacheScope"] = "private"
-    await call.responder.json(200, encode_result(msg.id, call.stamp(result)))
+    await _list(call, msg, key, lambda cursor: call.server.slice.page(cursor, _PAGE_SIZE, items))
 
 
 async def _list_prompts(call: Call, msg: Message) -> None:
