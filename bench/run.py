@@ -346,7 +346,20 @@ def start_peer(system: str, backend_url: str, workdir: Path) -> Target:
                   procs=[proc])  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def in_order(systems: list[str], round_index: int) -> list[str]:
+    """The systems of one round. With --baseline, each system and its baseline swap places every other
+    round: the first system of a round runs slower (the fresh backend settling), and that must not
+    fall on one side of the comparison."""
+    if round_index % 2 == 0:
+        return systems
+    ordered = list(systems)
+    for i in range(len(ordered) - 1):
+        if ordered[i + 1] == ordered[i] + BASELINE:
+            ordered[i], ordered[i + 1] = ordered[i + 1], ordered[i]
+    return ordered
+
+
+def run(args: argparse.Namespace, round_index: int = 0) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="slicewire-bench-"))
     backend_port = free_port()
     backend = pinned(
@@ -356,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     try:
         wait_port(backend_port)
-        for system in args.systems:
+        for system in in_order(args.systems, round_index):
             results[system] = {}
             target: Target | None = None
             try:
@@ -521,7 +534,7 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         parser.error("needs 2 cores: the system under test on core 0, the load generator on core 1")
-    rounds = [run(args) for _ in range(args.repeat)]
+    rounds = [run(args, i) for i in range(args.repeat)]
     results = median_of(rounds)
     # results: medians over the rounds
     out = save("gateway", {"duration_s": args.duration, "repeat": args.repeat, "results": results, "rounds": rounds})
