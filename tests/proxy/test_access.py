@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from proxy import Config, create_app
+from proxy._catalog import Offer
 from proxy._state import StateDB
 
 pytestmark = pytest.mark.anyio
@@ -77,8 +78,8 @@ async def _rpc(http: httpx.AsyncClient, token: str, method: str, **params: Any) 
         "mcp-method": method,
         "authorization": f"Bearer {token}",
     }
-    if "name" in params:
-        headers["mcp-name"] = params["name"]
+    if "name" in params or "uri" in params:
+        headers["mcp-name"] = params.get("name", params.get("uri"))
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": META}}
     return await http.post("/v/mcp", json=body, headers=headers)
 
@@ -105,3 +106,50 @@ async def test_random_subjects_see_and_call_exactly_what_the_config_allows(setup
                 assert error == {"code": -32602, "message": f"Unknown tool: {tool}"}, (tool, scopes)
             checked += 1
     assert checked > 200  # enough admitted subjects to mean something
+
+
+async def test_prompts_and_resources_a_caller_may_not_use_do_not_exist_for_it(tmp_path: Path) -> None:
+    config = Config.model_validate({
+        "auth": {"state_db": str(tmp_path / "state.db")},
+        "backends": [{"path": "/b", "transport": "streamable-http", "url": "http://127.0.0.1:9/mcp"}],
+        "virtual_servers": [{
+            "path": "/v", "server_name": "V",
+            "prompt_mappings": [{"prompt_name": "p", "backend_server_path": "/b", "alias": "open"},
+                                {"prompt_name": "q", "backend_server_path": "/b", "alias": "secret"}],
+            "resource_mappings": [{"uri_prefix": "pub://", "backend_server_path": "/b"},
+                                  {"uri_prefix": "hr://", "backend_server_path": "/b"}],
+            "prompt_scope_overrides": [{"prompt_alias": "secret", "required_scopes": ["hr"]}],
+            "resource_scope_overrides": [{"resource": "hr://", "required_scopes": ["hr"]}],
+        }],
+    })  # fmt: skip
+    app = create_app(config, watch=False)
+    await app.gateway.start()
+    # What discovery would have found (the backend is not running).
+    offer = Offer(resources=({"uri": "pub://a", "name": "a"}, {"uri": "hr://salaries", "name": "s"}),
+                  prompts=({"name": "p"}, {"name": "q"}))  # fmt: skip
+    app.gateway.catalog.offers["/b"] = offer
+    app.gateway.catalog.tools["/b"] = []
+    app.gateway._rebuild(notify=False)
+    state = app.gateway.state
+    assert state is not None
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8080") as http:
+            for scopes, prompts, uris in [
+                ([], ["open"], ["pub://a"]),
+                (["hr"], ["open", "secret"], ["pub://a", "hr://salaries"]),
+            ]:
+                token, _ = state.create_token(f"user-{len(scopes)}", "personal", scopes)
+                listed = (await _rpc(http, token, "prompts/list")).json()["result"]["prompts"]
+                assert [p["name"] for p in listed] == prompts
+                assert [
+                    r["uri"] for r in (await _rpc(http, token, "resources/list")).json()["result"]["resources"]
+                ] == uris
+                for name in ("open", "secret"):
+                    error = (await _rpc(http, token, "prompts/get", name=name)).json()["error"]
+                    # Allowed: forwarded, and the absent backend fails it. Not allowed: it does not exist.
+                    assert error["code"] == (-32000 if name in prompts else -32602), (scopes, name, error)
+                for uri in ("pub://a", "hr://salaries"):
+                    error = (await _rpc(http, token, "resources/read", uri=uri)).json()["error"]
+                    assert error["code"] == (-32000 if uri in uris else -32602), (scopes, uri, error)
+    finally:
+        await app.gateway.close()
