@@ -4,11 +4,14 @@ under the URIs and names the slice gives it."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import mcp.types as mt
 import pytest
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -33,6 +36,11 @@ def slice_config(backends: dict[str, str]) -> dict[str, Any]:
                 "tool_mappings": [
                     {"tool_name": "get-resource-links", "backend_server_path": "/everything", "alias": "links"},
                     {"tool_name": "toggle-simulated-logging", "backend_server_path": "/everything", "alias": "chatty"},
+                    {
+                        "tool_name": "toggle-subscriber-updates",
+                        "backend_server_path": "/everything",
+                        "alias": "updates",
+                    },
                 ],
                 "resource_mappings": [
                     # The static documents, renamed; one dynamic template, renamed; nothing else.
@@ -147,7 +155,74 @@ async def test_backend_logs_reach_a_session_that_set_a_level(docs: RunningGatewa
 
 def test_the_typescript_sdk_sees_the_same_slice(docs: RunningGateway) -> None:
     seen = ts_client(docs.url("/virtual/docs"), "slice")
-    assert seen["tools"] == ["links", "chatty"]
+    assert seen["tools"] == ["links", "chatty", "updates"]
     assert seen["resources"] and all(uri.startswith("docs://") for uri in seen["resources"])
     assert seen["read"]["contents"][0]["uri"] == seen["resources"][0]
     assert sorted(seen["prompts"]) == ["completable-prompt", "weather"]
+
+
+async def test_a_subscribed_session_hears_of_updates_under_the_slice_uri(docs: RunningGateway) -> None:
+    updated: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        message = getattr(message, "root", message)
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            updated.append(str(message.params.uri))
+
+    async with sdk_session(docs.url("/virtual/docs"), message_handler=on_message) as session:
+        uri = str((await session.list_resources()).resources[0].uri)
+        with warnings.catch_warnings():  # removed in 2026-07-28 (subscriptions/listen), current in 2025-11-25
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await session.subscribe_resource(uri)
+        await session.call_tool("updates", {})  # server-everything: updates for subscribed resources, every few s
+        try:
+            await until(lambda: uri in updated, within_s=30)
+        finally:
+            await session.call_tool("updates", {})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await session.unsubscribe_resource(uri)
+    assert set(updated) == {uri}  # the slice's URI (docs://...), never the backend's
+
+
+async def test_a_listen_stream_hears_of_updates_of_its_resource_subscriptions(docs: RunningGateway) -> None:
+    """2026-07-28: the URIs go in subscriptions/listen's filter; updates come on that stream, tagged."""
+    url = docs.url("/virtual/docs")
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+    def headers(method: str, name: str | None = None) -> dict[str, str]:
+        found = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+                 "mcp-method": method}  # fmt: skip
+        return {**found, "mcp-name": name} if name else found
+
+    async with fastmcp_client(url) as client:
+        uri = str((await client.list_resources())[0].uri)
+    listen = {"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+              "params": {"notifications": {"resourceSubscriptions": [uri, "demo://resource/dynamic/blob/1"]},
+                         "_meta": meta}}  # fmt: skip
+    toggle = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+              "params": {"name": "updates", "arguments": {}, "_meta": meta}}  # fmt: skip
+    events: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=60) as http:
+        async with http.stream("POST", url, json=listen, headers=headers("subscriptions/listen")) as stream:
+            toggled = False
+            try:
+                with anyio.fail_after(30):
+                    async for line in stream.aiter_lines():
+                        if not line.startswith("data: "):
+                            continue
+                        events.append(json.loads(line[6:]))
+                        if not toggled:  # acknowledged first: now make the backend send updates
+                            toggled = True
+                            await http.post(url, json=toggle, headers=headers("tools/call", "updates"))
+                        if events[-1].get("method") == "notifications/resources/updated":
+                            break
+            finally:
+                if toggled:
+                    await http.post(url, json={**toggle, "id": 3}, headers=headers("tools/call", "updates"))
+    acknowledged, updated = events[0], events[-1]
+    assert acknowledged["method"] == "notifications/subscriptions/acknowledged"
+    # Only what the slice has is granted (the blob is not in it).
+    assert acknowledged["params"]["notifications"] == {"resourceSubscriptions": [uri]}
+    assert updated["params"]["uri"] == uri
+    assert updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "sub-1"
