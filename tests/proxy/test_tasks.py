@@ -1,0 +1,40 @@
+"""The gateway's task table (proxy/_tasks.py): ids of its own, tasks only for their creator. Pure."""
+
+from __future__ import annotations
+
+import time
+
+from proxy._tasks import Tasks
+
+
+def test_a_task_exists_only_for_its_creator_on_its_virtual_server() -> None:
+    tasks = Tasks()
+    alice = tasks.add("/everything", "b-1", "/v", "alice", session="s1", ttl_ms=60_000)
+    assert alice.exposed.startswith("swt-") and alice.exposed != "b-1"
+    assert tasks.find(alice.exposed, "/v", "alice", "another-session") is alice  # a subject: any of its sessions
+    assert tasks.find(alice.exposed, "/v", "bob") is None
+    assert tasks.find(alice.exposed, "/other", "alice") is None
+    assert tasks.find("b-1", "/v", "alice") is None  # the backend's id means nothing here
+    assert tasks.of_backend("/everything", "b-1") is alice
+    assert tasks.of_backend("/elsewhere", "b-1") is None
+
+
+def test_anonymous_callers_own_tasks_per_session() -> None:
+    tasks = Tasks()
+    first = tasks.add("/b", "1", "/public", "", session="s1")
+    second = tasks.add("/b", "2", "/public", "", session="s2")
+    assert tasks.find(first.exposed, "/public", "", "s1") is first
+    assert tasks.find(first.exposed, "/public", "", "s2") is None
+    assert tasks.owned("/public", "", "s2") == [second]
+
+
+def test_expired_tasks_are_forgotten() -> None:
+    tasks = Tasks()
+    kept = tasks.add("/b", "1", "/v", "alice", ttl_ms=60_000)
+    gone = tasks.add("/b", "2", "/v", "alice", ttl_ms=1)
+    gone.expires = time.monotonic() - 1  # its ttl has passed
+    tasks.sweep()
+    assert tasks.owned("/v", "alice") == [kept]
+    assert tasks.of_backend("/b", "2") is None
+    unlimited = tasks.add("/b", "3", "/v", "alice", ttl_ms=None)  # no ttl: remembered, but not forever
+    assert 0 < unlimited.expires - time.monotonic() <= 24 * 3600
