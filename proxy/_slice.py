@@ -132,11 +132,7 @@ class Slice:
             if original is None:
                 problems.append(f"{exposed}: backend {backend} has no tool named {mapping.tool_name!r}")
                 continue
-            tool = dict(original)
-            tool["name"] = exposed
-            if mapping.description_override is not None:
-                tool["description"] = mapping.description_override
-            tools.append(tool)
+            tools.append(_exposed(original, exposed, mapping.description_override))
             routes[exposed] = route
         offers = offers or {}
         prompts, prompt_routes = _prompts(vs, offers, problems)
@@ -240,12 +236,16 @@ def _prompts(
         if original is None:
             problems.append(f"prompt {exposed}: backend {backend} has no prompt named {mapping.prompt_name!r}")
             continue
-        prompt = dict(original)
-        prompt["name"] = exposed
-        if mapping.description_override is not None:
-            prompt["description"] = mapping.description_override
-        listed.append(prompt)
+        listed.append(_exposed(original, exposed, mapping.description_override))
     return tuple(listed), routes
+
+
+def _exposed(original: dict[str, Any], name: str, description: str | None) -> dict[str, Any]:
+    """A backend's tool or prompt as the slice shows it: its exposed name, its description override."""
+    shown = {**original, "name": name}
+    if description is not None:
+        shown["description"] = description
+    return shown
 
 
 def _resources(
