@@ -12,7 +12,6 @@ passes directly must pass through the gateway.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -116,7 +115,6 @@ def build() -> FastMCP:
     async def test_tool_with_logging(ctx: Context) -> ToolResult:
         for step in ("Tool execution started", "Tool processing data", "Tool execution completed"):
             await ctx.info(step)
-            await asyncio.sleep(0.05)
         return _content(_text("Tool with logging executed successfully"))
 
     @mcp.tool(description="Logs at info; a 2026-07-28 request that names no logLevel gets no log messages")
@@ -133,7 +131,6 @@ def build() -> FastMCP:
     async def test_tool_with_progress(ctx: Context) -> ToolResult:
         for step in (0, 50, 100):
             await ctx.report_progress(step, 100, f"Completed step {step} of 100")
-            await asyncio.sleep(0.05)
         return _content(_text("Progress complete"))
 
     @mcp.tool(description="Tests error response handling")
