@@ -111,7 +111,8 @@ async def test_helper_that_dies_is_replaced_and_its_spans_counted(tmp_path: Path
         await until(lambda: emitter.helper_pid not in (None, first))
         emitter.emit(trace())
         await emitter.flush()
-        assert emitter.counters["spooled"] == 3  # the new helper works
+        # The helper's counters come in its own reports, which may trail the flush's answer on a busy machine.
+        await until(lambda: emitter.counters["spooled"] == 3, within_s=30)  # the new helper works
     finally:
         await emitter.close()
 
@@ -136,7 +137,10 @@ async def test_a_helper_that_cannot_keep_up_makes_the_gateway_drop_past_the_cap(
         os.kill(helper, signal.SIGCONT)
     try:
         await emitter.flush()
-        assert emitter.counters["spooled"] == 30 and emitter.counters["dropped"] == 15
+        # A helper just woken from SIGSTOP ships or spools what it holds; its counters arrive in its
+        # reports, which may trail the flush's answer on a busy machine.
+        await until(lambda: emitter.counters["spooled"] == 30, within_s=30)
+        assert emitter.counters["dropped"] == 15
         assert sum(batch_size(b) for b in read_spool(tmp_path / "spans.spool")) == 30
     finally:
         await emitter.close()
