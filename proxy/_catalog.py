@@ -17,6 +17,7 @@ from typing import Any
 
 from ._config import BackendConfig
 from ._jsonrpc import Message
+from ._mcp import TASKS_EXTENSION
 from ._upstream import Backend, BackendError, Headers, create_backend
 from ._upstream._h1 import DEFAULT_MAX_RESPONSE_BYTES
 
@@ -43,6 +44,8 @@ class Offer:
     logging: bool = False
     # The backend runs task-augmented tools/call (2025-11-25 tasks: capabilities.tasks.requests.tools.call).
     tasks: bool = False
+    # The backend serves the 2026-07-28 tasks extension (capabilities.extensions, SEP-2663).
+    task_extension: bool = False
 
 
 async def discover_offer(backend: Backend) -> Offer:
@@ -64,6 +67,7 @@ async def discover_offer(backend: Backend) -> Offer:
     tasks = capabilities.get("tasks")
     requests = tasks.get("requests") if isinstance(tasks, dict) else None
     tools = requests.get("tools") if isinstance(requests, dict) else None
+    extensions = capabilities.get("extensions")
     return Offer(
         lists.get("resources", ()),
         lists.get("resourceTemplates", ()),
@@ -72,6 +76,10 @@ async def discover_offer(backend: Backend) -> Offer:
         completions="completions" in capabilities,
         logging="logging" in capabilities,
         tasks=isinstance(tools, dict) and "call" in tools and (identity is None or identity.era == "legacy"),
+        task_extension=identity is not None
+        and identity.era == "modern"
+        and isinstance(extensions, dict)
+        and TASKS_EXTENSION in extensions,
     )
 
 

@@ -24,7 +24,7 @@ from ._config import PER_USER_MODES, BackendConfig, Config, RecorderConfig, Virt
 from ._creds import Credentials
 from ._identity import Authenticator
 from ._jsonrpc import Message, encode_notification
-from ._mcp import META_SUBSCRIPTION_ID, log_passes
+from ._mcp import META_SUBSCRIPTION_ID, TASKS_EXTENSION, log_passes
 from ._metrics import Metrics
 from ._record import (
     DIRECTION,
@@ -73,8 +73,9 @@ class VirtualServer:
         return {"name": self.config.server_name, "version": GATEWAY_VERSION}
 
     @cached_property
-    def unserved(self) -> frozenset[str]:
-        """Methods of the capabilities this server does not advertise: answered -32601, never routed."""
+    def unserved(self) -> dict[str, frozenset[str]]:
+        """Methods of the capabilities this server does not advertise, by client era: answered -32601,
+        never routed."""
         config, sliced = self.config, self.slice
         methods: set[str] = set()
         if not config.prompt_mappings:
@@ -85,14 +86,18 @@ class VirtualServer:
             methods |= {"resources/subscribe", "resources/unsubscribe"}
         if not sliced.completions:
             methods.add("completion/complete")
+        legacy, modern = set(methods), set(methods)
         if not sliced.tasks:
-            methods |= {"tasks/get", "tasks/result", "tasks/cancel", "tasks/list"}
-        return frozenset(methods)
+            legacy |= {"tasks/get", "tasks/result", "tasks/cancel", "tasks/list"}
+        if not sliced.task_extension:
+            modern |= {"tasks/get", "tasks/update", "tasks/cancel"}
+        return {"legacy": frozenset(legacy), "modern": frozenset(modern)}
 
     def capabilities(self, era: str = "legacy") -> dict[str, Any]:
         """Only what this virtual server serves: the kinds it maps, completion when a backend behind them
         completes, logging (the gateway takes the level and relays backends' messages), and for
-        2025-11-25 clients the tasks its task-capable tools' backends run."""
+        tasks when its tools' backends run them (2025-11-25 tasks, or the 2026-07-28 extension, bridged
+        to either kind of backend)."""
         config, sliced = self.config, self.slice
         capabilities: dict[str, Any] = {}
         if config.tool_mappings:
@@ -106,6 +111,8 @@ class VirtualServer:
         capabilities["logging"] = {}
         if sliced.tasks and era == "legacy":
             capabilities["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+        if sliced.task_extension and era == "modern":
+            capabilities["extensions"] = {TASKS_EXTENSION: {}}
         return capabilities
 
 
@@ -234,6 +241,7 @@ class Gateway:
             await live.close()
         for parked in list(self.parked.values()):
             await parked.exchange.close()
+        self.tasks.close()
         for listeners in self.listeners.values():
             for listener in listeners:
                 listener.queue.put_nowait(b"")

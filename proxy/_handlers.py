@@ -36,7 +36,8 @@ from ._record import BACKEND, BACKEND_TOOL, SESSION, SLICED, TOOL, VERSION  # fm
 from ._relay import PARK_PREFIX, answer_relayed, credentials, forward, pass_meta, resume, upstream_label
 from ._resources import ResourceRoute
 from ._sessions import LiveSession, SessionState, new_session_id
-from ._shapes import TaskCreated, TaskShaper, contents_shaper, prompt_shaper, tool_result_shaper
+from ._shapes import contents_shaper, prompt_shaper, tool_result_shaper
+from ._taskcalls import HANDLERS_2025, HANDLERS_2026, task_shaper
 from ._upstream import BackendError, BackendRpcError, BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _KEEPALIVE_S = 15.0
 async def handle_request(call: Call, msg: Message) -> None:
     method = msg.method
     handler = _MODERN.get(method or "") if call.era == "modern" else _LEGACY.get(method or "")
-    if handler is not None and method in call.server.unserved:
+    if handler is not None and method in call.server.unserved[call.era]:
         handler = None  # a capability the virtual server does not advertise
     if handler is None:
         status = 404 if call.era == "modern" else 200
@@ -379,50 +380,6 @@ def readable(call: Call, uri: str) -> ResourceRoute | None:
     return route
 
 
-async def _task_request(call: Call, msg: Message) -> None:
-    """tasks/get, tasks/result, tasks/cancel: to the backend running the caller's task."""
-    method = msg.method or ""
-    session = call.live.id if call.live is not None else None
-    ref = call.gateway.tasks.find(msg.params.get("taskId"), call.server.config.path, call.subject, session)
-    backend = call.gateway.catalog.backends.get(ref.backend) if ref is not None else None
-    if ref is None or backend is None:
-        await call.responder.json(
-            200, encode_error(msg.id, INVALID_PARAMS, f"Unknown task: {msg.params.get('taskId')!r}")
-        )
-        return
-    call.responder.backend = ref.backend
-    shape: Shaper = TaskShaper(ref, tool_result_shaper(call, backend) if method == "tasks/result" else None)
-    client_meta = client_meta_of(msg.params)
-    client_token = client_meta.get("progressToken")
-    upstream: dict[str, Any] = {"taskId": ref.backend_id}
-    pass_meta(call, upstream, client_meta, client_token)
-    # tasks/result waits until the task ends: as long as the task may live, not the backend's timeout.
-    wait_s = max(0.0, ref.expires - time.monotonic()) if method == "tasks/result" else None
-    await forward(call, msg.id, backend, method, upstream, client_token, ref.exposed, shape, wait_s)
-
-
-async def _list_tasks(call: Call, msg: Message) -> None:
-    """The caller's tasks only (a backend's tasks/list would show every client's): each one's status
-    asked of its backend; tasks a backend no longer knows are forgotten."""
-    listed = []
-    tasks = call.gateway.tasks
-    session = call.live.id if call.live is not None else None
-    for ref in tasks.owned(call.server.config.path, call.subject, session)[:_PAGE_SIZE]:
-        backend = call.gateway.catalog.backends.get(ref.backend)
-        if backend is None:
-            continue
-        try:
-            status = await backend.request("tasks/get", {"taskId": ref.backend_id}, await credentials(call, backend))
-        except BackendRpcError:
-            tasks.forget(ref)
-            continue
-        except (BackendError, CredentialError, ConsentRequired):
-            continue  # its backend cannot say now; listed again when it can
-        status.pop("_meta", None)
-        listed.append({**status, "taskId": ref.exposed})
-    await call.responder.json(200, encode_result(msg.id, {"tasks": listed}))
-
-
 # --- tools/call -----------------------------------------------------------------------------------
 
 
@@ -490,13 +447,11 @@ async def _call_tool(call: Call, msg: Message) -> None:
             if upstream_args.get(argument) is not None
         ]
     shape = tool_result_shaper(call, backend)
-    task = params.get("task")
-    if task is not None and call.era == "legacy" and call.server.slice.tasks:
-        if not isinstance(task, dict):
-            await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "params.task must be an object"))
-            return
-        upstream["task"] = task
-        shape = TaskCreated(call, backend.path, shape)
+    if call.server.slice.task_extension:  # (which a slice with 2025-11-25 task tools has too)
+        tasked = await task_shaper(call, msg, name, backend, upstream, shape)
+        if tasked is None:
+            return  # refused
+        shape = tasked
     await forward(call, msg.id, backend, "tools/call", upstream, client_token, name, shape, None, param_headers)
 
 
@@ -579,10 +534,7 @@ _LEGACY = {
     "logging/setLevel": _set_level,
     "resources/subscribe": _subscribe,
     "resources/unsubscribe": _unsubscribe,
-    "tasks/get": _task_request,
-    "tasks/result": _task_request,
-    "tasks/cancel": _task_request,
-    "tasks/list": _list_tasks,
+    **HANDLERS_2025,
     **_ROUTED,
 }
-_MODERN = {"server/discover": _discover, "subscriptions/listen": _listen, **_ROUTED}
+_MODERN = {"server/discover": _discover, "subscriptions/listen": _listen, **HANDLERS_2026, **_ROUTED}

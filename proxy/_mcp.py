@@ -64,6 +64,8 @@ META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO: Final = "io.modelcontextprotocol/serverInfo"
 META_LOG_LEVEL: Final = "io.modelcontextprotocol/logLevel"
 META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
+# The 2026-07-28 tasks extension (SEP-2663): declared under capabilities.extensions by both sides.
+TASKS_EXTENSION: Final = "io.modelcontextprotocol/tasks"
 # 2025-11-25 tasks: the task a message belongs to.
 META_RELATED_TASK: Final = "io.modelcontextprotocol/related-task"
 
@@ -79,8 +81,13 @@ def log_passes(level: Any, threshold: str | None) -> bool:
     return _SEVERITY.get(level, len(LOG_LEVELS)) >= _SEVERITY.get(threshold, 0)
 
 
-# Methods whose `params.name` / `params.uri` the modern transport mirrors into `Mcp-Name`.
-_NAME_PARAM: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+# Methods whose `params.name` / `params.uri` / `params.taskId` the modern transport mirrors into
+# `Mcp-Name` (SEP-2243; the tasks extension, SEP-2663, adds its methods).
+_NAME_PARAM: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+                      "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}  # fmt: skip
+# The tasks methods' `Mcp-Name` is checked when present: the SDKs' clients (mcp 2.3, fastmcp 4.1) do not
+# send it yet, and refusing them would leave their tasks unfollowable.
+_NAME_OPTIONAL: Final = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
 _B64_PREFIX: Final = "=?base64?"
 _B64_SUFFIX: Final = "?="
 
@@ -150,6 +157,8 @@ def check_modern_headers(msg: Message, headers: dict[str, str]) -> str:
     if name_key is not None:
         name_header = headers.get(NAME_HEADER)
         if name_header is None:
+            if msg.method in _NAME_OPTIONAL:
+                return header_version
             raise HeaderMismatch(f"Header mismatch: required header Mcp-Name is missing for {msg.method}")
         body_name = msg.params.get(name_key)
         decoded = decode_header_value(name_header)
@@ -238,5 +247,5 @@ KNOWN_METHODS = frozenset({
     "resources/list", "resources/read", "resources/templates/list", "resources/subscribe",
     "resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete", "logging/setLevel",
     "notifications/initialized", "notifications/cancelled", "notifications/progress",
-    "notifications/roots/list_changed",
+    "notifications/roots/list_changed", "tasks/get", "tasks/result", "tasks/list", "tasks/cancel", "tasks/update",
 })  # fmt: skip

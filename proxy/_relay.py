@@ -42,6 +42,7 @@ from ._mcp import (
     META_SUBSCRIPTION_ID,
     MISSING_CLIENT_CAPABILITY,
     REQUEST_TIMEOUT,
+    TASKS_EXTENSION,
     log_passes,
 )
 from ._metrics import outcome_of
@@ -70,6 +71,7 @@ __all__ = [
     "credentials",
     "forward",
     "pass_meta",
+    "refusal",
     "resume",
     "upstream_label",
 ]
@@ -187,18 +189,24 @@ async def forward(
 
 def _envelope(call: Call) -> dict[str, Any]:
     """What a 2026-07-28 backend is told about the client in `_meta`: the capabilities the client
-    declared that the gateway can relay (so the backend never asks for input the client cannot give),
+    declared that the gateway can relay (so the backend never asks for input the client cannot give,
+    nor creates a task for a client that cannot follow it),
     and for a legacy client its log level (a modern backend logs only when asked; a legacy server logs
     at its discretion, so info unless the client set a level)."""
     level = None
+    declared = call.client_capabilities
     if call.era == "legacy":
         level = (call.live.log_level if call.live is not None else None) or "info"
-    key = (level, *call.client_capabilities)
+    extensions = declared.get("extensions") if call.era == "modern" else None
+    tasks = isinstance(extensions, dict) and TASKS_EXTENSION in extensions
+    key = (level, tasks, *declared)
     envelope = _envelopes.get(key)
     if envelope is None:
         if len(_envelopes) > 256:
             _envelopes.clear()
-        capabilities = {k: v for k, v in GATEWAY_CLIENT_CAPABILITIES.items() if k in call.client_capabilities}
+        capabilities = {k: v for k, v in GATEWAY_CLIENT_CAPABILITIES.items() if k in declared}
+        if tasks:  # the gateway relays a backend's tasks (SEP-2663) to a client that follows them
+            capabilities["extensions"] = {TASKS_EXTENSION: {}}
         envelope = _envelopes[key] = {META_CLIENT_CAPABILITIES: capabilities}
         if level is not None:
             envelope[META_LOG_LEVEL] = level
@@ -314,8 +322,8 @@ async def _pump(
                 if up.id is not None:
                     await exchange.answer(up.id, {"result": {}})
                 continue
-            refusal = _refusal(call, up.method or "")
-            if refusal is not None:
+            refused = refusal(call.client_capabilities, up.method or "")
+            if refused is not None:
                 needed = _NEEDS.get(up.method or "")
                 if call.era == "modern" and needed is not None:
                     # Serving this request needs a capability the client did not declare (2026-07-28: -32021).
@@ -323,7 +331,7 @@ async def _pump(
                     return encode_error(client_id, MISSING_CLIENT_CAPABILITY,
                                         f"Missing required client capability: {needed}",
                                         {"requiredCapabilities": {needed: {}}})  # fmt: skip
-                await exchange.answer(up.id, {"error": refusal})
+                await exchange.answer(up.id, {"error": refused})
                 continue
             if call.era == "legacy":
                 response = await _relay(call, up.method or "", up.params, exchange)
@@ -366,7 +374,9 @@ def _map_notification(call: Call, up: Message, client_token: Any, backend: str) 
     if method == "notifications/tasks/status":
         ref = call.gateway.tasks.of_backend(backend, up.params.get("taskId"))
         session = call.live.id if call.live is not None else None
-        if ref is None or call.gateway.tasks.find(ref.exposed, call.server.config.path, call.subject, session) is None:
+        found = ref is not None and call.gateway.tasks.find(ref.exposed, call.server.config.path, call.subject,
+                                                            call.era, session)  # fmt: skip
+        if ref is None or found is None:
             return None  # another client's task, on the shared backend session
         return encode_notification(method, {**up.params, "taskId": ref.exposed})
     if method == "notifications/progress":
@@ -387,11 +397,12 @@ def _map_notification(call: Call, up: Message, client_token: Any, backend: str) 
     return None
 
 
-def _refusal(call: Call, method: str) -> dict[str, Any] | None:
+def refusal(client_capabilities: dict[str, Any], method: str) -> dict[str, Any] | None:
+    """Why a backend's request for the client cannot go to it (None: it can)."""
     needed = _NEEDS.get(method)
     if needed is None:
         return {"code": METHOD_NOT_FOUND, "message": f"Method not found: {method}"}
-    if needed not in call.client_capabilities:
+    if needed not in client_capabilities:
         return {"code": METHOD_NOT_FOUND, "message": f"The client did not declare the {needed} capability"}
     return None
 
@@ -446,7 +457,7 @@ async def _gather_inputs(call: Call, exchange: Exchange, outcome: dict[str, Any]
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
             continue
         method = request["method"]
-        if _refusal(call, method) is not None:
+        if refusal(call.client_capabilities, method) is not None:
             return None
         params = request.get("params")
         answer = await _relay(call, method, params if isinstance(params, dict) else {}, None)

@@ -1,6 +1,6 @@
 """A backend's results as the client knows them: the slice's resource URIs (links, contents, prompt
-messages) and the gateway's task ids. Each shaper has a `marker`: bytes every result it must rewrite
-contains, so that a result without them is passed as it is without a walk."""
+messages). Each shaper has a `marker`: bytes every result it must rewrite contains, so that a result
+without them is passed as it is without a walk. (Task ids are shaped in `_taskcalls.py`.)"""
 
 from __future__ import annotations
 
@@ -8,67 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ._call import Call, Shaper
-from ._mcp import META_RELATED_TASK
 from ._resources import ResourceRoute, ResourceRouter, expose_blocks
-from ._tasks import TaskRef
 from ._upstream import Backend
 
 __all__ = [
     "ContentsShaper",
     "PromptShaper",
-    "TaskCreated",
-    "TaskShaper",
     "contents_shaper",
     "prompt_shaper",
     "tool_result_shaper",
 ]
-
-
-# --- tasks (2025-11-25) ---------------------------------------------------------------------------
-
-
-class TaskCreated:
-    """A task-augmented tools/call's answer: a CreateTaskResult gets the gateway's task id (the task
-    remembered as this caller's); a tool that answered at once is shaped as any tool result."""
-
-    marker = None
-
-    def __init__(self, call: Call, backend: str, otherwise: Shaper) -> None:
-        self.call, self.backend, self.otherwise = call, backend, otherwise
-
-    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
-        task = result.get("task")
-        if not isinstance(task, dict) or not isinstance(task.get("taskId"), str):
-            return self.otherwise(result)
-        call = self.call
-        session = call.live.id if call.live is not None else None
-        ref = call.gateway.tasks.add(
-            self.backend, task["taskId"], call.server.config.path, call.subject, session, task.get("ttl")
-        )
-        return {**result, "task": {**task, "taskId": ref.exposed}}
-
-
-class TaskShaper:
-    """A task's answers (tasks/get, tasks/cancel, tasks/result) with the gateway's task id for the
-    backend's, in the result, its related-task `_meta` and any error message."""
-
-    marker = None
-
-    def __init__(self, ref: TaskRef, otherwise: Shaper | None = None) -> None:
-        self.ref, self.otherwise = ref, otherwise
-
-    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
-        ref = self.ref
-        if result.get("taskId") == ref.backend_id:
-            result = {**result, "taskId": ref.exposed}
-        meta = result.get("_meta")
-        related = meta.get(META_RELATED_TASK) if isinstance(meta, dict) else None
-        if isinstance(related, dict) and related.get("taskId") == ref.backend_id:
-            result = {**result, "_meta": {**meta, META_RELATED_TASK: {**related, "taskId": ref.exposed}}}  # type: ignore[dict-item]
-        return self.otherwise(result) if self.otherwise is not None else result
-
-    def error(self, message: str, data: Any) -> tuple[str, Any]:
-        return message.replace(self.ref.backend_id, self.ref.exposed), data
 
 
 # --- exposed URIs in results -----------------------------------------------------------------------

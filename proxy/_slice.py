@@ -63,6 +63,8 @@ class _Offer(Protocol):
     def completions(self) -> bool: ...
     @property
     def tasks(self) -> bool: ...
+    @property
+    def task_extension(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +92,11 @@ class Slice:
     # Whether the backends behind the mapped resources serve resources/subscribe and completion/complete.
     subscribe: bool = False
     completions: bool = False
-    # Task-augmented tools/call is relayed (2025-11-25 clients): a mapped tool supports tasks and its
-    # backend runs them.
-    tasks: bool = False
+    # Exposed tool -> "optional" | "required": the tools whose backend runs 2025-11-25 tasks.
+    task_modes: Mapping[str, str] = field(default_factory=dict)
+    # The backends behind mapped tools that serve the 2026-07-28 tasks extension (they decide which
+    # call becomes a task).
+    task_backends: frozenset[str] = frozenset()
     # What works, but not for every client: `slicewire check` shows these without failing.
     warnings: tuple[str, ...] = ()
     # Exposed tool -> its (header name, argument) pairs, for tools whose schema has `x-mcp-header`.
@@ -143,14 +147,27 @@ class Slice:
         resources, templates = _resources(vs, offers, router)
         backends = {m.backend_server_path for m in vs.resource_mappings}
         prompt_backends = backends | {route.backend for route in prompt_routes.values()}
-        tasks, warnings = _task_support(tools, routes, offers)
+        task_modes, warnings = _task_support(tools, routes, offers)
+        task_backends = frozenset(path for path, offer in offers.items() if offer.task_extension) & {
+            route.backend for route in routes.values()
+        }
         return cls(
             vs.path, tuple(tools), routes, tuple(problems), prompts, prompt_routes, resources, templates, router,
             subscribe=any(o.subscribe for p, o in offers.items() if p in backends),
             completions=any(o.completions for p, o in offers.items() if p in prompt_backends),
-            tasks=tasks, warnings=tuple(warnings),
+            task_modes=task_modes, task_backends=task_backends, warnings=tuple(warnings),
             param_headers={t["name"]: found for t in tools if (found := param_headers(t.get("inputSchema")))},
         )  # fmt: skip
+
+    @property
+    def tasks(self) -> bool:
+        """2025-11-25 clients may ask for tasks: a mapped tool's backend runs them."""
+        return bool(self.task_modes)
+
+    @property
+    def task_extension(self) -> bool:
+        """2026-07-28 clients may follow tasks (the tasks extension): relayed or bridged."""
+        return bool(self.task_modes or self.task_backends)
 
     _links: dict[str, LinkShaper] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -193,10 +210,10 @@ class Slice:
 
 def _task_support(
     tools: list[dict[str, Any]], routes: Mapping[str, Route], offers: Mapping[str, _Offer]
-) -> tuple[bool, list[str]]:
-    """Whether the slice relays tasks, and the tools whose task support the gateway cannot serve to
-    every client."""
-    relayed = False
+) -> tuple[dict[str, str], list[str]]:
+    """The task support of tools whose backend runs 2025-11-25 tasks, and the tools whose task support
+    the gateway cannot serve to every client."""
+    modes: dict[str, str] = {}
     warnings = []
     for tool in tools:
         execution = tool.get("execution")
@@ -205,18 +222,18 @@ def _task_support(
             continue
         offer = offers.get(routes[tool["name"]].backend)
         if offer is not None and offer.tasks:
-            relayed = True
+            modes[tool["name"]] = support
             if support == "required":
                 warnings.append(
-                    f"{tool['name']}: runs only as a task: 2025-11-25 clients with tasks can call it through the "
-                    f"gateway; 2026-07-28 clients cannot yet (their tasks are not relayed)"
+                    f"{tool['name']}: runs only as a task: clients with tasks (2025-11-25 tasks, or the 2026-07-28 "
+                    f"tasks extension) can call it through the gateway; others are refused"
                 )
         elif support == "required":
             warnings.append(
                 f"{tool['name']}: runs only as a task, and the gateway cannot relay its backend's tasks (the "
                 f"backend declares no 2025-11-25 tasks.requests.tools.call): no client can call it"
             )
-    return relayed, warnings
+    return modes, warnings
 
 
 def _prompts(

@@ -42,6 +42,21 @@ def fastmcp_client(url: str, headers: dict[str, str] | None = None, **kwargs: An
     return Client(url, **kwargs)
 
 
+def tasks_client(url: str, **kwargs: Any) -> Client:
+    """A modern-era client that follows tasks (the 2026-07-28 tasks extension): fastmcp-tasks' client
+    half, given to this client only. (Importing fastmcp_tasks folds it into every Client of the process;
+    the other tests' clients must stay plain, so the registration is undone.)"""
+    from fastmcp.client import extension_hooks
+    from fastmcp.client.elicitation import create_elicitation_callback
+    from fastmcp_tasks.client import TasksClientExtension, _build_tasks_client_extension
+
+    with contextlib.suppress(ValueError):
+        extension_hooks._internal_client_extension_factories.remove(_build_tasks_client_extension)
+    handler = kwargs.get("elicitation_handler")
+    callback = create_elicitation_callback(handler) if handler is not None else None
+    return Client(url, extensions=[TasksClientExtension(callback)], **kwargs)
+
+
 def text_of(result: mt.CallToolResult | Any) -> str:
     return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
 

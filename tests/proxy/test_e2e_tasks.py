@@ -1,6 +1,8 @@
-"""Tasks (2025-11-25) through a real gateway to server-everything's task-only tool
-(`simulate-research-query`, execution.taskSupport "required"): the TypeScript SDK's task API end to
-end, the gateway's own task ids, and one client's tasks invisible to another."""
+"""Tasks through a real gateway to server-everything's task-only tool (`simulate-research-query`,
+execution.taskSupport "required"), a backend with 2025-11-25 tasks: the TypeScript SDK's task API
+end to end, the gateway's own task ids, one client's tasks invisible to another; and for 2026-07-28
+clients (the tasks extension, SEP-2663) the same task bridged: fastmcp's client runs it, answers its
+question, and the wire shows the extension's shapes."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import yaml
 
 from tests.support.gateway import RunningGateway
 from tests.support.procs import ROOT, ts_client
+
+from .clients import tasks_client, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -107,14 +112,100 @@ async def test_one_clients_task_does_not_exist_for_another(research: RunningGate
         assert [(t["taskId"], t["status"]) for t in listed] == [(task_id, "cancelled")]
 
 
-async def test_a_2026_client_is_not_offered_tasks(research: RunningGateway) -> None:
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
-               "mcp-method": "server/discover"}  # fmt: skip
-    body = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}}
-    async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(research.url("/virtual/research"), headers=headers, json=body)
-    assert "tasks" not in response.json()["result"]["capabilities"]
+async def test_fastmcp_runs_the_task_through_the_gateway(research: RunningGateway) -> None:
+    async with tasks_client(research.url("/virtual/research")) as client:
+        result = await client.call_tool("research", {"topic": "bees"})
+    assert "Research Report: bees" in text_of(result)
+
+
+async def test_fastmcp_answers_the_tasks_question(research: RunningGateway) -> None:
+    """server-everything asks (elicitation/create on its tasks/result stream) when the query is
+    ambiguous; the gateway shows it in tasks/get as input_required, and tasks/update answers it."""
+    asked: list[str] = []
+
+    async def clarify(message: str, response_type: Any, params: Any, context: Any) -> dict[str, Any]:
+        asked.append(message)
+        return {"interpretation": "historical"}
+
+    async with tasks_client(research.url("/virtual/research"), elicitation_handler=clarify) as client:
+        result = await client.call_tool("research", {"topic": "bees", "ambiguous": True})
+    assert asked and "bees" in asked[0]
+    assert "historical" in text_of(result)
+
+
+TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": TASKS}
+
+
+class StatelessClient:
+    """2026-07-28 requests over plain HTTP, to see the wire shapes."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, meta: dict[str, Any] = META) -> None:
+        self.http, self.url, self.meta, self.ids = http, url, meta, 0
+
+    async def request(self, method: str, params: dict[str, Any], name: str | None = None) -> httpx.Response:
+        self.ids += 1
+        headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+                   "mcp-method": method}  # fmt: skip
+        if name is not None:
+            headers["mcp-name"] = name
+        body = {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": {**params, "_meta": self.meta}}
+        return await self.http.post(self.url, headers=headers, json=body)
+
+    async def task(self, method: str, task_id: str, **params: Any) -> dict[str, Any]:
+        return (await self.request(method, {"taskId": task_id, **params}, task_id)).json()  # type: ignore[no-any-return]
+
+
+async def test_the_bridged_task_in_the_extensions_shapes(research: RunningGateway) -> None:
+    async with httpx.AsyncClient(timeout=60) as http:
+        client = StatelessClient(http, research.url("/virtual/research"))
+        discovered = (await client.request("server/discover", {})).json()["result"]
+        assert discovered["capabilities"]["extensions"] == {"io.modelcontextprotocol/tasks": {}}
+        assert "tasks" not in discovered["capabilities"]  # the 2025-11-25 slot is not the extension's
+        created = (await client.request("tools/call", {"name": "research", "arguments": {"topic": "ants"}},
+                                        "research")).json()["result"]  # fmt: skip
+        task_id = created["taskId"]
+        assert created["resultType"] == "task" and task_id.startswith("swt-") and "task" not in created
+        assert created["status"] == "working" and isinstance(created["ttlMs"], int) and "ttl" not in created
+        assert created["lastUpdatedAt"] and created["createdAt"]
+        # Polled until it ends: the result is inlined, without the 2025-11-25 related-task _meta.
+        with anyio.fail_after(60):
+            while (got := (await client.task("tasks/get", task_id))["result"])["status"] == "working":
+                await anyio.sleep(0.2)
+        assert got["status"] == "completed" and got["taskId"] == task_id and got["resultType"] == "complete"
+        assert "Research Report: ants" in got["result"]["content"][0]["text"]
+        assert "io.modelcontextprotocol/related-task" not in got["result"].get("_meta", {})
+        # Cancelling an ended task is acknowledged all the same (idempotent); its status stays.
+        assert (await client.task("tasks/cancel", task_id))["result"]["resultType"] == "complete"
+        assert (await client.task("tasks/get", task_id))["result"]["status"] == "completed"
+        # The 2025-11-25 methods are not the extension's.
+        assert (await client.task("tasks/result", task_id))["error"]["code"] == -32601
+
+
+async def test_a_bridged_task_is_cancelled(research: RunningGateway) -> None:
+    async with httpx.AsyncClient(timeout=60) as http:
+        client = StatelessClient(http, research.url("/virtual/research"))
+        created = (await client.request("tools/call", {"name": "research", "arguments": {"topic": "moths"}},
+                                        "research")).json()["result"]  # fmt: skip
+        ack = await client.task("tasks/cancel", created["taskId"])
+        assert ack["result"] == {"resultType": "complete", "_meta": ack["result"]["_meta"]}
+        assert (await client.task("tasks/get", created["taskId"]))["result"]["status"] == "cancelled"
+
+
+async def test_a_client_without_the_extension_is_refused_a_task_only_tool(research: RunningGateway) -> None:
+    plain = {**META, "io.modelcontextprotocol/clientCapabilities": {}}
+    async with httpx.AsyncClient(timeout=60) as http:
+        client = StatelessClient(http, research.url("/virtual/research"), plain)
+        refused = await client.request("tools/call", {"name": "research", "arguments": {"topic": "x"}}, "research")
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["code"] == -32021
+        assert error["data"] == {"requiredCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}
+        # Its tasks/* requests too, whatever the id.
+        assert (await client.task("tasks/get", "swt-anything"))["error"]["code"] == -32021
+        # A tool that is not task-only answers at once.
+        echoed = (await client.request("tools/call", {"name": "echo", "arguments": {"message": "hi"}}, "echo")).json()
+        assert "hi" in echoed["result"]["content"][0]["text"]
 
 
 def test_check_warns_about_task_only_tools(backends: dict[str, str], tmp_path: Path) -> None:

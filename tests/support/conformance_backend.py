@@ -12,6 +12,7 @@ passes directly must pass through the gateway.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -22,8 +23,11 @@ from typing import Any
 import fastmcp
 import mcp_types
 from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
 from fastmcp.prompts import Message
 from fastmcp.tools import Tool, ToolResult
+from fastmcp.utilities.tasks import TaskConfig
+from fastmcp_tasks import TasksExtension
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import TypeAdapter
@@ -312,6 +316,8 @@ def build() -> FastMCP:
             raise MCPError(-32021, "Missing required client capability: sampling", needed)
         return _content(_text("The client declared sampling"))
 
+    _tasks(mcp)
+
     # --- resources ---------------------------------------------------------------------------------
 
     @mcp.resource("test://static-text", name="static-text", title="Static Text Resource", mime_type="text/plain",
@@ -390,6 +396,69 @@ def build() -> FastMCP:
         return f"Prompt with context: {(answer.get('content') or {}).get('context', '')}"
 
     return mcp
+
+
+class _Tasks(TasksExtension):
+    """fastmcp-tasks' SEP-2663 extension (2026-07-28 callers only), with the MRTR → task composition
+    the suite expects of `test_tool_with_task`: its first round asks in the result (no task yet);
+    the round that brings the answer becomes a task."""
+
+    async def intercept_tool_call(self, params: Any, context: Context, call_next: Any) -> Any:
+        if params.name == "test_tool_with_task":
+            answer = _answer(context, "user_name")
+            if answer is None:
+                return await call_next()
+            # The task's own run has no inputResponses: it gets the name as an argument.
+            params.arguments = {**(params.arguments or {}), "user_name": (answer.get("content") or {}).get("name")}
+        return await super().intercept_tool_call(params, context, call_next)
+
+
+def _tasks(mcp: FastMCP) -> None:
+    """The tasks extension's fixtures (SEP-2663 scenarios of the 2026-07-28 suite)."""
+    mcp.add_extension(_Tasks())
+
+    @mcp.tool(description="Sync only: greets")
+    def greet(name: str) -> str:
+        return f"Hello, {name}!"
+
+    @mcp.tool(description="A task: sleeps `seconds`, then answers", task=True)
+    async def slow_compute(seconds: float = 1, label: str = "") -> str:
+        await asyncio.sleep(seconds)
+        return f"computed {label} after {seconds}s"
+
+    @mcp.tool(description="A task (required) that ends in a tool error", task=TaskConfig(mode="required"))
+    async def failing_job() -> str:
+        await asyncio.sleep(0.5)
+        raise ToolError("failing_job failed, as it always does")
+
+    @mcp.tool(description="A task whose execution breaks (a protocol error)", task=True)
+    async def protocol_error_job() -> str:
+        await asyncio.sleep(0.2)
+        raise MCPError(-32603, "protocol_error_job: internal failure")
+
+    @mcp.tool(description="A task that asks for a confirmation before it deletes", task=True)
+    async def confirm_delete(ctx: Context, filename: str = "file") -> Any:
+        answer = _answer(ctx, "confirm")
+        if answer is None:
+            return _input_required({"confirm": _form(f"Delete {filename}?", {"ok": {"type": "boolean"}}, ["ok"])})
+        return _content(_text(f"confirm_delete: action={answer.get('action')}"))
+
+    @mcp.tool(description="A task that asks two questions at once", task=True)
+    async def multi_input(ctx: Context) -> Any:
+        asks = {key: _form(f"Your {key}?", {key: {"type": "string"}}, [key]) for key in ("first", "second")}
+        answers = {key: _answer(ctx, key) for key in asks}
+        missing = {key: ask for key, ask in asks.items() if answers[key] is None}
+        if missing:
+            return _input_required(missing)
+        return _content(_text("multi_input: " + json.dumps(answers, sort_keys=True)))
+
+    # user_name: set by _Tasks from the first round's answer (the suite calls it with no arguments).
+    @mcp.tool(description="MRTR, then a task: asks for user_name, then works on it", task=TaskConfig(mode="required"))
+    async def test_tool_with_task(user_name: str | None = None) -> Any:
+        if user_name is None:
+            return _input_required({"user_name": _form("Your name?", {"name": {"type": "string"}}, ["name"])})
+        await asyncio.sleep(0.2)
+        return _content(_text(f"Hello, {user_name}!"))
 
 
 async def _ask(ctx: Context, key: str, request: Any) -> dict[str, Any] | None:
