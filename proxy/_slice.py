@@ -97,6 +97,10 @@ class Slice:
     # The backends behind mapped tools that serve the 2026-07-28 tasks extension (they decide which
     # call becomes a task).
     task_backends: frozenset[str] = frozenset()
+    # 2025-11-25 clients may ask for tasks (a mapped tool's backend runs them); 2026-07-28 clients may
+    # follow tasks (the extension: relayed or bridged). Derived from the two above.
+    tasks: bool = False
+    task_extension: bool = False
     # What works, but not for every client: `slicewire check` shows these without failing.
     warnings: tuple[str, ...] = ()
     # Exposed tool -> its (header name, argument) pairs, for tools whose schema has `x-mcp-header`.
@@ -155,19 +159,10 @@ class Slice:
             vs.path, tuple(tools), routes, tuple(problems), prompts, prompt_routes, resources, templates, router,
             subscribe=any(o.subscribe for p, o in offers.items() if p in backends),
             completions=any(o.completions for p, o in offers.items() if p in prompt_backends),
-            task_modes=task_modes, task_backends=task_backends, warnings=tuple(warnings),
+            task_modes=task_modes, task_backends=task_backends, tasks=bool(task_modes),
+            task_extension=bool(task_modes or task_backends), warnings=tuple(warnings),
             param_headers={t["name"]: found for t in tools if (found := param_headers(t.get("inputSchema")))},
         )  # fmt: skip
-
-    @property
-    def tasks(self) -> bool:
-        """2025-11-25 clients may ask for tasks: a mapped tool's backend runs them."""
-        return bool(self.task_modes)
-
-    @property
-    def task_extension(self) -> bool:
-        """2026-07-28 clients may follow tasks (the tasks extension): relayed or bridged."""
-        return bool(self.task_modes or self.task_backends)
 
     _links: dict[str, LinkShaper] = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -64,8 +64,9 @@ def test_the_typescript_sdk_runs_a_task_through_the_gateway(research: RunningGat
 
 
 class RawSession:
-    """A 2025-11-25 session over plain HTTP (the mcp SDK validates a tools/call answer as a tool result,
-    so it cannot take a CreateTaskResult)."""
+    """A 2025-11-25 session over plain HTTP. The mcp SDK (2.3) cannot create a task: its client validates
+    every tools/call answer as a CallToolResult, so a CreateTaskResult raises before the caller sees it
+    (python-sdk PR #3161 is open), and it has no 2026-07-28 tasks yet (PR #3005)."""
 
     def __init__(self, http: httpx.AsyncClient, url: str) -> None:
         self.http, self.url, self.headers = http, url, {"accept": "application/json, text/event-stream"}
