@@ -325,9 +325,18 @@ async def _follow(call: Call, ref: TaskRef) -> None:
     try:
         if backend is None:
             raise BackendError(ref.backend, "not configured")
-        exchange = await backend.open("tasks/result", {"taskId": ref.backend_id}, await credentials(call, backend))
-    except (BackendError, CredentialError, ConsentRequired) as exc:
+        headers = await credentials(call, backend)
+    except BackendError as exc:
+        bridge.outcome = {"error": {"code": BACKEND_ERROR, "message": str(exc)}}
+        return
+    except (CredentialError, ConsentRequired) as exc:
         bridge.outcome = {"error": {"code": BACKEND_ERROR, "message": f"Backend {ref.backend}: {exc}"}}
+        return
+    del call  # the task may outlive its request by hours: keep nothing of the request but the above
+    try:
+        exchange = await backend.open("tasks/result", {"taskId": ref.backend_id}, headers)
+    except BackendError as exc:
+        bridge.outcome = {"error": {"code": BACKEND_ERROR, "message": str(exc)}}
         return
     exchange.extend_deadline(max(0.0, ref.expires - time.monotonic()))
     try:
@@ -351,7 +360,7 @@ async def _follow(call: Call, ref: TaskRef) -> None:
             bridge.questions[f"input-{next(_question_ids)}"] = question
             await exchange.answer(up.id, await question.answer)
     except BackendError as exc:
-        outcome = {"error": {"code": BACKEND_ERROR, "message": f"Backend {ref.backend}: {exc.detail}"}}
+        outcome = {"error": {"code": BACKEND_ERROR, "message": str(exc)}}
     finally:
         if not exchange.done:
             await exchange.close()
