@@ -1,7 +1,7 @@
 """A naive Starlette forwarder (no MCP logic) with a choice of upstream HTTP client.
 
-It exists to measure what the upstream client alone costs per proxied request, which decided
-Slicewire's choice of aiohttp (see bench/README.md):
+It exists to measure what the upstream client alone costs per proxied request: the figures that
+led Slicewire to its own HTTP/1.1 client (proxy/_upstream/_h1.py; see bench/README.md):
 
     python bench/forwarder.py --port 9600 --upstream http://127.0.0.1:9500/mcp --client aiohttp
 """

@@ -54,7 +54,6 @@ _FLOW_TTL_S = 600.0
 _FLOWS_MAX = 10_000
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_OVERRIDES = {"host", "content-length", "transfer-encoding", "connection", "mcp-session-id"}
-OVERRIDE_HEADERS = ("x-mcp-headers", "x-tfy-mcp-headers")
 
 
 class CredentialError(Exception):
@@ -182,11 +181,6 @@ class Credentials:
         self._locks: dict[Any, asyncio.Lock] = {}
         self._watch = ChangeWatch(state)
         self._http: httpx.AsyncClient | None = None
-
-    def apply(self, config: Config) -> None:
-        self.config = config
-        self._user_cache.clear()
-        self._shared_tokens.clear()
 
     async def close(self) -> None:
         if self._http is not None:

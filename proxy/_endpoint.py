@@ -43,6 +43,7 @@ from ._mcp import (
     HeaderMismatch,
     check_modern_headers,
     era_of,
+    meta_of,
 )
 from ._metrics import outcome_of
 from ._record import (
@@ -259,7 +260,7 @@ class McpEndpoint:
             trace[REQUEST] = body  # the bytes, not the parsed dict: less to keep while queued
             # Rare: a C-level scan decides (find, not `in`: see _upstream/_http.py).
             if body.find(b"traceparent") != -1 or "traceparent" in headers:
-                continue_from(trace, headers.get("traceparent") or _meta_of(msg).get("traceparent"))
+                continue_from(trace, headers.get("traceparent") or meta_of(msg).get("traceparent"))
             if REPLAY_OF_HEADER in headers:
                 replay_of = headers[REPLAY_OF_HEADER]
                 if _TRACE_ID.match(replay_of):
@@ -382,7 +383,7 @@ class McpEndpoint:
             # Nothing for a modern client to notify or answer: cancellation is closing the stream.
             await responder.empty(202)
             return
-        meta = _meta_of(msg)
+        meta = meta_of(msg)
         capabilities = meta.get(META_CLIENT_CAPABILITIES)
         if not isinstance(meta.get(META_PROTOCOL_VERSION), str) or not isinstance(capabilities, dict):
             # Every 2026-07-28 request says which version it speaks and what the client can do.
@@ -503,11 +504,6 @@ def _quote(text: str) -> str:
 # `slicewire replay --via` marks its requests with the trace they replay.
 REPLAY_OF_HEADER = "x-slicewire-replay-of"
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _meta_of(msg: Message) -> dict[str, Any]:
-    meta = msg.params.get("_meta") if msg.kind in ("request", "notification") else None
-    return meta if isinstance(meta, dict) else {}
 
 
 def _unsupported(id: Any, requested: str) -> bytes:

@@ -123,7 +123,7 @@ class Parked:
     exchange: Exchange
     virtual_server: str
     target: str  # the request it answers: "tools/call <tool>", "prompts/get <prompt>", ...
-    # key in inputRequests -> the backend's request id awaiting that answer
+    # key in inputRequests -> (the backend's request id awaiting that answer, its method, its params)
     pending: dict[str, Any]
     expires: float
     subject: str = ""  # only the caller who started the call may resume it

@@ -1,6 +1,6 @@
 """JSON-RPC 2.0 messages: parsing, validation and serialization.
 
-Pure functions over bytes and plain data. Nothing here touches sockets, Starlette or aiohttp,
+Pure functions over bytes and plain data. Nothing here touches sockets, Starlette or an HTTP client,
 so the parser can be fed raw bodies in tests and reused by every transport.
 
     >>> msg = parse_message(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')

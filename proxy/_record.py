@@ -68,7 +68,7 @@ def parse_traceparent(value: Any) -> tuple[bytes, bytes] | None:
 
 # --- the pipe to the shipping helper (see _recording, _shipper) ---------------------------------------
 
-FRAME = struct.Struct(">cI")  # a frame's kind (C config, S secret, R records) and payload length
+FRAME = struct.Struct(">cI")  # a frame's kind (C config, S secret, R records, F flush) and payload length
 
 
 def records_header(count: int) -> bytes:

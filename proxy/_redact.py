@@ -219,12 +219,9 @@ class Redactor:
         data, truncated = self.cut(data)
         return data, truncated, clean
 
-    def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-        """Request headers for a span: credential-looking ones replaced by the marker."""
-        return orjson.loads(self.headers_json(headers))  # type: ignore[no-any-return]
-
     def headers_json(self, headers: Iterable[Sequence[bytes]]) -> bytes:
-        """`headers()` as a JSON object, built from cached pieces.
+        """Request headers for a span as a JSON object, credential-looking ones replaced by the marker;
+        built from cached pieces.
 
         Clients send the same headers over and over: each (name, value) pair is judged once and its
         JSON member cached (credential values are never kept: their entry holds the marker), and so

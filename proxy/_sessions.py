@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._jsonrpc import RequestId
@@ -36,9 +36,6 @@ class SessionState:
     subject: str = ""  # who opened it; only they may use it ("" on a public virtual server)
     created_at: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.monotonic)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class SessionStore(Protocol):

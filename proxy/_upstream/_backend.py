@@ -130,10 +130,6 @@ class Backend(abc.ABC):
 
     # --- shared behaviour ------------------------------------------------------------------------
 
-    @property
-    def connected(self) -> bool:
-        return self.identity is not None
-
     async def connect(self) -> ServerIdentity:
         """Connect and run the era handshake, once; concurrent callers wait for the same attempt."""
         if self.identity is not None:
