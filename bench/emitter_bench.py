@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from records import tools_call  # noqa: E402
 
 from proxy._config import RecorderConfig  # noqa: E402
-from proxy._recording import SpanEmitter  # noqa: E402
-from proxy._shipper import Shipper, read_records  # noqa: E402
+from proxy.recording import SpanEmitter  # noqa: E402
+from proxy.recording.helper._shipper import Shipper, read_records  # noqa: E402
 
 
 async def measure(n: int, use_hyperscan: bool) -> dict[str, float]:

@@ -132,8 +132,8 @@ def make_trace_batches(n_spans: int, batch_spans: int) -> list[Any]:
     from records import tools_call
 
     from proxy._config import RedactConfig
-    from proxy._redact import Redactor
-    from proxy._spans import BatchBuilder
+    from proxy.recording._redact import Redactor
+    from proxy.recording.helper._spans import BatchBuilder
 
     config = RedactConfig()
     redactor = Redactor(config.keys, config.paths, config.patterns)
@@ -184,7 +184,7 @@ def bench_grpc(n: int, batch: int, workdir: Path, form: str = "spans") -> dict[s
 
 def bench_spool(n: int, batch: int, workdir: Path) -> dict[str, Any]:
     from proxy._config import RecorderConfig
-    from proxy._shipper import Shipper
+    from proxy.recording.helper._shipper import Shipper
 
     emitter = Shipper(RecorderConfig(target="127.0.0.1:1", spool_dir=str(workdir / "spool"),
                                          spool_max_bytes=10 * 1024**3))  # fmt: skip

@@ -1,11 +1,11 @@
 """Trace records shaped like bench/run.py's `tools/call`s, made with the gateway's own record helpers
-(proxy/_record.py): one client request, one upstream hop, payloads as the bytes on the wire."""
+(proxy/recording/_record.py): one client request, one upstream hop, payloads as the bytes on the wire."""
 
 from __future__ import annotations
 
 import orjson
 
-from proxy._record import (
+from proxy.recording._record import (
     BACKEND,
     BACKEND_TOOL,
     END,

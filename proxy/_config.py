@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._mcp import ALL_VERSIONS
-from ._prefilter import DEFAULT_PATTERNS
+from .recording._prefilter import DEFAULT_PATTERNS
 
 __all__ = [
     "AuthConfig",
@@ -437,7 +437,7 @@ class RedactConfig(_Strict):
     paths: list[str] = []
     # Regular expressions; every match in any string is replaced. The defaults: Bearer credentials, AWS,
     # Google Cloud, Azure, Slack, Stripe, GitHub and OpenAI key formats, private key blocks, JWTs
-    # (proxy/_prefilter.py lists them). Setting `patterns` replaces them; `extra_patterns` adds to them.
+    # (proxy/recording/_prefilter.py lists them). Setting `patterns` replaces them; `extra_patterns` adds to them.
     patterns: list[str] = list(DEFAULT_PATTERNS)
     extra_patterns: list[str] = []
 

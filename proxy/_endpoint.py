@@ -46,7 +46,10 @@ from ._mcp import (
     meta_of,
 )
 from ._metrics import outcome_of
-from ._record import (
+from ._responder import Receive, Responder, Send
+from ._sessions import LiveSession, SessionState
+from ._upstream import Headers
+from .recording._record import (
     END,
     ERA,
     METHOD,
@@ -64,9 +67,6 @@ from ._record import (
     new_trace,
     session_trace_id,
 )  # fmt: skip
-from ._responder import Receive, Responder, Send
-from ._sessions import LiveSession, SessionState
-from ._upstream import Headers
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,15 @@ from ._identity import Authenticator
 from ._jsonrpc import Message, encode_notification
 from ._mcp import META_SUBSCRIPTION_ID, TASKS_EXTENSION, log_passes
 from ._metrics import Metrics
-from ._record import (
+from ._sessions import InMemorySessionStore, LiveSession, SessionStore
+from ._slice import Slice
+from ._state import StateDB
+from ._subscriptions import Subscriptions
+from ._tasks import Tasks
+from ._upstream import BackendError, Exchange
+from ._vault import Vault, VaultKeyError, load_key
+from .recording import SpanEmitter
+from .recording._record import (
     DIRECTION,
     END,
     ERA,
@@ -39,14 +47,6 @@ from ._record import (
     new_trace,
     session_trace_id,
 )
-from ._recording import SpanEmitter
-from ._sessions import InMemorySessionStore, LiveSession, SessionStore
-from ._slice import Slice
-from ._state import StateDB
-from ._subscriptions import Subscriptions
-from ._tasks import Tasks
-from ._upstream import BackendError, Exchange
-from ._vault import Vault, VaultKeyError, load_key
 
 logger = logging.getLogger(__name__)
 

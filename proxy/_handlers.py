@@ -32,13 +32,13 @@ from ._mcp import (
     header_text,
     negotiate_legacy,
 )
-from ._record import BACKEND, BACKEND_TOOL, SESSION, SLICED, TOOL, VERSION  # fmt: skip
 from ._relay import PARK_PREFIX, answer_relayed, credentials, forward, pass_meta, resume, upstream_label
 from ._resources import ResourceRoute
 from ._sessions import LiveSession, SessionState, new_session_id
 from ._shapes import contents_shaper, prompt_shaper, tool_result_shaper
 from ._taskcalls import HANDLERS_2025, HANDLERS_2026, task_shaper
 from ._upstream import BackendError, BackendRpcError, BackendUnavailable
+from .recording._record import BACKEND, BACKEND_TOOL, SESSION, SLICED, TOOL, VERSION  # fmt: skip
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,9 @@ from ._mcp import (
     log_passes,
 )
 from ._metrics import outcome_of
-from ._record import (
+from ._sessions import LiveSession, Relayed
+from ._upstream import GATEWAY_CLIENT_CAPABILITIES, Backend, BackendError, BackendTimeout, Exchange, Headers
+from .recording._record import (
     BACKEND,
     HOP_END,
     HOP_ERROR,
@@ -59,8 +61,6 @@ from ._record import (
     add_upstream_hop,
     new_hop,
 )  # fmt: skip
-from ._sessions import LiveSession, Relayed
-from ._upstream import GATEWAY_CLIENT_CAPABILITIES, Backend, BackendError, BackendTimeout, Exchange, Headers
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._record import Trace
 from ._sse import encode_event
+from .recording._record import Trace
 
 __all__ = ["Responder"]
 

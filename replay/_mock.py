@@ -33,8 +33,8 @@ from proxy._config import (
 )
 from proxy._jsonrpc import Message, parse_object
 from proxy._mcp import LATEST_MODERN
-from proxy._redact import MARKER
 from proxy._upstream import Backend, Exchange, Headers, ServerIdentity
+from proxy.recording._redact import MARKER
 
 from ._diff import Change, Rules, diff
 from ._select import RecordedCall

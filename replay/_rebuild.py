@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from proxy._redact import MARKER
+from proxy.recording._redact import MARKER
 
 from ._diff import PathStep, RulesError, parse_path, render_path
 from ._select import RecordedCall

@@ -25,7 +25,9 @@ from proxy._config import BackendConfig, Config
 from proxy._creds import Credentials
 from proxy._endpoint import REPLAY_OF_HEADER
 from proxy._mcp import LATEST_LEGACY
-from proxy._record import (
+from proxy._upstream import Backend, BackendError, Exchange, Headers, StreamableHTTPBackend, create_backend
+from proxy.recording import SpanEmitter
+from proxy.recording._record import (
     BACKEND,
     BACKEND_TOOL,
     END,
@@ -48,8 +50,6 @@ from proxy._record import (
     add_upstream_hop,
     new_trace,
 )  # fmt: skip
-from proxy._recording import SpanEmitter
-from proxy._upstream import Backend, BackendError, Exchange, Headers, StreamableHTTPBackend, create_backend
 
 from ._select import RecordedCall
 

@@ -14,7 +14,8 @@ import pytest
 
 from proto import batch_size, pb
 from proxy._config import RecorderConfig
-from proxy._record import (
+from proxy.recording import SpanEmitter
+from proxy.recording._record import (
     END,
     HOP_REQUEST,
     HOP_RESPONSE,
@@ -27,8 +28,7 @@ from proxy._record import (
     new_hop,
     new_trace,
 )  # fmt: skip
-from proxy._recording import SpanEmitter
-from proxy._shipper import Shipper, read_spool
+from proxy.recording.helper._shipper import Shipper, read_spool
 from tests.proxy.clients import until
 from tests.support.procs import free_port
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from proxy._config import RecorderConfig, RedactConfig
-from proxy._redact import MARKER, Redactor
+from proxy.recording._redact import MARKER, Redactor
 from tests.support.credentials import CREDENTIALS, secret_parts
 
 

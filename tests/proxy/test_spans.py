@@ -9,7 +9,7 @@ import orjson
 
 from proto import pb
 from proxy._config import RedactConfig
-from proxy._record import (
+from proxy.recording._record import (
     BACKEND,
     END,
     ERA,
@@ -34,8 +34,8 @@ from proxy._record import (
     new_hop,
     new_trace,
 )  # fmt: skip
-from proxy._redact import MARKER, Redactor
-from proxy._spans import BatchBuilder
+from proxy.recording._redact import MARKER, Redactor
+from proxy.recording.helper._spans import BatchBuilder
 from recorder._store import batch_to_arrow
 
 SECRET = "sk-live-abcdefghijklmnop"
@@ -188,7 +188,7 @@ def test_only_the_payloads_that_need_it_are_redacted_or_cut() -> None:
 
 
 def test_stateless_runs_are_told_apart() -> None:
-    from proxy._record import ModernSessions
+    from proxy.recording._record import ModernSessions
 
     sessions = ModernSessions()
     meta = {"io.modelcontextprotocol/clientInfo": {"name": "my agent", "version": "1.0"}}
@@ -213,7 +213,7 @@ def test_a_payload_that_cannot_be_redacted_is_a_counted_marker_and_costs_no_othe
     """A dirty payload nested deeper than the redactor walks used to raise RecursionError in the helper and
     lose its whole batch, other callers' spans included, uncounted."""
     from proxy._jsonrpc import MAX_DEPTH
-    from proxy._redact import UNREDACTABLE
+    from proxy.recording._redact import UNREDACTABLE
 
     red = redactor()
     builder = BatchBuilder(red)

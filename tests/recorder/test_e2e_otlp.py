@@ -200,8 +200,8 @@ def test_continuous_export_survives_a_receiver_stopped_mid_export(tmp_path: Path
     sys.path.insert(0, str(ROOT / "bench"))
     from records import tools_call
 
-    from proxy._redact import Redactor
-    from proxy._spans import BatchBuilder
+    from proxy.recording._redact import Redactor
+    from proxy.recording.helper._spans import BatchBuilder
 
     db = tmp_path / "feed.duckdb"
     store = SpanStore(db)

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from proto import pb
-from proxy._record import (
+from proxy.recording._record import (
     BACKEND,
     BACKEND_TOOL,
     END,
@@ -40,8 +40,8 @@ from proxy._record import (
     new_hop,
     new_trace,
 )  # fmt: skip
-from proxy._redact import Redactor
-from proxy._spans import BatchBuilder
+from proxy.recording._redact import Redactor
+from proxy.recording.helper._spans import BatchBuilder
 from recorder import SpanStore, connect
 from recorder._feed import OtlpFeed
 from recorder._otlp import COLUMNS, to_otel

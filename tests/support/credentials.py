@@ -1,4 +1,4 @@
-"""Credentials in the formats the default redaction patterns know (proxy/_prefilter.py): fake values of
+"""Credentials in the formats the default redaction patterns know (proxy/recording/_prefilter.py): fake values of
 the real shapes. Each must be redacted wherever a payload carries it, in every output."""
 
 from __future__ import annotations

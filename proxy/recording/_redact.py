@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ._jsonrpc import MAX_DEPTH, nested_deeper_than
+from .._jsonrpc import MAX_DEPTH, nested_deeper_than
 from ._prefilter import BytesPrefilter, HyperscanPrefilter, Rules, make_prefilter
 
 if TYPE_CHECKING:

@@ -39,9 +39,9 @@ import ormsgpack
 from proto import batch_size, pb, pb_grpc
 from proto._access import TOKEN_ENV, bearer, local_token
 
-from ._config import RecorderConfig
-from ._record import FRAME, ModernSessions, span_count
-from ._redact import Redactor
+from ..._config import RecorderConfig
+from .._record import FRAME, ModernSessions, span_count
+from .._redact import Redactor
 from ._spans import MAX_BATCH_BYTES, BatchBuilder
 
 logger = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ async def _serve(reader: asyncio.StreamReader) -> None:
 
 
 def main() -> None:
-    """`python -m proxy._shipper`: started by the gateway's SpanEmitter, never by hand."""
+    """`python -m proxy.recording.helper`: started by the gateway's SpanEmitter, never by hand."""
     # The helper's life is the pipe's: it ends when the gateway closes it — on shutdown, or by dying,
     # which closes it too — after shipping or spooling everything it holds. The gateway starts it in
     # a session of its own, so signals for the gateway's process group (Ctrl-C, `kill -- -PGID`) do
@@ -408,7 +408,3 @@ def main() -> None:
         await _serve(reader)
 
     asyncio.run(run())
-
-
-if __name__ == "__main__":
-    main()

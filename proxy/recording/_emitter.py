@@ -33,12 +33,14 @@ import logging
 import os
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import ormsgpack
 
-from ._config import RecorderConfig
+if TYPE_CHECKING:  # (the config imports the redaction patterns from this package)
+    from .._config import RecorderConfig
+
 from ._record import (
     FRAME,
     HOP_REQUEST,
@@ -51,7 +53,7 @@ from ._record import (
     Trace,
     records_header,
 )
-from ._spans import MAX_BATCH_BYTES
+from .helper._spans import MAX_BATCH_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ class SpanEmitter:
     """The gateway's side of recording: trace records, handed in batches to the shipping helper.
 
     emitter = SpanEmitter(config.recorder, instance="gw-1")
-    await emitter.start()      # starts the helper process (proxy/_shipper.py)
+    await emitter.start()      # starts the helper process (proxy/recording/helper)
     emitter.emit(trace)        # a record (see _record); cheap, never awaits
     await emitter.flush()      # hand off what is built and wait until the helper shipped (or spooled) it
     await emitter.close()      # the helper ships what it can, spools the rest, and exits
@@ -229,7 +231,7 @@ class SpanEmitter:
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "proxy._shipper",
+                sys.executable, "-m", "proxy.recording.helper",
                 stdin=read_end, stdout=asyncio.subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
         finally:

@@ -21,7 +21,7 @@ import orjson
 
 from proto import pb
 
-from ._record import (
+from .._record import (
     BACKEND,
     BACKEND_TOOL,
     DIRECTION,
@@ -64,7 +64,7 @@ from ._record import (
     new_span_id,
     new_trace_id,
 )  # fmt: skip
-from ._redact import UNREDACTABLE, Redactor
+from .._redact import UNREDACTABLE, Redactor
 
 __all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder"]
 

@@ -1,0 +1,3 @@
+from ._shipper import main
+
+main()
