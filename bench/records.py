@@ -5,28 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from proxy.recording._record import (
-    BACKEND,
-    BACKEND_TOOL,
-    END,
-    ERA,
-    HOP_END,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    METHOD,
-    PARSED,
-    REQUEST,
-    REQUEST_ID,
-    RESPONSE,
-    SESSION,
-    SLICED,
-    TOOL,
-    VERSION,
-    VIRTUAL_SERVER,
-    Trace,
-    add_upstream_hop,
-    new_trace,
-)  # fmt: skip
+from proxy.recording import Record
 
 ARGS = {"text": "lorem ipsum dolor sit amet " * 8}
 HEADERS = [(b"host", b"127.0.0.1:8080"), (b"content-type", b"application/json"),
@@ -34,20 +13,17 @@ HEADERS = [(b"host", b"127.0.0.1:8080"), (b"content-type", b"application/json"),
            (b"mcp-method", b"tools/call"), (b"mcp-name", b"say"), (b"content-length", b"400")]  # fmt: skip
 
 
-def tools_call(i: int, now: int, headers: list[tuple[bytes, bytes]] = HEADERS, session: str | None = None) -> Trace:
+def tools_call(i: int, now: int, headers: list[tuple[bytes, bytes]] = HEADERS, session: str | None = None) -> Record:
     """A finished tools/call record, as the gateway leaves it (session None: derived by the helper)."""
-    trace = new_trace(now, list(headers))
-    trace[METHOD], trace[REQUEST_ID], trace[ERA], trace[VERSION] = "tools/call", i, "modern", "2026-07-28"
-    trace[REQUEST] = orjson.dumps(
-        {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "say", "arguments": ARGS}}
-    )
-    trace[PARSED], trace[TOOL], trace[SLICED] = now + 20_000, "say", now + 25_000
-    trace[BACKEND], trace[BACKEND_TOOL], trace[VIRTUAL_SERVER], trace[SESSION] = "/echo", "echo", "/v/bench", session
-    hop, context = add_upstream_hop(trace, "tools/call", "/echo", "echo", now + 30_000)
+    request = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "say", "arguments": ARGS}}
+    record = Record(now, list(headers), now + 20_000, sliced_ns=now + 25_000, method="tools/call", request_id=i,
+                    request=orjson.dumps(request), era="modern", version="2026-07-28", session=session,
+                    virtual_server="/v/bench", tool="say", backend="/echo", backend_tool="echo")  # fmt: skip
+    hop, context = record.upstream("tools/call", "/echo", "echo")
+    hop.start_ns, hop.end_ns = now + 30_000, now + 200_000
     params = {"name": "echo", "arguments": ARGS, "_meta": {"traceparent": context}}
-    hop[HOP_REQUEST] = orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params})
+    hop.request = orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params})
     result = {"content": [{"type": "text", "text": orjson.dumps(ARGS).decode()}], "structuredContent": ARGS}
-    hop[HOP_RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": i, "result": result})
-    hop[HOP_END] = now + 200_000
-    trace[RESPONSE], trace[END] = orjson.dumps({"jsonrpc": "2.0", "id": i, "result": result}), now + 210_000
-    return trace
+    hop.response = orjson.dumps({"jsonrpc": "2.0", "id": i, "result": result})
+    record.response, record.end_ns = orjson.dumps({"jsonrpc": "2.0", "id": i, "result": result}), now + 210_000
+    return record

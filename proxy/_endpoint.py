@@ -49,24 +49,7 @@ from ._metrics import outcome_of
 from ._responder import Receive, Responder, Send
 from ._sessions import LiveSession, SessionState
 from ._upstream import Headers
-from .recording._record import (
-    END,
-    ERA,
-    METHOD,
-    PARSED,
-    REPLAY_OF,
-    REQUEST,
-    REQUEST_ID,
-    RESPONSE,
-    SESSION,
-    SUBJECT,
-    TRACE_ID,
-    VERSION,
-    VIRTUAL_SERVER,
-    continue_from,
-    new_trace,
-    session_trace_id,
-)  # fmt: skip
+from .recording._record import Record, session_trace_id
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +151,7 @@ class McpEndpoint:
         vs_path = self.gateway.endpoints.get(path)
         responder = Responder(send, receive)
         emitter = self.gateway.emitter
-        trace = responder.trace = new_trace(time.time_ns(), scope["headers"]) if emitter is not None else None
+        record = responder.record = Record.begin(scope["headers"]) if emitter is not None else None
         if vs_path is None:
             await responder.json(404, encode_error(None, INVALID_REQUEST, f"No virtual server is served at {path}"))
             return
@@ -180,8 +163,8 @@ class McpEndpoint:
             identity = await self._identify(server, base, headers, responder)
             if identity is None:
                 return
-            if trace is not None:
-                trace[SUBJECT] = identity.subject
+            if record is not None:
+                record.subject = identity.subject
         overrides = None
         override = headers.get("x-mcp-headers") or headers.get("x-tfy-mcp-headers")
         if override is not None:
@@ -200,11 +183,9 @@ class McpEndpoint:
                 await self._post(server, caller, headers, receive, responder)
             finally:
                 gateway.in_flight -= 1
-                if trace is not None and emitter is not None and trace[METHOD]:
-                    trace[END] = time.time_ns()
-                    trace[RESPONSE] = responder.sent_body
-                    trace[VIRTUAL_SERVER] = server.config.path
-                    emitter.emit(trace)
+                if record is not None and emitter is not None and record.method:
+                    record.answered(responder.sent_body, server.config.path)
+                    emitter.emit(record)
                 metrics = gateway.metrics
                 if metrics is not None:
                     metrics.request(
@@ -245,26 +226,26 @@ class McpEndpoint:
         body = await self._read_body(headers, receive, responder)
         if body is None:
             return
-        trace = responder.trace
+        record = responder.record
         try:
             msg = parse_message(body)
         except ProtocolError as exc:
-            if trace is not None:
-                trace[METHOD] = "(invalid message)"
+            if record is not None:
+                record.method = "(invalid message)"
             await responder.json(400, encode_error(exc.id, exc.code, exc.message))
             return
         method = msg.method
         responder.method = method if method in KNOWN_METHODS else ("other" if method else msg.kind)
-        if trace is not None:
-            trace[METHOD], trace[REQUEST_ID] = method or f"({msg.kind})", msg.id
-            trace[REQUEST] = body  # the bytes, not the parsed dict: less to keep while queued
+        if record is not None:
+            # The body's bytes, not the parsed dict: less to keep while queued.
+            record.received(method or f"({msg.kind})", msg.id, body)
             # Rare: a C-level scan decides (find, not `in`: see _upstream/_http.py).
             if body.find(b"traceparent") != -1 or "traceparent" in headers:
-                continue_from(trace, headers.get("traceparent") or meta_of(msg).get("traceparent"))
+                record.continue_from(headers.get("traceparent") or meta_of(msg).get("traceparent"))
             if REPLAY_OF_HEADER in headers:
                 replay_of = headers[REPLAY_OF_HEADER]
                 if _TRACE_ID.match(replay_of):
-                    trace[REPLAY_OF] = bytes.fromhex(replay_of)
+                    record.replay_of = bytes.fromhex(replay_of)
 
         session_id = headers.get(SESSION_ID_HEADER)
         header_version = headers.get(PROTOCOL_VERSION_HEADER)
@@ -273,8 +254,8 @@ class McpEndpoint:
                 # 2026-07-28 removed the handshake: a request of that era gets "not found".
                 await responder.json(404, encode_error(msg.id, METHOD_NOT_FOUND, "Method not found: initialize"))
                 return
-            if trace is not None:
-                trace[ERA], trace[PARSED] = "legacy", time.time_ns()
+            if record is not None:
+                record.parsed("legacy", "", "")  # the handshake names the version and the session
             await initialize(_call(self.gateway, server, "legacy", "", responder, caller), msg)
             return
         if session_id is not None:
@@ -338,12 +319,11 @@ class McpEndpoint:
         if header_version is not None and header_version not in LEGACY_VERSIONS:
             await responder.json(400, _unsupported(msg.id, header_version))
             return
-        trace = responder.trace
-        if trace is not None:
-            trace[ERA], trace[VERSION], trace[SESSION] = "legacy", state.protocol_version, session_id
-            trace[PARSED] = time.time_ns()
-            if msg.kind != "request" and not trace[TRACE_ID]:
-                trace[TRACE_ID] = session_trace_id(session_id)  # unrelated messages join the session's trace
+        record = responder.record
+        if record is not None:
+            record.parsed("legacy", state.protocol_version, session_id)
+            if msg.kind != "request" and not record.trace_id:
+                record.trace_id = session_trace_id(session_id)  # unrelated messages join the session's trace
         live = self.gateway.live.get(session_id)
         if live is None:  # another replica created it; rebuild this process's companion
             live = self.gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
@@ -392,10 +372,10 @@ class McpEndpoint:
                 else META_CLIENT_CAPABILITIES)  # fmt: skip
             await responder.json(400, encode_error(msg.id, INVALID_PARAMS, f"Invalid params: {missing} is required"))
             return
-        trace = responder.trace
-        if trace is not None:
-            # SESSION stays None: the shipping helper derives the key (baggage, or clientInfo).
-            trace[ERA], trace[VERSION], trace[PARSED], trace[SESSION] = "modern", version, time.time_ns(), None
+        record = responder.record
+        if record is not None:
+            # No session: the shipping helper derives the key (baggage, or clientInfo).
+            record.parsed("modern", version, None)
         call = _call(self.gateway, server, "modern", version, responder, caller)
         call.client_capabilities = capabilities
         call.headers = headers

@@ -34,19 +34,7 @@ from ._tasks import Tasks
 from ._upstream import BackendError, Exchange
 from ._vault import Vault, VaultKeyError, load_key
 from .recording import SpanEmitter
-from .recording._record import (
-    DIRECTION,
-    END,
-    ERA,
-    METHOD,
-    REQUEST,
-    SESSION,
-    TRACE_ID,
-    VIRTUAL_SERVER,
-    Trace,
-    new_trace,
-    session_trace_id,
-)
+from .recording._record import Record, session_trace_id
 
 logger = logging.getLogger(__name__)
 
@@ -144,17 +132,12 @@ class Listener:
 LIST_FILTERS = {"tools": "toolsListChanged", "resources": "resourcesListChanged", "prompts": "promptsListChanged"}
 
 
-def _sent_notification(session_id: str, virtual_server: str, method: str, message: bytes) -> Trace:
+def _sent_notification(session_id: str, virtual_server: str, method: str, message: bytes) -> Record:
     """A message the gateway sends on a session's own stream: a span in that session's trace."""
     now = time.time_ns()
-    trace = new_trace(now, [])
-    trace[TRACE_ID] = session_trace_id(session_id)
-    trace[DIRECTION] = pb.DIRECTION_GATEWAY_TO_CLIENT
-    trace[METHOD] = method
-    trace[ERA], trace[SESSION], trace[VIRTUAL_SERVER] = "legacy", session_id, virtual_server
-    trace[REQUEST] = message
-    trace[END] = now
-    return trace
+    return Record(now, [], now, end_ns=now, trace_id=session_trace_id(session_id),
+                  direction=pb.DIRECTION_GATEWAY_TO_CLIENT, method=method, request=message, era="legacy",
+                  session=session_id, virtual_server=virtual_server)  # fmt: skip
 
 
 class Gateway:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +37,6 @@ from ._sessions import LiveSession, SessionState, new_session_id
 from ._shapes import contents_shaper, prompt_shaper, tool_result_shaper
 from ._taskcalls import HANDLERS_2025, HANDLERS_2026, task_shaper
 from ._upstream import BackendError, BackendRpcError, BackendUnavailable
-from .recording._record import BACKEND, BACKEND_TOOL, SESSION, SLICED, TOOL, VERSION  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +92,8 @@ async def initialize(call: Call, msg: Message) -> None:
     )
     await gateway.sessions.put(state)
     gateway.live[state.id] = LiveSession(state.id, server.config.path)
-    if responder.trace is not None:
-        responder.trace[SESSION] = state.id
-        responder.trace[VERSION] = version
+    if responder.record is not None:
+        responder.record.session, responder.record.version = state.id, version
     result: dict[str, Any] = {
         "protocolVersion": version,
         "capabilities": server.capabilities("legacy"),
@@ -294,10 +291,9 @@ async def _routed(
     """Forward a prompt, resource or completion request, with the client's arguments and `_meta`.
     `label`: what /metrics names it by (bounded by the config: a mapping's exposed form, not a URI)."""
     params = msg.params
-    trace = call.responder.trace
-    if trace is not None:
-        trace[TOOL], trace[SLICED], trace[BACKEND], trace[BACKEND_TOOL] = target, time.time_ns(), path, upstream_label(
-            method, upstream)  # fmt: skip
+    record = call.responder.record
+    if record is not None:
+        record.sliced(target, path, upstream_label(method, upstream))
     call.responder.tool, call.responder.backend = label, path
     backend = call.gateway.catalog.backends.get(path)
     if backend is None:
@@ -402,21 +398,17 @@ async def _call_tool(call: Call, msg: Message) -> None:
         await resume(call, msg, f"tools/call {name}", state, client_token)
         return
 
-    trace = call.responder.trace
-    if trace is not None:
-        trace[TOOL] = name
     route = call.server.slice.routes.get(name)
     if route is not None and not call.server.policy.open and name not in call.view().names:
         route = None  # a tool this caller may not use does not exist for it
-    if trace is not None:
-        trace[SLICED] = time.time_ns()
+    record = call.responder.record
+    if record is not None:
+        record.sliced(name, *((route.backend, route.tool_name) if route is not None else ()))
     if route is None:
         # Outside the slice: it does not exist for this client, and no backend hears of it.
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown tool: {name}"))
         return
     call.responder.tool, call.responder.backend = name, route.backend
-    if trace is not None:
-        trace[BACKEND], trace[BACKEND_TOOL] = route.backend, route.tool_name
     backend = call.gateway.catalog.backends.get(route.backend)
     if backend is None:
         await call.responder.json(

@@ -48,19 +48,7 @@ from ._mcp import (
 from ._metrics import outcome_of
 from ._sessions import LiveSession, Relayed
 from ._upstream import GATEWAY_CLIENT_CAPABILITIES, Backend, BackendError, BackendTimeout, Exchange, Headers
-from .recording._record import (
-    BACKEND,
-    HOP_END,
-    HOP_ERROR,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    Hop,
-    Trace,
-    add_child,
-    add_hop,
-    add_upstream_hop,
-    new_hop,
-)  # fmt: skip
+from .recording._record import Hop, Record, new_hop
 
 logger = logging.getLogger(__name__)
 
@@ -138,26 +126,25 @@ async def forward(
     except ConsentRequired as exc:
         await call.responder.json(200, consent(client_id, exc))
         return
-    trace = call.responder.trace
+    record = call.responder.record
     metrics = call.gateway.metrics
     envelope = _envelope(call)
     while True:
         hop = None
-        if trace is not None:
-            hop = _upstream_hop(trace, method, backend.path, upstream_label(method, upstream), upstream)
+        if record is not None:
+            hop = _upstream_hop(record, method, backend.path, upstream_label(method, upstream), upstream)
         started = time.perf_counter()
         try:
             exchange = await backend.open(method, upstream, headers, envelope)
         except BackendError as exc:
             if hop is not None:
-                hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": method, "params": upstream}
-                hop[HOP_END], hop[HOP_ERROR] = time.time_ns(), (BACKEND_ERROR, str(exc))
+                hop.failed((BACKEND_ERROR, str(exc)), {"jsonrpc": "2.0", "method": method, "params": upstream})
             if metrics is not None:
                 metrics.upstream(backend.path, method, "error", time.perf_counter() - started)
             await call.responder.json(200, backend_error(client_id, exc))
             return
         if hop is not None:
-            hop[HOP_REQUEST] = exchange.sent
+            hop.request = exchange.sent
         if wait_s is not None:
             exchange.extend_deadline(wait_s)
         outcome = await _pump(call, client_id, exchange, client_token, f"{method} {target}", hop, shape)
@@ -226,9 +213,9 @@ def upstream_label(method: str, upstream: dict[str, Any]) -> str:
     return str(value) if value is not None else ""
 
 
-def _upstream_hop(trace: Trace, method: str, backend: str, target: str, upstream: dict[str, Any]) -> Hop:
+def _upstream_hop(record: Record, method: str, backend: str, target: str, upstream: dict[str, Any]) -> Hop:
     """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`."""
-    hop, context = add_upstream_hop(trace, method, backend, target, time.time_ns())
+    hop, context = record.upstream(method, backend, target)
     meta = upstream.get("_meta")
     upstream["_meta"] = {**meta, "traceparent": context} if meta else {"traceparent": context}
     return hop  # its request: the bytes sent, once the exchange is open
@@ -237,21 +224,20 @@ def _upstream_hop(trace: Trace, method: str, backend: str, target: str, upstream
 def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | None = None) -> None:
     if hop is None:
         return
-    hop[HOP_END] = time.time_ns()
-    if up is not None:
-        hop[HOP_RESPONSE] = up.data if up.data is not None else up.raw
-        if up.kind == "error":
-            hop[HOP_ERROR] = (int(up.error.get("code", BACKEND_ERROR)), str(up.error.get("message", "")))
-    if error is not None:
-        hop[HOP_ERROR] = error
-
-
-def _child_hop(trace: Trace | None, hop: Hop | None, up: Message, direction: int) -> None:
-    if trace is None or hop is None:
+    if up is None:
+        hop.failed(error or (BACKEND_ERROR, "no answer"))
         return
-    child = new_hop(up.method or "message", pb.SPAN_KIND_INTERNAL, direction, up.method or "", time.time_ns())
-    child[HOP_REQUEST] = up.raw
-    add_child(trace, hop, child)
+    if up.kind == "error":
+        error = (int(up.error.get("code", BACKEND_ERROR)), str(up.error.get("message", "")))
+    hop.answered(up.data if up.data is not None else up.raw, error)
+
+
+def _child_hop(record: Record | None, hop: Hop | None, up: Message, direction: int) -> None:
+    if record is None or hop is None:
+        return
+    child = new_hop(up.method or "message", pb.SPAN_KIND_INTERNAL, direction, up.method or "")
+    child.request = up.raw
+    record.child(hop, child)
 
 
 async def _pump(
@@ -283,7 +269,7 @@ async def _pump(
             if kind in ("result", "error"):
                 _finish_hop(hop, up)
             else:
-                _child_hop(call.responder.trace, hop, up, pb.DIRECTION_BACKEND_TO_GATEWAY)
+                _child_hop(call.responder.record, hop, up, pb.DIRECTION_BACKEND_TO_GATEWAY)
             if kind == "result":
                 result = up.result if isinstance(up.result, dict) else {}
                 call.responder.tool_error = result.get("isError") is True
@@ -426,11 +412,10 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
     if exchange is not None:
         exchange.extend_deadline(ttl)
     hop = None
-    trace = call.responder.trace
-    if trace is not None:
-        hop = add_hop(trace, new_hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method,
-                                     time.time_ns()))  # fmt: skip
-        hop[HOP_REQUEST] = {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}
+    record = call.responder.record
+    if record is not None:
+        hop = record.add(new_hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method))
+        hop.request = {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}
     try:
         await call.responder.event(orjson.dumps({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}))
         disconnected: asyncio.Future[Any] = asyncio.ensure_future(call.responder.disconnected.wait())
@@ -442,7 +427,7 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
         else:
             answer = {"error": {"code": REQUEST_TIMEOUT, "message": f"The client did not answer {method}"}}
         if hop is not None:
-            hop[HOP_END], hop[HOP_RESPONSE] = time.time_ns(), answer
+            hop.answered(answer)
         return answer
     finally:
         live.relayed.pop(relay_id, None)
@@ -545,21 +530,13 @@ async def resume(call: Call, msg: Message, target: str, token: str, client_token
         await call.responder.json(200, backend_error(msg.id, exc))
         return
     hop = None
-    trace = call.responder.trace
-    if trace is not None:
-        trace[BACKEND] = exchange.backend
-        hop = add_hop(
-            trace,
-            new_hop(
-                f"{target} (resumed)",
-                pb.SPAN_KIND_CLIENT,
-                pb.DIRECTION_GATEWAY_TO_BACKEND,
-                target.split(" ", 1)[0],
-                time.time_ns(),
-                exchange.backend,
-            ),
-        )
-        hop[HOP_REQUEST] = {"inputResponses": responses}
+    record = call.responder.record
+    if record is not None:
+        record.backend = exchange.backend
+        method = target.split(" ", 1)[0]
+        hop = record.add(new_hop(f"{target} (resumed)", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, method,
+                                 backend=exchange.backend))  # fmt: skip
+        hop.request = {"inputResponses": responses}
     outcome = await _pump(call, msg.id, exchange, client_token, target, hop, parked.shape)
     assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
     await call.responder.json(call.responder.answer_status, outcome)

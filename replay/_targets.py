@@ -26,30 +26,7 @@ from proxy._creds import Credentials
 from proxy._endpoint import REPLAY_OF_HEADER
 from proxy._mcp import LATEST_LEGACY
 from proxy._upstream import Backend, BackendError, Exchange, Headers, StreamableHTTPBackend, create_backend
-from proxy.recording import SpanEmitter
-from proxy.recording._record import (
-    BACKEND,
-    BACKEND_TOOL,
-    END,
-    ERA,
-    HOP_END,
-    HOP_ERROR,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    METHOD,
-    REPLAY_OF,
-    REQUEST,
-    REQUEST_ID,
-    RESPONSE,
-    SESSION,
-    SLICED,
-    SUBJECT,
-    TOOL,
-    VIRTUAL_SERVER,
-    Trace,
-    add_upstream_hop,
-    new_trace,
-)  # fmt: skip
+from proxy.recording import Record, SpanEmitter
 
 from ._select import RecordedCall
 
@@ -323,32 +300,30 @@ class DirectTarget(Target):
         params = _params(call, call.backend_tool or "", arguments)
         if self.emitter is None:
             return await _send(self._backend(call.backend), call.method, params, None, answers)
-        trace = self._trace(call, arguments)
-        hop, context = add_upstream_hop(trace, call.method, call.backend, call.backend_tool or "", time.time_ns())
-        hop[HOP_REQUEST] = {"jsonrpc": "2.0", "method": call.method, "params": params}
+        record = self._record(call, arguments)
+        hop, context = record.upstream(call.method, call.backend, call.backend_tool or "")
+        hop.request = {"jsonrpc": "2.0", "method": call.method, "params": params}
         params["_meta"] = {"traceparent": context}
-        trace[SLICED] = time.time_ns()
         reply = await _send(self._backend(call.backend), call.method, params, None, answers)
-        hop[HOP_END] = time.time_ns()
-        hop[HOP_RESPONSE] = {"jsonrpc": "2.0", **reply.message}
-        if "error" in reply.message:
-            error = reply.message["error"]
-            hop[HOP_ERROR] = (int(error.get("code", -32000)), str(error.get("message")))
-        trace[END] = time.time_ns()
-        trace[RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": call.index, **reply.message})
-        self.emitter.emit(trace)
+        error = reply.message.get("error")
+        hop.answered(
+            {"jsonrpc": "2.0", **reply.message},
+            (int(error.get("code", -32000)), str(error.get("message"))) if isinstance(error, dict) else None,
+        )
+        record.answered(orjson.dumps({"jsonrpc": "2.0", "id": call.index, **reply.message}), call.virtual_server or "")
+        self.emitter.emit(record)
         return reply
 
-    def _trace(self, call: RecordedCall, arguments: dict[str, Any]) -> Trace:
-        trace = new_trace(time.time_ns(), [])
-        trace[METHOD], trace[REQUEST_ID], trace[TOOL] = call.method, call.index, call.tool
-        trace[REQUEST] = {"jsonrpc": "2.0", "id": call.index, "method": call.method,
-                          "params": _params(call, call.tool, arguments)}  # fmt: skip
-        trace[BACKEND], trace[BACKEND_TOOL] = call.backend or "", call.backend_tool or ""
-        trace[VIRTUAL_SERVER], trace[SESSION] = call.virtual_server or "", self.session
-        trace[ERA], trace[REPLAY_OF] = call.era or "", bytes.fromhex(call.trace_id)
-        trace[SUBJECT] = "slicewire-replay"
-        return trace
+    def _record(self, call: RecordedCall, arguments: dict[str, Any]) -> Record:
+        """The replayed call as the flight recorder keeps it: marked as a replay of the recorded trace."""
+        record = Record.begin([])
+        request = {"jsonrpc": "2.0", "id": call.index, "method": call.method,
+                   "params": _params(call, call.tool, arguments)}  # fmt: skip
+        record.received(call.method, call.index, request)
+        record.parsed(call.era or "", "", self.session)
+        record.subject, record.replay_of = "slicewire-replay", bytes.fromhex(call.trace_id)
+        record.sliced(call.tool, call.backend or "", call.backend_tool or "")
+        return record
 
     async def close(self) -> None:
         for backend in self._backends.values():

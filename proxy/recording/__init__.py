@@ -8,5 +8,6 @@
 """
 
 from ._emitter import SpanEmitter
+from ._record import Hop, Record, new_hop
 
-__all__ = ["SpanEmitter"]
+__all__ = ["Hop", "Record", "SpanEmitter", "new_hop"]

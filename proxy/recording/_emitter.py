@@ -1,10 +1,10 @@
 """The flight recorder's gateway side: what a request leaves behind, and how it reaches the recorder.
 
-On the request path the gateway fills a trace record (a list: timestamps and references to messages
-it already has; see _record) and, once the request is answered, appends it to the batch being
-filled: no copy, no I/O, no redaction walk. Full batches (and, every flush interval, a partial one)
-are handed to the shipping helper, a child process (see _shipper), as one MessagePack frame over a
-pipe. The helper turns the records into rows (see _spans), prefilters and redacts the payloads,
+On the request path the gateway fills a `Record` (timestamps and references to messages it already
+has; see _record) and, once the request is answered, packs it and appends it to the batch being
+filled: no I/O, no redaction walk. Full batches (and, every flush interval, a partial one) are handed
+to the shipping helper, a child process (see helper/), as one MessagePack frame over a pipe. The
+helper turns the records into rows (see helper/_spans), prefilters and redacts the payloads,
 fills the protobuf columns, and ships them over short gRPC client streams, a few in flight at once;
 the recorder's Ack means
 "stored", and the recorder expands each trace into its spans. When the recorder is unreachable or
@@ -36,23 +36,11 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import ormsgpack
 
 if TYPE_CHECKING:  # (the config imports the redaction patterns from this package)
     from .._config import RecorderConfig
 
-from ._record import (
-    FRAME,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    HOPS,
-    METHOD,
-    REQUEST,
-    RESPONSE,
-    SLICED,
-    Trace,
-    records_header,
-)
+from ._record import FRAME, Record, pack, records_header
 from .helper._spans import MAX_BATCH_BYTES
 
 logger = logging.getLogger(__name__)
@@ -61,7 +49,6 @@ PIPE_BYTES = 1 << 20  # the largest pipe an unprivileged process may ask for (fs
 
 __all__ = ["SpanEmitter"]
 
-_pack = ormsgpack.packb
 _UNRECORDABLE = orjson.dumps({"slicewire.unrecorded": "payload nested too deep to record"})
 
 
@@ -80,14 +67,14 @@ def _as_json(value: Any) -> Any:
         return _UNRECORDABLE
 
 
-def _pack_salvaged(trace: Trace) -> bytes | None:
-    """A trace whose parsed payloads the packer refused (nested past its 254 levels), packed with every
+def _pack_salvaged(record: Record) -> bytes | None:
+    """A record whose parsed payloads the packer refused (nested past its 254 levels), packed with every
     payload as JSON bytes (or, past every encoder's depth, a marker saying so); None if still refused."""
-    trace[REQUEST], trace[RESPONSE] = _as_json(trace[REQUEST]), _as_json(trace[RESPONSE])
-    for hop in trace[HOPS] or ():
-        hop[HOP_REQUEST], hop[HOP_RESPONSE] = _as_json(hop[HOP_REQUEST]), _as_json(hop[HOP_RESPONSE])
+    record.request, record.response = _as_json(record.request), _as_json(record.response)
+    for hop in record.hops or ():
+        hop.request, hop.response = _as_json(hop.request), _as_json(hop.response)
     try:
-        return _pack(trace)
+        return pack(record)
     except TypeError:
         return None
 
@@ -102,7 +89,7 @@ class SpanEmitter:
 
     emitter = SpanEmitter(config.recorder, instance="gw-1")
     await emitter.start()      # starts the helper process (proxy/recording/helper)
-    emitter.emit(trace)        # a record (see _record); cheap, never awaits
+    emitter.emit(record)       # a Record (see _record); cheap, never awaits
     await emitter.flush()      # hand off what is built and wait until the helper shipped (or spooled) it
     await emitter.close()      # the helper ships what it can, spools the rest, and exits
 
@@ -164,24 +151,23 @@ class SpanEmitter:
 
     # --- request path ----------------------------------------------------------------------------
 
-    def emit(self, trace: Trace) -> None:
+    def emit(self, record: Record) -> None:
         """Record a finished trace: packed at once (MessagePack, ~1 µs; the record then dies with its
         request instead of waiting for the batch, where the garbage collector would walk it again and
         again) and appended to the frame being filled. No I/O, never blocks. Past `queue_max_spans`
         handed to the helper and not yet taken in (in the pipe: the helper is not keeping up), the
         trace is counted as dropped. A slow recorder is the helper's to absorb: past its own queue it
         spools."""
-        hops = trace[HOPS]
-        spans = (4 if trace[SLICED] else 3) + (len(hops) if hops else 0)  # span_count(trace), inlined
+        spans = record.span_count()
         if spans > self._room:
             self._local["dropped"] += spans
             return
         try:
-            data: bytes | None = _pack(trace)
+            data: bytes | None = pack(record)
         except TypeError:  # a parsed payload nested deeper than the packer goes (JSON allows it)
-            data = _pack_salvaged(trace)
+            data = _pack_salvaged(record)
         if data is None:
-            logger.error("could not record a trace (%s): a payload is not plain JSON data; dropped", trace[METHOD])
+            logger.error("could not record a trace (%s): a payload is not plain JSON data; dropped", record.method)
             self._local["dropped"] += spans
             return
         self._room -= spans

@@ -1,35 +1,31 @@
-"""A request's record, kept on the request path: a plain list, named by the constants here.
+"""A request's record (`Record`, with a `Hop` per exchange inside it), kept on the request path.
 
 What a request leaves behind is recorded at the edges: the gateway keeps the timestamps and the
-references it already has (headers, bodies as received and sent, the upstream exchange's bytes) in a
-list, and the shipping helper derives everything else (root span id, error, headers JSON, the
-2026-07-28 session key, rows; see _spans). A list is created by one C-level copy, set by index, and
-carried over the pipe as MessagePack as it is: creating a `__slots__` object and converting it to rows
-on the serving thread cost more than proxying the call (bench/README.md).
-
-    trace = new_trace(time.time_ns(), scope["headers"])
-    trace[METHOD], trace[REQUEST] = "tools/call", body
-    hop, meta["traceparent"] = add_upstream_hop(trace, "tools/call", "/echo", "echo", time.time_ns())
-    child = new_hop("notifications/progress", pb.SPAN_KIND_INTERNAL, ..., time.time_ns())
-    add_child(trace, hop, child)
+references it already has (headers, bodies as received and sent, the upstream exchange's bytes), and
+the shipping helper derives everything else (root span id, error, headers JSON, the 2026-07-28
+session key, rows; see helper/_spans). A finished record crosses the pipe to the helper as a
+MessagePack array of its fields (`pack`), the dataclass's field order being the wire's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import random
 import re
 import struct
 import time
-from typing import Any, TypeAlias
+from dataclasses import dataclass, fields
+from typing import Any
+
+import ormsgpack
 
 from proto import pb
 
 __all__ = [
-    "FRAME", "Hop", "ModernSessions", "Trace", "add_child", "add_hop", "add_upstream_hop", "continue_from",
-    "new_hop", "new_span_id", "new_trace", "new_trace_id",
-    "parse_traceparent", "records_header", "session_trace_id", "span_count",
+    "FRAME", "Hop", "ModernSessions", "Record", "new_hop", "new_span_id", "new_trace_id", "pack",
+    "parse_traceparent", "records_header", "session_trace_id",
 ]  # fmt: skip
 
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do. Ids
@@ -84,76 +80,174 @@ def records_header(count: int) -> bytes:
 
 # --- records --------------------------------------------------------------------------------------
 
-Trace: TypeAlias = "list[Any]"  # a trace record (the indices below)
-Hop: TypeAlias = "list[Any]"  # a hop record (HOP_* indices)
 
-(START, HEADERS, PARSED, SLICED, END, TRACE_ID, PARENT, DIRECTION, METHOD, REQUEST_ID, REQUEST, RESPONSE, ERA,
- VERSION, SESSION, VIRTUAL_SERVER, SUBJECT, TOOL, BACKEND, BACKEND_TOOL, HOPS, REPLAY_OF,
- SPAN_ID) = range(23)  # fmt: skip
-# Ids are bytes, b"" until known; the helper fills in the root SPAN_ID, and TRACE_ID when no hop needed it.
-# SESSION is None for a 2026-07-28 request: the helper derives the key (see ModernSessions).
-_DEFAULTS = {
-    SLICED: 0, END: 0, TRACE_ID: b"", PARENT: b"", DIRECTION: pb.DIRECTION_CLIENT_TO_GATEWAY, METHOD: "",
-    REQUEST_ID: None, REQUEST: None, RESPONSE: None, ERA: "", VERSION: "", SESSION: "", VIRTUAL_SERVER: "",
-    SUBJECT: "", TOOL: "", BACKEND: "", BACKEND_TOOL: "", HOPS: None, REPLAY_OF: b"", SPAN_ID: b"",
-}  # fmt: skip
-_TRACE_TAIL = [_DEFAULTS[i] for i in range(SLICED, SPAN_ID + 1)]  # after START, HEADERS, PARSED
+@dataclass(slots=True, eq=False)
+class Hop:
+    """One message exchange inside a request's record: the call to a backend, a request relayed to the
+    client, a message the backend sent about the call."""
 
-(HOP_NAME, HOP_KIND, HOP_DIRECTION, HOP_METHOD, HOP_START, HOP_END, HOP_SPAN_ID, HOP_BACKEND, HOP_TOOL, HOP_REQUEST,
- HOP_RESPONSE, HOP_ERROR, HOP_PARENT) = range(13)  # fmt: skip
-# A trace's hops are one flat list, in the order they began; a hop inside another (a message the backend
-# sent about the upstream call) names it in HOP_PARENT (its span id; b"" under the trace's root span).
+    name: str | None  # None: "<method> <tool>", made by the shipping helper
+    kind: int  # pb.SPAN_KIND_*
+    direction: int  # pb.DIRECTION_*
+    method: str
+    start_ns: int
+    end_ns: int
+    span_id: bytes
+    backend: str = ""
+    tool: str = ""
+    request: Any = None  # the bytes sent, or the message as a dict
+    response: Any = None
+    error: tuple[int, str] | None = None  # (code, message); a list once it has crossed the pipe
+    parent: bytes = b""  # the span id of the hop this one is inside; b"": under the request's root span
+
+    def answered(self, response: Any, error: tuple[int, str] | None = None) -> None:
+        self.end_ns = time.time_ns()
+        self.response = response
+        if error is not None:
+            self.error = error
+
+    def failed(self, error: tuple[int, str], request: Any = None) -> None:
+        """No answer came (the backend was unreachable, timed out, or the call was abandoned)."""
+        self.end_ns = time.time_ns()
+        self.error = error
+        if request is not None:
+            self.request = request
 
 
-def new_trace(start_ns: int, headers: list[tuple[bytes, bytes]]) -> Trace:
-    """A trace record for a request that arrived at `start_ns` with these (raw ASGI) headers."""
-    return [start_ns, headers, start_ns, *_TRACE_TAIL]
+@dataclass(slots=True, eq=False)
+class Record:
+    """What one message crossing the gateway leaves behind, filled at the edges of its handling: the
+    timestamps, the references the gateway already holds (headers, the bodies as received and sent),
+    and one `Hop` per exchange inside it. The shipping helper derives the rest (see helper/_spans).
+
+        record = Record.begin(scope["headers"])
+        record.received("tools/call", 1, body)
+        record.parsed("modern", "2026-07-28", None)
+        record.sliced("echo", "/echo", "echo")
+        hop, traceparent = record.upstream("tools/call", "/echo", "echo")
+        hop.answered(answer_bytes)
+        record.answered(sent_bytes, "/virtual/echo")
+
+    It crosses the pipe to the helper as a MessagePack array of its fields in this order (`pack`)."""
+
+    start_ns: int
+    headers: list[tuple[bytes, bytes]]
+    parsed_ns: int
+    sliced_ns: int = 0  # 0: the request was not sliced (not a routed method, or refused before)
+    end_ns: int = 0
+    trace_id: bytes = b""  # b"" until known; the helper makes one when no hop needed it
+    parent: bytes = b""  # the caller's span, when it sent a traceparent
+    direction: int = pb.DIRECTION_CLIENT_TO_GATEWAY
+    method: str = ""  # "" until parsed: a record without one is not emitted
+    request_id: Any = None
+    request: Any = None  # the body's bytes (a parsed dict where the gateway made the message)
+    response: Any = None
+    era: str = ""
+    version: str = ""
+    session: str | None = ""  # None for a 2026-07-28 request: the helper derives the key (ModernSessions)
+    virtual_server: str = ""
+    subject: str = ""
+    tool: str = ""
+    backend: str = ""
+    backend_tool: str = ""
+    hops: list[Hop] | None = None  # in the order they began; made on first use
+    replay_of: bytes = b""  # the trace a `slicewire replay --via` request replays
+    span_id: bytes = b""  # the root span's; the helper makes it
+
+    @classmethod
+    def begin(cls, headers: list[tuple[bytes, bytes]], start_ns: int | None = None) -> Record:
+        """A request arrived (now, or at `start_ns`) with these raw ASGI headers."""
+        start_ns = time.time_ns() if start_ns is None else start_ns
+        return cls(start_ns, headers, start_ns)
+
+    # --- events, in the order they happen ---
+
+    def received(self, method: str, request_id: Any, body: Any) -> None:
+        self.method, self.request_id, self.request = method, request_id, body
+
+    def parsed(self, era: str, version: str, session: str | None) -> None:
+        """The era and session are known: the request is the gateway's to handle from here."""
+        self.era, self.version, self.session, self.parsed_ns = era, version, session, time.time_ns()
+
+    def sliced(self, tool: str, backend: str = "", backend_tool: str = "") -> None:
+        """The slice decided: the exposed name, and the backend and its name for it (empty: refused)."""
+        self.tool, self.backend, self.backend_tool, self.sliced_ns = tool, backend, backend_tool, time.time_ns()
+
+    def upstream(self, method: str, backend: str, tool: str, name: str | None = None) -> tuple[Hop, str]:
+        """A call to a backend begins: its hop, and the traceparent the backend gets for it (the record
+        gets its trace id here when it has none)."""
+        hop = self.add(Hop(name, _CLIENT, _TO_BACKEND, method, time.time_ns(), 0, new_span_id(), backend, tool))
+        trace_id = self.trace_id
+        if not trace_id:
+            trace_id = self.trace_id = new_trace_id()
+        return hop, f"00-{trace_id.hex()}-{hop.span_id.hex()}-01"
+
+    def add(self, hop: Hop) -> Hop:
+        hops = self.hops
+        if hops is None:
+            self.hops = [hop]
+        else:
+            hops.append(hop)
+        return hop
+
+    def child(self, parent: Hop, hop: Hop) -> Hop:
+        """A hop inside another (a message the backend sent about the upstream call)."""
+        hop.parent = parent.span_id
+        return self.add(hop)
+
+    def answered(self, body: Any, virtual_server: str) -> None:
+        self.end_ns, self.response, self.virtual_server = time.time_ns(), body, virtual_server
+
+    def continue_from(self, traceparent_value: Any) -> None:
+        """Join the caller's trace when it sent a W3C traceparent (header or params._meta)."""
+        parsed = parse_traceparent(traceparent_value)
+        if parsed is not None:
+            self.trace_id, self.parent = parsed
+
+    def span_count(self) -> int:
+        """The spans it expands to: root, parse, respond, slice (when it ran), one per hop."""
+        hops = self.hops
+        return (4 if self.sliced_ns else 3) + (len(hops) if hops else 0)
+
+    # --- the wire form ---
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Record:
+        """A record as it came over the pipe (`pack`'s array)."""
+        record = cls(*row)
+        hops: Any = record.hops  # arrays, until made hops here
+        if hops:
+            record.hops = [Hop(*hop) for hop in hops]
+        return record
 
 
 def new_hop(
-    name: str | None, kind: int, direction: int, method: str, start_ns: int, backend: str = "", tool: str = ""
+    name: str | None,
+    kind: int,
+    direction: int,
+    method: str,
+    start_ns: int | None = None,
+    backend: str = "",
+    tool: str = "",
 ) -> Hop:
-    """A hop record: one message exchange inside a trace (the upstream call, a relayed request, ...).
-    A name of None is "<method> <tool>", made by the shipping helper."""
-    return [name, kind, direction, method, start_ns, start_ns, new_span_id(), backend, tool, None, None, None, b""]
-
-
-def add_hop(trace: Trace, hop: Hop) -> Hop:
-    """Append a hop to the trace's list of them, made on first use (most records have one or none)."""
-    hops = trace[HOPS]
-    if hops is None:
-        trace[HOPS] = [hop]
-    else:
-        hops.append(hop)
-    return hop
-
-
-def add_child(trace: Trace, parent: Hop, child: Hop) -> None:
-    """A hop inside another: listed with the trace's hops, its parent named by span id."""
-    child[HOP_PARENT] = parent[HOP_SPAN_ID]
-    add_hop(trace, child)
+    """A hop beginning now (or at `start_ns`). A name of None is "<method> <tool>", made by the helper."""
+    start_ns = time.time_ns() if start_ns is None else start_ns
+    return Hop(name, kind, direction, method, start_ns, start_ns, new_span_id(), backend, tool)
 
 
 _CLIENT, _TO_BACKEND = pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND
+_record_row = operator.attrgetter(*(f.name for f in fields(Record)))
+_hop_row = operator.attrgetter(*(f.name for f in fields(Hop)))
 
 
-def add_upstream_hop(
-    trace: Trace, method: str, backend: str, tool: str, start_ns: int, name: str | None = None
-) -> tuple[Hop, str]:
-    """The hop of a call to a backend, added to the trace, and the traceparent the backend gets for it
-    (the trace gets its id here when it has none)."""
-    hop = add_hop(trace, new_hop(name, _CLIENT, _TO_BACKEND, method, start_ns, backend, tool))
-    trace_id = trace[TRACE_ID]
-    if not trace_id:
-        trace_id = trace[TRACE_ID] = new_trace_id()
-    return hop, f"00-{trace_id.hex()}-{hop[HOP_SPAN_ID].hex()}-01"
+def _row(value: Any) -> tuple[Any, ...]:
+    return _record_row(value) if type(value) is Record else _hop_row(value)
 
 
-def continue_from(trace: Trace, traceparent_value: Any) -> None:
-    """Join the caller's trace when it sent a W3C traceparent (header or params._meta)."""
-    parsed = parse_traceparent(traceparent_value)
-    if parsed is not None:
-        trace[TRACE_ID], trace[PARENT] = parsed
+def pack(record: Record) -> bytes:
+    """A record as one MessagePack array of its fields (its hops as arrays too), for the pipe. Raises
+    TypeError for a payload the packer cannot take (nested past its 254 levels)."""
+    return ormsgpack.packb(record, default=_row, option=ormsgpack.OPT_PASSTHROUGH_DATACLASS)
 
 
 class ModernSessions:
@@ -205,9 +299,3 @@ class ModernSessions:
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def span_count(trace: Trace) -> int:
-    """The spans a trace expands to: root, parse, respond, slice (when it ran), one per hop."""
-    hops = trace[HOPS]
-    return (4 if trace[SLICED] else 3) + (len(hops) if hops else 0)

@@ -14,20 +14,7 @@ import pytest
 
 from proto import batch_size, pb
 from proxy._config import RecorderConfig
-from proxy.recording import SpanEmitter
-from proxy.recording._record import (
-    END,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    METHOD,
-    REQUEST,
-    REQUEST_ID,
-    RESPONSE,
-    Trace,
-    add_hop,
-    new_hop,
-    new_trace,
-)  # fmt: skip
+from proxy.recording import Record, SpanEmitter, new_hop
 from proxy.recording.helper._shipper import Shipper, read_spool
 from tests.proxy.clients import until
 from tests.support.procs import free_port
@@ -35,11 +22,11 @@ from tests.support.procs import free_port
 pytestmark = pytest.mark.anyio
 
 
-def trace(secret: str = "") -> Trace:
-    t = new_trace(time.time_ns(), [])
-    t[METHOD], t[REQUEST_ID] = "tools/list", 1
-    t[REQUEST] = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"note": secret}})
-    t[RESPONSE], t[END] = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}', time.time_ns()
+def trace(secret: str = "") -> Record:
+    t = Record.begin([], time.time_ns())
+    t.method, t.request_id = "tools/list", 1
+    t.request = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"note": secret}})
+    t.response, t.end_ns = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}', time.time_ns()
     return t
 
 
@@ -173,9 +160,9 @@ async def test_a_payload_nested_past_the_packers_depth_is_recorded_as_json(tmp_p
         inner.append([])
         inner = inner[0]
     t = trace()
-    hop = add_hop(t, new_hop("tools/call deep", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
+    hop = t.add(new_hop("tools/call deep", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call",
                              time.time_ns(), "/b", "deep"))  # fmt: skip
-    hop[HOP_REQUEST], hop[HOP_RESPONSE] = b"{}", {"jsonrpc": "2.0", "id": 1, "result": {"deep": deep}}
+    hop.request, hop.response = b"{}", {"jsonrpc": "2.0", "id": 1, "result": {"deep": deep}}
     emitter = SpanEmitter(RecorderConfig(target=f"127.0.0.1:{free_port()}", spool_dir=str(tmp_path), send_timeout_s=2))
     await emitter.start()
     try:

@@ -9,31 +9,7 @@ import orjson
 
 from proto import pb
 from proxy._config import RedactConfig
-from proxy.recording._record import (
-    BACKEND,
-    END,
-    ERA,
-    HOP_END,
-    HOP_ERROR,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    HOP_SPAN_ID,
-    HOPS,
-    METHOD,
-    PARSED,
-    REQUEST,
-    REQUEST_ID,
-    RESPONSE,
-    SLICED,
-    SPAN_ID,
-    TOOL,
-    TRACE_ID,
-    Trace,
-    add_child,
-    add_hop,
-    new_hop,
-    new_trace,
-)  # fmt: skip
+from proxy.recording import Record, new_hop
 from proxy.recording._redact import MARKER, Redactor
 from proxy.recording.helper._spans import BatchBuilder
 from recorder._store import batch_to_arrow
@@ -46,7 +22,7 @@ def redactor() -> Redactor:
     return Redactor(c.keys, c.paths, c.patterns, 65536)
 
 
-def columns_of(trace: Trace, payloads: str = "all") -> dict[str, list]:
+def columns_of(trace: Record, payloads: str = "all") -> dict[str, list]:
     """The spans of one trace, root first, as the recorder stores them (wire form: ids as bytes)."""
     builder = BatchBuilder(redactor(), payloads)
     spans = builder.add(trace)
@@ -56,23 +32,23 @@ def columns_of(trace: Trace, payloads: str = "all") -> dict[str, list]:
     return {name: [r[name] for r in rows] for name in table.column_names}
 
 
-def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | None = None) -> Trace:
+def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | None = None) -> Record:
     now = time.time_ns()
-    trace = new_trace(now, [(b"authorization", b"Bearer " + SECRET.encode()), (b"user-agent", b"agent/1")])
-    trace[METHOD], trace[REQUEST_ID], trace[TOOL], trace[ERA], trace[BACKEND] = "tools/call", 7, "say", "modern", "/b"
-    trace[REQUEST] = {
+    trace = Record.begin([(b"authorization", b"Bearer " + SECRET.encode()), (b"user-agent", b"agent/1")], now)
+    trace.method, trace.request_id, trace.tool, trace.era, trace.backend = "tools/call", 7, "say", "modern", "/b"
+    trace.request = {
         "jsonrpc": "2.0",
         "id": 7,
         "method": "tools/call",
         "params": {"name": "say", "arguments": request_args},
     }
-    trace[PARSED], trace[SLICED] = now + 10, now + 20
+    trace.parsed_ns, trace.sliced_ns = now + 10, now + 20
     hop = new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", now + 30,
                   "/b", "echo")  # fmt: skip
-    hop[HOP_REQUEST] = {"params": {"name": "echo", "arguments": request_args}}
-    hop[HOP_RESPONSE] = {"jsonrpc": "2.0", "id": 1, "result": upstream_result}
-    hop[HOP_END] = now + 500
-    add_hop(trace, hop)
+    hop.request = {"params": {"name": "echo", "arguments": request_args}}
+    hop.response = {"jsonrpc": "2.0", "id": 1, "result": upstream_result}
+    hop.end_ns = now + 500
+    trace.add(hop)
     if relay_params is not None:
         child = new_hop(
             "elicitation/create",
@@ -81,10 +57,10 @@ def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | N
             "elicitation/create",
             now + 100,
         )
-        child[HOP_REQUEST] = {"method": "elicitation/create", "params": relay_params}
-        add_child(trace, hop, child)
-    trace[RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": 7, "result": upstream_result})
-    trace[END] = now + 600
+        child.request = {"method": "elicitation/create", "params": relay_params}
+        trace.child(hop, child)
+    trace.response = orjson.dumps({"jsonrpc": "2.0", "id": 7, "result": upstream_result})
+    trace.end_ns = now + 600
     return trace
 
 
@@ -119,15 +95,15 @@ def test_child_span_ids_are_derived_and_stable() -> None:
     trace = call_trace({"text": "hi"}, {"content": []})
     first, second = columns_of(trace)["span_id"], columns_of(trace)["span_id"]
     assert first == second and len(set(first)) == 5
-    root = span_id(trace[SPAN_ID])  # made when the record was first added, kept in it
-    derived = {bytes(i) for i in first} - {root, span_id(trace[HOPS][0][HOP_SPAN_ID])}
+    root = span_id(trace.span_id)  # made when the record was first added, kept in it
+    derived = {bytes(i) for i in first} - {root, span_id(trace.hops[0].span_id)}
     assert derived == {root[:7] + bytes([root[7] ^ k]) for k in (1, 2, 3)}
 
 
 def test_failed_upstream_call_marks_the_hop_and_the_root() -> None:
     trace = call_trace({"text": "hi"}, {"content": []})
-    trace[HOPS][0][HOP_ERROR] = (-32001, "Backend /b: timed out")
-    trace[RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": "timed out"}})
+    trace.hops[0].error = (-32001, "Backend /b: timed out")
+    trace.response = orjson.dumps({"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": "timed out"}})
     cols = columns_of(trace)
     failed = {
         name: (code, msg)
@@ -158,7 +134,7 @@ def test_no_secret_through_any_payload() -> None:
 def test_payload_capture_levels() -> None:
     ok = call_trace({"text": "hi"}, {"content": [{"type": "text", "text": "hi"}]})
     failed = call_trace({"text": "hi"}, {"content": []})
-    failed[HOPS][0][HOP_ERROR] = (-32000, "Backend /b: down")
+    failed.hops[0].error = (-32000, "Backend /b: down")
     for level, trace, expect_payloads in (("none", ok, False), ("errors", ok, False), ("errors", failed, True)):
         cols = columns_of(trace, payloads=level)
         carried = any(cols["request_payload"]) or any(cols["response_payload"])
@@ -178,11 +154,11 @@ def test_only_the_payloads_that_need_it_are_redacted_or_cut() -> None:
         builder.add(trace)
     rows = batch_to_arrow(builder.batch("gw-1")).to_pylist()
     roots = {r["span_id"]: r for r in rows if r["parent_span_id"] == b""}
-    clean_root, secret_root, big_root = (roots[span_id(t[SPAN_ID])] for t in (clean, secret, big))
-    assert clean_root["request_payload"] == orjson.dumps(clean[REQUEST]).decode()
+    clean_root, secret_root, big_root = (roots[span_id(t.span_id)] for t in (clean, secret, big))
+    assert clean_root["request_payload"] == orjson.dumps(clean.request).decode()
     assert not clean_root["payload_truncated"]
     assert "hunter2" not in secret_root["request_payload"] and MARKER in secret_root["request_payload"]
-    upstream = next(r for r in rows if r["span_id"] == span_id(secret[HOPS][0][HOP_SPAN_ID]))
+    upstream = next(r for r in rows if r["span_id"] == span_id(secret.hops[0].span_id))
     assert "hunter2" not in upstream["request_payload"]
     assert big_root["payload_truncated"] and len(big_root["request_payload"]) == 300
 
@@ -220,13 +196,13 @@ def test_a_payload_that_cannot_be_redacted_is_a_counted_marker_and_costs_no_othe
     deep = b'{"password":"hunter2","x":' + b"[" * 600 + b"]" * 600 + b"}"  # orjson parses it; nobody walks it
     shallow = {"password": "hunter2", "x": [[["ok"]]]}
     traces = [call_trace({"n": i}, {"ok": i}) for i in range(3)]
-    traces[1][REQUEST] = deep
-    traces[2][REQUEST] = shallow
+    traces[1].request = deep
+    traces[2].request = shallow
     spans = sum(builder.add(t) for t in traces)
     table = batch_to_arrow(builder.batch("gw-1"))
     assert table.num_rows == spans  # every record's spans, the unredactable one's too
     roots = {r["trace_id"]: r for r in table.to_pylist() if r["parent_span_id"] == b""}
-    requests = [roots[t[TRACE_ID]]["request_payload"] for t in traces]
+    requests = [roots[t.trace_id]["request_payload"] for t in traces]
     assert orjson.loads(requests[0])["params"]["arguments"] == {"n": 0}
     assert requests[1].encode() == UNREDACTABLE and str(MAX_DEPTH) in requests[1]
     assert orjson.loads(requests[2]) == {"password": "[REDACTED]", "x": [[["ok"]]]}

@@ -18,28 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from proto import pb
-from proxy.recording._record import (
-    BACKEND,
-    BACKEND_TOOL,
-    END,
-    ERA,
-    HOP_END,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    METHOD,
-    PARSED,
-    REQUEST,
-    REQUEST_ID,
-    RESPONSE,
-    SESSION,
-    SLICED,
-    TOOL,
-    VERSION,
-    VIRTUAL_SERVER,
-    add_hop,
-    new_hop,
-    new_trace,
-)  # fmt: skip
+from proxy.recording import Record, new_hop
 from proxy.recording._redact import Redactor
 from proxy.recording.helper._spans import BatchBuilder
 from recorder import SpanStore, connect
@@ -50,21 +29,21 @@ from tests.support.procs import ROOT
 TOKEN = "sk-live-abcdefghijklmnop"
 
 
-def call(i: int, now: int, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> list:
-    trace = new_trace(now, [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")])
-    trace[METHOD], trace[REQUEST_ID], trace[TOOL], trace[ERA], trace[VERSION] = "tools/call", i, "say", "legacy", "v"
-    trace[REQUEST] = orjson.dumps(
+def call(i: int, now: int, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> Record:
+    trace = Record.begin([(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")], now)
+    trace.method, trace.request_id, trace.tool, trace.era, trace.version = "tools/call", i, "say", "legacy", "v"
+    trace.request = orjson.dumps(
         {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "say", "arguments": {"n": i}}}
     )
-    trace[PARSED], trace[SLICED], trace[SESSION], trace[VIRTUAL_SERVER] = now + 10, now + 20, "s-1", "/virtual/v"
-    trace[BACKEND], trace[BACKEND_TOOL] = "/echo", "echo"
-    hop = add_hop(trace, new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND,
+    trace.parsed_ns, trace.sliced_ns, trace.session, trace.virtual_server = now + 10, now + 20, "s-1", "/virtual/v"
+    trace.backend, trace.backend_tool = "/echo", "echo"
+    hop = trace.add(new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND,
                                  "tools/call", now + 30, "/echo", "echo"))  # fmt: skip
     answer = {"error": error} if error else {"result": result or {"content": []}}
-    hop[HOP_REQUEST] = b'{"jsonrpc":"2.0","id":1,"method":"tools/call"}'
-    hop[HOP_RESPONSE] = orjson.dumps({"jsonrpc": "2.0", "id": 1, **answer})
-    hop[HOP_END] = now + 90
-    trace[RESPONSE], trace[END] = orjson.dumps({"jsonrpc": "2.0", "id": i, **answer}), now + 100
+    hop.request = b'{"jsonrpc":"2.0","id":1,"method":"tools/call"}'
+    hop.response = orjson.dumps({"jsonrpc": "2.0", "id": 1, **answer})
+    hop.end_ns = now + 90
+    trace.response, trace.end_ns = orjson.dumps({"jsonrpc": "2.0", "id": i, **answer}), now + 100
     return trace
 
 

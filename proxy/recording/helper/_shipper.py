@@ -40,7 +40,7 @@ from proto import batch_size, pb, pb_grpc
 from proto._access import TOKEN_ENV, bearer, local_token
 
 from ..._config import RecorderConfig
-from .._record import FRAME, ModernSessions, span_count
+from .._record import FRAME, ModernSessions, Record
 from .._redact import Redactor
 from ._spans import MAX_BATCH_BYTES, BatchBuilder
 
@@ -74,7 +74,7 @@ class Shipper:
 
     shipper = Shipper(config.recorder, instance="gw-1")
     await shipper.start()
-    shipper.add_records(records)       # trace records filled by the gateway (see _record)
+    shipper.add_records(records)       # records filled by the gateway (see _record)
     await shipper.close()                                  # ships what it can, spools the rest
     """
 
@@ -107,18 +107,19 @@ class Shipper:
     # --- rows in ------------------------------------------------------------------------------------
 
     def add_records(self, records: list[Any]) -> None:
-        """A batch of trace records from the gateway (see _record), turned into rows here. When
-        `queue_max_spans` are already waiting for the recorder (it is slower than the traffic), the
-        rows go to the spool instead, to be re-sent when the queue has drained; only a spool that is
-        full or unwritable drops spans (counted). A record that cannot be read is dropped (counted)."""
+        """A batch of records from the gateway (see _record: `Record`s, or their arrays as they came over
+        the pipe), turned into rows here. When `queue_max_spans` are already waiting for the recorder
+        (it is slower than the traffic), the rows go to the spool instead, to be re-sent when the queue
+        has drained; only a spool that is full or unwritable drops spans (counted). A record that cannot
+        be read is dropped (counted)."""
         builder = BatchBuilder(self.redactor, self.config.payloads, self.sessions)
-        for record in records:
+        for item in records:
             try:
-                builder.add(record)
+                builder.add(item if isinstance(item, Record) else Record.from_row(item))
             except Exception:  # a bad record must not stop recording; it is logged and dropped
                 logger.exception("shipping helper: could not read a trace record; dropped")
-                self.counters["emitted"] += self._spans_of(record)
-                self.counters["dropped"] += self._spans_of(record)
+                self.counters["emitted"] += self._spans_of(item)
+                self.counters["dropped"] += self._spans_of(item)
                 continue
             if builder.spans >= self.config.batch_spans or builder.payload_bytes >= MAX_BATCH_BYTES:
                 self._add_builder(builder)
@@ -127,9 +128,9 @@ class Shipper:
             self._add_builder(builder)
 
     @staticmethod
-    def _spans_of(record: Any) -> int:
+    def _spans_of(item: Any) -> int:
         try:
-            return span_count(record)
+            return (item if isinstance(item, Record) else Record.from_row(item)).span_count()
         except Exception:
             return 0
 

@@ -21,49 +21,7 @@ import orjson
 
 from proto import pb
 
-from .._record import (
-    BACKEND,
-    BACKEND_TOOL,
-    DIRECTION,
-    END,
-    ERA,
-    HEADERS,
-    HOP_BACKEND,
-    HOP_DIRECTION,
-    HOP_END,
-    HOP_ERROR,
-    HOP_KIND,
-    HOP_METHOD,
-    HOP_NAME,
-    HOP_PARENT,
-    HOP_REQUEST,
-    HOP_RESPONSE,
-    HOP_SPAN_ID,
-    HOP_START,
-    HOP_TOOL,
-    HOPS,
-    METHOD,
-    PARENT,
-    PARSED,
-    REPLAY_OF,
-    REQUEST,
-    REQUEST_ID,
-    RESPONSE,
-    SESSION,
-    SLICED,
-    SPAN_ID,
-    START,
-    SUBJECT,
-    TOOL,
-    TRACE_ID,
-    VERSION,
-    VIRTUAL_SERVER,
-    Hop,
-    ModernSessions,
-    Trace,
-    new_span_id,
-    new_trace_id,
-)  # fmt: skip
+from .._record import Hop, ModernSessions, Record, new_span_id, new_trace_id
 from .._redact import UNREDACTABLE, Redactor
 
 __all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder"]
@@ -89,7 +47,7 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 def _hop_failed(hops: list[Hop] | None) -> bool:
-    return hops is not None and any(hop[HOP_ERROR] is not None for hop in hops)
+    return hops is not None and any(hop.error is not None for hop in hops)
 
 
 def _error_of(response: Any) -> tuple[int, str] | None:
@@ -106,18 +64,18 @@ def _error_of(response: Any) -> tuple[int, str] | None:
     return (code if isinstance(code, int) else 0, str(err.get("message", "")))
 
 
-def _session_of(trace: Trace, sessions: ModernSessions) -> str:
+def _session_of(trace: Record, sessions: ModernSessions) -> str:
     """The session key; a 2026-07-28 request's is derived here (see ModernSessions)."""
-    session = trace[SESSION]
+    session = trace.session
     if session is not None:
         return str(session)
-    baggage = next((v.decode("latin-1") for k, v in trace[HEADERS] if k == b"baggage"), "")
-    request = trace[REQUEST]
+    baggage = next((v.decode("latin-1") for k, v in trace.headers if k == b"baggage"), "")
+    request = trace.request
     try:
         meta = (request if isinstance(request, dict) else orjson.loads(request)).get("params", {}).get("_meta")
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         meta = None
-    return sessions.key(trace[VIRTUAL_SERVER], trace[SUBJECT], trace[METHOD], meta, baggage, trace[START])
+    return sessions.key(trace.virtual_server, trace.subject, trace.method, meta, baggage, trace.start_ns)
 
 
 # Where the payloads sit in the row tuples (see TRACE_FIELDS / HOP_FIELDS).
@@ -161,7 +119,7 @@ class BatchBuilder:
     def __len__(self) -> int:
         return self.spans
 
-    def add(self, trace: Trace) -> int:
+    def add(self, trace: Record) -> int:
         """Append one trace record (and its hops); returns the number of spans it expands to. A trace
         that fails half-way leaves nothing behind."""
         hops = len(self.hops)
@@ -171,42 +129,42 @@ class BatchBuilder:
             del self.hops[hops:]
             raise
 
-    def _add(self, trace: Trace) -> int:
-        response = trace[RESPONSE]
+    def _add(self, trace: Record) -> int:
+        response = trace.response
         error = _error_of(response)
         capture = self.payloads == "all" or (
-            self.payloads == "errors" and (error is not None or _hop_failed(trace[HOPS]))
+            self.payloads == "errors" and (error is not None or _hop_failed(trace.hops))
         )
         index = len(self.traces)
         # Ids the gateway did not need are made here, and kept in the record: adding it again (a test,
         # a re-built batch) expands to the same span ids, which is what the recorder de-duplicates on.
-        if not trace[SPAN_ID]:
-            trace[SPAN_ID] = new_span_id()
-        if not trace[TRACE_ID]:
-            trace[TRACE_ID] = new_trace_id()
-        root = trace[SPAN_ID]
-        start, parsed, sliced = trace[START], trace[PARSED], trace[SLICED]
+        if not trace.span_id:
+            trace.span_id = new_span_id()
+        if not trace.trace_id:
+            trace.trace_id = new_trace_id()
+        root = trace.span_id
+        start, parsed, sliced = trace.start_ns, trace.parsed_ns, trace.sliced_ns
         respond_from = sliced or parsed or start
         if capture:
-            request, response = _bytes(trace[REQUEST]), response or b""
+            request, response = _bytes(trace.request), response or b""
         else:
             request = response = b""
         size = len(request) + len(response)
         spans = 4 if sliced else 3
-        for hop in trace[HOPS] or ():
+        for hop in trace.hops or ():
             size += self._hop(index, hop, root, capture)
             spans += 1
-            if hop[HOP_END] > respond_from and not hop[HOP_PARENT]:
-                respond_from = hop[HOP_END]
-        request_id = trace[REQUEST_ID]
+            if hop.end_ns > respond_from and not hop.parent:
+                respond_from = hop.end_ns
+        request_id = trace.request_id
         self.traces.append(
             (
-                trace[TRACE_ID], root, trace[PARENT], _session_of(trace, self.sessions),
-                trace[VIRTUAL_SERVER], trace[SUBJECT], trace[DIRECTION], trace[METHOD],
-                "" if request_id is None else str(request_id), trace[TOOL], trace[BACKEND], trace[BACKEND_TOOL],
-                start, parsed or start, sliced, respond_from, trace[END] or respond_from, error[0] if error else 0,
-                (error[1] or "error") if error else "", self.redactor.headers_json(trace[HEADERS]), request, response,
-                False, trace[ERA], trace[VERSION], trace[REPLAY_OF],
+                trace.trace_id, root, trace.parent, _session_of(trace, self.sessions),
+                trace.virtual_server, trace.subject, trace.direction, trace.method,
+                "" if request_id is None else str(request_id), trace.tool, trace.backend, trace.backend_tool,
+                start, parsed or start, sliced, respond_from, trace.end_ns or respond_from, error[0] if error else 0,
+                (error[1] or "error") if error else "", self.redactor.headers_json(trace.headers), request, response,
+                False, trace.era, trace.version, trace.replay_of,
             )
         )  # fmt: skip
         self.spans += spans
@@ -216,19 +174,19 @@ class BatchBuilder:
     def _hop(self, index: int, hop: Hop, root: bytes, capture: bool) -> int:
         """Append a hop; the payload bytes it adds."""
         if capture:
-            request, response = _bytes(hop[HOP_REQUEST]), _bytes(hop[HOP_RESPONSE])
+            request, response = _bytes(hop.request), _bytes(hop.response)
         else:
             request = response = b""
-        error = hop[HOP_ERROR]
-        method = hop[HOP_METHOD]
+        error = hop.error
+        method = hop.method
         kind = pb.MESSAGE_KIND_NOTIFICATION if method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
-        name = hop[HOP_NAME]
+        name = hop.name
         if name is None:  # the upstream call's: "tools/call echo" (a URI, unbounded, stays out of the name)
-            name = f"{method} {hop[HOP_TOOL]}" if hop[HOP_TOOL] and method != "resources/read" else method
+            name = f"{method} {hop.tool}" if hop.tool and method != "resources/read" else method
         self.hops.append(
             (
-                index, hop[HOP_SPAN_ID], hop[HOP_PARENT] or root, name, hop[HOP_KIND], hop[HOP_DIRECTION], method, kind,
-                hop[HOP_BACKEND], hop[HOP_TOOL], hop[HOP_START], hop[HOP_END], error[0] if error else 0,
+                index, hop.span_id, hop.parent or root, name, hop.kind, hop.direction, method, kind,
+                hop.backend, hop.tool, hop.start_ns, hop.end_ns, error[0] if error else 0,
                 (error[1] or "error") if error else "", request, response, False,
             )
         )  # fmt: skip
