@@ -49,7 +49,7 @@ from ._metrics import outcome_of
 from ._responder import Receive, Responder, Send
 from ._sessions import LiveSession, SessionState
 from ._upstream import Headers
-from .recording._record import Record, session_trace_id
+from .recording._record import NULL_RECORD, Record
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class McpEndpoint:
         vs_path = self.gateway.endpoints.get(path)
         responder = Responder(send, receive)
         emitter = self.gateway.emitter
-        record = responder.record = Record.begin(scope["headers"]) if emitter is not None else None
+        record = responder.record = Record.begin(scope["headers"]) if emitter is not None else NULL_RECORD
         if vs_path is None:
             await responder.json(404, encode_error(None, INVALID_REQUEST, f"No virtual server is served at {path}"))
             return
@@ -163,8 +163,7 @@ class McpEndpoint:
             identity = await self._identify(server, base, headers, responder)
             if identity is None:
                 return
-            if record is not None:
-                record.subject = identity.subject
+            record.identified(identity.subject)
         overrides = None
         override = headers.get("x-mcp-headers") or headers.get("x-tfy-mcp-headers")
         if override is not None:
@@ -183,7 +182,7 @@ class McpEndpoint:
                 await self._post(server, caller, headers, receive, responder)
             finally:
                 gateway.in_flight -= 1
-                if record is not None and emitter is not None and record.method:
+                if emitter is not None and record.method:  # (a record with no method was never parsed)
                     record.answered(responder.sent_body, server.config.path)
                     emitter.emit(record)
                 metrics = gateway.metrics
@@ -230,22 +229,20 @@ class McpEndpoint:
         try:
             msg = parse_message(body)
         except ProtocolError as exc:
-            if record is not None:
-                record.method = "(invalid message)"
+            record.unreadable()
             await responder.json(400, encode_error(exc.id, exc.code, exc.message))
             return
         method = msg.method
         responder.method = method if method in KNOWN_METHODS else ("other" if method else msg.kind)
-        if record is not None:
-            # The body's bytes, not the parsed dict: less to keep while queued.
-            record.received(method or f"({msg.kind})", msg.id, body)
-            # Rare: a C-level scan decides (find, not `in`: see _upstream/_http.py).
-            if body.find(b"traceparent") != -1 or "traceparent" in headers:
-                record.continue_from(headers.get("traceparent") or meta_of(msg).get("traceparent"))
-            if REPLAY_OF_HEADER in headers:
-                replay_of = headers[REPLAY_OF_HEADER]
-                if _TRACE_ID.match(replay_of):
-                    record.replay_of = bytes.fromhex(replay_of)
+        # The body's bytes, not the parsed dict: less to keep while queued.
+        record.received(method or f"({msg.kind})", msg.id, body)
+        # Rare: a C-level scan decides (find, not `in`: see _upstream/_http.py).
+        if body.find(b"traceparent") != -1 or "traceparent" in headers:
+            record.continue_from(headers.get("traceparent") or meta_of(msg).get("traceparent"))
+        if REPLAY_OF_HEADER in headers:
+            replay_of = headers[REPLAY_OF_HEADER]
+            if _TRACE_ID.match(replay_of):
+                record.replays(bytes.fromhex(replay_of))
 
         session_id = headers.get(SESSION_ID_HEADER)
         header_version = headers.get(PROTOCOL_VERSION_HEADER)
@@ -254,8 +251,7 @@ class McpEndpoint:
                 # 2026-07-28 removed the handshake: a request of that era gets "not found".
                 await responder.json(404, encode_error(msg.id, METHOD_NOT_FOUND, "Method not found: initialize"))
                 return
-            if record is not None:
-                record.parsed("legacy", "", "")  # the handshake names the version and the session
+            record.parsed("legacy", "", "")  # the handshake names the version and the session
             await initialize(_call(self.gateway, server, "legacy", "", responder, caller), msg)
             return
         if session_id is not None:
@@ -320,10 +316,9 @@ class McpEndpoint:
             await responder.json(400, _unsupported(msg.id, header_version))
             return
         record = responder.record
-        if record is not None:
-            record.parsed("legacy", state.protocol_version, session_id)
-            if msg.kind != "request" and not record.trace_id:
-                record.trace_id = session_trace_id(session_id)  # unrelated messages join the session's trace
+        record.parsed("legacy", state.protocol_version, session_id)
+        if msg.kind != "request":
+            record.in_session(session_id)
         live = self.gateway.live.get(session_id)
         if live is None:  # another replica created it; rebuild this process's companion
             live = self.gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
@@ -372,10 +367,8 @@ class McpEndpoint:
                 else META_CLIENT_CAPABILITIES)  # fmt: skip
             await responder.json(400, encode_error(msg.id, INVALID_PARAMS, f"Invalid params: {missing} is required"))
             return
-        record = responder.record
-        if record is not None:
-            # No session: the shipping helper derives the key (baggage, or clientInfo).
-            record.parsed("modern", version, None)
+        # No session: the shipping helper derives the key (baggage, or clientInfo).
+        responder.record.parsed("modern", version, None)
         call = _call(self.gateway, server, "modern", version, responder, caller)
         call.client_capabilities = capabilities
         call.headers = headers

@@ -92,8 +92,7 @@ async def initialize(call: Call, msg: Message) -> None:
     )
     await gateway.sessions.put(state)
     gateway.live[state.id] = LiveSession(state.id, server.config.path)
-    if responder.record is not None:
-        responder.record.session, responder.record.version = state.id, version
+    responder.record.session_opened(state.id, version)
     result: dict[str, Any] = {
         "protocolVersion": version,
         "capabilities": server.capabilities("legacy"),
@@ -291,9 +290,7 @@ async def _routed(
     """Forward a prompt, resource or completion request, with the client's arguments and `_meta`.
     `label`: what /metrics names it by (bounded by the config: a mapping's exposed form, not a URI)."""
     params = msg.params
-    record = call.responder.record
-    if record is not None:
-        record.sliced(target, path, upstream_label(method, upstream))
+    call.responder.record.sliced(target, path, upstream_label(method, upstream))
     call.responder.tool, call.responder.backend = label, path
     backend = call.gateway.catalog.backends.get(path)
     if backend is None:
@@ -401,9 +398,7 @@ async def _call_tool(call: Call, msg: Message) -> None:
     route = call.server.slice.routes.get(name)
     if route is not None and not call.server.policy.open and name not in call.view().names:
         route = None  # a tool this caller may not use does not exist for it
-    record = call.responder.record
-    if record is not None:
-        record.sliced(name, *((route.backend, route.tool_name) if route is not None else ()))
+    call.responder.record.sliced(name, *((route.backend, route.tool_name) if route is not None else ()))
     if route is None:
         # Outside the slice: it does not exist for this client, and no backend hears of it.
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown tool: {name}"))

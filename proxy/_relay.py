@@ -17,8 +17,6 @@ from typing import Any
 
 import orjson
 
-from proto import pb
-
 from ._call import Call, Shaper, consent
 from ._creds import ConsentRequired, CredentialError
 from ._gateway import Parked
@@ -48,7 +46,7 @@ from ._mcp import (
 from ._metrics import outcome_of
 from ._sessions import LiveSession, Relayed
 from ._upstream import GATEWAY_CLIENT_CAPABILITIES, Backend, BackendError, BackendTimeout, Exchange, Headers
-from .recording._record import Hop, Record, new_hop
+from .recording._record import NULL_HOP, Hop, Record
 
 logger = logging.getLogger(__name__)
 
@@ -130,21 +128,17 @@ async def forward(
     metrics = call.gateway.metrics
     envelope = _envelope(call)
     while True:
-        hop = None
-        if record is not None:
-            hop = _upstream_hop(record, method, backend.path, upstream_label(method, upstream), upstream)
+        hop = _upstream_hop(record, method, backend.path, upstream_label(method, upstream), upstream)
         started = time.perf_counter()
         try:
             exchange = await backend.open(method, upstream, headers, envelope)
         except BackendError as exc:
-            if hop is not None:
-                hop.failed((BACKEND_ERROR, str(exc)), {"jsonrpc": "2.0", "method": method, "params": upstream})
+            hop.failed((BACKEND_ERROR, str(exc)), {"jsonrpc": "2.0", "method": method, "params": upstream})
             if metrics is not None:
                 metrics.upstream(backend.path, method, "error", time.perf_counter() - started)
             await call.responder.json(200, backend_error(client_id, exc))
             return
-        if hop is not None:
-            hop.request = exchange.sent
+        hop.sent(exchange.sent)
         if wait_s is not None:
             exchange.extend_deadline(wait_s)
         outcome = await _pump(call, client_id, exchange, client_token, f"{method} {target}", hop, shape)
@@ -214,16 +208,16 @@ def upstream_label(method: str, upstream: dict[str, Any]) -> str:
 
 
 def _upstream_hop(record: Record, method: str, backend: str, target: str, upstream: dict[str, Any]) -> Hop:
-    """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent`."""
+    """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent` (none
+    when not recording)."""
     hop, context = record.upstream(method, backend, target)
-    meta = upstream.get("_meta")
-    upstream["_meta"] = {**meta, "traceparent": context} if meta else {"traceparent": context}
+    if context:
+        meta = upstream.get("_meta")
+        upstream["_meta"] = {**meta, "traceparent": context} if meta else {"traceparent": context}
     return hop  # its request: the bytes sent, once the exchange is open
 
 
-def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | None = None) -> None:
-    if hop is None:
-        return
+def _finish_hop(hop: Hop, up: Message | None, error: tuple[int, str] | None = None) -> None:
     if up is None:
         hop.failed(error or (BACKEND_ERROR, "no answer"))
         return
@@ -232,21 +226,13 @@ def _finish_hop(hop: Hop | None, up: Message | None, error: tuple[int, str] | No
     hop.answered(up.data if up.data is not None else up.raw, error)
 
 
-def _child_hop(record: Record | None, hop: Hop | None, up: Message, direction: int) -> None:
-    if record is None or hop is None:
-        return
-    child = new_hop(up.method or "message", pb.SPAN_KIND_INTERNAL, direction, up.method or "")
-    child.request = up.raw
-    record.child(hop, child)
-
-
 async def _pump(
     call: Call,
     client_id: RequestId | None,
     exchange: Exchange,
     client_token: Any,
     target: str,
-    hop: Hop | None = None,
+    hop: Hop = NULL_HOP,
     shape: Shaper | None = None,
 ) -> bytes | dict[str, Any]:
     """Relay what the backend sends about one request until its answer; return the encoded answer,
@@ -269,7 +255,7 @@ async def _pump(
             if kind in ("result", "error"):
                 _finish_hop(hop, up)
             else:
-                _child_hop(call.responder.record, hop, up, pb.DIRECTION_BACKEND_TO_GATEWAY)
+                call.responder.record.heard(hop, up.method, up.raw)
             if kind == "result":
                 result = up.result if isinstance(up.result, dict) else {}
                 call.responder.tool_error = result.get("isError") is True
@@ -411,11 +397,7 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
     live.relayed[relay_id] = Relayed(exchange, relay_id, future)  # type: ignore[arg-type]
     if exchange is not None:
         exchange.extend_deadline(ttl)
-    hop = None
-    record = call.responder.record
-    if record is not None:
-        hop = record.add(new_hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method))
-        hop.request = {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}
+    hop = call.responder.record.asked(method, {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params})
     try:
         await call.responder.event(orjson.dumps({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}))
         disconnected: asyncio.Future[Any] = asyncio.ensure_future(call.responder.disconnected.wait())
@@ -426,8 +408,7 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
             answer = future.result()
         else:
             answer = {"error": {"code": REQUEST_TIMEOUT, "message": f"The client did not answer {method}"}}
-        if hop is not None:
-            hop.answered(answer)
+        hop.answered(answer)
         return answer
     finally:
         live.relayed.pop(relay_id, None)
@@ -529,14 +510,7 @@ async def resume(call: Call, msg: Message, target: str, token: str, client_token
         await exchange.close()
         await call.responder.json(200, backend_error(msg.id, exc))
         return
-    hop = None
-    record = call.responder.record
-    if record is not None:
-        record.backend = exchange.backend
-        method = target.split(" ", 1)[0]
-        hop = record.add(new_hop(f"{target} (resumed)", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, method,
-                                 backend=exchange.backend))  # fmt: skip
-        hop.request = {"inputResponses": responses}
+    hop = call.responder.record.resumed(target, exchange.backend, {"inputResponses": responses})
     outcome = await _pump(call, msg.id, exchange, client_token, target, hop, parked.shape)
     assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
     await call.responder.json(call.responder.answer_status, outcome)

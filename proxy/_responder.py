@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ._sse import encode_event
-from .recording._record import Record
+from .recording._record import NULL_RECORD, Record
 
 __all__ = ["Responder"]
 
@@ -44,7 +44,7 @@ class Responder:
         self._on_disconnect: list[Callable[[], Awaitable[None]]] = []
         self.status = 0
         # The flight recorder's record of this request (None when not recording), and the final answer.
-        self.record: Record | None = None
+        self.record: Record = NULL_RECORD
         self.sent_body: bytes | None = None
         # What /metrics labels this request with: the method (when known to MCP), and for a routed
         # tools/call its exposed tool and backend.

@@ -321,7 +321,8 @@ class DirectTarget(Target):
                    "params": _params(call, call.tool, arguments)}  # fmt: skip
         record.received(call.method, call.index, request)
         record.parsed(call.era or "", "", self.session)
-        record.subject, record.replay_of = "slicewire-replay", bytes.fromhex(call.trace_id)
+        record.identified("slicewire-replay")
+        record.replays(bytes.fromhex(call.trace_id))
         record.sliced(call.tool, call.backend or "", call.backend_tool or "")
         return record
 

@@ -24,13 +24,17 @@ import ormsgpack
 from proto import pb
 
 __all__ = [
-    "FRAME", "Hop", "ModernSessions", "Record", "new_hop", "new_span_id", "new_trace_id", "pack",
-    "parse_traceparent", "records_header", "session_trace_id",
+    "FRAME", "NULL_HOP", "NULL_RECORD", "Hop", "NullRecord", "Record", "new_hop", "new_span_id", "new_trace_id",
+    "pack", "parse_traceparent", "records_header", "session_trace_id",
 ]  # fmt: skip
 
 # Span and trace ids need to be unique, not secret: a PRNG seeded from the OS, as OTel SDKs do. Ids
 # are bytes (b"" until known): `bytes.hex()` makes a traceparent ~6x faster than formatting an int.
 _getrandbits = random.Random(os.urandom(32)).getrandbits
+
+
+def new_random_bits(bits: int) -> int:
+    return _getrandbits(bits)
 
 
 def new_trace_id() -> bytes:
@@ -100,6 +104,9 @@ class Hop:
     error: tuple[int, str] | None = None  # (code, message); a list once it has crossed the pipe
     parent: bytes = b""  # the span id of the hop this one is inside; b"": under the request's root span
 
+    def sent(self, request: Any) -> None:
+        self.request = request
+
     def answered(self, response: Any, error: tuple[int, str] | None = None) -> None:
         self.end_ns = time.time_ns()
         self.response = response
@@ -162,12 +169,33 @@ class Record:
 
     # --- events, in the order they happen ---
 
+    def identified(self, subject: str) -> None:
+        self.subject = subject
+
     def received(self, method: str, request_id: Any, body: Any) -> None:
         self.method, self.request_id, self.request = method, request_id, body
+
+    def unreadable(self) -> None:
+        """The body was not a JSON-RPC message (answered 400)."""
+        self.method = "(invalid message)"
+
+    def replays(self, trace_id: bytes) -> None:
+        """A `slicewire replay --via` request, replaying that recorded trace."""
+        self.replay_of = trace_id
 
     def parsed(self, era: str, version: str, session: str | None) -> None:
         """The era and session are known: the request is the gateway's to handle from here."""
         self.era, self.version, self.session, self.parsed_ns = era, version, session, time.time_ns()
+
+    def in_session(self, session_id: str) -> None:
+        """A message tied to no request of the session (a notification, an answer): it joins the
+        session's own trace."""
+        if not self.trace_id:
+            self.trace_id = session_trace_id(session_id)
+
+    def session_opened(self, session_id: str, version: str) -> None:
+        """`initialize` made a session."""
+        self.session, self.version = session_id, version
 
     def sliced(self, tool: str, backend: str = "", backend_tool: str = "") -> None:
         """The slice decided: the exposed name, and the backend and its name for it (empty: refused)."""
@@ -191,9 +219,29 @@ class Record:
         return hop
 
     def child(self, parent: Hop, hop: Hop) -> Hop:
-        """A hop inside another (a message the backend sent about the upstream call)."""
+        """A hop inside another."""
         hop.parent = parent.span_id
         return self.add(hop)
+
+    def heard(self, upstream: Hop, method: str | None, message: Any) -> None:
+        """The backend sent a message about the upstream call (a notification, a request for the client)."""
+        hop = new_hop(method or "message", pb.SPAN_KIND_INTERNAL, pb.DIRECTION_BACKEND_TO_GATEWAY, method or "")
+        hop.request = message
+        self.child(upstream, hop)
+
+    def asked(self, method: str, request: Any) -> Hop:
+        """The gateway relays a backend's request to the client (on a 2025-11-25 stream)."""
+        hop = self.add(new_hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method))
+        hop.request = request
+        return hop
+
+    def resumed(self, target: str, backend: str, request: Any) -> Hop:
+        """A parked backend call goes on with the client's answers (2026-07-28 retry)."""
+        self.backend = backend
+        method = target.split(" ", 1)[0]
+        hop = self.add(new_hop(f"{target} (resumed)", _CLIENT, _TO_BACKEND, method, backend=backend))
+        hop.request = request
+        return hop
 
     def answered(self, body: Any, virtual_server: str) -> None:
         self.end_ns, self.response, self.virtual_server = time.time_ns(), body, virtual_server
@@ -219,6 +267,80 @@ class Record:
         if hops:
             record.hops = [Hop(*hop) for hop in hops]
         return record
+
+
+class _NullHop(Hop):
+    """The hop of a request not recorded: its events do nothing."""
+
+    __slots__ = ()
+
+    def sent(self, request: Any) -> None:
+        pass
+
+    def answered(self, response: Any, error: tuple[int, str] | None = None) -> None:
+        pass
+
+    def failed(self, error: tuple[int, str], request: Any = None) -> None:
+        pass
+
+
+class NullRecord(Record):
+    """The record of a request when recording is off: every event does nothing, so handlers record
+    without asking whether they do. One instance serves every request (`NULL_RECORD`)."""
+
+    __slots__ = ()
+
+    def identified(self, subject: str) -> None:
+        pass
+
+    def received(self, method: str, request_id: Any, body: Any) -> None:
+        pass
+
+    def unreadable(self) -> None:
+        pass
+
+    def replays(self, trace_id: bytes) -> None:
+        pass
+
+    def parsed(self, era: str, version: str, session: str | None) -> None:
+        pass
+
+    def in_session(self, session_id: str) -> None:
+        pass
+
+    def session_opened(self, session_id: str, version: str) -> None:
+        pass
+
+    def sliced(self, tool: str, backend: str = "", backend_tool: str = "") -> None:
+        pass
+
+    def upstream(self, method: str, backend: str, tool: str, name: str | None = None) -> tuple[Hop, str]:
+        return NULL_HOP, ""
+
+    def add(self, hop: Hop) -> Hop:
+        return hop
+
+    def child(self, parent: Hop, hop: Hop) -> Hop:
+        return hop
+
+    def heard(self, upstream: Hop, method: str | None, message: Any) -> None:
+        pass
+
+    def asked(self, method: str, request: Any) -> Hop:
+        return NULL_HOP
+
+    def resumed(self, target: str, backend: str, request: Any) -> Hop:
+        return NULL_HOP
+
+    def answered(self, body: Any, virtual_server: str) -> None:
+        pass
+
+    def continue_from(self, traceparent_value: Any) -> None:
+        pass
+
+
+NULL_HOP: Hop = _NullHop(None, 0, 0, "", 0, 0, b"")
+NULL_RECORD: Record = NullRecord(0, [], 0)
 
 
 def new_hop(
@@ -248,54 +370,3 @@ def pack(record: Record) -> bytes:
     """A record as one MessagePack array of its fields (its hops as arrays too), for the pipe. Raises
     TypeError for a payload the packer cannot take (nested past its 254 levels)."""
     return ormsgpack.packb(record, default=_row, option=ormsgpack.OPT_PASSTHROUGH_DATACLASS)
-
-
-class ModernSessions:
-    """Session keys for 2026-07-28 requests, which carry no session id.
-
-    An agent run is found by what its requests share, first match:
-    1. OTel baggage `session.id=<id>` (a header): the agent framework names its run itself; the key is
-       `<id>@<subject>` for an authenticated caller, `<id>` on a public virtual server.
-    2. Otherwise one caller (virtual server, subject) with one client (clientInfo name/version): a run
-       starts at its `server/discover` (clients open with it) or after `RUN_IDLE_S` without a request,
-       and its key is `<client>-<UTC start>-<4 hex>`, e.g. `mcp-20261203-064512-a1b2`.
-
-    Two runs of the same client by the same caller that overlap in time are told apart only by (1).
-    Requests are seen in the order they were emitted (one helper per gateway process).
-
-        sessions = ModernSessions()
-        sessions.key("/virtual/support", "alice", "server/discover", meta, baggage="", start_ns=t)
-    """
-
-    RUN_IDLE_S = 1800
-    _MAX_CALLERS = 10_000  # past this, runs idle for RUN_IDLE_S are forgotten
-
-    __slots__ = ("_runs",)
-
-    def __init__(self) -> None:
-        self._runs: dict[tuple[str, str, str], list[Any]] = {}  # caller -> [key, last request's start_ns]
-
-    def key(self, virtual_server: str, subject: str, method: str, meta: Any, baggage: str, start_ns: int) -> str:
-        for item in baggage.split(","):
-            name, _, value = item.strip().partition("=")
-            if name == "session.id" and value:
-                # Namespaced by the caller: nobody can file spans under another user's session by naming it.
-                value = value.split(";", 1)[0]
-                return f"{value}@{subject}" if subject else value
-        info = meta.get("io.modelcontextprotocol/clientInfo") if isinstance(meta, dict) else None
-        client = f"{info.get('name', '?')}/{info.get('version', '?')}" if isinstance(info, dict) else "?"
-        caller = (virtual_server, subject, client)
-        run = self._runs.get(caller)
-        idle_ns = self.RUN_IDLE_S * 1_000_000_000
-        if run is None or method == "server/discover" or start_ns - run[1] > idle_ns:
-            if len(self._runs) >= self._MAX_CALLERS:
-                self._runs = {c: r for c, r in self._runs.items() if start_ns - r[1] <= idle_ns}
-            name = _UNSAFE.sub("-", client.split("/", 1)[0]).strip("-")[:32] or "client"
-            when = time.strftime("%Y%m%d-%H%M%S", time.gmtime(start_ns / 1e9))
-            run = self._runs[caller] = [f"{name}-{when}-{_getrandbits(16):04x}", start_ns]
-        else:
-            run[1] = max(run[1], start_ns)
-        return str(run[0])
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -164,7 +164,7 @@ def test_only_the_payloads_that_need_it_are_redacted_or_cut() -> None:
 
 
 def test_stateless_runs_are_told_apart() -> None:
-    from proxy.recording._record import ModernSessions
+    from proxy.recording.helper._sessions import ModernSessions
 
     sessions = ModernSessions()
     meta = {"io.modelcontextprotocol/clientInfo": {"name": "my agent", "version": "1.0"}}

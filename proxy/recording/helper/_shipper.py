@@ -40,8 +40,9 @@ from proto import batch_size, pb, pb_grpc
 from proto._access import TOKEN_ENV, bearer, local_token
 
 from ..._config import RecorderConfig
-from .._record import FRAME, ModernSessions, Record
+from .._record import FRAME, Record
 from .._redact import Redactor
+from ._sessions import ModernSessions
 from ._spans import MAX_BATCH_BYTES, BatchBuilder
 
 logger = logging.getLogger(__name__)

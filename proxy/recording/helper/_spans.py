@@ -21,8 +21,9 @@ import orjson
 
 from proto import pb
 
-from .._record import Hop, ModernSessions, Record, new_span_id, new_trace_id
+from .._record import Hop, Record, new_span_id, new_trace_id
 from .._redact import UNREDACTABLE, Redactor
+from ._sessions import ModernSessions
 
 __all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder"]
 
