@@ -183,13 +183,13 @@ class McpEndpoint:
             finally:
                 gateway.in_flight -= 1
                 if emitter is not None and record.method:  # (a record with no method was never parsed)
-                    record.answered(responder.sent_body, server.config.path)
+                    record.answered(responder.sent_body, server.config.path, responder.error)
                     emitter.emit(record)
                 metrics = gateway.metrics
                 if metrics is not None:
                     metrics.request(
                         responder.method, vs_path, responder.tool, responder.backend,
-                        outcome_of(responder.status, responder.sent_body, responder.tool_error),
+                        outcome_of(responder.status, responder.error, responder.tool_error),
                         time.perf_counter() - started,
                     )  # fmt: skip
         elif method == "GET":

@@ -171,11 +171,20 @@ def encode_result(id: RequestId | None, result: Any) -> bytes:
     return orjson.dumps({"jsonrpc": "2.0", "id": id, "result": result})
 
 
-def encode_error(id: RequestId | None, code: int, message: str, data: Any = None) -> bytes:
+class ErrorAnswer(bytes):
+    """An encoded JSON-RPC error answer that knows its error: whoever encodes an answer decides, once,
+    that it is an error, and /metrics and the flight recorder read `error` instead of the bytes."""
+
+    error: tuple[int, str]  # (code, message)
+
+
+def encode_error(id: RequestId | None, code: int, message: str, data: Any = None) -> ErrorAnswer:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         error["data"] = data
-    return orjson.dumps({"jsonrpc": "2.0", "id": id, "error": error})
+    answer = ErrorAnswer(orjson.dumps({"jsonrpc": "2.0", "id": id, "error": error}))
+    answer.error = (code if type(code) is int else 0, message)  # (a backend's relayed code may be anything)
+    return answer
 
 
 def encode_request(id: RequestId, method: str, params: dict[str, Any] | None = None) -> bytes:

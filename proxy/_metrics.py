@@ -36,15 +36,11 @@ _SERVER_LABELS = ("mcp_method_name", "virtual_server", "gen_ai_tool_name", "back
 _CLIENT_LABELS = ("backend", "mcp_method_name", "outcome")
 
 
-def outcome_of(status: int, body: bytes | None, tool_error: bool = False) -> str:
-    """'error' for an HTTP error or a JSON-RPC error answer; 'tool_error' for a tool result with
-    `isError: true` (the handler says so: it holds the result); else 'ok'. Answers are the gateway's
-    own encodings, `{"jsonrpc":"2.0","id":…,"result"|"error":…}`, so the key after the id decides;
-    only the first 128 bytes are looked at (a body scan costs ~3 instructions per byte), so an error
-    answer to a request whose id is over ~100 characters long counts as 'ok'."""
-    if status >= 400:
-        return "error"
-    if body and body.find(b',"error":{"code":', 0, 128) != -1 and body.find(b',"result":', 0, 128) == -1:
+def outcome_of(status: int, error: tuple[int, str] | None, tool_error: bool = False) -> str:
+    """'error' for an HTTP error or a JSON-RPC error answer (`error`: what its encoder said, see
+    ErrorAnswer); 'tool_error' for a tool result with `isError: true` (the handler says so: it holds
+    the result); else 'ok'."""
+    if status >= 400 or error is not None:
         return "error"
     return "tool_error" if tool_error else "ok"
 

@@ -23,6 +23,7 @@ from ._gateway import Parked
 from ._jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    ErrorAnswer,
     Message,
     RequestId,
     encode_error,
@@ -143,8 +144,8 @@ async def forward(
             exchange.extend_deadline(wait_s)
         outcome = await _pump(call, client_id, exchange, client_token, f"{method} {target}", hop, shape)
         if metrics is not None:
-            tool_error = call.responder.tool_error
-            answered = outcome_of(200, outcome, tool_error) if isinstance(outcome, bytes) else "ok"  # input required
+            error = outcome.error if type(outcome) is ErrorAnswer else None  # (a dict: input required)
+            answered = outcome_of(200, error, call.responder.tool_error)
             metrics.upstream(backend.path, method, answered, time.perf_counter() - started)
         if isinstance(outcome, bytes):
             live = call.live

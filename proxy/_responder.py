@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ._jsonrpc import ErrorAnswer
 from ._sse import encode_event
 from .recording._record import NULL_RECORD, Record
 
@@ -43,9 +44,11 @@ class Responder:
         self._watch_timer: asyncio.TimerHandle | None = None
         self._on_disconnect: list[Callable[[], Awaitable[None]]] = []
         self.status = 0
-        # The flight recorder's record of this request (None when not recording), and the final answer.
+        # The flight recorder's record of this request (NULL_RECORD when not recording), the final
+        # answer, and the JSON-RPC error it carries (its encoder said so: see ErrorAnswer).
         self.record: Record = NULL_RECORD
         self.sent_body: bytes | None = None
+        self.error: tuple[int, str] | None = None
         # What /metrics labels this request with: the method (when known to MCP), and for a routed
         # tools/call its exposed tool and backend.
         self.method = ""
@@ -57,6 +60,8 @@ class Responder:
 
     async def json(self, status: int, body: bytes) -> None:
         self.sent_body = body
+        if type(body) is ErrorAnswer:
+            self.error = body.error
         if self.disconnected.is_set():
             return  # nobody to answer; the request was cancelled by hanging up
         if self.started:

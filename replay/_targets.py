@@ -306,11 +306,10 @@ class DirectTarget(Target):
         params["_meta"] = {"traceparent": context}
         reply = await _send(self._backend(call.backend), call.method, params, None, answers)
         error = reply.message.get("error")
-        hop.answered(
-            {"jsonrpc": "2.0", **reply.message},
-            (int(error.get("code", -32000)), str(error.get("message"))) if isinstance(error, dict) else None,
-        )
-        record.answered(orjson.dumps({"jsonrpc": "2.0", "id": call.index, **reply.message}), call.virtual_server or "")
+        failed = (int(error.get("code", -32000)), str(error.get("message"))) if isinstance(error, dict) else None
+        hop.answered({"jsonrpc": "2.0", **reply.message}, failed)
+        answer = orjson.dumps({"jsonrpc": "2.0", "id": call.index, **reply.message})
+        record.answered(answer, call.virtual_server or "", failed)
         self.emitter.emit(record)
         return reply
 

@@ -160,6 +160,7 @@ class Record:
     hops: list[Hop] | None = None  # in the order they began; made on first use
     replay_of: bytes = b""  # the trace a `slicewire replay --via` request replays
     span_id: bytes = b""  # the root span's; the helper makes it
+    error: tuple[int, str] | None = None  # the JSON-RPC error answered (code, message), as its encoder said
 
     @classmethod
     def begin(cls, headers: list[tuple[bytes, bytes]], start_ns: int | None = None) -> Record:
@@ -243,8 +244,10 @@ class Record:
         hop.request = request
         return hop
 
-    def answered(self, body: Any, virtual_server: str) -> None:
-        self.end_ns, self.response, self.virtual_server = time.time_ns(), body, virtual_server
+    def answered(self, body: Any, virtual_server: str, error: tuple[int, str] | None = None) -> None:
+        if type(body) is not bytes and isinstance(body, bytes):
+            body = bytes(body)  # an ErrorAnswer: the packer takes plain bytes only
+        self.end_ns, self.response, self.virtual_server, self.error = time.time_ns(), body, virtual_server, error
 
     def continue_from(self, traceparent_value: Any) -> None:
         """Join the caller's trace when it sent a W3C traceparent (header or params._meta)."""
@@ -332,7 +335,7 @@ class NullRecord(Record):
     def resumed(self, target: str, backend: str, request: Any) -> Hop:
         return NULL_HOP
 
-    def answered(self, body: Any, virtual_server: str) -> None:
+    def answered(self, body: Any, virtual_server: str, error: tuple[int, str] | None = None) -> None:
         pass
 
     def continue_from(self, traceparent_value: Any) -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy._jsonrpc import ErrorAnswer, encode_error, encode_result
 from proxy._metrics import Metrics, outcome_of
 from tests.proxy.clients import fastmcp_client
 from tests.support.gateway import RunningGateway
@@ -30,13 +31,15 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
 
 
 def test_outcomes() -> None:
-    assert outcome_of(200, b'{"jsonrpc":"2.0","id":1,"result":{"content":[]}}') == "ok"
-    assert outcome_of(200, b'{"jsonrpc":"2.0","id":"a,\\"error\\":","result":{}}') == "ok"  # escaped in the id
-    assert outcome_of(200, b'{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}') == "error"
-    assert outcome_of(200, b'{"jsonrpc":"2.0","id":1,"result":{"error":{"a":1}}}') == "ok"  # a result's own key
-    assert outcome_of(200, b'{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}', True) == "tool_error"
-    assert outcome_of(200, b'{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}') == "ok"  # not scanned
-    assert outcome_of(401, b"{}") == "error" and outcome_of(202, None) == "ok"
+    """An answer is an error when its encoder made an error of it: no guessing from the bytes."""
+    long_id = "x" * 300  # past any prefix a byte scan would look at
+    error = encode_error(long_id, -32602, "Unknown tool: x")
+    assert isinstance(error, ErrorAnswer) and error.error == (-32602, "Unknown tool: x")
+    assert outcome_of(200, error.error) == "error"
+    assert not isinstance(encode_result(1, {"error": {"a": 1}}), ErrorAnswer)  # a result's own "error" key
+    assert outcome_of(200, None, tool_error=True) == "tool_error" and outcome_of(200, None) == "ok"
+    assert outcome_of(401, None) == "error" and outcome_of(202, None) == "ok"
+    assert encode_error(1, "odd", "a backend's code").error == (0, "a backend's code")  # type: ignore[arg-type]
 
 
 def test_live_figures_are_read_at_scrape_time() -> None:

@@ -8,6 +8,7 @@ import dataclasses
 import ormsgpack
 
 from proto import pb
+from proxy._jsonrpc import encode_error
 from proxy.recording import Record
 from proxy.recording._record import NULL_HOP, NULL_RECORD, NullRecord, pack
 
@@ -44,6 +45,16 @@ def test_the_wire_form_is_the_fields_in_declared_order() -> None:
     back = Record.from_row(row)
     assert back.hops is not None and back.hops[0].span_id == record.hops[0].span_id  # type: ignore[index]
     assert pack(back) == pack(record)  # read back, it packs the same
+
+
+def test_an_error_answer_is_recorded_with_its_error() -> None:
+    record = Record.begin([])
+    record.received("tools/call", 1, b"{}")
+    answer = encode_error(1, -32602, "Unknown tool: x")
+    record.answered(answer, "/v", answer.error)
+    row = ormsgpack.unpackb(pack(record))  # an ErrorAnswer (a bytes subclass) packs as plain bytes
+    back = Record.from_row(row)
+    assert back.response == bytes(answer) and tuple(back.error or ()) == (-32602, "Unknown tool: x")
 
 
 def test_the_null_record_keeps_nothing() -> None:

@@ -104,6 +104,7 @@ def test_failed_upstream_call_marks_the_hop_and_the_root() -> None:
     trace = call_trace({"text": "hi"}, {"content": []})
     trace.hops[0].error = (-32001, "Backend /b: timed out")
     trace.response = orjson.dumps({"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": "timed out"}})
+    trace.error = (-32001, "timed out")  # as the gateway's encoder says of its answer
     cols = columns_of(trace)
     failed = {
         name: (code, msg)

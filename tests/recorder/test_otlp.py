@@ -38,16 +38,18 @@ def call(i: int, now: int, result: dict[str, Any] | None = None, error: dict[str
     trace.parsed_ns, trace.sliced_ns, trace.session, trace.virtual_server = now + 10, now + 20, "s-1", "/virtual/v"
     trace.backend, trace.backend_tool = "/echo", "echo"
     hop = trace.add(new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND,
-                                 "tools/call", now + 30, "/echo", "echo"))  # fmt: skip
+                            "tools/call", now + 30, "/echo", "echo"))  # fmt: skip
     answer = {"error": error} if error else {"result": result or {"content": []}}
     hop.request = b'{"jsonrpc":"2.0","id":1,"method":"tools/call"}'
     hop.response = orjson.dumps({"jsonrpc": "2.0", "id": 1, **answer})
     hop.end_ns = now + 90
     trace.response, trace.end_ns = orjson.dumps({"jsonrpc": "2.0", "id": i, **answer}), now + 100
+    if error:
+        trace.error = (error["code"], error["message"])  # as the gateway's encoder says of its answer
     return trace
 
 
-def recording(path: Path, traces: list[list]) -> Path:
+def recording(path: Path, traces: list[Record]) -> Path:
     store = SpanStore(path)
     builder = BatchBuilder(Redactor())
     for trace in traces:

@@ -51,20 +51,6 @@ def _hop_failed(hops: list[Hop] | None) -> bool:
     return hops is not None and any(hop.error is not None for hop in hops)
 
 
-def _error_of(response: Any) -> tuple[int, str] | None:
-    """The error the client was answered with, found in the response sent."""
-    if not response or b'"error":' not in response:
-        return None
-    try:
-        err = orjson.loads(response).get("error")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    if not isinstance(err, dict):
-        return None
-    code = err.get("code", 0)
-    return (code if isinstance(code, int) else 0, str(err.get("message", "")))
-
-
 def _session_of(trace: Record, sessions: ModernSessions) -> str:
     """The session key; a 2026-07-28 request's is derived here (see ModernSessions)."""
     session = trace.session
@@ -132,7 +118,7 @@ class BatchBuilder:
 
     def _add(self, trace: Record) -> int:
         response = trace.response
-        error = _error_of(response)
+        error = trace.error
         capture = self.payloads == "all" or (
             self.payloads == "errors" and (error is not None or _hop_failed(trace.hops))
         )
