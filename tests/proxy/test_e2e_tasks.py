@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 import yaml
@@ -21,7 +20,7 @@ import yaml
 from tests.support.gateway import RunningGateway
 from tests.support.procs import ROOT, ts_client
 
-from .clients import tasks_client, text_of
+from .clients import tasks_client, text_of, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -170,9 +169,13 @@ async def test_the_bridged_task_in_the_extensions_shapes(research: RunningGatewa
         assert created["status"] == "working" and isinstance(created["ttlMs"], int) and "ttl" not in created
         assert created["lastUpdatedAt"] and created["createdAt"]
         # Polled until it ends: the result is inlined, without the 2025-11-25 related-task _meta.
-        with anyio.fail_after(60):
-            while (got := (await client.task("tasks/get", task_id))["result"])["status"] == "working":
-                await anyio.sleep(0.2)
+        got: dict[str, Any] = {}
+
+        async def ended() -> bool:
+            got.update((await client.task("tasks/get", task_id))["result"])
+            return got["status"] != "working"
+
+        await until(ended, 60, every_s=0.2)
         assert got["status"] == "completed" and got["taskId"] == task_id and got["resultType"] == "complete"
         assert "Research Report: ants" in got["result"]["content"][0]["text"]
         assert "io.modelcontextprotocol/related-task" not in got["result"].get("_meta", {})
