@@ -125,9 +125,10 @@ class TaskCreated:
         return {"resultType": "task", **bridge.task}
 
 
-def _modern_task(task: dict[str, Any], ref: TaskRef) -> dict[str, Any]:
-    """A 2025-11-25 task's fields in the 2026-07-28 shape, under the gateway's id."""
-    shaped: dict[str, Any] = {"taskId": ref.exposed}
+def _modern_task(task: dict[str, Any], ref: TaskRef, known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A 2025-11-25 task's fields in the 2026-07-28 shape, under the gateway's id, over what was
+    `known` of it (a later tasks/get need not repeat every field)."""
+    shaped: dict[str, Any] = {**(known or {}), "taskId": ref.exposed}
     for key in _TASK_FIELDS:
         if key in task:
             shaped[_RENAMED.get(key, key)] = task[key]
@@ -249,7 +250,7 @@ class _BridgedStatus:
 
     def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
         bridge = self.bridge
-        bridge.task = {**bridge.task, **_modern_task(result, self.ref)}
+        bridge.task = _modern_task(result, self.ref, bridge.task)
         shown = dict(bridge.task)
         if shown.get("status") != "cancelled":
             shown["status"] = "working"

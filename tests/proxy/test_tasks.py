@@ -46,3 +46,22 @@ def test_expired_tasks_are_forgotten() -> None:
     assert tasks.of_backend("/b", "2") is None
     unlimited = tasks.add("/b", "3", "/v", "alice", "legacy", ttl_ms=None)  # no ttl: remembered, but not forever
     assert 0 < unlimited.expires - time.monotonic() <= 24 * 3600
+
+
+def test_a_bridged_tasks_status_keeps_what_an_earlier_answer_said() -> None:
+    """A 2025-11-25 backend's tasks/get shown in the 2026-07-28 shape: renamed fields, the gateway's
+    id, `working` until the gateway holds the outcome, and nothing an earlier answer said forgotten."""
+    from proxy._taskcalls import _BridgedStatus
+    from proxy._tasks import Bridge
+
+    tasks = Tasks()
+    ref = tasks.add("/everything", "b-1", "/v", "alice", "modern", ttl_ms=60_000, bridge=Bridge())
+    bridge = ref.bridge
+    assert bridge is not None
+    bridge.task = {"taskId": ref.exposed, "status": "working", "createdAt": "t0", "lastUpdatedAt": "t0", "ttlMs": 60000}
+    shown = _BridgedStatus(ref, bridge)({"taskId": "b-1", "status": "completed", "lastUpdatedAt": "t1",
+                                         "pollInterval": 500})  # fmt: skip
+    assert shown == {"taskId": ref.exposed, "status": "working", "createdAt": "t0", "lastUpdatedAt": "t1",
+                     "ttlMs": 60000, "pollIntervalMs": 500}  # fmt: skip
+    cancelled = _BridgedStatus(ref, bridge)({"taskId": "b-1", "status": "cancelled"})
+    assert cancelled["status"] == "cancelled" and cancelled["ttlMs"] == 60000
