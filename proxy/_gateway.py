@@ -22,12 +22,12 @@ from ._access import Policy
 from ._catalog import BackendFactory, Catalog
 from ._config import PER_USER_MODES, BackendConfig, Config, RecorderConfig, VirtualServerConfig
 from ._creds import Credentials
-from ._identity import Authenticator
+from ._identity import Authenticator, Identity
 from ._jsonrpc import Message, encode_notification
 from ._mcp import META_SUBSCRIPTION_ID, TASKS_EXTENSION, log_passes
 from ._metrics import Metrics
 from ._sessions import InMemorySessionStore, LiveSession, SessionStore
-from ._slice import Slice
+from ._slice import Route, Slice
 from ._state import StateDB
 from ._subscriptions import Subscriptions
 from ._tasks import Tasks
@@ -59,6 +59,15 @@ class VirtualServer:
     @property
     def server_info(self) -> dict[str, Any]:
         return {"name": self.config.server_name, "version": GATEWAY_VERSION}
+
+    def tool_route(self, name: str, identity: Identity | None) -> Route | None:
+        """Where an exposed tool goes for this caller; None when it does not exist for them (outside
+        the slice, or a tool they may not use). Pure: no I/O, nothing asked of a backend."""
+        sliced = self.slice
+        route = sliced.routes.get(name)
+        if route is None or self.policy.open or name in self.policy.view(identity, sliced.tools, sliced.routes).names:
+            return route
+        return None
 
     @cached_property
     def unserved(self) -> dict[str, frozenset[str]]:

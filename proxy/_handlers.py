@@ -395,9 +395,7 @@ async def _call_tool(call: Call, msg: Message) -> None:
         await resume(call, msg, f"tools/call {name}", state, client_token)
         return
 
-    route = call.server.slice.routes.get(name)
-    if route is not None and not call.server.policy.open and name not in call.view().names:
-        route = None  # a tool this caller may not use does not exist for it
+    route = call.server.tool_route(name, call.identity)
     call.responder.record.sliced(name, *((route.backend, route.tool_name) if route is not None else ()))
     if route is None:
         # Outside the slice: it does not exist for this client, and no backend hears of it.
