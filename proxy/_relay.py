@@ -1,9 +1,10 @@
 """Relaying one request to its backend and everything the backend sends back about it, in either era.
 
-`forward` sends a request with the caller's credentials and the client's `_meta`, then relays what
-the backend sends until its answer: progress and log notifications, and its requests for the client
-(elicitation, sampling, roots) — asked on a 2025-11-25 client's stream (`relay`), or parked as an
-InputRequiredResult for a 2026-07-28 client, whose retry `resume`s the backend call (MRTR).
+`forward` sends a request with the caller's credentials and the client's `_meta`, then an
+`ExchangeRelay` relays what the backend sends until its answer: progress and log notifications, and
+its requests for the client (elicitation, sampling, roots) — asked on a 2025-11-25 client's stream
+(`_relay`), or parked as an InputRequiredResult for a 2026-07-28 client, whose retry `resume`s the
+backend call (MRTR).
 """
 
 from __future__ import annotations
@@ -236,87 +237,127 @@ async def _pump(
     hop: Hop = NULL_HOP,
     shape: Shaper | None = None,
 ) -> bytes | dict[str, Any]:
-    """Relay what the backend sends about one request until its answer; return the encoded answer,
-    or a modern backend's InputRequiredResult when a legacy client must be asked first."""
-    parked = False
-    live = call.live
-    if live is not None and client_id is not None:
-        live.in_flight[client_id] = exchange
-    call.responder.watch(exchange.close)
-    try:
-        while True:
-            try:
-                up = await exchange.next()
-            except BackendError as exc:
-                _finish_hop(
-                    hop, None, (REQUEST_TIMEOUT if isinstance(exc, BackendTimeout) else BACKEND_ERROR, str(exc))
-                )
-                return backend_error(client_id, exc)
-            kind = up.kind
-            if kind in ("result", "error"):
-                _finish_hop(hop, up)
-            else:
-                call.responder.record.heard(hop, up.method, up.raw)
-            if kind == "result":
-                result = up.result if isinstance(up.result, dict) else {}
-                call.responder.tool_error = result.get("isError") is True
-                if call.era == "legacy":
-                    if result.get("resultType") == "input_required":
-                        return result
-                    if "resultType" in result or "_meta" in result or "ttlMs" in result:
-                        result = _legacy_view(result)
-                if shape is not None:
-                    data, marker = up.data, shape.marker
-                    if marker is None or data is None or data.find(marker) != -1:  # a C scan, not a walk
-                        result = shape(result)
-                return encode_result(client_id, call.stamp(result, cached=target.startswith(_CACHED)))
-            if kind == "error":
-                error = up.error
-                code = error.get("code", BACKEND_ERROR)
-                if code == MISSING_CLIENT_CAPABILITY and call.era == "modern":
-                    call.responder.answer_status = 400  # the 2026-07-28 transport's status for -32021
-                message, data = str(error.get("message", "")), error.get("data")
-                reshape = getattr(shape, "error", None)
-                if reshape is not None:
-                    message, data = reshape(message, data)
-                return encode_error(client_id, code, message, data)
-            if kind == "notification":
-                out = _map_notification(call, up, client_token, exchange.backend)
-                if out is not None:
-                    await call.responder.event(out)
-                elif up.method is not None and (
-                    up.method.endswith("/list_changed") or up.method == "notifications/resources/updated"
-                ):
-                    # Backends may announce list changes on the stream of the call that caused them.
-                    call.gateway.catalog.heard(exchange.backend, up)
-                continue
-            # A backend request for the client (elicitation, sampling, roots) in the middle of the call.
-            if up.method == "ping" or up.id is None:
-                if up.id is not None:
-                    await exchange.answer(up.id, {"result": {}})
-                continue
-            refused = refusal(call.client_capabilities, up.method or "")
-            if refused is not None:
-                needed = _NEEDS.get(up.method or "")
-                if call.era == "modern" and needed is not None:
-                    # Serving this request needs a capability the client did not declare (2026-07-28: -32021).
-                    call.responder.answer_status = 400
-                    return encode_error(client_id, MISSING_CLIENT_CAPABILITY,
-                                        f"Missing required client capability: {needed}",
-                                        {"requiredCapabilities": {needed: {}}})  # fmt: skip
-                await exchange.answer(up.id, {"error": refused})
-                continue
-            if call.era == "legacy":
-                response = await _relay(call, up.method or "", up.params, exchange)
-                await exchange.answer(up.id, response)
-                continue
-            parked = True
-            return _park(call, client_id, exchange, target, {"input-1": up}, shape)
-    finally:
+    """Relay what the backend sends about one request until its answer (see ExchangeRelay)."""
+    return await ExchangeRelay(call, client_id, exchange, client_token, target, hop, shape).run()
+
+
+class ExchangeRelay:
+    """What a backend sends about one request, relayed to the client until the backend's answer:
+    progress and log notifications, and its requests for the client (asked on a 2025-11-25 client's
+    stream, or parked for a 2026-07-28 client's retry). `run()` returns the encoded answer, or a
+    modern backend's InputRequiredResult when a legacy client must be asked first."""
+
+    __slots__ = ("call", "client_id", "client_token", "exchange", "hop", "parked", "shape", "target")
+
+    def __init__(
+        self,
+        call: Call,
+        client_id: RequestId | None,
+        exchange: Exchange,
+        client_token: Any,
+        target: str,
+        hop: Hop = NULL_HOP,
+        shape: Shaper | None = None,
+    ) -> None:
+        self.call, self.client_id, self.exchange, self.client_token = call, client_id, exchange, client_token
+        self.target, self.hop, self.shape = target, hop, shape
+        self.parked = False
+
+    async def run(self) -> bytes | dict[str, Any]:
+        call, client_id, exchange = self.call, self.client_id, self.exchange
+        live = call.live
         if live is not None and client_id is not None:
-            live.in_flight.pop(client_id, None)
-        if not parked and not exchange.done:
-            await exchange.close()
+            live.in_flight[client_id] = exchange
+        call.responder.watch(exchange.close)
+        try:
+            while True:
+                try:
+                    up = await exchange.next()
+                except BackendError as exc:
+                    code = REQUEST_TIMEOUT if isinstance(exc, BackendTimeout) else BACKEND_ERROR
+                    _finish_hop(self.hop, None, (code, str(exc)))
+                    return backend_error(client_id, exc)
+                kind = up.kind
+                if kind == "result":
+                    return self._result(up)
+                if kind == "error":
+                    return self._error(up)
+                call.responder.record.heard(self.hop, up.method, up.raw)
+                if kind == "notification":
+                    await self._notification(up)
+                    continue
+                answer = await self._request(up)
+                if answer is not None:
+                    return answer
+        finally:
+            if live is not None and client_id is not None:
+                live.in_flight.pop(client_id, None)
+            if not self.parked and not exchange.done:
+                await exchange.close()
+
+    def _result(self, up: Message) -> bytes | dict[str, Any]:
+        call, shape = self.call, self.shape
+        _finish_hop(self.hop, up)
+        result = up.result if isinstance(up.result, dict) else {}
+        call.responder.tool_error = result.get("isError") is True
+        if call.era == "legacy":
+            if result.get("resultType") == "input_required":
+                return result
+            if "resultType" in result or "_meta" in result or "ttlMs" in result:
+                result = _legacy_view(result)
+        if shape is not None:
+            data, marker = up.data, shape.marker
+            if marker is None or data is None or data.find(marker) != -1:  # a C scan, not a walk
+                result = shape(result)
+        return encode_result(self.client_id, call.stamp(result, cached=self.target.startswith(_CACHED)))
+
+    def _error(self, up: Message) -> bytes:
+        _finish_hop(self.hop, up)
+        error = up.error
+        code = error.get("code", BACKEND_ERROR)
+        if code == MISSING_CLIENT_CAPABILITY and self.call.era == "modern":
+            self.call.responder.answer_status = 400  # the 2026-07-28 transport's status for -32021
+        message, data = str(error.get("message", "")), error.get("data")
+        reshape = getattr(self.shape, "error", None)
+        if reshape is not None:
+            message, data = reshape(message, data)
+        return encode_error(self.client_id, code, message, data)
+
+    async def _notification(self, up: Message) -> None:
+        call, backend = self.call, self.exchange.backend
+        out = _map_notification(call, up, self.client_token, backend)
+        if out is not None:
+            await call.responder.event(out)
+        elif up.method is not None and (
+            up.method.endswith("/list_changed") or up.method == "notifications/resources/updated"
+        ):
+            # Backends may announce list changes on the stream of the call that caused them.
+            call.gateway.catalog.heard(backend, up)
+
+    async def _request(self, up: Message) -> bytes | dict[str, Any] | None:
+        """A backend request for the client (elicitation, sampling, roots) in the middle of the call:
+        answered, and None (the call goes on), or the client's answer to give now (refused, parked)."""
+        call, exchange = self.call, self.exchange
+        if up.method == "ping" or up.id is None:
+            if up.id is not None:
+                await exchange.answer(up.id, {"result": {}})
+            return None
+        refused = refusal(call.client_capabilities, up.method or "")
+        if refused is not None:
+            needed = _NEEDS.get(up.method or "")
+            if call.era == "modern" and needed is not None:
+                # Serving this request needs a capability the client did not declare (2026-07-28: -32021).
+                call.responder.answer_status = 400
+                return encode_error(self.client_id, MISSING_CLIENT_CAPABILITY,
+                                    f"Missing required client capability: {needed}",
+                                    {"requiredCapabilities": {needed: {}}})  # fmt: skip
+            await exchange.answer(up.id, {"error": refused})
+            return None
+        if call.era == "legacy":
+            await exchange.answer(up.id, await _relay(call, up.method or "", up.params, exchange))
+            return None
+        self.parked = True
+        return _park(call, self.client_id, exchange, self.target, {"input-1": up}, self.shape)
 
 
 _MODERN_ONLY = ("resultType", "ttlMs", "cacheScope")
