@@ -31,7 +31,7 @@ from ._mcp import (
     header_text,
     negotiate_legacy,
 )
-from ._relay import PARK_PREFIX, answer_relayed, credentials, forward, pass_meta, resume, upstream_label
+from ._relay import PARK_PREFIX, answer_relayed, credentials, forward, resume, upstream_label
 from ._resources import ResourceRoute
 from ._sessions import LiveSession, SessionState, new_session_id
 from ._shapes import contents_shaper, prompt_shaper, tool_result_shaper
@@ -301,10 +301,7 @@ async def _routed(
     for key in ("arguments", "inputResponses", "requestState") if method != "completion/complete" else ():
         if key in params and (key == "arguments" or call.era == "modern"):
             upstream[key] = params[key]
-    client_meta = client_meta_of(params)
-    client_token = client_meta.get("progressToken")
-    pass_meta(call, upstream, client_meta, client_token)
-    await forward(call, msg.id, backend, method, upstream, client_token, target, shape)
+    await forward(call, msg.id, backend, method, upstream, client_meta_of(params), target, shape)
 
 
 async def _subscribe(call: Call, msg: Message) -> None:
@@ -410,7 +407,6 @@ async def _call_tool(call: Call, msg: Message) -> None:
         )
         return
     upstream: dict[str, Any] = {"name": route.tool_name, "arguments": arguments if arguments is not None else {}}
-    pass_meta(call, upstream, client_meta, client_token)
     if call.era == "modern":
         # A modern backend's own MRTR round trip passes through untouched.
         for key in ("inputResponses", "requestState"):
@@ -437,7 +433,7 @@ async def _call_tool(call: Call, msg: Message) -> None:
         if tasked is None:
             return  # refused
         shape = tasked
-    await forward(call, msg.id, backend, "tools/call", upstream, client_token, name, shape, None, param_headers)
+    await forward(call, msg.id, backend, "tools/call", upstream, client_meta, name, shape, None, param_headers)
 
 
 # --- subscriptions/listen -------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from ._mcp import (
 from ._metrics import outcome_of
 from ._sessions import LiveSession, Relayed
 from ._upstream import GATEWAY_CLIENT_CAPABILITIES, Backend, BackendError, BackendTimeout, Exchange, Headers
-from .recording._record import NULL_HOP, Hop, Record
+from .recording._record import NULL_HOP, Hop
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +58,10 @@ __all__ = [
     "backend_error",
     "credentials",
     "forward",
-    "pass_meta",
     "refusal",
     "resume",
     "upstream_label",
+    "upstream_meta",
 ]
 
 PARK_PREFIX = "sw1."
@@ -73,16 +73,19 @@ _CACHED = ("resources/read ", "prompts/get ")
 _RESERVED_META = "io.modelcontextprotocol/"
 
 
-def pass_meta(call: Call, upstream: dict[str, Any], client_meta: dict[str, Any], client_token: Any) -> None:
-    """The client's `_meta` for the backend: its own keys (not the protocol's reserved ones, which the
-    gateway sets for its own session), its log level, and a progress token of the gateway's."""
+def upstream_meta(client_meta: dict[str, Any], traceparent: str) -> dict[str, Any] | None:
+    """The `_meta` an upstream request carries, built in this one place: the client's own keys (not
+    the protocol's reserved ones, which the gateway sets for its own session: see Backend.open), its
+    log level, a progress token of the gateway's when the client sent one, and the gateway's trace
+    context (when recording). None when there is nothing to send."""
     meta = {k: v for k, v in client_meta.items() if not k.startswith(_RESERVED_META) and k != "progressToken"}
     if META_LOG_LEVEL in client_meta:
         meta[META_LOG_LEVEL] = client_meta[META_LOG_LEVEL]
-    if client_token is not None:
+    if client_meta.get("progressToken") is not None:
         meta["progressToken"] = f"sw-{next(_progress_tokens)}"
-    if meta:
-        upstream["_meta"] = meta
+    if traceparent:
+        meta["traceparent"] = traceparent
+    return meta or None
 
 
 async def credentials(call: Call, backend: Backend) -> Headers | None:
@@ -104,14 +107,16 @@ async def forward(
     backend: Backend,
     method: str,
     upstream: dict[str, Any],
-    client_token: Any,
+    client_meta: dict[str, Any],
     target: str,
     shape: Shaper | None = None,
     wait_s: float | None = None,
     param_headers: Headers | None = None,
 ) -> None:
     """Forward one request to its backend with the caller's credentials, and relay the answer.
-    `target`: what the request is about, as the client named it (a tool, a prompt, a URI); `wait_s`:
+    `upstream`: its params as the backend takes them, but for `_meta`, which is made here from the
+    client's `client_meta` (see upstream_meta); `target`: what the request is about, as the client
+    named it (a tool, a prompt, a URI); `wait_s`:
     how long the answer may take, when longer than the backend's timeout; `param_headers`: the
     tool's `Mcp-Param-*` headers (SEP-2243), for the backend's HTTP layer."""
     try:
@@ -129,8 +134,14 @@ async def forward(
     record = call.responder.record
     metrics = call.gateway.metrics
     envelope = _envelope(call)
+    client_token = client_meta.get("progressToken")
+    label = upstream_label(method, upstream)
     while True:
-        hop = _upstream_hop(record, method, backend.path, upstream_label(method, upstream), upstream)
+        # Each upstream request (a legacy client's retry with answers is another) is a hop of its own.
+        hop, traceparent = record.upstream(method, backend.path, label)
+        meta = upstream_meta(client_meta, traceparent)
+        if meta is not None:
+            upstream["_meta"] = meta
         started = time.perf_counter()
         try:
             exchange = await backend.open(method, upstream, headers, envelope)
@@ -207,16 +218,6 @@ def upstream_label(method: str, upstream: dict[str, Any]) -> str:
         ref = upstream.get("ref")
         value = (ref.get("name") or ref.get("uri")) if isinstance(ref, dict) else None
     return str(value) if value is not None else ""
-
-
-def _upstream_hop(record: Record, method: str, backend: str, target: str, upstream: dict[str, Any]) -> Hop:
-    """Record the upstream call, and pass our trace context to the backend in `_meta.traceparent` (none
-    when not recording)."""
-    hop, context = record.upstream(method, backend, target)
-    if context:
-        meta = upstream.get("_meta")
-        upstream["_meta"] = {**meta, "traceparent": context} if meta else {"traceparent": context}
-    return hop  # its request: the bytes sent, once the exchange is open
 
 
 def _finish_hop(hop: Hop, up: Message | None, error: tuple[int, str] | None = None) -> None:

@@ -24,11 +24,11 @@ import logging
 import time
 from typing import Any
 
-from ._call import Call, Shaper
+from ._call import Call, Shaper, client_meta_of
 from ._creds import ConsentRequired, CredentialError
 from ._jsonrpc import INVALID_PARAMS, Message, RequestId, encode_error, encode_result
 from ._mcp import BACKEND_ERROR, META_RELATED_TASK, MISSING_CLIENT_CAPABILITY, TASKS_EXTENSION
-from ._relay import credentials, forward, pass_meta, refusal
+from ._relay import credentials, forward, refusal
 from ._shapes import tool_result_shaper
 from ._tasks import Bridge, Question, TaskRef
 from ._upstream import Backend, BackendError, BackendRpcError
@@ -415,12 +415,9 @@ async def _forward(
     wait_s: float | None = None,
 ) -> None:
     """One tasks/* request to the task's backend, under the backend's task id."""
-    meta = msg.params.get("_meta")
-    client_meta = meta if isinstance(meta, dict) else {}
-    client_token = client_meta.get("progressToken")
     upstream: dict[str, Any] = {"taskId": ref.backend_id, **params}
-    pass_meta(call, upstream, client_meta, client_token)
-    await forward(call, msg.id, backend, msg.method or "", upstream, client_token, ref.exposed, shape, wait_s)
+    await forward(call, msg.id, backend, msg.method or "", upstream, client_meta_of(msg.params), ref.exposed, shape,
+                  wait_s)  # fmt: skip
 
 
 HANDLERS_2025 = {"tasks/get": _task_request, "tasks/result": _task_request, "tasks/cancel": _task_request,
