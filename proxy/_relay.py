@@ -154,7 +154,7 @@ async def forward(
         hop.sent(exchange.sent)
         if wait_s is not None:
             exchange.extend_deadline(wait_s)
-        outcome = await _pump(call, client_id, exchange, client_token, f"{method} {target}", hop, shape)
+        outcome = await ExchangeRelay(call, client_id, exchange, client_token, f"{method} {target}", hop, shape).run()
         if metrics is not None:
             error = outcome.error if type(outcome) is ErrorAnswer else None  # (a dict: input required)
             answered = outcome_of(200, error, call.responder.tool_error)
@@ -227,19 +227,6 @@ def _finish_hop(hop: Hop, up: Message | None, error: tuple[int, str] | None = No
     if up.kind == "error":
         error = (int(up.error.get("code", BACKEND_ERROR)), str(up.error.get("message", "")))
     hop.answered(up.data if up.data is not None else up.raw, error)
-
-
-async def _pump(
-    call: Call,
-    client_id: RequestId | None,
-    exchange: Exchange,
-    client_token: Any,
-    target: str,
-    hop: Hop = NULL_HOP,
-    shape: Shaper | None = None,
-) -> bytes | dict[str, Any]:
-    """Relay what the backend sends about one request until its answer (see ExchangeRelay)."""
-    return await ExchangeRelay(call, client_id, exchange, client_token, target, hop, shape).run()
 
 
 class ExchangeRelay:
@@ -554,6 +541,6 @@ async def resume(call: Call, msg: Message, target: str, token: str, client_token
         await call.responder.json(200, backend_error(msg.id, exc))
         return
     hop = call.responder.record.resumed(target, exchange.backend, {"inputResponses": responses})
-    outcome = await _pump(call, msg.id, exchange, client_token, target, hop, parked.shape)
+    outcome = await ExchangeRelay(call, msg.id, exchange, client_token, target, hop, parked.shape).run()
     assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
     await call.responder.json(call.responder.answer_status, outcome)
