@@ -199,7 +199,7 @@ class TaskShaper:
         return self.otherwise(result) if self.otherwise is not None else result
 
     def error(self, message: str, data: Any) -> tuple[str, Any]:
-        return message.replace(self.ref.backend_id, self.ref.exposed), data
+        return _exposed_in(self.ref, message), data
 
 
 # --- 2026-07-28 clients (the tasks extension) ------------------------------------------------------
@@ -257,7 +257,7 @@ class _BridgedStatus:
         return shown
 
     def error(self, message: str, data: Any) -> tuple[str, Any]:
-        return message.replace(self.ref.backend_id, self.ref.exposed), data
+        return _exposed_in(self.ref, message), data
 
 
 async def _update(call: Call, msg: Message) -> None:
@@ -368,11 +368,16 @@ async def _follow(call: Call, ref: TaskRef) -> None:
     bridge.outcome = outcome
 
 
+def _exposed_in(ref: TaskRef, message: str) -> str:
+    """A backend's message with the gateway's task id for the backend's."""
+    return message.replace(ref.backend_id, ref.exposed)
+
+
 def _error_object(ref: TaskRef, error: Any) -> dict[str, Any]:
     """A failed task's error as tasks/get inlines it (code, message, data), naming the gateway's id."""
     error = error if isinstance(error, dict) else {}
     shown: dict[str, Any] = {"code": error.get("code", BACKEND_ERROR),
-                             "message": str(error.get("message", "")).replace(ref.backend_id, ref.exposed)}  # fmt: skip
+                             "message": _exposed_in(ref, str(error.get("message", "")))}  # fmt: skip
     if "data" in error:
         shown["data"] = error["data"]
     return shown
