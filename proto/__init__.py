@@ -27,16 +27,31 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'proto' has no attribute {name!r}")
 
 
-__all__ = ["batch_size", "pb", "pb_grpc"]
+__all__ = ["TRACE_SPANS", "batch_size", "column_names", "pb", "pb_grpc", "trace_spans"]
+
+
+def column_names(message: Any) -> tuple[str, ...]:
+    """The fields of a columns message (`pb.TraceColumns`, `pb.HopColumns`, `pb.SpanColumns`) in wire
+    order: the one definition the gateway's rows and the recorder's Arrow tables are derived from."""
+    return tuple(field.name for field in message.DESCRIPTOR.fields)
+
+
+# Every trace row expands to its root, parse and respond spans in the recorder (recorder/_spans.py) ...
+TRACE_SPANS = 3
+
+
+def trace_spans(sliced: bool, hops: int) -> int:
+    """... plus a slice span when the slice step ran, and one span per hop."""
+    return TRACE_SPANS + sliced + hops
 
 
 def batch_size(batch: Any) -> int:
-    """How many spans a SpanBatch carries, in any form; a trace counts as the spans the recorder
-    expands it to (root, parse, respond, slice when it ran, one per hop)."""
+    """How many spans a SpanBatch carries, in any form, its traces counted as `trace_spans` says."""
     size = len(batch.spans)
     if batch.HasField("columns"):
         size += len(batch.columns.span_id)
     if batch.HasField("traces"):
         traces = batch.traces
-        size += 3 * len(traces.span_id) + sum(1 for t in traces.sliced_time_unix_nano if t) + len(batch.hops.span_id)
+        sliced = sum(1 for t in traces.sliced_time_unix_nano if t)
+        size += TRACE_SPANS * len(traces.span_id) + sliced + len(batch.hops.span_id)
     return size

@@ -28,6 +28,7 @@ import pyarrow as pa
 from proto import batch_size
 
 from ._schema import migrate
+from ._spans import CHILD_ID_MACRO, EXPAND, HOP, HOP_FROM_TRACE, SPAN, TRACE
 
 logger = logging.getLogger(__name__)
 
@@ -42,63 +43,8 @@ __all__ = [
     "spans_to_arrow",
 ]
 
-# The gateway sends traces and hops (SpanBatch.traces / .hops); they are expanded into spans here.
-_TRACE = [
-    ("trace_id", pa.binary()), ("span_id", pa.binary()), ("parent_span_id", pa.binary()),
-    ("session_id", pa.string()), ("virtual_server", pa.string()), ("subject", pa.string()),
-    ("direction", pa.int32()), ("method", pa.string()), ("request_id", pa.string()), ("tool_name", pa.string()),
-    ("backend", pa.string()), ("backend_tool_name", pa.string()), ("start_time_unix_nano", pa.uint64()),
-    ("parsed_time_unix_nano", pa.uint64()), ("sliced_time_unix_nano", pa.uint64()),
-    ("respond_time_unix_nano", pa.uint64()), ("end_time_unix_nano", pa.uint64()), ("error_code", pa.int32()),
-    ("error_message", pa.string()), ("headers_json", pa.binary()), ("request_payload", pa.binary()),
-    ("response_payload", pa.binary()), ("payload_truncated", pa.bool_()), ("protocol_era", pa.string()),
-    ("protocol_version", pa.string()), ("replay_of_trace_id", pa.binary()),
-]  # fmt: skip
-_HOP = [
-    ("trace_index", pa.uint32()), ("span_id", pa.binary()), ("parent_span_id", pa.binary()), ("name", pa.string()),
-    ("kind", pa.int32()), ("direction", pa.int32()), ("method", pa.string()), ("message_kind", pa.int32()),
-    ("backend", pa.string()), ("backend_tool_name", pa.string()), ("start_time_unix_nano", pa.uint64()),
-    ("end_time_unix_nano", pa.uint64()), ("error_code", pa.int32()), ("error_message", pa.string()),
-    ("request_payload", pa.binary()), ("response_payload", pa.binary()), ("payload_truncated", pa.bool_()),
-]  # fmt: skip
-# What a hop takes from its trace.
-_HOP_FROM_TRACE = ("trace_id", "session_id", "virtual_server", "subject", "protocol_era", "protocol_version",
-                   "replay_of_trace_id")  # fmt: skip
-
-
-# Arrow columns in wire form (ids as bytes, enums as numbers): conversion to the stored form (hex ids,
-# enum names, NULL for empty) happens inside DuckDB's INSERT, in C, not per span in Python.
-_RAW = [
-    ("trace_id", pa.binary()),
-    ("span_id", pa.binary()),
-    ("parent_span_id", pa.binary()),
-    ("name", pa.string()),
-    ("kind", pa.int32()),
-    ("session_id", pa.string()),
-    ("virtual_server", pa.string()),
-    ("backend", pa.string()),
-    ("subject", pa.string()),
-    ("direction", pa.int32()),
-    ("method", pa.string()),
-    ("request_id", pa.string()),
-    ("message_kind", pa.int32()),
-    ("tool_name", pa.string()),
-    ("backend_tool_name", pa.string()),
-    ("start_time_unix_nano", pa.uint64()),
-    ("end_time_unix_nano", pa.uint64()),
-    ("status", pa.int32()),
-    ("error_code", pa.int32()),
-    ("error_message", pa.string()),
-    ("attributes_json", pa.binary()),
-    ("request_payload", pa.binary()),
-    ("response_payload", pa.binary()),
-    ("payload_truncated", pa.bool_()),
-    ("protocol_era", pa.string()),
-    ("protocol_version", pa.string()),
-    ("replay_of_trace_id", pa.binary()),
-    ("gateway_instance", pa.string()),
-]
-_RAW_SCHEMA = pa.schema(_RAW)
+# Spans arrive in wire form (ids as bytes, enums as numbers, SPAN): the stored form (hex ids, enum names,
+# NULL for empty) is made inside DuckDB's INSERT, in C, not per span in Python.
 _TEXT_FROM_BYTES = ("attributes_json", "request_payload", "response_payload")
 
 _INSERT = """
@@ -150,83 +96,6 @@ _READ_ONLY = {"SELECT", "EXPLAIN"}
 LINGER_S = 0.05  # how long the writer waits for more batches to commit together
 GROUP_SPANS = 16384  # ... unless this many spans are already waiting
 
-# A child span's id derived from its trace's root span id: the last byte XOR k (k = 1 parse, 2 slice,
-# 3 respond). Deterministic, so a re-sent trace expands to the same ids and is de-duplicated.
-_CHILD_ID_MACRO = """
-CREATE OR REPLACE TEMP MACRO sw_child_id(id, k) AS
-    unhex(left(hex(id), 14) || printf('%02X', xor(('0x' || right(hex(id), 2))::INTEGER, k)))
-"""
-_ERROR_ATTRS = """
-    'error.type', CASE WHEN failed THEN error_code::VARCHAR END,
-    'rpc.response.status_code', CASE WHEN failed THEN error_code::VARCHAR END"""
-
-
-def _target_attrs(column: str) -> str:
-    """What a request is about, by method (MCP semantic conventions): the tool, the prompt, the URI."""
-    return f"""
-    'gen_ai.tool.name', CASE WHEN method = 'tools/call' THEN nullif({column}, '') END,
-    'gen_ai.operation.name', CASE WHEN method = 'tools/call' AND {column} <> '' THEN 'execute_tool' END,
-    'gen_ai.prompt.name', CASE WHEN method = 'prompts/get' THEN nullif({column}, '') END,
-    'mcp.resource.uri', CASE WHEN method = 'resources/read' THEN nullif({column}, '') END"""
-
-
-_TARGET_ATTRS = _target_attrs("tool_name")
-_HOP_TARGET_ATTRS = _target_attrs("backend_tool_name")
-# Traces and hops (the gateway's form) -> spans in wire form (the columns of _RAW, in order). The span
-# model is described in docs/recording.md; json_merge_patch drops the attributes that are NULL.
-_EXPAND = f"""
-WITH t AS (
-    SELECT *, (error_code <> 0 OR error_message <> '') AS failed,
-           greatest(start_time_unix_nano, parsed_time_unix_nano) AS parsed_ns,
-           CASE WHEN headers_json NOT IN ('', '{{}}') THEN json(headers_json) END AS headers
-    FROM trace_rows
-),
-h AS (SELECT *, (error_code <> 0 OR error_message <> '') AS failed FROM hop_rows)
-SELECT trace_id, span_id, parent_span_id,
-       CASE WHEN tool_name <> '' AND method <> 'resources/read' THEN method || ' ' || tool_name
-            WHEN method <> '' THEN method ELSE 'request' END,
-       2, session_id, virtual_server, backend, subject, direction, method, request_id,
-       CASE WHEN request_id <> '' THEN 1 ELSE 2 END, tool_name, backend_tool_name,
-       start_time_unix_nano, greatest(start_time_unix_nano, end_time_unix_nano),
-       CASE WHEN failed THEN 2 ELSE 1 END, error_code, error_message,
-       json_merge_patch('{{}}', json_object(
-           'mcp.method.name', method, 'mcp.protocol.version', protocol_version,
-           'network.transport', 'tcp', 'network.protocol.name', 'http',
-           'mcp.session.id', nullif(session_id, ''), 'jsonrpc.request.id', nullif(request_id, ''),
-           {_TARGET_ATTRS},{_ERROR_ATTRS},
-           'user_agent.original', headers->>'user-agent',
-           'http.request.headers', headers))::VARCHAR,
-       request_payload, response_payload, payload_truncated, protocol_era, protocol_version, replay_of_trace_id,
-       gateway_instance
-FROM t
-UNION ALL
-SELECT trace_id, sw_child_id(span_id, 1), span_id, 'parse', 1, session_id, virtual_server, '', subject, 0, method, '',
-       0, '', '', start_time_unix_nano, parsed_ns, 1, 0, '', '{{}}', '', '', false, protocol_era, protocol_version,
-       replay_of_trace_id, gateway_instance
-FROM t
-UNION ALL
-SELECT trace_id, sw_child_id(span_id, 2), span_id, 'slice', 1, session_id, virtual_server, '', subject, 0, '', '', 0,
-       tool_name, '', parsed_ns, greatest(parsed_ns, sliced_time_unix_nano), 1, 0, '', '{{}}', '', '', false,
-       protocol_era, protocol_version, replay_of_trace_id, gateway_instance
-FROM t WHERE sliced_time_unix_nano > 0
-UNION ALL
-SELECT trace_id, sw_child_id(span_id, 3), span_id, 'respond', 1, session_id, virtual_server, '', subject, 0, method,
-       '', 0, '', '', respond_time_unix_nano, greatest(respond_time_unix_nano, end_time_unix_nano), 1, 0, '', '{{}}',
-       '', '', false, protocol_era, protocol_version, replay_of_trace_id, gateway_instance
-FROM t
-UNION ALL
-SELECT trace_id, span_id, parent_span_id, name, kind, session_id, virtual_server, backend, subject, direction, method,
-       '', message_kind, '', backend_tool_name, start_time_unix_nano,
-       greatest(start_time_unix_nano, end_time_unix_nano), CASE WHEN failed THEN 2 ELSE 1 END, error_code,
-       error_message,
-       json_merge_patch('{{}}', json_object(
-           'mcp.method.name', method, 'server.address', nullif(backend, ''),
-           {_HOP_TARGET_ATTRS},{_ERROR_ATTRS}))::VARCHAR,
-       request_payload, response_payload, payload_truncated, protocol_era, protocol_version, replay_of_trace_id,
-       gateway_instance
-FROM h
-"""
-
 
 class StoreError(Exception):
     """The DuckDB file could not be opened or written."""
@@ -255,13 +124,13 @@ def _text_column(values: list[bytes]) -> pa.Array:
         return pa.array([v.decode("utf-8", "replace") for v in values], pa.string())
 
 
-_SPAN_SCHEMA = pa.schema([(n, pa.string() if n in _TEXT_FROM_BYTES else t) for n, t in _RAW])
+_SPAN_SCHEMA = pa.schema([(n, pa.string() if n in _TEXT_FROM_BYTES else t) for n, t in SPAN])
 _PAYLOADS = ("headers_json", "request_payload", "response_payload")
 
 
 def _table(
     columns: dict[str, list[Any]],
-    fields: list[tuple[str, Any]] = _RAW,
+    fields: list[tuple[str, Any]] = SPAN,
     text: tuple[str, ...] = _TEXT_FROM_BYTES,
     extra: dict[str, pa.Array] | None = None,
 ) -> pa.Table:
@@ -297,22 +166,22 @@ def convert(batch: Any) -> Converted:
         tables.append(spans_to_arrow(list(batch.spans)))
     if batch.HasField("columns"):
         columns = batch.columns
-        tables.append(_table({name: list(getattr(columns, name)) for name, _ in _RAW}))
+        tables.append(_table({name: list(getattr(columns, name)) for name, _ in SPAN}))
     spans = (tables[0] if len(tables) == 1 else pa.concat_tables(tables)) if tables else None
     traces = hops = None
     if batch.HasField("traces"):
         source = batch.traces
         n = len(source.span_id)
         sender = pa.array([batch.sender] * n, pa.string())
-        traces = _table({name: list(getattr(source, name)) for name, _ in _TRACE}, _TRACE, _PAYLOADS,
+        traces = _table({name: list(getattr(source, name)) for name, _ in TRACE}, TRACE, _PAYLOADS,
                         {"gateway_instance": sender})  # fmt: skip
         hop_source = batch.hops
         index = list(hop_source.trace_index)
         if index and max(index) >= n:
             raise ValueError(f"a hop names trace {max(index)} of a batch with {n}")
         rows = pa.array(index, pa.uint32())
-        shared = {name: traces[name].take(rows) for name in (*_HOP_FROM_TRACE, "gateway_instance")}
-        hops = _table({name: list(getattr(hop_source, name)) for name, _ in _HOP}, _HOP, _PAYLOADS, shared)
+        shared = {name: traces[name].take(rows) for name in (*HOP_FROM_TRACE, "gateway_instance")}
+        hops = _table({name: list(getattr(hop_source, name)) for name, _ in HOP}, HOP, _PAYLOADS, shared)
     return Converted(spans, traces, hops, batch_size(batch))
 
 
@@ -333,7 +202,7 @@ def batch_to_arrow(batch: Any) -> pa.Table:
     """One SpanBatch (any form) -> one Arrow table of spans in wire form, traces expanded."""
     con = duckdb.connect()
     try:
-        con.execute(_CHILD_ID_MACRO)
+        con.execute(CHILD_ID_MACRO)
         return _spans_of([convert(batch)], con)
     finally:
         con.close()
@@ -346,7 +215,7 @@ def _spans_of(items: list[Converted], con: duckdb.DuckDBPyConnection) -> pa.Tabl
     if traces:
         hops = pa.concat_tables([item.hops for item in items if item.hops is not None])
         with _registered(con, trace_rows=pa.concat_tables(traces), hop_rows=hops):
-            expanded = con.sql(_EXPAND).to_arrow_table()
+            expanded = con.sql(EXPAND).to_arrow_table()
         tables.append(expanded.rename_columns(_SPAN_SCHEMA.names).cast(_SPAN_SCHEMA))
     if not tables:
         return _SPAN_SCHEMA.empty_table()
@@ -355,7 +224,7 @@ def _spans_of(items: list[Converted], con: duckdb.DuckDBPyConnection) -> pa.Tabl
 
 def spans_to_arrow(spans: list[Any]) -> pa.Table:
     """Protobuf spans (row form) -> one Arrow table in wire form."""
-    return _table({name: [getattr(s, name) for s in spans] for name, _ in _RAW})
+    return _table({name: [getattr(s, name) for s in spans] for name, _ in SPAN})
 
 
 def _settle(
@@ -385,7 +254,7 @@ class SpanStore:
         try:
             self._con = duckdb.connect(self.path)
             previous = migrate(self._con)
-            self._con.execute(_CHILD_ID_MACRO)
+            self._con.execute(CHILD_ID_MACRO)
             # The database is shared with the Query RPC's cursors: no file, network or extension access
             # (read_text('/etc/...'), COPY, ATTACH), and settings frozen, for every connection of it.
             self._con.execute("SET enable_external_access = false")

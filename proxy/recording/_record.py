@@ -21,7 +21,7 @@ from typing import Any
 
 import ormsgpack
 
-from proto import pb
+from proto import pb, trace_spans
 
 __all__ = [
     "FRAME", "NULL_HOP", "NULL_RECORD", "Hop", "NullRecord", "Record", "new_hop", "new_span_id", "new_trace_id",
@@ -256,9 +256,9 @@ class Record:
             self.trace_id, self.parent = parsed
 
     def span_count(self) -> int:
-        """The spans it expands to: root, parse, respond, slice (when it ran), one per hop."""
+        """The spans it expands to in the recorder (see proto.trace_spans)."""
         hops = self.hops
-        return (4 if self.sliced_ns else 3) + (len(hops) if hops else 0)
+        return trace_spans(self.sliced_ns != 0, len(hops) if hops else 0)
 
     # --- the wire form ---
 

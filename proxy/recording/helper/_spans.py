@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from proto import pb
+from proto import column_names, pb, trace_spans
 
 from .._record import Hop, Record, new_span_id, new_trace_id
 from .._redact import UNREDACTABLE, Redactor
@@ -29,18 +29,9 @@ __all__ = ["HOP_FIELDS", "TRACE_FIELDS", "BatchBuilder"]
 
 logger = logging.getLogger(__name__)
 
-TRACE_FIELDS = (
-    "trace_id", "span_id", "parent_span_id", "session_id", "virtual_server", "subject", "direction", "method",
-    "request_id", "tool_name", "backend", "backend_tool_name", "start_time_unix_nano", "parsed_time_unix_nano",
-    "sliced_time_unix_nano", "respond_time_unix_nano", "end_time_unix_nano", "error_code", "error_message",
-    "headers_json", "request_payload", "response_payload", "payload_truncated", "protocol_era", "protocol_version",
-    "replay_of_trace_id",
-)  # fmt: skip
-HOP_FIELDS = (
-    "trace_index", "span_id", "parent_span_id", "name", "kind", "direction", "method", "message_kind", "backend",
-    "backend_tool_name", "start_time_unix_nano", "end_time_unix_nano", "error_code", "error_message",
-    "request_payload", "response_payload", "payload_truncated",
-)  # fmt: skip
+# The row tuples' order: the wire's columns, as proto/slicewire/v1/recorder.proto defines them.
+TRACE_FIELDS = column_names(pb.TraceColumns)
+HOP_FIELDS = column_names(pb.HopColumns)
 
 # A batch is cut at this many payload bytes even when it has fewer spans than `batch_spans`: far
 # below the recorder's 64 MiB message limit, whatever the payload cap.
@@ -137,12 +128,12 @@ class BatchBuilder:
         else:
             request = response = b""
         size = len(request) + len(response)
-        spans = 4 if sliced else 3
-        for hop in trace.hops or ():
+        hops = trace.hops or ()
+        for hop in hops:
             size += self._hop(index, hop, root, capture)
-            spans += 1
             if hop.end_ns > respond_from and not hop.parent:
                 respond_from = hop.end_ns
+        spans = trace_spans(sliced != 0, len(hops))
         request_id = trace.request_id
         self.traces.append(
             (
@@ -221,7 +212,8 @@ class BatchBuilder:
                     cols[flag] = flags = list(cols[flag])
                     flags[row] = True
         batch = pb.SpanBatch(sender=sender)
-        for (_, fields, *_), cols, target in zip(tables, columns, (batch.traces, batch.hops), strict=True):
+        targets: tuple[Any, Any] = (batch.traces, batch.hops)
+        for (_, fields, *_), cols, target in zip(tables, columns, targets, strict=True):
             target.SetInParent()
             if cols and cols[0]:
                 for name, column in zip(fields, cols, strict=True):
