@@ -12,6 +12,7 @@ from ._gateway import Gateway, VirtualServer
 from ._identity import Identity
 from ._jsonrpc import RequestId, encode_error
 from ._mcp import AUTHORIZATION_REQUIRED, META_SERVER_INFO, Era
+from ._observed import Observed
 from ._responder import Responder
 from ._sessions import LiveSession, SessionState
 from ._upstream import Headers
@@ -38,6 +39,7 @@ class Call:
     era: Era
     protocol_version: str
     responder: Responder
+    observed: Observed  # what /metrics and the flight recorder learn of it
     session: SessionState | None = None
     live: LiveSession | None = None
     client_capabilities: dict[str, Any] = field(default_factory=dict)

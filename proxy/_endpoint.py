@@ -30,7 +30,6 @@ from ._jsonrpc import (
 from ._mcp import (
     ALL_VERSIONS,
     HEADER_MISMATCH,
-    KNOWN_METHODS,
     LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION,
@@ -45,7 +44,7 @@ from ._mcp import (
     era_of,
     meta_of,
 )
-from ._metrics import outcome_of
+from ._observed import Observed
 from ._responder import Receive, Responder, Send
 from ._sessions import LiveSession, SessionState
 from ._upstream import Headers
@@ -151,7 +150,7 @@ class McpEndpoint:
         vs_path = self.gateway.endpoints.get(path)
         responder = Responder(send, receive)
         emitter = self.gateway.emitter
-        record = responder.record = Record.begin(scope["headers"]) if emitter is not None else NULL_RECORD
+        record = Record.begin(scope["headers"]) if emitter is not None else NULL_RECORD
         if vs_path is None:
             await responder.json(404, encode_error(None, INVALID_REQUEST, f"No virtual server is served at {path}"))
             return
@@ -178,20 +177,14 @@ class McpEndpoint:
             gateway = self.gateway
             gateway.in_flight += 1
             started = time.perf_counter()
+            observed = Observed(record)
             try:
-                await self._post(server, caller, headers, receive, responder)
+                await self._post(server, caller, headers, receive, responder, observed)
             finally:
                 gateway.in_flight -= 1
+                observed.finished(gateway.metrics, vs_path, responder, started)
                 if emitter is not None and record.method:  # (a record with no method was never parsed)
-                    record.answered(responder.sent_body, server.config.path, responder.error)
                     emitter.emit(record)
-                metrics = gateway.metrics
-                if metrics is not None:
-                    metrics.request(
-                        responder.method, vs_path, responder.tool, responder.backend,
-                        outcome_of(responder.status, responder.error, responder.tool_error),
-                        time.perf_counter() - started,
-                    )  # fmt: skip
         elif method == "GET":
             await self._get(server, caller, headers, responder)
         elif method == "DELETE":
@@ -203,7 +196,13 @@ class McpEndpoint:
     # --- POST ------------------------------------------------------------------------------------
 
     async def _post(
-        self, server: VirtualServer, caller: Caller, headers: dict[str, str], receive: Receive, responder: Responder
+        self,
+        server: VirtualServer,
+        caller: Caller,
+        headers: dict[str, str],
+        receive: Receive,
+        responder: Responder,
+        observed: Observed,
     ) -> None:
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
@@ -225,17 +224,14 @@ class McpEndpoint:
         body = await self._read_body(headers, receive, responder)
         if body is None:
             return
-        record = responder.record
+        record = observed.record
         try:
             msg = parse_message(body)
         except ProtocolError as exc:
             record.unreadable()
             await responder.json(400, encode_error(exc.id, exc.code, exc.message))
             return
-        method = msg.method
-        responder.method = method if method in KNOWN_METHODS else ("other" if method else msg.kind)
-        # The body's bytes, not the parsed dict: less to keep while queued.
-        record.received(method or f"({msg.kind})", msg.id, body)
+        observed.received(msg, body)
         # Rare: a C-level scan decides (find, not `in`: see _upstream/_http.py).
         if body.find(b"traceparent") != -1 or "traceparent" in headers:
             record.continue_from(headers.get("traceparent") or meta_of(msg).get("traceparent"))
@@ -252,13 +248,13 @@ class McpEndpoint:
                 await responder.json(404, encode_error(msg.id, METHOD_NOT_FOUND, "Method not found: initialize"))
                 return
             record.parsed("legacy", "", "")  # the handshake names the version and the session
-            await initialize(_call(self.gateway, server, "legacy", "", responder, caller), msg)
+            await initialize(_call(self.gateway, server, "legacy", "", responder, observed, caller), msg)
             return
         if session_id is not None:
-            await self._legacy(server, caller, session_id, header_version, msg, responder)
+            await self._legacy(server, caller, session_id, header_version, msg, responder, observed)
             return
         if era_of(msg, header_version) == "modern":
-            await self._modern(server, caller, headers, msg, responder)
+            await self._modern(server, caller, headers, msg, responder, observed)
             return
         if header_version is not None and header_version not in ALL_VERSIONS:
             await responder.json(400, _unsupported(msg.id, header_version))
@@ -305,6 +301,7 @@ class McpEndpoint:
         header_version: str | None,
         msg: Message,
         responder: Responder,
+        observed: Observed,
     ) -> None:
         state = await self.gateway.sessions.get(session_id)
         if not _owned(state, server, caller):
@@ -315,7 +312,7 @@ class McpEndpoint:
         if header_version is not None and header_version not in LEGACY_VERSIONS:
             await responder.json(400, _unsupported(msg.id, header_version))
             return
-        record = responder.record
+        record = observed.record
         record.parsed("legacy", state.protocol_version, session_id)
         if msg.kind != "request":
             record.in_session(session_id)
@@ -327,7 +324,7 @@ class McpEndpoint:
             if msg.method == "initialize":
                 await responder.json(400, encode_error(msg.id, INVALID_REQUEST, "This session is already initialized"))
                 return
-            call = _call(self.gateway, server, "legacy", state.protocol_version, responder, caller)
+            call = _call(self.gateway, server, "legacy", state.protocol_version, responder, observed, caller)
             call.session, call.live, call.client_capabilities = state, live, state.client_capabilities
             await handle_request(call, msg)
         elif msg.kind == "notification":
@@ -344,7 +341,13 @@ class McpEndpoint:
             await responder.empty(202)
 
     async def _modern(
-        self, server: VirtualServer, caller: Caller, headers: dict[str, str], msg: Message, responder: Responder
+        self,
+        server: VirtualServer,
+        caller: Caller,
+        headers: dict[str, str],
+        msg: Message,
+        responder: Responder,
+        observed: Observed,
     ) -> None:
         try:
             version = check_modern_headers(msg, headers)
@@ -368,8 +371,8 @@ class McpEndpoint:
             await responder.json(400, encode_error(msg.id, INVALID_PARAMS, f"Invalid params: {missing} is required"))
             return
         # No session: the shipping helper derives the key (baggage, or clientInfo).
-        responder.record.parsed("modern", version, None)
-        call = _call(self.gateway, server, "modern", version, responder, caller)
+        observed.record.parsed("modern", version, None)
+        call = _call(self.gateway, server, "modern", version, responder, observed, caller)
         call.client_capabilities = capabilities
         call.headers = headers
         call.meta = meta
@@ -455,7 +458,13 @@ def _owned(state: SessionState | None, server: VirtualServer, caller: Caller) ->
 
 
 def _call(
-    gateway: Gateway, server: VirtualServer, era: Era, version: str, responder: Responder, caller: Caller
+    gateway: Gateway,
+    server: VirtualServer,
+    era: Era,
+    version: str,
+    responder: Responder,
+    observed: Observed,
+    caller: Caller,
 ) -> Call:
     return Call(
         gateway,
@@ -463,6 +472,7 @@ def _call(
         era,
         version,
         responder,
+        observed,
         identity=caller.identity,
         overrides=caller.overrides,
         base_url=caller.base_url,

@@ -92,7 +92,7 @@ async def initialize(call: Call, msg: Message) -> None:
     )
     await gateway.sessions.put(state)
     gateway.live[state.id] = LiveSession(state.id, server.config.path)
-    responder.record.session_opened(state.id, version)
+    call.observed.record.session_opened(state.id, version)
     result: dict[str, Any] = {
         "protocolVersion": version,
         "capabilities": server.capabilities("legacy"),
@@ -290,8 +290,7 @@ async def _routed(
     """Forward a prompt, resource or completion request, with the client's arguments and `_meta`.
     `label`: what /metrics names it by (bounded by the config: a mapping's exposed form, not a URI)."""
     params = msg.params
-    call.responder.record.sliced(target, path, upstream_label(method, upstream))
-    call.responder.tool, call.responder.backend = label, path
+    call.observed.sliced(target, path, upstream_label(method, upstream), label)
     backend = call.gateway.catalog.backends.get(path)
     if backend is None:
         await call.responder.json(
@@ -393,12 +392,11 @@ async def _call_tool(call: Call, msg: Message) -> None:
         return
 
     route = call.server.tool_route(name, call.identity)
-    call.responder.record.sliced(name, *((route.backend, route.tool_name) if route is not None else ()))
+    call.observed.sliced(name, *((route.backend, route.tool_name) if route is not None else ()))
     if route is None:
         # Outside the slice: it does not exist for this client, and no backend hears of it.
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, f"Unknown tool: {name}"))
         return
-    call.responder.tool, call.responder.backend = name, route.backend
     backend = call.gateway.catalog.backends.get(route.backend)
     if backend is None:
         await call.responder.json(

@@ -131,7 +131,7 @@ async def forward(
     except ConsentRequired as exc:
         await call.responder.json(200, consent(client_id, exc))
         return
-    record = call.responder.record
+    record = call.observed.record
     metrics = call.gateway.metrics
     envelope = _envelope(call)
     client_token = client_meta.get("progressToken")
@@ -157,7 +157,7 @@ async def forward(
         outcome = await ExchangeRelay(call, client_id, exchange, client_token, f"{method} {target}", hop, shape).run()
         if metrics is not None:
             error = outcome.error if type(outcome) is ErrorAnswer else None  # (a dict: input required)
-            answered = outcome_of(200, error, call.responder.tool_error)
+            answered = outcome_of(200, error, call.observed.tool_error)
             metrics.upstream(backend.path, method, answered, time.perf_counter() - started)
         if isinstance(outcome, bytes):
             live = call.live
@@ -270,7 +270,7 @@ class ExchangeRelay:
                     return self._result(up)
                 if kind == "error":
                     return self._error(up)
-                call.responder.record.heard(self.hop, up.method, up.raw)
+                call.observed.record.heard(self.hop, up.method, up.raw)
                 if kind == "notification":
                     await self._notification(up)
                     continue
@@ -287,7 +287,7 @@ class ExchangeRelay:
         call, shape = self.call, self.shape
         _finish_hop(self.hop, up)
         result = up.result if isinstance(up.result, dict) else {}
-        call.responder.tool_error = result.get("isError") is True
+        call.observed.tool_result(result.get("isError") is True)
         if call.era == "legacy":
             if result.get("resultType") == "input_required":
                 return result
@@ -427,7 +427,7 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
     live.relayed[relay_id] = Relayed(exchange, relay_id, future)  # type: ignore[arg-type]
     if exchange is not None:
         exchange.extend_deadline(ttl)
-    hop = call.responder.record.asked(method, {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params})
+    hop = call.observed.record.asked(method, {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params})
     try:
         await call.responder.event(orjson.dumps({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}))
         disconnected: asyncio.Future[Any] = asyncio.ensure_future(call.responder.disconnected.wait())
@@ -540,7 +540,7 @@ async def resume(call: Call, msg: Message, target: str, token: str, client_token
         await exchange.close()
         await call.responder.json(200, backend_error(msg.id, exc))
         return
-    hop = call.responder.record.resumed(target, exchange.backend, {"inputResponses": responses})
+    hop = call.observed.record.resumed(target, exchange.backend, {"inputResponses": responses})
     outcome = await ExchangeRelay(call, msg.id, exchange, client_token, target, hop, parked.shape).run()
     assert isinstance(outcome, bytes)  # modern clients get InputRequiredResults passed through
     await call.responder.json(call.responder.answer_status, outcome)

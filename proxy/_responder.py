@@ -14,7 +14,6 @@ from typing import Any
 
 from ._jsonrpc import ErrorAnswer
 from ._sse import encode_event
-from .recording._record import NULL_RECORD, Record
 
 __all__ = ["Responder"]
 
@@ -44,17 +43,9 @@ class Responder:
         self._watch_timer: asyncio.TimerHandle | None = None
         self._on_disconnect: list[Callable[[], Awaitable[None]]] = []
         self.status = 0
-        # The flight recorder's record of this request (NULL_RECORD when not recording), the final
-        # answer, and the JSON-RPC error it carries (its encoder said so: see ErrorAnswer).
-        self.record: Record = NULL_RECORD
+        # The final answer, and the JSON-RPC error it carries (its encoder said so: see ErrorAnswer).
         self.sent_body: bytes | None = None
         self.error: tuple[int, str] | None = None
-        # What /metrics labels this request with: the method (when known to MCP), and for a routed
-        # tools/call its exposed tool and backend.
-        self.method = ""
-        self.tool = ""
-        self.backend = ""
-        self.tool_error = False  # the tool's result said isError
         # The HTTP status of a relayed answer: 200, or what the transport prescribes for its error (-32021: 400).
         self.answer_status = 200
 

@@ -147,7 +147,7 @@ async def _task_request(call: Call, msg: Message) -> None:
     if ref is None or backend is None:
         await _unknown(call, msg)
         return
-    call.responder.backend = ref.backend
+    call.observed.routed(ref.backend)
     shape: Shaper = TaskShaper(ref, tool_result_shaper(call, backend) if method == "tasks/result" else None)
     # tasks/result waits until the task ends: as long as the task may live, not the backend's timeout.
     wait_s = max(0.0, ref.expires - time.monotonic()) if method == "tasks/result" else None
@@ -311,7 +311,7 @@ async def _extension_task(call: Call, msg: Message) -> tuple[TaskRef | None, Bac
     if ref is None or backend is None:
         await _unknown(call, msg)
         return None, None
-    call.responder.backend = ref.backend
+    call.observed.routed(ref.backend)
     return ref, backend
 
 
