@@ -480,7 +480,9 @@ def traces(
     tool: Annotated[str | None, typer.Option(help="Only calls of this (exposed) tool.")] = None,
     backend: Annotated[str | None, typer.Option(help="Only traces that reached this backend (path).")] = None,
     subject: Annotated[str | None, typer.Option(help="Only this caller.")] = None,
-    session_id: Annotated[str | None, typer.Option("--session", help="Only this session (its id as listed).")] = None,
+    session_id: Annotated[
+        str | None, typer.Option("--session", help="Only this session: its listed key, or a client's Mcp-Session-Id.")
+    ] = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
     since: Annotated[str | None, typer.Option(help="10m, 2h, 3d, or an ISO 8601 time.")] = None,
     until: Annotated[str | None, typer.Option(help="10m, 2h, 3d, or an ISO 8601 time.")] = None,
@@ -548,7 +550,9 @@ def show(
 
 @app.command()
 def session(
-    session_id: Annotated[str, typer.Argument(help="A session id from `slicewire traces`.")],
+    session_id: Annotated[
+        str, typer.Argument(help="A session key from `slicewire traces`, or a client's Mcp-Session-Id.")
+    ],
     source: FromOption = DEFAULT_RECORDER,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -579,14 +583,15 @@ def export(
     """Write spans (all, one session's, one trace's, or recent ones) to a Parquet file — a recording to
     share or keep with a test, readable by `replay`, `mock`, `traces` and notebooks (`--from
     FILE.parquet`) — or send them to an OTLP backend (`--otlp URL`), with a progress bar."""
-    from recorder import sql_literal
+    from recorder import session_is, sql_literal
 
     if (out is None) == (otlp is None):
         raise _fail("give either an output file or --otlp URL", 2)
     where = []
-    for column, value in (("session_id", session_id), ("trace_id", trace)):
-        if value is not None:
-            where.append(f"{column} = {sql_literal(value)}")
+    if session_id is not None:
+        where.append(session_is(session_id))
+    if trace is not None:
+        where.append(f"trace_id = {sql_literal(trace)}")
     start = _parse_time(since, "--since")
     if start is not None:
         where.append(f"start_ns >= {start}")

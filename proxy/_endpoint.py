@@ -150,7 +150,9 @@ class McpEndpoint:
         vs_path = self.gateway.endpoints.get(path)
         responder = Responder(send, receive)
         emitter = self.gateway.emitter
-        record = Record.begin(scope["headers"]) if emitter is not None else NULL_RECORD
+        record = NULL_RECORD
+        if emitter is not None:
+            record = Record.begin(scope["headers"], None, scope.get("client"), scope.get("http_version", ""))
         if vs_path is None:
             await responder.json(404, encode_error(None, INVALID_REQUEST, f"No virtual server is served at {path}"))
             return
@@ -336,8 +338,11 @@ class McpEndpoint:
                     await exchange.close()
             await responder.empty(202)
         else:
-            if not await answer_relayed(live, msg):
+            answered = await answer_relayed(live, msg)
+            if answered is None:
                 logger.debug("session %s answered %r, which nobody awaits", session_id, msg.id)
+            else:
+                record.answers(answered)
             await responder.empty(202)
 
     async def _modern(

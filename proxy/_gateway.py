@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from proto import pb
+from proto import SLICEWIRE_VERSION, pb
 from proto._access import given_token
 
 from ._access import Policy
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Gateway", "Parked", "VirtualServer"]
 
-GATEWAY_VERSION = "0.1.0"
+GATEWAY_VERSION = SLICEWIRE_VERSION
 _SWEEP_S = 30.0
 
 

@@ -42,7 +42,7 @@ class Observed:
         method = msg.method
         self.method = method if method in KNOWN_METHODS else ("other" if method else msg.kind)
         # The body's bytes, not the parsed dict: less to keep while queued.
-        self.record.received(method or f"({msg.kind})", msg.id, body)
+        self.record.received(method or f"({msg.kind})", msg.id, body, msg.kind)
 
     def sliced(self, name: str, backend: str = "", backend_name: str = "", label: str | None = None) -> None:
         """The slice decided: the exposed name and, when it routes, its backend and the backend's name

@@ -151,7 +151,7 @@ async def forward(
                 metrics.upstream(backend.path, method, "error", time.perf_counter() - started)
             await call.responder.json(200, backend_error(client_id, exc))
             return
-        hop.sent(exchange.sent)
+        hop.sent(exchange.sent, exchange.upstream_id, backend.peer)
         if wait_s is not None:
             exchange.extend_deadline(wait_s)
         outcome = await ExchangeRelay(call, client_id, exchange, client_token, f"{method} {target}", hop, shape).run()
@@ -424,7 +424,7 @@ async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exch
     ttl = call.gateway.config.limits.input_required_ttl_s
     relay_id = live.next_relay_id()
     future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    live.relayed[relay_id] = Relayed(exchange, relay_id, future)  # type: ignore[arg-type]
+    live.relayed[relay_id] = Relayed(exchange, relay_id, future, method)  # type: ignore[arg-type]
     if exchange is not None:
         exchange.extend_deadline(ttl)
     hop = call.observed.record.asked(method, {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params})
@@ -463,14 +463,15 @@ async def _gather_inputs(call: Call, exchange: Exchange, outcome: dict[str, Any]
     return responses
 
 
-async def answer_relayed(live: LiveSession, msg: Message) -> bool:
-    """A legacy client's answer to a relayed request. False if nobody is waiting for it."""
+async def answer_relayed(live: LiveSession, msg: Message) -> str | None:
+    """A legacy client's answer to a relayed request: the method it answers, or None if nobody is
+    waiting for it."""
     relayed = live.relayed.get(msg.id) if msg.id is not None else None
     if relayed is None or relayed.future is None or relayed.future.done():
-        return False
+        return None
     response = {"result": msg.result} if msg.kind == "result" else {"error": msg.error}
     relayed.future.set_result(response)
-    return True
+    return relayed.method
 
 
 # --- multi round-trip requests for modern clients -------------------------------------------------

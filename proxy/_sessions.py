@@ -86,6 +86,7 @@ class Relayed:
     exchange: Exchange
     upstream_id: RequestId
     future: asyncio.Future[dict[str, Any]] | None = None
+    method: str = ""  # what was asked (elicitation/create, sampling/createMessage, roots/list)
 
 
 class LiveSession:

@@ -5,7 +5,7 @@ rec = recorder.connect("127.0.0.1:4317")      # a live recorder, or a path to it
 rec.df("SELECT tool_name, count(*) FROM spans GROUP BY 1")
 """
 
-from ._client import RecorderUnavailable, Recording, RecordingError, connect, sql_literal
+from ._client import RecorderUnavailable, Recording, RecordingError, connect, session_is, sql_literal
 from ._schema import SCHEMA_VERSION, SchemaError
 from ._server import ListenError, RecorderService, serve
 from ._store import QueryRefused, SpanStore, StoreError, WriteResult
@@ -24,5 +24,6 @@ __all__ = [
     "WriteResult",
     "connect",
     "serve",
+    "session_is",
     "sql_literal",
 ]

@@ -10,7 +10,7 @@ import duckdb
 import grpc
 import pyarrow as pa
 
-from proto import pb, pb_grpc
+from proto import pb, pb_grpc, session_key
 from proto._access import TOKEN_ENV, bearer, local_token, local_token_file
 
 from ._last import last_recording
@@ -23,6 +23,12 @@ def sql_literal(value: str) -> str:
     """`value` as a SQL string literal (quotes doubled): for the read-only queries built here and by
     the CLI, replay and notebooks, where the Query RPC takes no parameters."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def session_is(value: str, column: str = "session_id") -> str:
+    """A SQL condition for one session, named by its key as recordings list it or by the raw
+    `Mcp-Session-Id` a 2025-11-25 client holds (recorded as its key: see proto.session_key)."""
+    return f"{column} IN ({sql_literal(value)}, {sql_literal(session_key(value))})"
 
 
 class RecordingError(Exception):

@@ -9,7 +9,7 @@ the OpenTelemetry MCP semantic conventions (see docs/otlp.md):
 - status ERROR, with `error.type`, for a JSON-RPC error (its code) and for a tool result with
   `isError: true` (`tool_error`); otherwise left UNSET, as the conventions ask of instrumentation;
 - `http.request.header.<name>` for the (redacted) request headers;
-- the resource: `service.name` (`slicewire`, or `OTEL_SERVICE_NAME`), `service.instance.id` (the
+- the resource: `service.name` (`slicewire`, or `OTEL_SERVICE_NAME`), `service.version`, `service.instance.id` (the
   gateway instance), `slicewire.virtual_server`, and whatever `OTEL_RESOURCE_ATTRIBUTES` adds.
 
 Payloads are exported only when asked (`payloads=True`): `gen_ai.tool.call.arguments` and
@@ -35,6 +35,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from proto import SLICEWIRE_VERSION
+
 __all__ = ["COLUMNS", "Protocol", "protocol_from_env", "span_exporter", "to_otel"]
 
 Protocol = Literal["grpc", "http"]
@@ -45,7 +47,7 @@ COLUMNS = (
     "method, tool_name, request_payload, response_payload, virtual_server, gateway_instance, subject, replay_of"
 )
 _KINDS = {"SERVER": SpanKind.SERVER, "CLIENT": SpanKind.CLIENT, "INTERNAL": SpanKind.INTERNAL}
-_SCOPE = InstrumentationScope("slicewire", None)
+_SCOPE = InstrumentationScope("slicewire", SLICEWIRE_VERSION)
 _FLAGS = TraceFlags(TraceFlags.SAMPLED)
 
 
@@ -121,7 +123,7 @@ def to_otel(rows: Iterable[dict[str, Any]], payloads: bool = False) -> list[Read
         key = (row.get("gateway_instance") or "", row.get("virtual_server") or "")
         resource = resources.get(key)
         if resource is None:
-            attributes: dict[str, Any] = {"service.name": service}
+            attributes: dict[str, Any] = {"service.name": service, "service.version": SLICEWIRE_VERSION}
             if key[0]:
                 attributes["service.instance.id"] = key[0]
             if key[1]:

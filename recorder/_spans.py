@@ -19,23 +19,29 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from proto import pb
 
-__all__ = ["CHILD_ID_MACRO", "EXPAND", "HOP", "HOP_FROM_TRACE", "SPAN", "TRACE", "arrow_fields"]
+__all__ = ["CHILD_ID_MACRO", "EXPAND", "HOP", "HOP_FROM_TRACE", "SPAN", "TRACE", "arrow_fields", "unset"]
 
-_ARROW_TYPES = {
-    FieldDescriptor.TYPE_BYTES: pa.binary(),
-    FieldDescriptor.TYPE_STRING: pa.string(),
-    FieldDescriptor.TYPE_ENUM: pa.int32(),
-    FieldDescriptor.TYPE_SINT32: pa.int32(),
-    FieldDescriptor.TYPE_UINT32: pa.uint32(),
-    FieldDescriptor.TYPE_FIXED64: pa.uint64(),
-    FieldDescriptor.TYPE_BOOL: pa.bool_(),
+# A protobuf field's type -> its Arrow type, and the value of a row that does not set it.
+_TYPES: dict[int, tuple[pa.DataType, Any]] = {
+    FieldDescriptor.TYPE_BYTES: (pa.binary(), b""),
+    FieldDescriptor.TYPE_STRING: (pa.string(), ""),
+    FieldDescriptor.TYPE_ENUM: (pa.int32(), 0),
+    FieldDescriptor.TYPE_SINT32: (pa.int32(), 0),
+    FieldDescriptor.TYPE_UINT32: (pa.uint32(), 0),
+    FieldDescriptor.TYPE_FIXED64: (pa.uint64(), 0),
+    FieldDescriptor.TYPE_BOOL: (pa.bool_(), False),
 }
 
 
 def arrow_fields(message: Any) -> list[tuple[str, pa.DataType]]:
     """A columns message's fields as Arrow (name, type) pairs, in wire order (ids stay bytes, enums
     numbers: the stored form is made in SQL)."""
-    return [(field.name, _ARROW_TYPES[field.type]) for field in message.DESCRIPTOR.fields]
+    return [(field.name, _TYPES[field.type][0]) for field in message.DESCRIPTOR.fields]
+
+
+def unset(message: Any, name: str) -> Any:
+    """The value a row has for a field its sender did not fill (proto3's default for its type)."""
+    return _TYPES[message.DESCRIPTOR.fields_by_name[name].type][1]
 
 
 TRACE = arrow_fields(pb.TraceColumns)
@@ -73,20 +79,25 @@ EXPAND = f"""
 WITH t AS (
     SELECT *, (error_code <> 0 OR error_message <> '') AS failed,
            greatest(start_time_unix_nano, parsed_time_unix_nano) AS parsed_ns,
-           CASE WHEN headers_json NOT IN ('', '{{}}') THEN json(headers_json) END AS headers
+           CASE WHEN headers_json NOT IN ('', '{{}}') THEN json(headers_json) END AS headers,
+           -- what the client sent (a recording from before the column: a request when it has an id)
+           CASE WHEN message_kind <> 0 THEN message_kind WHEN request_id <> '' THEN 1 ELSE 2 END AS kind
     FROM trace_rows
 ),
 h AS (SELECT *, (error_code <> 0 OR error_message <> '') AS failed FROM hop_rows)
 SELECT trace_id, span_id, parent_span_id,
-       CASE WHEN tool_name <> '' AND method <> 'resources/read' THEN method || ' ' || tool_name
+       CASE WHEN kind = 3 AND method NOT LIKE '(%' THEN method || ' result'  -- the client's answer to it
+            WHEN kind = 4 AND method NOT LIKE '(%' THEN method || ' error'
+            WHEN tool_name <> '' AND method <> 'resources/read' THEN method || ' ' || tool_name
             WHEN method <> '' THEN method ELSE 'request' END,
-       2, session_id, virtual_server, backend, subject, direction, method, request_id,
-       CASE WHEN request_id <> '' THEN 1 ELSE 2 END, tool_name, backend_tool_name,
-       start_time_unix_nano, greatest(start_time_unix_nano, end_time_unix_nano),
+       2, session_id, virtual_server, backend, subject, direction, method, request_id, kind, tool_name,
+       backend_tool_name, start_time_unix_nano, greatest(start_time_unix_nano, end_time_unix_nano),
        CASE WHEN failed THEN 2 ELSE 1 END, error_code, error_message,
        json_merge_patch('{{}}', json_object(
            'mcp.method.name', method, 'mcp.protocol.version', protocol_version,
            'network.transport', 'tcp', 'network.protocol.name', 'http',
+           'network.protocol.version', nullif(network_protocol_version, ''),
+           'client.address', nullif(client_address, ''), 'client.port', nullif(client_port, 0),
            'mcp.session.id', nullif(session_id, ''), 'jsonrpc.request.id', nullif(request_id, ''),
            {_TARGET_ATTRS},{_ERROR_ATTRS},
            'user_agent.original', headers->>'user-agent',
@@ -115,7 +126,12 @@ SELECT trace_id, span_id, parent_span_id, name, kind, session_id, virtual_server
        greatest(start_time_unix_nano, end_time_unix_nano), CASE WHEN failed THEN 2 ELSE 1 END, error_code,
        error_message,
        json_merge_patch('{{}}', json_object(
-           'mcp.method.name', method, 'server.address', nullif(backend, ''),
+           'mcp.method.name', method, 'slicewire.backend', nullif(backend, ''),
+           'server.address', nullif(peer_address, ''), 'server.port', nullif(peer_port, 0),
+           'network.transport', nullif(peer_transport, ''),
+           'network.protocol.name', CASE WHEN peer_transport = 'tcp' THEN 'http' END,
+           'mcp.protocol.version', nullif(peer_protocol_version, ''), 'mcp.session.id', nullif(peer_session_id, ''),
+           'jsonrpc.request.id', nullif(peer_request_id, ''),
            {_HOP_TARGET_ATTRS},{_ERROR_ATTRS}))::VARCHAR,
        request_payload, response_payload, payload_truncated, protocol_era, protocol_version, replay_of_trace_id,
        gateway_instance

@@ -28,7 +28,7 @@ import pyarrow as pa
 from proto import batch_size
 
 from ._schema import migrate
-from ._spans import CHILD_ID_MACRO, EXPAND, HOP, HOP_FROM_TRACE, SPAN, TRACE
+from ._spans import CHILD_ID_MACRO, EXPAND, HOP, HOP_FROM_TRACE, SPAN, TRACE, unset
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,15 @@ class Converted:
     size: int  # spans, once expanded
 
 
+def _column(source: Any, name: str, rows: int) -> list[Any]:
+    """A column of a columns message; one a sender did not fill (a gateway older than the field, e.g. a
+    batch from its spool) is its field's default in every row."""
+    values = list(getattr(source, name))
+    if not values and rows:
+        return [unset(source, name)] * rows
+    return values
+
+
 def convert(batch: Any) -> Converted:
     """One SpanBatch (any form) -> Arrow tables in wire form. Hops get their trace's shared fields."""
     tables = []
@@ -173,7 +182,7 @@ def convert(batch: Any) -> Converted:
         source = batch.traces
         n = len(source.span_id)
         sender = pa.array([batch.sender] * n, pa.string())
-        traces = _table({name: list(getattr(source, name)) for name, _ in TRACE}, TRACE, _PAYLOADS,
+        traces = _table({name: _column(source, name, n) for name, _ in TRACE}, TRACE, _PAYLOADS,
                         {"gateway_instance": sender})  # fmt: skip
         hop_source = batch.hops
         index = list(hop_source.trace_index)
@@ -181,7 +190,7 @@ def convert(batch: Any) -> Converted:
             raise ValueError(f"a hop names trace {max(index)} of a batch with {n}")
         rows = pa.array(index, pa.uint32())
         shared = {name: traces[name].take(rows) for name in (*HOP_FROM_TRACE, "gateway_instance")}
-        hops = _table({name: list(getattr(hop_source, name)) for name, _ in HOP}, HOP, _PAYLOADS, shared)
+        hops = _table({name: _column(hop_source, name, len(index)) for name, _ in HOP}, HOP, _PAYLOADS, shared)
     return Converted(spans, traces, hops, batch_size(batch))
 
 

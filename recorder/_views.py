@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._client import Recording, sql_literal
+from ._client import Recording, session_is, sql_literal
 
 
 def console() -> Console:
@@ -57,7 +57,7 @@ def list_traces(rec: Recording, f: TraceFilter) -> list[dict[str, Any]]:
     if f.subject:
         where.append(f"subject = {sql_literal(f.subject)}")
     if f.session:
-        where.append(f"session_id = {sql_literal(f.session)}")
+        where.append(session_is(f.session))
     if f.errors_only:
         where.append("errors > 0")
     if f.since_ns is not None:
@@ -80,7 +80,7 @@ def waterfall_rows(rec: Recording, trace_id: str) -> list[dict[str, Any]]:
 
 
 def session_rows(rec: Recording, session_id: str) -> dict[str, Any]:
-    summary = rec.rows(f"SELECT * FROM sessions WHERE session_id = {sql_literal(session_id)}")
+    summary = rec.rows(f"SELECT * FROM sessions WHERE {session_is(session_id)}")
     traces = list_traces(rec, TraceFilter(session=session_id, limit=10_000))
     return {"session": summary[0] if summary else None, "traces": list(reversed(traces))}
 

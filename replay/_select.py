@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from recorder import sql_literal
+from recorder import session_is, sql_literal
 
 __all__ = [
     "REPLAYED",
@@ -140,7 +140,7 @@ def select(recording: Any, selection: Selection) -> list[RecordedCall]:
     """The recorded calls `selection` names, in recorded order. Raises SelectionError when none do."""
     where = []
     if selection.session:
-        where.append(f"r.session_id = {sql_literal(selection.session)}")
+        where.append(session_is(selection.session, "r.session_id"))
     if selection.trace:
         trace = selection.trace.lower()
         if not _HEX.match(trace):

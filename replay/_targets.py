@@ -301,10 +301,11 @@ class DirectTarget(Target):
         if self.emitter is None:
             return await _send(self._backend(call.backend), call.method, params, None, answers)
         record = self._record(call, arguments)
+        backend = self._backend(call.backend)
         hop, context = record.upstream(call.method, call.backend, call.backend_tool or "")
-        hop.request = {"jsonrpc": "2.0", "method": call.method, "params": params}
+        hop.sent({"jsonrpc": "2.0", "method": call.method, "params": params}, None, backend.peer)
         params["_meta"] = {"traceparent": context}
-        reply = await _send(self._backend(call.backend), call.method, params, None, answers)
+        reply = await _send(backend, call.method, params, None, answers)
         error = reply.message.get("error")
         failed = (int(error.get("code", -32000)), str(error.get("message"))) if isinstance(error, dict) else None
         hop.answered({"jsonrpc": "2.0", **reply.message}, failed)
@@ -315,11 +316,12 @@ class DirectTarget(Target):
 
     def _record(self, call: RecordedCall, arguments: dict[str, Any]) -> Record:
         """The replayed call as the flight recorder keeps it: marked as a replay of the recorded trace."""
-        record = Record.begin([])
+        # The replay's calls form one session, named as a client names its own (W3C baggage).
+        record = Record.begin([(b"baggage", f"session.id={self.session}".encode())] if self.session else [])
         request = {"jsonrpc": "2.0", "id": call.index, "method": call.method,
                    "params": _params(call, call.tool, arguments)}  # fmt: skip
         record.received(call.method, call.index, request)
-        record.parsed(call.era or "", "", self.session)
+        record.parsed(call.era or "", "", None)
         record.identified("slicewire-replay")
         record.replays(bytes.fromhex(call.trace_id))
         record.sliced(call.tool, call.backend or "", call.backend_tool or "")

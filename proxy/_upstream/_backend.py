@@ -12,6 +12,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._config import BackendConfig
 from .._jsonrpc import Message
@@ -80,6 +81,19 @@ class Backend(abc.ABC):
         self._ids = IdSource()
         self._connect_lock = asyncio.Lock()
         self._closed = False
+        # The backend as the gateway reaches it, for the flight recorder's upstream spans: (server
+        # address, port, network transport, MCP version, its session id); kept current on (re)connect.
+        self.peer: tuple[str, int, str, str, str] = (*_address(config), "", "")
+
+    @property
+    def session_id(self) -> str | None:
+        """The backend's own session id for the gateway (2025-11-25 over HTTP), if it gave one."""
+        return None
+
+    def _update_peer(self) -> None:
+        identity = self.identity
+        version = identity.protocol_version if identity is not None else ""
+        self.peer = (*self.peer[:3], version, self.session_id or "")
 
     def _pool(self, url: str) -> H1Pool:
         """Keep-alive connections to `url` with this backend's settings: connect timeout, response limit,
@@ -155,6 +169,7 @@ class Backend(abc.ABC):
                 identity.server_info.get("name", "?"),
                 identity.version or "",
             )
+            self._update_peer()
             await self._after_handshake()
         self.on_connected(self)
         return identity
@@ -166,6 +181,7 @@ class Backend(abc.ABC):
         self.identity = None
         self.last_error = reason
         await self._reset()
+        self._update_peer()
 
     async def _handshake(self) -> ServerIdentity:
         pinned = self.config.protocol_version
@@ -325,3 +341,15 @@ class Backend(abc.ABC):
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _address(config: BackendConfig) -> tuple[str, int, str]:
+    """(server.address, server.port, network.transport) of a backend, from its configuration."""
+    if config.transport == "stdio" or not config.url:
+        return "", 0, "pipe"
+    url = urlsplit(config.url)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    return url.hostname or "", port or (443 if url.scheme == "https" else 80), "tcp"

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from proto import SLICEWIRE_VERSION
+
 from .._jsonrpc import Message, RequestId
 from .._mcp import LATEST_LEGACY, LATEST_MODERN, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION
 
@@ -34,7 +36,7 @@ __all__ = [
     "answer_without_client",
 ]
 
-GATEWAY_CLIENT_INFO = {"name": "slicewire", "version": "0.1.0"}
+GATEWAY_CLIENT_INFO = {"name": "slicewire", "version": SLICEWIRE_VERSION}
 # What the gateway, as a client of its backends, can relay back to its own clients.
 GATEWAY_CLIENT_CAPABILITIES: dict[str, Any] = {
     "elicitation": {"form": {}, "url": {}},

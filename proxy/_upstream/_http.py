@@ -48,6 +48,10 @@ class StreamableHTTPBackend(Backend):
         self._session_id: str | None = None
         self._listener: asyncio.Task[None] | None = None
 
+    @property
+    def session_id(self) -> str | None:
+        return self._session_id
+
     async def _connect_transport(self) -> None:
         if self._http is None:
             self._http = self._pool(self.url)

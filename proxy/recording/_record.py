@@ -103,9 +103,12 @@ class Hop:
     response: Any = None
     error: tuple[int, str] | None = None  # (code, message); a list once it has crossed the pipe
     parent: bytes = b""  # the span id of the hop this one is inside; b"": under the request's root span
+    request_id: Any = None  # the JSON-RPC id the upstream request went with
+    peer: tuple[str, int, str, str, str] | None = None  # the backend as reached: see Backend.peer
 
-    def sent(self, request: Any) -> None:
-        self.request = request
+    def sent(self, request: Any, request_id: Any = None, peer: tuple[str, int, str, str, str] | None = None) -> None:
+        """The request went to the backend: its bytes, its id there, and the backend as reached."""
+        self.request, self.request_id, self.peer = request, request_id, peer
 
     def answered(self, response: Any, error: tuple[int, str] | None = None) -> None:
         self.end_ns = time.time_ns()
@@ -161,20 +164,34 @@ class Record:
     replay_of: bytes = b""  # the trace a `slicewire replay --via` request replays
     span_id: bytes = b""  # the root span's; the helper makes it
     error: tuple[int, str] | None = None  # the JSON-RPC error answered (code, message), as its encoder said
+    client: Any = None  # the caller's (host, port), as the ASGI server saw it; None: not known
+    http_version: str = ""
+    kind: str = "request"  # what the client sent: request, notification, result or error
 
     @classmethod
-    def begin(cls, headers: list[tuple[bytes, bytes]], start_ns: int | None = None) -> Record:
-        """A request arrived (now, or at `start_ns`) with these raw ASGI headers."""
+    def begin(
+        cls,
+        headers: list[tuple[bytes, bytes]],
+        start_ns: int | None = None,
+        client: Any = None,
+        http_version: str = "",
+    ) -> Record:
+        """A request arrived (now, or at `start_ns`) with these raw ASGI headers, from `client` (the
+        ASGI scope's (host, port)) over HTTP/`http_version`."""
         start_ns = time.time_ns() if start_ns is None else start_ns
-        return cls(start_ns, headers, start_ns)
+        return cls(start_ns, headers, start_ns, client=client, http_version=http_version)
 
     # --- events, in the order they happen ---
 
     def identified(self, subject: str) -> None:
         self.subject = subject
 
-    def received(self, method: str, request_id: Any, body: Any) -> None:
-        self.method, self.request_id, self.request = method, request_id, body
+    def received(self, method: str, request_id: Any, body: Any, kind: str = "request") -> None:
+        self.method, self.request_id, self.request, self.kind = method, request_id, body, kind
+
+    def answers(self, method: str) -> None:
+        """The client's answer (a result or an error) to the request the gateway relayed to it."""
+        self.method = method
 
     def unreadable(self) -> None:
         """The body was not a JSON-RPC message (answered 400)."""
@@ -277,7 +294,7 @@ class _NullHop(Hop):
 
     __slots__ = ()
 
-    def sent(self, request: Any) -> None:
+    def sent(self, request: Any, request_id: Any = None, peer: tuple[str, int, str, str, str] | None = None) -> None:
         pass
 
     def answered(self, response: Any, error: tuple[int, str] | None = None) -> None:
@@ -296,7 +313,10 @@ class NullRecord(Record):
     def identified(self, subject: str) -> None:
         pass
 
-    def received(self, method: str, request_id: Any, body: Any) -> None:
+    def received(self, method: str, request_id: Any, body: Any, kind: str = "request") -> None:
+        pass
+
+    def answers(self, method: str) -> None:
         pass
 
     def unreadable(self) -> None:

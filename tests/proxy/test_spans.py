@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from proto import pb
+from proto import pb, session_key
 from proxy._config import RedactConfig
 from proxy.recording import Record, new_hop
 from proxy.recording._redact import MARKER, Redactor
@@ -15,6 +15,7 @@ from proxy.recording.helper._spans import BatchBuilder
 from recorder._store import batch_to_arrow
 
 SECRET = "sk-live-abcdefghijklmnop"
+PEER = ("mcp.internal", 8443, "tcp", "2025-11-25", "backend-session-1")
 
 
 def redactor() -> Redactor:
@@ -34,7 +35,8 @@ def columns_of(trace: Record, payloads: str = "all") -> dict[str, list]:
 
 def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | None = None) -> Record:
     now = time.time_ns()
-    trace = Record.begin([(b"authorization", b"Bearer " + SECRET.encode()), (b"user-agent", b"agent/1")], now)
+    headers = [(b"authorization", b"Bearer " + SECRET.encode()), (b"user-agent", b"agent/1")]
+    trace = Record.begin(headers, now, ["10.0.0.7", 51234], "1.1")
     trace.method, trace.request_id, trace.tool, trace.era, trace.backend = "tools/call", 7, "say", "modern", "/b"
     trace.request = {
         "jsonrpc": "2.0",
@@ -45,7 +47,7 @@ def call_trace(request_args: dict, upstream_result: dict, relay_params: dict | N
     trace.parsed_ns, trace.sliced_ns = now + 10, now + 20
     hop = new_hop("tools/call echo", pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND, "tools/call", now + 30,
                   "/b", "echo")  # fmt: skip
-    hop.request = {"params": {"name": "echo", "arguments": request_args}}
+    hop.sent({"params": {"name": "echo", "arguments": request_args}}, 42, PEER)
     hop.response = {"jsonrpc": "2.0", "id": 1, "result": upstream_result}
     hop.end_ns = now + 500
     trace.add(hop)
@@ -82,8 +84,14 @@ def test_span_tree_of_a_call() -> None:
     assert attrs["user_agent.original"] == "agent/1" and "error.type" not in attrs
     by_name = {name: i for i, name in enumerate(cols["name"]) if name != "tools/call say"}
     upstream = orjson.loads(cols["attributes_json"][by_name["tools/call echo"]])
-    assert upstream == {"mcp.method.name": "tools/call", "server.address": "/b", "gen_ai.tool.name": "echo",
-                        "gen_ai.operation.name": "execute_tool"}  # fmt: skip
+    assert {k: attrs.get(k) for k in ("client.address", "client.port", "network.protocol.version")} == {
+        "client.address": "10.0.0.7", "client.port": 51234, "network.protocol.version": "1.1"}  # fmt: skip
+    # The upstream call names the backend as reached (not its configured path), in its own session and ids.
+    assert upstream == {"mcp.method.name": "tools/call", "gen_ai.tool.name": "echo",
+                        "gen_ai.operation.name": "execute_tool", "slicewire.backend": "/b",
+                        "server.address": "mcp.internal", "server.port": 8443, "network.transport": "tcp",
+                        "network.protocol.name": "http", "mcp.protocol.version": "2025-11-25",
+                        "mcp.session.id": session_key("backend-session-1"), "jsonrpc.request.id": "42"}  # fmt: skip
     # parse -> slice -> upstream -> respond, in time order, inside the root
     starts = [cols["start_time_unix_nano"][by_name[n]] for n in ("parse", "slice", "tools/call echo", "respond")]
     assert starts == sorted(starts) and starts[0] == cols["start_time_unix_nano"][0]
@@ -209,3 +217,33 @@ def test_a_payload_that_cannot_be_redacted_is_a_counted_marker_and_costs_no_othe
     assert orjson.loads(requests[2]) == {"password": "[REDACTED]", "x": [[["ok"]]]}
     assert red.replaced == 1
     assert "hunter2" not in str(table.to_pylist())
+
+
+def test_session_ids_are_recorded_as_keys_and_answers_by_what_they_answer() -> None:
+    """A 2025-11-25 session id is a capability on a public virtual server: spans carry its digest, the
+    same in the column and in `mcp.session.id`. A client's answer to a relayed request is named by it."""
+    trace = Record.begin([(b"mcp-session-id", b"raw-session-id")])
+    trace.received("(result)", 3, b'{"jsonrpc":"2.0","id":3,"result":{"action":"accept"}}', "result")
+    trace.parsed("legacy", "2025-11-25", "raw-session-id")
+    trace.answers("elicitation/create")
+    trace.answered(b"", "/v")
+    cols = columns_of(trace)
+    assert cols["name"][0] == "elicitation/create result" and cols["message_kind"][0] == pb.MESSAGE_KIND_RESULT
+    attrs = orjson.loads(cols["attributes_json"][0])
+    assert cols["session_id"][0] == attrs["mcp.session.id"] == session_key("raw-session-id")
+    assert attrs["mcp.method.name"] == "elicitation/create"
+    assert "raw-session-id" not in repr(cols)  # not in a column, an attribute or the headers
+
+
+def test_a_batch_from_before_a_column_is_stored_with_its_default() -> None:
+    """A gateway older than a column (or its spool, replayed after an upgrade) sends batches without it."""
+    builder = BatchBuilder(redactor())
+    builder.add(call_trace({"text": "hi"}, {"content": []}))
+    batch = builder.batch("gw-1")
+    batch.traces.ClearField("client_address")
+    batch.traces.ClearField("message_kind")
+    batch.hops.ClearField("peer_address")
+    table = batch_to_arrow(batch)
+    root = next(r for r in table.to_pylist() if r["name"] == "tools/call say")
+    assert root["message_kind"] == pb.MESSAGE_KIND_REQUEST  # told by its id, as before the column
+    assert "client.address" not in orjson.loads(root["attributes_json"])

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -105,7 +106,7 @@ def recorded(db: Path, where: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 async def test_a_recorded_session_lands_in_phoenix_as_recorded(
-    protocol: str, recording: Path, ns: phoenix.NetNamespace, receiver: phoenix.Phoenix
+    protocol: str, recording: Path, ns: phoenix.NetNamespace, receiver: phoenix.Phoenix, backends: dict[str, str]
 ) -> None:
     with connect(str(recording)) as r:
         sessions = [row["session_id"] for row in r.rows("SELECT session_id FROM sessions ORDER BY first_ns")]
@@ -144,10 +145,18 @@ async def test_a_recorded_session_lands_in_phoenix_as_recorded(
     assert login["gen_ai.operation.name"] == "execute_tool" and login["mcp.session.id"] == session
     assert login["mcp.protocol.version"] == "2025-11-25" and login["network.transport"] == "tcp"
     assert login["jsonrpc.request.id"]
+    assert login["client.address"] == "127.0.0.1" and login["client.port"] > 0  # the caller (the SDK client)
+    assert login["network.protocol.version"] == "1.1"
     assert "gen_ai.tool.call.arguments" not in login  # payloads are opt-in
     assert by_name[("tools/call login", "SERVER")]["status"]["code"] == 0  # UNSET on success
     upstream = phoenix.attributes(by_name[("tools/call get_issue", "CLIENT")])
-    assert upstream["server.address"] == "/beta" and upstream["gen_ai.tool.name"] == "get_issue"
+    assert upstream["gen_ai.tool.name"] == "get_issue" and upstream["slicewire.backend"] == "/beta"
+    # The backend as reached — its URL's host and port, not its configured path — in its own session.
+    beta = urlsplit(backends["beta"])
+    assert (upstream["server.address"], upstream["server.port"]) == (beta.hostname, beta.port)
+    assert upstream["network.transport"] == "tcp" and upstream["mcp.protocol.version"] == "2026-07-28"
+    assert "mcp.session.id" not in upstream  # a 2026-07-28 backend has no sessions (test_e2e_recording: one that has)
+    assert upstream["jsonrpc.request.id"] and upstream["jsonrpc.request.id"] != login["jsonrpc.request.id"]
     refused = by_name[("tools/call delete_repo", "SERVER")]
     assert refused["status"]["code"] == 2 and phoenix.attributes(refused)["error.type"] == "-32602"
     assert phoenix.attributes(refused)["rpc.response.status_code"] == "-32602"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import mcp.types as mt
 import pytest
 from mcp.shared.exceptions import MCPError
 
@@ -92,6 +94,12 @@ async def test_session_through_two_backends_is_recorded(backends: dict[str, str]
         assert '"password":"[REDACTED]"' in echo["request_payload"]
         shout = calls[1]
         assert shout["backend"] == "/everything" and "[REDACTED]" in shout["request_payload"]
+        # server-everything speaks 2025-11-25: the upstream span carries the gateway's session with it, as a key.
+        hop = r.rows(f"SELECT attrs FROM spans WHERE trace_id = '{shout['trace_id']}' AND kind = 'CLIENT'")[0]
+        hop_attrs = json.loads(hop["attrs"])
+        assert hop_attrs["mcp.protocol.version"] == "2025-11-25" and hop_attrs["server.address"] == "127.0.0.1"
+        assert hop_attrs["mcp.session.id"].startswith("s-") and hop_attrs["mcp.session.id"] != session_id
+        assert hop_attrs["jsonrpc.request.id"] and hop_attrs["slicewire.backend"] == "/everything"
         hidden = calls[2]
         assert hidden["status"] == "ERROR" and hidden["error_code"] == -32602
         upstream_of_hidden = (
@@ -109,6 +117,35 @@ async def test_session_through_two_backends_is_recorded(backends: dict[str, str]
         )
         assert init == [{"n": 1}]
     assert_never_stored(tmp_path, SECRET, BEARER)
+
+
+async def test_a_clients_answer_is_named_by_the_request_it_answers(backends: dict[str, str], tmp_path: Path) -> None:
+    """server-everything elicits mid-call; the legacy client's answer, POSTed back, is a span of its own
+    named `elicitation/create result` (not an anonymous "(result)"), in the session's trace."""
+    config = recording_config(backends, "", tmp_path / "spool")
+    mapping = {"tool_name": "trigger-elicitation-request", "backend_server_path": "/everything", "alias": "confirm"}
+    config["virtual_servers"][0]["tool_mappings"].append(mapping)
+    rec = RunningRecorder(tmp_path / "traces.duckdb", tmp_path)
+    config["recorder"]["target"] = rec.target
+    gw = RunningGateway(config, tmp_path)
+
+    async def decline(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        return mt.ElicitResult(action="decline")
+
+    try:
+        async with sdk_session(gw.url("/virtual/rec"), elicitation_callback=decline) as session:
+            assert not (await session.call_tool("confirm", {})).is_error
+        wait_until(lambda: sent(gw)["sent"] >= sent(gw)["emitted"] > 0, 20, what="spans sent")
+    finally:
+        gw.stop()
+        rec.stop()
+    with connect(str(rec.db)) as r:
+        answers = r.rows("SELECT name, method, message_kind, session_id, attrs FROM spans WHERE kind = 'SERVER' "
+                         "AND message_kind = 'result'")  # fmt: skip
+        call = r.rows("SELECT session_id FROM spans WHERE kind = 'SERVER' AND name = 'tools/call confirm'")
+    assert [(a["name"], a["method"]) for a in answers] == [("elicitation/create result", "elicitation/create")]
+    assert answers[0]["session_id"] == call[0]["session_id"]
+    assert json.loads(answers[0]["attrs"])["mcp.method.name"] == "elicitation/create"
 
 
 def assert_never_stored(directory: Path, *secrets: str) -> None:

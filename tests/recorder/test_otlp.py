@@ -4,6 +4,7 @@ position in the trace file; bad CLI input gets one line and exit 2."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 import time
@@ -87,6 +88,7 @@ def test_the_otlp_request_carries_the_recording(tmp_path: Path) -> None:
     resource = attrs(resource_spans.resource)
     assert resource["service.name"] == "slicewire" and resource["service.instance.id"] == "gw-7"
     assert resource["slicewire.virtual_server"] == "/virtual/v"
+    assert resource["service.version"] == importlib.metadata.version("slicewire")  # pyproject's, installed
     spans = {s.span_id.hex(): s for scope in resource_spans.scope_spans for s in scope.spans}
     assert set(spans) == {r["span_id"] for r in recorded}
     kinds = {2: "SERVER", 3: "CLIENT", 1: "INTERNAL"}

@@ -174,7 +174,7 @@ class SpanColumns(_message.Message):
     def __init__(self, trace_id: _Optional[_Iterable[bytes]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., name: _Optional[_Iterable[str]] = ..., kind: _Optional[_Iterable[_Union[SpanKind, str]]] = ..., session_id: _Optional[_Iterable[str]] = ..., virtual_server: _Optional[_Iterable[str]] = ..., backend: _Optional[_Iterable[str]] = ..., subject: _Optional[_Iterable[str]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., request_id: _Optional[_Iterable[str]] = ..., message_kind: _Optional[_Iterable[_Union[MessageKind, str]]] = ..., tool_name: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., status: _Optional[_Iterable[_Union[StatusCode, str]]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., attributes_json: _Optional[_Iterable[bytes]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ..., protocol_era: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[_Iterable[str]] = ..., replay_of_trace_id: _Optional[_Iterable[bytes]] = ..., gateway_instance: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TraceColumns(_message.Message):
-    __slots__ = ("trace_id", "span_id", "parent_span_id", "session_id", "virtual_server", "subject", "direction", "method", "request_id", "tool_name", "backend", "backend_tool_name", "start_time_unix_nano", "parsed_time_unix_nano", "sliced_time_unix_nano", "respond_time_unix_nano", "end_time_unix_nano", "error_code", "error_message", "headers_json", "request_payload", "response_payload", "payload_truncated", "protocol_era", "protocol_version", "replay_of_trace_id")
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "session_id", "virtual_server", "subject", "direction", "method", "request_id", "tool_name", "backend", "backend_tool_name", "start_time_unix_nano", "parsed_time_unix_nano", "sliced_time_unix_nano", "respond_time_unix_nano", "end_time_unix_nano", "error_code", "error_message", "headers_json", "request_payload", "response_payload", "payload_truncated", "protocol_era", "protocol_version", "replay_of_trace_id", "client_address", "client_port", "network_protocol_version", "message_kind")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,10 @@ class TraceColumns(_message.Message):
     PROTOCOL_ERA_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLAY_OF_TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_PORT_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_KIND_FIELD_NUMBER: _ClassVar[int]
     trace_id: _containers.RepeatedScalarFieldContainer[bytes]
     span_id: _containers.RepeatedScalarFieldContainer[bytes]
     parent_span_id: _containers.RepeatedScalarFieldContainer[bytes]
@@ -227,10 +231,14 @@ class TraceColumns(_message.Message):
     protocol_era: _containers.RepeatedScalarFieldContainer[str]
     protocol_version: _containers.RepeatedScalarFieldContainer[str]
     replay_of_trace_id: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, trace_id: _Optional[_Iterable[bytes]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., session_id: _Optional[_Iterable[str]] = ..., virtual_server: _Optional[_Iterable[str]] = ..., subject: _Optional[_Iterable[str]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., request_id: _Optional[_Iterable[str]] = ..., tool_name: _Optional[_Iterable[str]] = ..., backend: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., parsed_time_unix_nano: _Optional[_Iterable[int]] = ..., sliced_time_unix_nano: _Optional[_Iterable[int]] = ..., respond_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., headers_json: _Optional[_Iterable[bytes]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ..., protocol_era: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[_Iterable[str]] = ..., replay_of_trace_id: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    client_address: _containers.RepeatedScalarFieldContainer[str]
+    client_port: _containers.RepeatedScalarFieldContainer[int]
+    network_protocol_version: _containers.RepeatedScalarFieldContainer[str]
+    message_kind: _containers.RepeatedScalarFieldContainer[MessageKind]
+    def __init__(self, trace_id: _Optional[_Iterable[bytes]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., session_id: _Optional[_Iterable[str]] = ..., virtual_server: _Optional[_Iterable[str]] = ..., subject: _Optional[_Iterable[str]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., request_id: _Optional[_Iterable[str]] = ..., tool_name: _Optional[_Iterable[str]] = ..., backend: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., parsed_time_unix_nano: _Optional[_Iterable[int]] = ..., sliced_time_unix_nano: _Optional[_Iterable[int]] = ..., respond_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., headers_json: _Optional[_Iterable[bytes]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ..., protocol_era: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[_Iterable[str]] = ..., replay_of_trace_id: _Optional[_Iterable[bytes]] = ..., client_address: _Optional[_Iterable[str]] = ..., client_port: _Optional[_Iterable[int]] = ..., network_protocol_version: _Optional[_Iterable[str]] = ..., message_kind: _Optional[_Iterable[_Union[MessageKind, str]]] = ...) -> None: ...
 
 class HopColumns(_message.Message):
-    __slots__ = ("trace_index", "span_id", "parent_span_id", "name", "kind", "direction", "method", "message_kind", "backend", "backend_tool_name", "start_time_unix_nano", "end_time_unix_nano", "error_code", "error_message", "request_payload", "response_payload", "payload_truncated")
+    __slots__ = ("trace_index", "span_id", "parent_span_id", "name", "kind", "direction", "method", "message_kind", "backend", "backend_tool_name", "start_time_unix_nano", "end_time_unix_nano", "error_code", "error_message", "request_payload", "response_payload", "payload_truncated", "peer_address", "peer_port", "peer_transport", "peer_protocol_version", "peer_session_id", "peer_request_id")
     TRACE_INDEX_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +256,12 @@ class HopColumns(_message.Message):
     REQUEST_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PEER_PORT_FIELD_NUMBER: _ClassVar[int]
+    PEER_TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    PEER_PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PEER_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     trace_index: _containers.RepeatedScalarFieldContainer[int]
     span_id: _containers.RepeatedScalarFieldContainer[bytes]
     parent_span_id: _containers.RepeatedScalarFieldContainer[bytes]
@@ -265,7 +279,13 @@ class HopColumns(_message.Message):
     request_payload: _containers.RepeatedScalarFieldContainer[bytes]
     response_payload: _containers.RepeatedScalarFieldContainer[bytes]
     payload_truncated: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, trace_index: _Optional[_Iterable[int]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., name: _Optional[_Iterable[str]] = ..., kind: _Optional[_Iterable[_Union[SpanKind, str]]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., message_kind: _Optional[_Iterable[_Union[MessageKind, str]]] = ..., backend: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ...) -> None: ...
+    peer_address: _containers.RepeatedScalarFieldContainer[str]
+    peer_port: _containers.RepeatedScalarFieldContainer[int]
+    peer_transport: _containers.RepeatedScalarFieldContainer[str]
+    peer_protocol_version: _containers.RepeatedScalarFieldContainer[str]
+    peer_session_id: _containers.RepeatedScalarFieldContainer[str]
+    peer_request_id: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, trace_index: _Optional[_Iterable[int]] = ..., span_id: _Optional[_Iterable[bytes]] = ..., parent_span_id: _Optional[_Iterable[bytes]] = ..., name: _Optional[_Iterable[str]] = ..., kind: _Optional[_Iterable[_Union[SpanKind, str]]] = ..., direction: _Optional[_Iterable[_Union[Direction, str]]] = ..., method: _Optional[_Iterable[str]] = ..., message_kind: _Optional[_Iterable[_Union[MessageKind, str]]] = ..., backend: _Optional[_Iterable[str]] = ..., backend_tool_name: _Optional[_Iterable[str]] = ..., start_time_unix_nano: _Optional[_Iterable[int]] = ..., end_time_unix_nano: _Optional[_Iterable[int]] = ..., error_code: _Optional[_Iterable[int]] = ..., error_message: _Optional[_Iterable[str]] = ..., request_payload: _Optional[_Iterable[bytes]] = ..., response_payload: _Optional[_Iterable[bytes]] = ..., payload_truncated: _Optional[_Iterable[bool]] = ..., peer_address: _Optional[_Iterable[str]] = ..., peer_port: _Optional[_Iterable[int]] = ..., peer_transport: _Optional[_Iterable[str]] = ..., peer_protocol_version: _Optional[_Iterable[str]] = ..., peer_session_id: _Optional[_Iterable[str]] = ..., peer_request_id: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SpanBatch(_message.Message):
     __slots__ = ("spans", "sender", "columns", "traces", "hops")

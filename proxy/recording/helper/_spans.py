@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from proto import column_names, pb, trace_spans
+from proto import column_names, pb, session_key, trace_spans
 
 from .._record import Hop, Record, new_span_id, new_trace_id
 from .._redact import UNREDACTABLE, Redactor
@@ -43,10 +43,10 @@ def _hop_failed(hops: list[Hop] | None) -> bool:
 
 
 def _session_of(trace: Record, sessions: ModernSessions) -> str:
-    """The session key; a 2026-07-28 request's is derived here (see ModernSessions)."""
+    """The session key: a 2025-11-25 session's digest, a 2026-07-28 request's derived (ModernSessions)."""
     session = trace.session
     if session is not None:
-        return str(session)
+        return session_key(session) if session else ""
     baggage = next((v.decode("latin-1") for k, v in trace.headers if k == b"baggage"), "")
     request = trace.request
     try:
@@ -54,6 +54,15 @@ def _session_of(trace: Record, sessions: ModernSessions) -> str:
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         meta = None
     return sessions.key(trace.virtual_server, trace.subject, trace.method, meta, baggage, trace.start_ns)
+
+
+_MESSAGE_KINDS = {
+    "request": pb.MESSAGE_KIND_REQUEST,
+    "notification": pb.MESSAGE_KIND_NOTIFICATION,
+    "result": pb.MESSAGE_KIND_RESULT,
+    "error": pb.MESSAGE_KIND_ERROR,
+}
+_NO_PEER = ("", 0, "", "", "")
 
 
 # Where the payloads sit in the row tuples (see TRACE_FIELDS / HOP_FIELDS).
@@ -135,6 +144,7 @@ class BatchBuilder:
                 respond_from = hop.end_ns
         spans = trace_spans(sliced != 0, len(hops))
         request_id = trace.request_id
+        client = trace.client or ("", 0)
         self.traces.append(
             (
                 trace.trace_id, root, trace.parent, _session_of(trace, self.sessions),
@@ -142,7 +152,8 @@ class BatchBuilder:
                 "" if request_id is None else str(request_id), trace.tool, trace.backend, trace.backend_tool,
                 start, parsed or start, sliced, respond_from, trace.end_ns or respond_from, error[0] if error else 0,
                 (error[1] or "error") if error else "", self.redactor.headers_json(trace.headers), request, response,
-                False, trace.era, trace.version, trace.replay_of,
+                False, trace.era, trace.version, trace.replay_of, str(client[0] or ""), int(client[1] or 0),
+                trace.http_version, _MESSAGE_KINDS.get(trace.kind, pb.MESSAGE_KIND_UNSPECIFIED),
             )
         )  # fmt: skip
         self.spans += spans
@@ -158,6 +169,8 @@ class BatchBuilder:
         error = hop.error
         method = hop.method
         kind = pb.MESSAGE_KIND_NOTIFICATION if method.startswith("notifications/") else pb.MESSAGE_KIND_REQUEST
+        address, port, transport, version, session = hop.peer or _NO_PEER
+        upstream_id = hop.request_id
         name = hop.name
         if name is None:  # the upstream call's: "tools/call echo" (a URI, unbounded, stays out of the name)
             name = f"{method} {hop.tool}" if hop.tool and method != "resources/read" else method
@@ -165,7 +178,8 @@ class BatchBuilder:
             (
                 index, hop.span_id, hop.parent or root, name, hop.kind, hop.direction, method, kind,
                 hop.backend, hop.tool, hop.start_ns, hop.end_ns, error[0] if error else 0,
-                (error[1] or "error") if error else "", request, response, False,
+                (error[1] or "error") if error else "", request, response, False, address, port, transport,
+                version, session_key(session) if session else "", "" if upstream_id is None else str(upstream_id),
             )
         )  # fmt: skip
         return len(request) + len(response)
