@@ -3,14 +3,13 @@
 What a request leaves behind is recorded at the edges: the gateway keeps the timestamps and the
 references it already has (headers, bodies as received and sent, the upstream exchange's bytes), and
 the shipping helper derives everything else (root span id, error, headers JSON, the 2026-07-28
-session key, rows; see helper/_spans). A finished record crosses the pipe to the helper as a
-MessagePack array of its fields (`pack`), the dataclass's field order being the wire's.
+session key, rows; see helper/_spans). A finished record crosses the pipe to the helper as
+MessagePack arrays of its fields and its hops' (`pack`), the dataclasses' field order being the wire's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import operator
 import os
 import random
 import re
@@ -138,11 +137,13 @@ class Record:
         hop.answered(answer_bytes)
         record.answered(sent_bytes, "/virtual/echo")
 
-    It crosses the pipe to the helper as a MessagePack array of its fields in this order (`pack`)."""
+    It crosses the pipe to the helper as MessagePack arrays of its fields in this order (`pack`)."""
 
     start_ns: int
     headers: list[tuple[bytes, bytes]]
     parsed_ns: int
+    client: Any = None  # the caller's (host, port), as the ASGI server saw it; None: not known
+    http_version: str = ""
     sliced_ns: int = 0  # 0: the request was not sliced (not a routed method, or refused before)
     end_ns: int = 0
     trace_id: bytes = b""  # b"" until known; the helper makes one when no hop needed it
@@ -164,8 +165,6 @@ class Record:
     replay_of: bytes = b""  # the trace a `slicewire replay --via` request replays
     span_id: bytes = b""  # the root span's; the helper makes it
     error: tuple[int, str] | None = None  # the JSON-RPC error answered (code, message), as its encoder said
-    client: Any = None  # the caller's (host, port), as the ASGI server saw it; None: not known
-    http_version: str = ""
     kind: str = "request"  # what the client sent: request, notification, result or error
 
     @classmethod
@@ -179,7 +178,7 @@ class Record:
         """A request arrived (now, or at `start_ns`) with these raw ASGI headers, from `client` (the
         ASGI scope's (host, port)) over HTTP/`http_version`."""
         start_ns = time.time_ns() if start_ns is None else start_ns
-        return cls(start_ns, headers, start_ns, client=client, http_version=http_version)
+        return cls(start_ns, headers, start_ns, client, http_version)
 
     # --- events, in the order they happen ---
 
@@ -222,11 +221,12 @@ class Record:
     def upstream(self, method: str, backend: str, tool: str, name: str | None = None) -> tuple[Hop, str]:
         """A call to a backend begins: its hop, and the traceparent the backend gets for it (the record
         gets its trace id here when it has none)."""
-        hop = self.add(Hop(name, _CLIENT, _TO_BACKEND, method, time.time_ns(), 0, new_span_id(), backend, tool))
+        span_id = _getrandbits(64).to_bytes(8, "big")
+        hop = self.add(Hop(name, _CLIENT, _TO_BACKEND, method, time.time_ns(), 0, span_id, backend, tool))
         trace_id = self.trace_id
         if not trace_id:
-            trace_id = self.trace_id = new_trace_id()
-        return hop, f"00-{trace_id.hex()}-{hop.span_id.hex()}-01"
+            trace_id = self.trace_id = _getrandbits(128).to_bytes(16, "big")
+        return hop, f"00-{trace_id.hex()}-{span_id.hex()}-01"
 
     def add(self, hop: Hop) -> Hop:
         hops = self.hops
@@ -281,12 +281,10 @@ class Record:
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Record:
-        """A record as it came over the pipe (`pack`'s array)."""
-        record = cls(*row)
-        hops: Any = record.hops  # arrays, until made hops here
-        if hops:
-            record.hops = [Hop(*hop) for hop in hops]
-        return record
+        """A record as it came over the pipe (`pack`'s pair)."""
+        values, hops = row
+        values.insert(_HOPS, [Hop(*hop) for hop in hops] if hops else None)
+        return cls(*values)
 
 
 class _NullHop(Hop):
@@ -381,15 +379,26 @@ def new_hop(
 
 
 _CLIENT, _TO_BACKEND = pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND
-_record_row = operator.attrgetter(*(f.name for f in fields(Record)))
-_hop_row = operator.attrgetter(*(f.name for f in fields(Hop)))
 
 
-def _row(value: Any) -> tuple[Any, ...]:
-    return _record_row(value) if type(value) is Record else _hop_row(value)
+def _row_of(cls: type, skip: str = "") -> Any:
+    """A function returning an object's fields as a tuple, in declared order (but `skip`), generated
+    from the dataclass as dataclasses generate `__init__`: one attribute load per field, which costs a
+    third of `operator.attrgetter`'s generic lookup (bench/NOTES.md)."""
+    names = [f.name for f in fields(cls) if f.name != skip]
+    namespace: dict[str, Any] = {}
+    exec(f"def row(o):\n    return ({', '.join(f'o.{name}' for name in names)},)\n", namespace)
+    return namespace["row"]
+
+
+_record_row = _row_of(Record, skip="hops")
+_hop_row = _row_of(Hop)
+_HOPS = [f.name for f in fields(Record)].index("hops")
 
 
 def pack(record: Record) -> bytes:
-    """A record as one MessagePack array of its fields (its hops as arrays too), for the pipe. Raises
-    TypeError for a payload the packer cannot take (nested past its 254 levels)."""
-    return ormsgpack.packb(record, default=_row, option=ormsgpack.OPT_PASSTHROUGH_DATACLASS)
+    """A record as MessagePack, for the pipe: a pair, its fields but `hops` in declared order and its
+    hops' fields (`from_row` reads it back). Raises TypeError for a payload the packer cannot take
+    (nested past its 254 levels)."""
+    hops = record.hops
+    return ormsgpack.packb((_record_row(record), [_hop_row(hop) for hop in hops] if hops else None))
