@@ -384,7 +384,7 @@ _CLIENT, _TO_BACKEND = pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND
 def _row_of(cls: type, skip: str = "") -> Any:
     """A function returning an object's fields as a tuple, in declared order (but `skip`), generated
     from the dataclass as dataclasses generate `__init__`: one attribute load per field, which costs a
-    third of `operator.attrgetter`'s generic lookup (bench/NOTES.md)."""
+    third of `operator.attrgetter`'s generic lookup (docs/performance-notes.md)."""
     names = [f.name for f in fields(cls) if f.name != skip]
     namespace: dict[str, Any] = {}
     exec(f"def row(o):\n    return ({', '.join(f'o.{name}' for name in names)},)\n", namespace)
