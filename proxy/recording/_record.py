@@ -381,18 +381,17 @@ def new_hop(
 _CLIENT, _TO_BACKEND = pb.SPAN_KIND_CLIENT, pb.DIRECTION_GATEWAY_TO_BACKEND
 
 
-def _row_of(cls: type, skip: str = "") -> Any:
-    """A function returning an object's fields as a tuple, in declared order (but `skip`), generated
-    from the dataclass as dataclasses generate `__init__`: one attribute load per field, which costs a
-    third of `operator.attrgetter`'s generic lookup (docs/performance-notes.md)."""
-    names = [f.name for f in fields(cls) if f.name != skip]
+def attributes_reader(names: list[str]) -> Any:
+    """A function returning these attributes of an object as a tuple, generated as dataclasses generate
+    `__init__`: one attribute load per name, a third of `operator.attrgetter`'s generic lookup on slots
+    (docs/performance-notes.md)."""
     namespace: dict[str, Any] = {}
-    exec(f"def row(o):\n    return ({', '.join(f'o.{name}' for name in names)},)\n", namespace)
-    return namespace["row"]
+    exec(f"def read(o):\n    return ({', '.join(f'o.{name}' for name in names)},)\n", namespace)
+    return namespace["read"]
 
 
-_record_row = _row_of(Record, skip="hops")
-_hop_row = _row_of(Hop)
+_record_row = attributes_reader([f.name for f in fields(Record) if f.name != "hops"])
+_hop_row = attributes_reader([f.name for f in fields(Hop)])
 _HOPS = [f.name for f in fields(Record)].index("hops")
 
 

@@ -14,14 +14,16 @@ batch's payloads at once, and only the rows whose payloads may hold a secret are
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import operator
 from typing import Any
 
 import orjson
 
 from proto import column_names, pb, session_key, trace_spans
 
-from .._record import Hop, Record, new_span_id, new_trace_id
+from .._record import Hop, Record, attributes_reader, new_span_id, new_trace_id
 from .._redact import UNREDACTABLE, Redactor
 from ._sessions import ModernSessions
 
@@ -32,6 +34,27 @@ logger = logging.getLogger(__name__)
 # The row tuples' order: the wire's columns, as proto/slicewire/v1/recorder.proto defines them.
 TRACE_FIELDS = column_names(pb.TraceColumns)
 HOP_FIELDS = column_names(pb.HopColumns)
+
+# A column whose record field has the column's name (or the name given here) is copied as it is; every
+# other column is derived in `_add` / `_hop`. A new column the gateway fills is a field in the proto
+# and one in the record; a row missing a column fails its first test (KeyError).
+_TRACE_NAMES = {"tool_name": "tool", "backend_tool_name": "backend_tool", "protocol_era": "era",
+                "protocol_version": "version", "replay_of_trace_id": "replay_of",
+                "network_protocol_version": "http_version", "parent_span_id": "parent"}  # fmt: skip
+_HOP_NAMES = {"backend_tool_name": "tool", "start_time_unix_nano": "start_ns", "end_time_unix_nano": "end_ns"}
+
+
+def _copier(columns: tuple[str, ...], record: type, names: dict[str, str]) -> tuple[tuple[str, ...], Any]:
+    """The columns copied from a record's fields, and a function reading those fields in that order."""
+    fields = {f.name for f in dataclasses.fields(record)}
+    copied = tuple(c for c in columns if names.get(c, c) in fields)
+    return copied, attributes_reader([names.get(c, c) for c in copied])
+
+
+_TRACE_COPIED, _trace_copied = _copier(TRACE_FIELDS, Record, _TRACE_NAMES)
+_HOP_COPIED, _hop_copied = _copier(HOP_FIELDS, Hop, _HOP_NAMES)
+_trace_row = operator.itemgetter(*TRACE_FIELDS)
+_hop_row = operator.itemgetter(*HOP_FIELDS)
 
 # A batch is cut at this many payload bytes even when it has fewer spans than `batch_spans`: far
 # below the recorder's 64 MiB message limit, whatever the payload cap.
@@ -145,17 +168,28 @@ class BatchBuilder:
         spans = trace_spans(sliced != 0, len(hops))
         request_id = trace.request_id
         client = trace.client or ("", 0)
-        self.traces.append(
-            (
-                trace.trace_id, root, trace.parent, _session_of(trace, self.sessions),
-                trace.virtual_server, trace.subject, trace.direction, trace.method,
-                "" if request_id is None else str(request_id), trace.tool, trace.backend, trace.backend_tool,
-                start, parsed or start, sliced, respond_from, trace.end_ns or respond_from, error[0] if error else 0,
-                (error[1] or "error") if error else "", self.redactor.headers_json(trace.headers), request, response,
-                False, trace.era, trace.version, trace.replay_of, str(client[0] or ""), int(client[1] or 0),
-                trace.http_version, _MESSAGE_KINDS.get(trace.kind, pb.MESSAGE_KIND_UNSPECIFIED),
-            )
-        )  # fmt: skip
+        row = dict(zip(_TRACE_COPIED, _trace_copied(trace), strict=True))  # then what is derived:
+        row.update(
+            {
+                "session_id": _session_of(trace, self.sessions),
+                "request_id": "" if request_id is None else str(request_id),
+                "start_time_unix_nano": start,
+                "parsed_time_unix_nano": parsed or start,
+                "sliced_time_unix_nano": sliced,
+                "respond_time_unix_nano": respond_from,
+                "end_time_unix_nano": trace.end_ns or respond_from,
+                "error_code": error[0] if error else 0,
+                "error_message": (error[1] or "error") if error else "",
+                "headers_json": self.redactor.headers_json(trace.headers),
+                "request_payload": request,
+                "response_payload": response,
+                "payload_truncated": False,
+                "client_address": str(client[0] or ""),
+                "client_port": int(client[1] or 0),
+                "message_kind": _MESSAGE_KINDS.get(trace.kind, pb.MESSAGE_KIND_UNSPECIFIED),
+            }
+        )
+        self.traces.append(_trace_row(row))
         self.spans += spans
         self.payload_bytes += size
         return spans
@@ -174,14 +208,27 @@ class BatchBuilder:
         name = hop.name
         if name is None:  # the upstream call's: "tools/call echo" (a URI, unbounded, stays out of the name)
             name = f"{method} {hop.tool}" if hop.tool and method != "resources/read" else method
-        self.hops.append(
-            (
-                index, hop.span_id, hop.parent or root, name, hop.kind, hop.direction, method, kind,
-                hop.backend, hop.tool, hop.start_ns, hop.end_ns, error[0] if error else 0,
-                (error[1] or "error") if error else "", request, response, False, address, port, transport,
-                version, session_key(session) if session else "", "" if upstream_id is None else str(upstream_id),
-            )
-        )  # fmt: skip
+        row = dict(zip(_HOP_COPIED, _hop_copied(hop), strict=True))  # then what is derived:
+        row.update(
+            {
+                "trace_index": index,
+                "parent_span_id": hop.parent or root,
+                "name": name,
+                "message_kind": kind,
+                "error_code": error[0] if error else 0,
+                "error_message": (error[1] or "error") if error else "",
+                "request_payload": request,
+                "response_payload": response,
+                "payload_truncated": False,
+                "peer_address": address,
+                "peer_port": port,
+                "peer_transport": transport,
+                "peer_protocol_version": version,
+                "peer_session_id": session_key(session) if session else "",
+                "peer_request_id": "" if upstream_id is None else str(upstream_id),
+            }
+        )
+        self.hops.append(_hop_row(row))
         return len(request) + len(response)
 
     def batch(self, sender: str) -> Any:
