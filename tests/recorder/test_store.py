@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from proto import pb
+from proto import pb, session_key
 from recorder import SCHEMA_VERSION, QueryRefused, SchemaError, SpanStore, connect
 
 
@@ -119,3 +119,29 @@ def test_writer_survives_a_caller_that_gave_up(tmp_path: Path) -> None:
     assert store.write([span(9, 100, None, 1, 2)]).result(10).stored == 1  # still writing
     assert store.query("SELECT count(*) AS n FROM spans").to_pylist() == [{"n": 50}]  # abandoned spans stored too
     store.close()
+
+
+def test_a_session_is_found_by_its_key_or_by_the_raw_id(tmp_path: Path) -> None:
+    """A 2025-11-25 session is stored under a digest of its id; a user holding the id (from a client's
+    log) finds it all the same, in the listing and the session view."""
+    from proxy.recording import Record
+    from proxy.recording._redact import Redactor
+    from proxy.recording.helper._spans import BatchBuilder
+    from recorder._views import TraceFilter, list_traces, session_rows
+
+    record = Record.begin([])
+    record.received("tools/list", 1, b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+    record.parsed("legacy", "2025-11-25", "3f1c0a9e-raw-session")
+    record.answered(b"{}", "/v")
+    builder = BatchBuilder(Redactor())
+    builder.add(record)
+    store = SpanStore(tmp_path / "t.duckdb")
+    store.write(builder.batch("gw")).result(10)
+    store.close()
+    with connect(str(tmp_path / "t.duckdb")) as rec:
+        (key,) = {row["session_id"] for row in rec.rows("SELECT session_id FROM spans")}
+        assert key == session_key("3f1c0a9e-raw-session") and "raw-session" not in key
+        for name in (key, "3f1c0a9e-raw-session"):
+            assert [t["name"] for t in list_traces(rec, TraceFilter(session=name))] == ["tools/list"]
+            assert session_rows(rec, name)["session"]["session_id"] == key
+        assert list_traces(rec, TraceFilter(session="another")) == []
