@@ -221,11 +221,11 @@ class Record:
     def upstream(self, method: str, backend: str, tool: str, name: str | None = None) -> tuple[Hop, str]:
         """A call to a backend begins: its hop, and the traceparent the backend gets for it (the record
         gets its trace id here when it has none)."""
-        span_id = _getrandbits(64).to_bytes(8, "big")
+        span_id = new_span_id()
         hop = self.add(Hop(name, _CLIENT, _TO_BACKEND, method, time.time_ns(), 0, span_id, backend, tool))
         trace_id = self.trace_id
         if not trace_id:
-            trace_id = self.trace_id = _getrandbits(128).to_bytes(16, "big")
+            trace_id = self.trace_id = new_trace_id()
         return hop, f"00-{trace_id.hex()}-{span_id.hex()}-01"
 
     def add(self, hop: Hop) -> Hop:
