@@ -7,9 +7,11 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 
 __all__ = ["register"]
@@ -72,46 +74,84 @@ def replay(
         list[str] | None, typer.Option(help="NAME=VALUE for a redacted argument (or $SLICEWIRE_SECRET_NAME).")
     ] = None,
     allow_destructive: Annotated[
-        bool, typer.Option("--allow-destructive", help="Also run tools annotated destructiveHint: true.")
+        bool, typer.Option("--allow-destructive", help="Also run every tool annotated destructiveHint: true.")
     ] = False,
+    allow: Annotated[list[str] | None, typer.Option(help="Run this tool whatever its hints say (repeatable).")] = None,
     safe: Annotated[bool, typer.Option("--safe", help="Only run tools annotated readOnlyHint: true.")] = False,
+    setup: Annotated[
+        list[str] | None, typer.Option(help="Before the replay: a shell command, or call:TOOL {json} (repeatable).")
+    ] = None,
+    teardown: Annotated[
+        list[str] | None, typer.Option(help="After the replay, even a failed one: the same forms (repeatable).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
     ignore: Annotated[list[str] | None, typer.Option(help="A JSON path not to compare (repeatable).")] = None,
-    rules: Annotated[Path | None, typer.Option(help="Diff rules file (YAML/JSON: ignore, volatile).")] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="Diff rules file (YAML/JSON: ignore, tools, volatile); --learn-noise writes it.")
+    ] = None,
+    learn_noise: Annotated[
+        int | None, typer.Option("--learn-noise", help="Replay N times against the unchanged system; save what varies.")
+    ] = None,
+    drift_mode: Annotated[
+        str, typer.Option("--drift", help="fail (exit 4 when a used definition changed) or warn.")
+    ] = "fail",
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="Also write the report to FILE (.md or .html).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer (and each hook).")] = 60.0,
 ) -> None:
     """Re-issue a recorded session's tool calls and report every difference.
 
-    Exit code: 0 every call answered as recorded, 1 an answer differs, 3 nothing differs but some
-    calls were not replayed (skipped, not replayable, dry run), 2 bad input.
+    Exit code: 0 every call answered as recorded, 1 an answer differs, 4 the answers are the same but
+    a tool, prompt or resource the session used was redefined (--drift fail), 3 nothing differs but
+    some calls were not replayed (skipped, not replayable, dry run), 2 bad input or a failed setup.
     """
     from proxy._config import ConfigError, load_config
     from recorder import RecorderUnavailable, RecordingError, connect
 
     from ._diff import Rules, RulesError
+    from ._hooks import parse_hook
     from ._rebuild import Secrets, UsageError, parse_override, parse_secret
-    from ._select import Selection, SelectionError, recorded_tools, select
+    from ._report import report_format
+    from ._select import Selection, SelectionError, recorded_definitions, select
     from ._targets import DirectTarget, GatewayTarget, Target, TargetError
 
     if (via is None) == (config is None):
         raise _fail("say where to replay: --via GATEWAY_URL (through a gateway) or --config FILE (to the backends)")
+    if drift_mode not in ("fail", "warn"):
+        raise _fail(f"--drift: expected fail or warn, found {drift_mode!r}")
+    if report_file is not None and report_format(report_file) is None:
+        raise _fail(f"--report {report_file}: name a .md or .html file")
+    if learn_noise is not None:
+        if learn_noise < 1:
+            raise _fail("--learn-noise: replay at least once (N >= 1)")
+        if rules is None:
+            raise _fail("--learn-noise needs --rules FILE: the learned rules are saved there for later replays")
+        if dry_run or stop_on_diff:
+            raise _fail("--learn-noise replays every call: it cannot go with --dry-run or --stop-on-diff")
     try:
         overrides = [parse_override(s) for s in set_ or []]
         secrets = Secrets(dict(parse_secret(s) for s in secret or []))
-        diff_rules = Rules.load(rules) if rules is not None else Rules.default()
+        learning_fresh = learn_noise is not None and rules is not None and not rules.exists()
+        diff_rules = Rules.load(rules) if rules is not None and not learning_fresh else Rules.default()
         diff_rules = diff_rules.with_ignored(ignore or [])
+        hooks = ([parse_hook(h, "--setup") for h in setup or []], [parse_hook(h, "--teardown") for h in teardown or []])
     except (UsageError, RulesError) as exc:
         raise _fail(str(exc)) from None
     selection = Selection(session, trace, tool, start, end, errors_only)
     try:
         with connect(source) as rec:
             calls = select(rec, selection)
-            recorded = recorded_tools(rec, calls)
+            definitions = recorded_definitions(rec, calls)
     except RecorderUnavailable as exc:
         raise _fail(exc.advice("--source")) from None
     except (RecordingError, SelectionError) as exc:
         raise _fail(str(exc)) from None
+    unknown = sorted(set(allow or []) - {c.tool for c in calls})
+    if unknown:
+        used = ", ".join(sorted({c.tool for c in calls}))
+        raise _fail(f"--allow {unknown[0]}: no selected call uses that tool (they use {used})")
 
     # The replay's calls form one session of their own (unique per run), linked call by call to the originals.
     replay_session = f"replay-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -131,27 +171,79 @@ def replay(
 
     from rich.console import Console
 
-    from ._report import exit_code, render, to_json
+    from ._hooks import HookError
+    from ._report import exit_code, render, report, stamp, to_json, write_report
     from ._run import Options
 
-    options = Options(_pace(pace), stop_on_diff, overrides, secrets, allow_destructive, safe, dry_run, diff_rules)
+    options = Options(_pace(pace), stop_on_diff, overrides, secrets, allow_destructive, safe, dry_run, diff_rules,
+                      frozenset(allow or []))  # fmt: skip
+    runs = learn_noise or 1
     try:
-        results = asyncio.run(_replay(calls, target, options, recorded))
-    except TargetError as exc:
+        outcome = asyncio.run(_replay(calls, target, options, definitions, hooks, runs, timeout))
+    except (TargetError, HookError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no report", 130) from None
+    if outcome.teardown_error:
+        typer.echo(f"slicewire: {outcome.teardown_error}", err=True)
+    if learn_noise is not None:
+        assert rules is not None
+        _save_noise(outcome.runs, rules, as_json)
+        return
+    results, drifts = outcome.runs[-1], outcome.drifts
+    drift_fails = drift_mode == "fail"
+    if as_json or report_file is not None:
+        data = report(results, target.description, drifts, drift_fails, session=session or trace, generated=stamp())
+        if report_file is not None:
+            try:
+                write_report(report_file, data)
+            except OSError as exc:
+                raise _fail(f"--report {report_file}: {exc.strerror or exc}") from None
+        if as_json:
+            sys.stdout.buffer.write(to_json(data) + b"\n")
+    if not as_json:
+        render(results, target.description, Console() if sys.stdout.isatty() else Console(width=160), drifts)
+    raise typer.Exit(exit_code(results, drifts, drift_fails))
+
+
+def _save_noise(runs: list[Any], rules: Path, as_json: bool) -> None:
+    from ._diff import RulesError, save_learned
+    from ._run import learn
+
+    learned, warnings = learn(runs)
+    try:
+        save_learned(rules, learned)
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
     if as_json:
-        sys.stdout.buffer.write(to_json(results, target.description) + b"\n")
-    else:
-        render(results, target.description, Console() if sys.stdout.isatty() else Console(width=160))
-    raise typer.Exit(exit_code(results))
+        sys.stdout.buffer.write(orjson.dumps({"runs": len(runs), "rules": str(rules), "learned": learned,
+                                              "warnings": warnings}, option=orjson.OPT_INDENT_2) + b"\n")  # fmt: skip
+        return
+    paths = sum(len(p) for p in learned.values())
+    typer.echo(f"{len(runs)} replays: {paths} varying path{'' if paths == 1 else 's'} in {len(learned)} tools, "
+               f"saved to {rules}")  # fmt: skip
+    for tool_name, tool_paths in learned.items():
+        typer.echo(f"  {tool_name}: {', '.join(tool_paths)}")
+    for warning in warnings:
+        typer.echo(f"slicewire: warning: {warning}", err=True)
 
 
-async def _replay(calls: list[Any], target: Any, options: Any, recorded: dict[str, Any]) -> list[Any]:
+@dataclass
+class _Outcome:
+    runs: list[Any]  # each replay's results
+    drifts: list[Any]
+    teardown_error: str = ""
+
+
+async def _replay(
+    calls: list[Any], target: Any, options: Any, definitions: dict[str, Any], hooks: tuple[list[Any], list[Any]],
+    runs: int, hook_timeout_s: float,
+) -> _Outcome:  # fmt: skip
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ._drift import drift
+    from ._hooks import HookError, run_hooks
     from ._run import replay
 
     progress = Progress(
@@ -159,17 +251,36 @@ async def _replay(calls: list[Any], target: Any, options: Any, recorded: dict[st
         TimeElapsedColumn(), console=Console(stderr=True), transient=True,
         disable=not sys.stderr.isatty(),
     )  # fmt: skip
+    setup, teardown = hooks
+    outcome = _Outcome([], [])
     try:
-        if not options.dry_run:
+        recorded_tools = definitions.get("tool", {})
+        if options.dry_run:
+            tools = [recorded_tools]
+        else:
             await target.start()
-        tools = [recorded] if options.dry_run else [await target.tools(calls), recorded]
-        with progress:
-            task = progress.add_task("replay", total=len(calls), last="")
+            today = await target.definitions(calls)
+            outcome.drifts = drift(definitions, today, calls)
+            tools = [today.get("tool", {}), recorded_tools]
+        for _ in range(runs):
+            if not options.dry_run and calls:
+                await run_hooks(setup, target, calls[0], hook_timeout_s)
+            try:
+                with progress:
+                    task = progress.add_task("replay", total=len(calls), last="")
 
-            def advance(result: Any) -> None:
-                progress.update(task, advance=1, last=f"#{result.call.index} {result.call.tool}: {result.outcome}")
+                    def advance(result: Any, task: Any = task) -> None:
+                        last = f"#{result.call.index} {result.call.tool}: {result.outcome}"
+                        progress.update(task, advance=1, last=last)
 
-            return await replay(calls, target, options, tools, advance)
+                    outcome.runs.append(await replay(calls, target, options, tools, advance))
+            finally:
+                if not options.dry_run and calls:
+                    try:
+                        await run_hooks(teardown, target, calls[0], hook_timeout_s)
+                    except HookError as exc:
+                        outcome.teardown_error = str(exc)
+        return outcome
     finally:
         await target.close()
 

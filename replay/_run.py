@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._diff import Change, Rules, diff
+from ._diff import MIRROR_NOTE, Change, Rules, diff, fold_mirrors, generalize
 from ._rebuild import Override, Secrets, rebuild
 from ._select import RecordedCall
 from ._targets import Target, TargetError
 
-__all__ = ["DIFFERENT", "Options", "Result", "compare", "replay"]
+__all__ = ["DIFFERENT", "Options", "Result", "compare", "error_line", "learn", "replay"]
 
 DIFFERENT = ("changed", "error now", "error fixed")
 
@@ -43,6 +43,7 @@ class Options:
     safe: bool = False  # only tools annotated readOnlyHint: true
     dry_run: bool = False
     rules: Rules = field(default_factory=Rules.default)
+    allowed: frozenset[str] = frozenset()  # tools run whatever their hints say (--allow TOOL)
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Result:
     call: RecordedCall
     outcome: str
     changes: list[Change] = field(default_factory=list)
-    reason: str = ""
+    reason: str = ""  # why it was not sent, or the first line of the error it answered
+    notes: list[str] = field(default_factory=list)
     recorded_ns: int | None = None
     now_ns: int | None = None
     sent: dict[str, Any] | None = None  # --dry-run: the request, secrets masked
@@ -65,7 +67,7 @@ class Result:
             "index": c.index, "trace_id": c.trace_id, "span_id": c.span_id, "method": c.method, "tool": c.tool,
             "backend": c.backend,
             "outcome": self.outcome, "reason": self.reason or None,
-            "changes": [change.as_dict() for change in self.changes],
+            "changes": [change.as_dict() for change in self.changes], "notes": self.notes,
             "recorded_ms": None if self.recorded_ns is None else round(self.recorded_ns / 1e6, 3),
             "now_ms": None if self.now_ns is None else round(self.now_ns / 1e6, 3),
             **({"request": self.sent} if self.sent is not None else {}),
@@ -89,15 +91,33 @@ def _body(message: dict[str, Any]) -> Any:
     return result
 
 
-def compare(recorded: dict[str, Any], now: dict[str, Any], rules: Rules) -> tuple[str, list[Change]]:
-    """Outcome and changes between two JSON-RPC answers (ids and envelopes are not compared)."""
-    changes = diff(_body(recorded), _body(now), rules)
+def compare(recorded: dict[str, Any], now: dict[str, Any], rules: Rules) -> tuple[str, list[Change], list[str]]:
+    """Outcome, changes and notes between two JSON-RPC answers (ids and envelopes are not compared).
+    A text block mirroring `structuredContent` on both sides is compared once, as structuredContent."""
+    old, new, mirrored = fold_mirrors(_body(recorded), _body(now))
+    changes = diff(old, new, rules)
+    notes = [MIRROR_NOTE.format(i) for i in mirrored] if changes else []
     was, now_failed = _failed(recorded), _failed(now)
     if now_failed and not was:
-        return "error now", changes
+        return "error now", changes, notes
     if was and not now_failed:
-        return "error fixed", changes
-    return ("changed" if changes else "same"), changes
+        return "error fixed", changes, notes
+    return ("changed" if changes else "same"), changes, notes
+
+
+def error_line(message: dict[str, Any]) -> str:
+    """The first line of what an answer says went wrong: a JSON-RPC error's message, or the text of a
+    result with `isError`; "" when it did not fail."""
+    error = message.get("error")
+    if isinstance(error, dict):
+        text = str(error.get("message", ""))
+    elif _failed(message):
+        blocks = message["result"].get("content")
+        texts = [b["text"] for b in blocks or [] if isinstance(b, dict) and isinstance(b.get("text"), str)]
+        text = str(texts[0]) if texts else "isError: true"
+    else:
+        return ""
+    return text.strip().split("\n", 1)[0]
 
 
 def _annotations(tool: dict[str, Any] | None) -> dict[str, Any]:
@@ -162,7 +182,9 @@ async def replay(
         why = _not_replayable(call, target, arguments, rebuilt.missing, rebuilt.unapplied, recorded)
         if why:
             result.outcome, result.reason = "not replayable", why
-        elif (danger := unsafe(call, tools, options.safe)) and not options.allow_destructive:
+        elif (danger := unsafe(call, tools, options.safe)) and not (
+            options.allow_destructive or call.tool in options.allowed
+        ):
             result.outcome, result.reason = "skipped", danger
         elif options.dry_run:
             assert arguments is not None
@@ -177,12 +199,35 @@ async def replay(
                     await asyncio.sleep(delay)
             reply = await target.call(call, arguments, rebuilt.answers)
             result.now_ns = reply.duration_ns
-            result.outcome, result.changes = compare(recorded, reply.message, options.rules)
-            if result.different and "error" in reply.message:
-                result.reason = str(reply.message["error"].get("message", ""))
+            rules = options.rules.for_tool(call.tool)
+            result.outcome, result.changes, result.notes = compare(recorded, reply.message, rules)
+            if result.outcome == "error fixed":
+                result.reason = "recorded: " + error_line(recorded)
+            elif result.outcome != "same":
+                result.reason = error_line(reply.message)
             stop = options.stop_on_diff and result.different
         on_result(result)
     return results
+
+
+def learn(runs: list[list[Result]]) -> tuple[dict[str, list[str]], list[str]]:
+    """What varied between replays of an unchanged system: per tool, the changed paths with list
+    positions generalized (`$.items[*].ts`), and warnings for calls that cannot teach anything (they
+    failed, or were not sent). A list whose order varied is named in a warning, not learned: ignoring
+    it would hide every change inside it."""
+    learned: dict[str, set[str]] = {}
+    warnings: dict[str, None] = {}
+    for results in runs:
+        for r in results:
+            if r.outcome in ("error now", "error fixed", "not replayable", "skipped"):
+                warnings[f"#{r.call.index} {r.call.tool}: {r.outcome} ({r.reason}); nothing learned from it"] = None
+                continue
+            for change in r.changes:
+                if change.kind == "reordered":
+                    warnings[f"{r.call.tool}: the order of {change.path} varies (--ignore it to accept)"] = None
+                else:
+                    learned.setdefault(r.call.tool, set()).add(generalize(change.path))
+    return {tool: sorted(paths) for tool, paths in sorted(learned.items())}, list(warnings)
 
 
 def _not_replayable(

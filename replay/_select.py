@@ -23,6 +23,7 @@ __all__ = [
     "RecordedCall",
     "Selection",
     "SelectionError",
+    "recorded_definitions",
     "recorded_server_info",
     "recorded_tools",
     "select",
@@ -255,23 +256,37 @@ def _describe(selection: Selection) -> str:
 def recorded_tools(recording: Any, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
     """The tools the client was shown (latest recorded `tools/list` answer per tool name) for the
     sessions, else the virtual servers, of `calls`: names, descriptions, schemas, annotations."""
+    return recorded_definitions(recording, calls, ("tools/list",)).get("tool", {})
+
+
+_LISTS = {"tools/list": ("tool", "tools", "name"), "prompts/list": ("prompt", "prompts", "name"),
+          "resources/list": ("resource", "resources", "uri")}  # fmt: skip
+
+
+def recorded_definitions(
+    recording: Any, calls: list[RecordedCall], methods: tuple[str, ...] = tuple(_LISTS)
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the client was shown by the list methods (latest answer per name) for the sessions, else
+    the virtual servers, of `calls`: kind (tool, prompt, resource) -> exposed name -> definition."""
     sessions = sorted({c.session_id for c in calls if c.session_id})
     servers = sorted({c.virtual_server for c in calls if c.virtual_server})
-    tools: dict[str, dict[str, Any]] = {}
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    listed = ", ".join(sql_literal(m) for m in methods)
     for column, values in (("virtual_server", servers), ("session_id", sessions)):  # session answers win
         if not values:
             continue
         rows = recording.rows(
-            "SELECT response_payload FROM spans WHERE kind = 'SERVER' AND method = 'tools/list' "
+            f"SELECT method, response_payload FROM spans WHERE kind = 'SERVER' AND method IN ({listed}) "
             f"AND {column} IN ({', '.join(sql_literal(v) for v in values)}) AND response_payload IS NOT NULL "
             "ORDER BY start_ns"
         )
         for row in rows:
+            kind, key, name = _LISTS[row["method"]]
             result = (_json(row["response_payload"]) or {}).get("result")
-            for tool in (result or {}).get("tools") or []:
-                if isinstance(tool, dict) and isinstance(tool.get("name"), str):
-                    tools[tool["name"]] = tool
-    return tools
+            for item in (result or {}).get(key) or []:
+                if isinstance(item, dict) and isinstance(item.get(name), str):
+                    found.setdefault(kind, {})[item[name]] = item
+    return found
 
 
 def recorded_server_info(recording: Any, calls: list[RecordedCall]) -> dict[str, Any]:

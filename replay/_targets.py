@@ -28,6 +28,7 @@ from proxy._mcp import LATEST_LEGACY
 from proxy._upstream import Backend, BackendError, Exchange, Headers, StreamableHTTPBackend, create_backend
 from proxy.recording import Record, SpanEmitter
 
+from ._drift import KINDS, Definitions
 from ._select import RecordedCall
 
 __all__ = ["DirectTarget", "GatewayTarget", "Reply", "Target", "TargetError"]
@@ -126,6 +127,14 @@ def _input_responses(requests: Any, pending: _Answers) -> dict[str, Any] | None:
     return responses
 
 
+def _kinds_by(calls: list[RecordedCall], where: Any) -> dict[str, dict[str, RecordedCall]]:
+    """Where calls go (a URL, a backend) -> method -> one call of it, for the lists to ask there."""
+    found: dict[str, dict[str, RecordedCall]] = {}
+    for call in calls:
+        found.setdefault(where(call), {}).setdefault(call.method, call)
+    return found
+
+
 class Target(abc.ABC):
     description: str
 
@@ -145,14 +154,19 @@ class Target(abc.ABC):
         """The JSON-RPC request that would be sent (for --dry-run; secrets are the caller's to mask)."""
 
     @abc.abstractmethod
-    async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
-        """Today's tool definitions, by exposed name, for the tools of `calls`."""
+    async def definitions(self, calls: list[RecordedCall]) -> Definitions:
+        """Today's definitions of what `calls` use: kind (tool, prompt, resource) -> exposed name ->
+        definition (for tools, also every other tool their servers list)."""
 
     @abc.abstractmethod
     async def call(
         self, call: RecordedCall, arguments: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]
     ) -> Reply:
         """Send the call; `answers` are the agent's recorded answers to the backend's questions."""
+
+    @abc.abstractmethod
+    async def hook_call(self, tool: str, arguments: dict[str, Any], near: RecordedCall) -> Reply:
+        """Call `tool` (an exposed name on `near`'s virtual server) for a setup or teardown hook."""
 
     async def close(self) -> None:  # noqa: B027 - optional
         pass
@@ -211,15 +225,18 @@ class GatewayTarget(Target):
     def request(self, call: RecordedCall, arguments: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.url(call), "method": call.method, "params": _params(call, call.tool, arguments)}
 
-    async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for call in {self.url(c): c for c in calls}.values():
-            try:
-                listed = await self._backend(call).list_tools()
-            except BackendError as exc:
-                hint = "" if self.token else " (no gateway token given: set $SLICEWIRE_TOKEN or pass --token-file FILE)"
-                raise TargetError(f"cannot list the tools at {self.url(call)}: {exc.detail}{hint}") from None
-            found.update({t["name"]: t for t in listed})
+    async def definitions(self, calls: list[RecordedCall]) -> Definitions:
+        found: Definitions = {}
+        for url, kinds in _kinds_by(calls, self.url).items():
+            for method, (kind, list_method, key, name, _) in KINDS.items():
+                if method not in kinds:
+                    continue
+                try:
+                    listed = await self._backend(kinds[method]).list_all(list_method, key, name)
+                except BackendError as exc:
+                    hint = "" if self.token else " (no gateway token: set $SLICEWIRE_TOKEN or pass --token-file FILE)"
+                    raise TargetError(f"cannot list the {key} at {url}: {exc.detail}{hint}") from None
+                found.setdefault(kind, {}).update({item[name]: item for item in listed})
         return found
 
     async def call(
@@ -228,6 +245,9 @@ class GatewayTarget(Target):
         headers: Headers = [(REPLAY_OF_HEADER, call.trace_id)]
         params = _params(call, call.tool, arguments)
         return await _send(self._backend(call), call.method, params, headers, answers)
+
+    async def hook_call(self, tool: str, arguments: dict[str, Any], near: RecordedCall) -> Reply:
+        return await _send(self._backend(near), "tools/call", {"name": tool, "arguments": arguments}, None, [])
 
     async def close(self) -> None:
         for backend in self._backends.values():
@@ -281,17 +301,36 @@ class DirectTarget(Target):
         return {"backend": call.backend, "method": call.method,
                 "params": _params(call, call.backend_tool or "", arguments)}  # fmt: skip
 
-    async def tools(self, calls: list[RecordedCall]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for path in sorted({c.backend for c in calls if c.backend in self._configs}):
-            try:
-                listed = {t["name"]: t for t in await self._backend(path).list_tools()}
-            except BackendError as exc:
-                raise TargetError(f"cannot list the tools of {path}: {exc.detail}") from None
-            for call in calls:
-                if call.method == "tools/call" and call.backend == path and call.backend_tool in listed:
-                    found[call.tool] = listed[call.backend_tool]
+    async def definitions(self, calls: list[RecordedCall]) -> Definitions:
+        """The backends' definitions, shown as the slice showed them: by exposed name, with the
+        mapping's description override."""
+        found: Definitions = {}
+        for path, kinds in _kinds_by([c for c in calls if c.backend in self._configs], lambda c: c.backend).items():
+            for method, (kind, list_method, key, name, _) in KINDS.items():
+                if method not in kinds:
+                    continue
+                try:
+                    listed = {item[name]: item for item in await self._backend(path).list_all(list_method, key, name)}
+                except BackendError as exc:
+                    raise TargetError(f"cannot list the {key} of {path}: {exc.detail}") from None
+                for call in calls:
+                    if call.method == method and call.backend == path and call.backend_tool in listed:
+                        shown = {**listed[call.backend_tool], name: call.tool}
+                        override = self._override(call)
+                        if override is not None:
+                            shown["description"] = override
+                        found.setdefault(kind, {})[call.tool] = shown
         return found
+
+    def _override(self, call: RecordedCall) -> str | None:
+        """The description the call's virtual server gives its tool or prompt instead of the backend's."""
+        for vs in self.config.virtual_servers:
+            if vs.path == call.virtual_server:
+                mappings = vs.tool_mappings if call.method == "tools/call" else vs.prompt_mappings
+                for mapping in mappings:
+                    if mapping.exposed_name == call.tool and mapping.backend_server_path == call.backend:
+                        return mapping.description_override
+        return None
 
     async def call(
         self, call: RecordedCall, arguments: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]
@@ -313,6 +352,15 @@ class DirectTarget(Target):
         record.answered(answer, call.virtual_server or "", failed)
         self.emitter.emit(record)
         return reply
+
+    async def hook_call(self, tool: str, arguments: dict[str, Any], near: RecordedCall) -> Reply:
+        for vs in self.config.virtual_servers:
+            if vs.path == near.virtual_server:
+                for mapping in vs.tool_mappings:
+                    if mapping.exposed_name == tool and mapping.backend_server_path in self._configs:
+                        params = {"name": mapping.tool_name, "arguments": arguments}
+                        return await _send(self._backend(mapping.backend_server_path), "tools/call", params, None, [])
+        raise TargetError(f"{tool} is not a tool of {near.virtual_server} in the config")
 
     def _record(self, call: RecordedCall, arguments: dict[str, Any]) -> Record:
         """The replayed call as the flight recorder keeps it: marked as a replay of the recorded trace."""

@@ -159,7 +159,8 @@ async def test_changed_backend_is_reported_at_the_call_and_path(
     assert user["outcome"] == "changed"
     paths = {c["path"]: (c["old"], c["new"]) for c in user["changes"]}
     assert paths["$.structuredContent.plan"] == ("pro", "free")
-    assert paths["$.content[0].text(json).plan"] == ("pro", "free")
+    assert not any(p.startswith("$.content[0]") for p in paths)  # the text mirrors structuredContent: once
+    assert user["notes"] == ["content[0].text mirrors structuredContent: its changes are reported there once"]
     assert paths["$.structuredContent.name"] == ("ada", None) and paths["$.structuredContent.display_name"] == (
         None,
         "ada",
@@ -169,6 +170,7 @@ async def test_changed_backend_is_reported_at_the_call_and_path(
     assert renamed["$.structuredContent.display_name"] == (True, False)  # new now
     assert not any("seen_at" in p or "request" in p for p in paths)  # volatile: timestamps, UUIDs
     assert calls["lookup"]["outcome"] == "error now" and "no such key" in json.dumps(calls["lookup"]["changes"])
+    assert "no such key: k1" in calls["lookup"]["reason"]  # the error's first line
     for unchanged in ("login", "create_entities", "add_observations", "read_graph", "wipe"):
         assert calls[unchanged]["outcome"] == "same", calls[unchanged]
 

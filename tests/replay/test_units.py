@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from replay import RecordedCall, Rules, RulesError, compare, diff
-from replay._diff import parse_path, render_path
+from replay._diff import ABSENT, generalize, parse_path, render_path
 from replay._mock import NOT_RECORDED, Cassette
 from replay._rebuild import Secrets, UsageError, parse_override, parse_secret, rebuild
-from replay._run import unsafe
+from replay._run import error_line, unsafe
 
 
 def call(tool: str = "get", arguments: dict[str, Any] | None = None, index: int = 1, **kw: Any) -> RecordedCall:
@@ -81,12 +82,77 @@ def test_json_inside_text_content_is_compared_as_json() -> None:
 def test_outcomes() -> None:
     rules = Rules.default()
     ok, fail = {"result": {"v": 1}}, {"result": {"isError": True, "content": []}}
-    assert compare(ok, {"result": {"v": 1, "resultType": "complete"}}, rules) == ("same", [])
+    assert compare(ok, {"result": {"v": 1, "resultType": "complete"}}, rules) == ("same", [], [])
     assert compare(ok, {"result": {"v": 2}}, rules)[0] == "changed"
     assert compare(ok, fail, rules)[0] == "error now"
     assert compare(ok, {"error": {"code": -32602, "message": "bad"}}, rules)[0] == "error now"
     assert compare(fail, ok, rules)[0] == "error fixed"
-    assert compare(fail, fail, rules) == ("same", [])
+    assert compare(fail, fail, rules) == ("same", [], [])
+
+
+def test_noise_kinds_epochs_prefixed_ids_and_prose() -> None:
+    old = {"ts": 1764750000, "ms": 1764750000123, "req": "req_8fK2x9Qa1", "msg": "built 2026-12-03T10:00:00Z by "
+           "req_8fK2x9Qa1 in 12:00:01", "count": 7, "user": "user_12345678", "day": "due 2026-12-03"}  # fmt: skip
+    new = {"ts": 1764753600, "ms": 1764753600999, "req": "req_Zz91kLm0q", "msg": "built 2026-12-04T11:30:00+01:00 "
+           "by req_Zz91kLm0q in 12:30:59", "count": 8, "user": "user_87654321", "day": "due 2026-12-04"}  # fmt: skip
+    assert [c.path for c in diff(old, new)] == ["$.count", "$.user", "$.day"]
+    assert [c.path for c in diff({"r": "req_8fK2x9Qa1"}, {"r": "cus_Zz91kLm0q"})] == ["$.r"]  # another prefix
+    assert [c.path for c in diff({"t": 1764750000}, {"t": 1764750000123})] == ["$.t"]  # another unit
+    assert len(diff(old, new, Rules(volatile=False))) == 7
+
+
+def test_lists_are_aligned_so_an_insertion_is_one_change() -> None:
+    old = {"lines": ["a", "b", "c", "d"]}
+    inserted = diff(old, {"lines": ["a", "x", "b", "c", "d"]})
+    assert [(c.path, c.kind, c.new) for c in inserted] == [("$.lines[1]", "added", "x")]
+    removed = diff(old, {"lines": ["a", "c", "d"]})
+    assert [(c.path, c.kind, c.old) for c in removed] == [("$.lines[1]", "removed", "b")]
+    # By id: a changed field is reported at the recorded position; a new item once; a new order once.
+    old_items = [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}]
+    new_items = [{"id": 3, "v": "c"}, {"id": 4, "v": "d"}, {"id": 1, "v": "A"}, {"id": 2, "v": "b"}]
+    changes = {(c.path, c.kind): (c.old, c.new) for c in diff(old_items, new_items)}
+    assert changes == {("$[0].v", "changed"): ("a", "A"), ("$[1]", "added"): (ABSENT, {"id": 4, "v": "d"}),
+                       ("$", "reordered"): ([1, 2, 3], [3, 1, 2])}  # fmt: skip
+    # Items that differ only in volatile values align with their counterparts.
+    events = [{"at": f"2026-12-03T10:00:0{i}Z", "what": w} for i, w in enumerate("abc")]
+    later = [{"at": f"2026-12-04T09:00:0{i}Z", "what": w} for i, w in enumerate("zabc")]
+    assert [(c.path, c.kind) for c in diff(events, later)] == [("$[0]", "added")]
+
+
+def test_a_text_block_mirroring_structured_content_is_reported_once() -> None:
+    def result(plan: str) -> dict[str, Any]:
+        data = {"name": "ada", "plan": plan}
+        return {"result": {"content": [{"type": "text", "text": json.dumps(data)}], "structuredContent": data}}
+
+    outcome, changes, notes = compare(result("pro"), result("free"), Rules.default())
+    assert outcome == "changed" and [c.path for c in changes] == ["$.structuredContent.plan"]
+    assert notes == ["content[0].text mirrors structuredContent: its changes are reported there once"]
+    wrapped = {"result": {"content": [{"type": "text", "text": "[1, 2]"}], "structuredContent": {"result": [1, 2]}}}
+    wrapped_now = {"result": {"content": [{"type": "text", "text": "[1, 3]"}], "structuredContent": {"result": [1, 3]}}}
+    assert [c.path for c in compare(wrapped, wrapped_now, Rules.default())[1]] == ["$.structuredContent.result[1]"]
+    # A text that stops mirroring is a change of its own.
+    torn = result("free")
+    torn["result"]["content"][0]["text"] = "plain words"
+    assert {c.path for c in compare(result("pro"), torn, Rules.default())[1]} == {
+        "$.content[0].text", "$.structuredContent.plan"}  # fmt: skip
+
+
+def test_rules_per_tool_and_error_lines(tmp_path: Path) -> None:
+    file = tmp_path / "noise.yaml"
+    file.write_text("tools:\n  get_user:\n    ignore: ['$.structuredContent.etag']\n")
+    rules = Rules.load(file)
+    old, new = {"structuredContent": {"etag": "a"}}, {"structuredContent": {"etag": "b"}}
+    assert diff(old, new, rules.for_tool("get_user")) == []
+    assert [c.path for c in diff(old, new, rules.for_tool("other"))] == ["$.structuredContent.etag"]
+    file.write_text("tools:\n  get_user: ['$.x']\n")
+    with pytest.raises(RulesError, match="'tools' must map"):
+        Rules.load(file)
+    assert generalize("$.items[3].rows[0].ts") == "$.items[*].rows[*].ts"
+    text = "Error calling tool: no such key\nmore"
+    failed = {"result": {"isError": True, "content": [{"type": "text", "text": text}]}}
+    assert error_line(failed) == "Error calling tool: no such key"
+    assert error_line({"error": {"code": -32602, "message": "bad arguments"}}) == "bad arguments"
+    assert error_line({"result": {"content": []}}) == ""
 
 
 def test_overrides_and_secrets() -> None:
