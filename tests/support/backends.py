@@ -201,14 +201,67 @@ class RequireAuth:
 
 def delta() -> FastMCP:
     """The replay tests' backend. DELTA_VARIANT=changed in its environment changes its behaviour:
-    `get_user` answers another plan and renames `name` to `display_name`, `lookup` raises; volatile
-    fields (time, UUID) change every call."""
+    `get_user` answers another plan and renames `name` to `display_name`, `lookup` raises, `events`
+    has an event and a tag more; volatile fields (time, UUID, epochs, request ids) change every call.
+    With DELTA_VARIANT=changed or redefined, `status` is re-described and `events` takes one argument
+    more (its answers unchanged with `redefined`)."""
     import datetime
     import json
+    import random
+    import time
     import uuid
 
-    changed = os.environ.get("DELTA_VARIANT") == "changed"
+    variant = os.environ.get("DELTA_VARIANT", "")
+    changed, redefined = variant == "changed", variant in ("changed", "redefined")
     mcp = FastMCP("delta", version="2.0.0")
+    counter = [0]
+
+    status_doc = "Service status, with clocks, request ids and the current load." if redefined else "Service status."
+
+    @mcp.tool(annotations={"readOnlyHint": True}, description=status_doc)
+    def status() -> dict:
+        CALLS.append("status")
+        now = time.time()
+        request = f"req_{uuid.uuid4().hex[:8]}x{random.randint(1000, 9999)}"  # letters and digits: a prefixed id
+        at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        return {"epoch": int(now), "epoch_ms": int(now * 1000), "request": request,
+                "note": f"generated at {at} by {request}", "load": random.randint(0, 10**6)}  # fmt: skip
+
+    def timeline() -> dict:
+        CALLS.append("events")
+        events = [{"id": 1, "what": "created"}, {"id": 2, "what": "paid"}, {"id": 3, "what": "shipped"}]
+        tags = ["vip", "eu", "annual"]
+        if changed:
+            events.insert(1, {"id": 9, "what": "refunded"})
+            tags.insert(0, "flagged")
+        return {"events": events, "tags": tags}
+
+    if redefined:
+
+        @mcp.tool(annotations={"readOnlyHint": True})
+        def events(limit: int = 10, since: str = "") -> dict:
+            """An order's events and tags."""
+            return timeline()
+    else:
+
+        @mcp.tool(annotations={"readOnlyHint": True})
+        def events(limit: int = 10) -> dict:
+            """An order's events and tags."""
+            return timeline()
+
+    @mcp.tool
+    def reset(to: int = 0) -> int:
+        """Set the counter (a replay's setup hook)."""
+        CALLS.append("reset")
+        counter[0] = to
+        return to
+
+    @mcp.tool(annotations={"destructiveHint": True, "readOnlyHint": False})
+    def bump() -> int:
+        """Add one to the counter: state that a replay must start from."""
+        CALLS.append("bump")
+        counter[0] += 1
+        return counter[0]
 
     @mcp.tool(annotations={"readOnlyHint": True})
     def get_user(user_id: int) -> dict:
