@@ -285,29 +285,24 @@ async def _replay(
         await target.close()
 
 
-def mock(
-    session: Annotated[str, typer.Argument(help="The recorded session to serve (see `slicewire traces`).")],
-    source: SourceOption = DEFAULT_RECORDER,
-    listen: Annotated[str, typer.Option(help="host:port to serve on.")] = "127.0.0.1:7330",
-    strict: Annotated[bool, typer.Option("--strict", help="Calls must come in the recorded order.")] = False,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
-) -> None:
-    """Serve a recorded session as an MCP server (both protocol eras): its tool list as recorded, and
-    each tool call answered as recorded. A call not in the recording gets a JSON-RPC error naming
-    the closest recorded call and where it differs."""
-    import logging
-
-    from proxy._serve import ListenError, run
+def _session_cassette(session: str | None, source: str, strict: bool, ignore: list[str]) -> Any:
+    """A cassette of a recorded session (from a recorder, a trace file or a Parquet export). With no
+    session named, a file holding exactly one session serves that one."""
     from recorder import RecorderUnavailable, RecordingError, connect
 
-    from ._mock import Cassette, CassetteBackend, mock_config
-    from ._select import Selection, SelectionError, recorded_server_info, recorded_tools, select
+    from ._mock import Cassette
+    from ._select import REPLAYED, Selection, SelectionError, recorded_server_info, recorded_tools, select
 
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _fail(f"--listen: expected host:port, found {listen!r}")
     try:
         with connect(source) as rec:
+            if session is None:
+                methods = ", ".join(f"'{m}'" for m in REPLAYED)
+                rows = rec.rows(f"SELECT DISTINCT session_id FROM spans WHERE method IN ({methods}) "
+                                "AND session_id IS NOT NULL AND replay_of IS NULL ORDER BY 1")  # fmt: skip
+                if len(rows) != 1:
+                    found = ", ".join(str(r["session_id"]) for r in rows[:5]) or "none"
+                    raise _fail(f"{source} holds {len(rows)} sessions ({found}): name the one to serve")
+                session = str(rows[0]["session_id"])
             calls = select(rec, Selection(session=session))
             listed = recorded_tools(rec, calls)
             server_info = recorded_server_info(rec, calls)
@@ -320,27 +315,130 @@ def mock(
         if call.method == "tools/call" and call.tool not in listed and call.backend:
             listed[call.tool] = {"name": call.tool, "inputSchema": {"type": "object"}}
             tools.append(listed[call.tool])
-    virtual_server = calls[0].virtual_server or "/mock"
+    about = {"session": session, "virtual_server": calls[0].virtual_server or "/mock", "server_info": server_info}
+    return Cassette.from_calls(calls, tools, strict, ignore=ignore, about=about)
+
+
+def mock(
+    session: Annotated[
+        str | None, typer.Argument(help="The recorded session to serve (see `slicewire traces`).")
+    ] = None,
+    source: SourceOption = DEFAULT_RECORDER,
+    cassette_file: Annotated[
+        Path | None, typer.Option("--cassette", help="Serve this cassette: a .json cassette or a .parquet export.")
+    ] = None,
+    listen: Annotated[str, typer.Option(help="host:port to serve on.")] = "127.0.0.1:7330",
+    strict: Annotated[bool, typer.Option("--strict", help="Calls must come in the recorded order.")] = False,
+    match_ignore: Annotated[
+        list[str] | None, typer.Option(help="An argument path not to match on, e.g. $.request_id (repeatable).")
+    ] = None,
+    pass_through: Annotated[
+        str | None,
+        typer.Option(help="An MCP URL for calls not in the cassette; their answers are added to the --cassette file."),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="Bearer token for --pass-through (default: $SLICEWIRE_TOKEN).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+) -> None:
+    """Serve a recorded session, or a cassette file, as an MCP server (both protocol eras): its tool
+    list as recorded, and each call answered as recorded. A call not in the recording gets a JSON-RPC
+    error naming the closest recorded call and where it differs (or, with --pass-through, the live
+    server's answer, which is added to the cassette)."""
+    import logging
+
+    from proxy._serve import ListenError, run
+
+    from ._diff import RulesError, parse_path
+    from ._mock import Cassette, CassetteBackend, CassetteError, mock_config
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(f"--listen: expected host:port, found {listen!r}")
+    if session is None and cassette_file is None and source == DEFAULT_RECORDER:
+        raise _fail("say what to serve: a SESSION (from --source) or --cassette FILE")
+    json_cassette = cassette_file is not None and cassette_file.suffix.lower() == ".json"
+    if json_cassette and session is not None:
+        raise _fail(f"--cassette {cassette_file} is one session already: name no SESSION with it")
+    if pass_through is not None:
+        if not json_cassette:
+            raise _fail("--pass-through adds answers to a cassette file: serve --cassette FILE.json "
+                        "(`slicewire cassette SESSION FILE.json` writes one)")  # fmt: skip
+        if strict:
+            raise _fail("--pass-through cannot go with --strict (a fetched call has no recorded place)")
+        if not pass_through.startswith(("http://", "https://")):
+            raise _fail(f"--pass-through: expected an http(s) MCP URL, found {pass_through!r}")
+    ignore = match_ignore or []
+    try:
+        for path in ignore:
+            parse_path(path)
+    except RulesError as exc:
+        raise _fail(f"--match-ignore: {exc}") from None
+    cassette: Cassette
+    if json_cassette:
+        assert cassette_file is not None
+        try:
+            cassette = Cassette.load(cassette_file, strict, ignore)
+        except CassetteError as exc:
+            raise _fail(str(exc)) from None
+    elif cassette_file is not None:
+        if cassette_file.suffix.lower() not in (".parquet", ".duckdb"):
+            raise _fail(f"--cassette {cassette_file}: expected a .json cassette, or a .parquet/.duckdb recording")
+        if not cassette_file.exists():
+            raise _fail(f"--cassette {cassette_file}: no such file")
+        cassette = _session_cassette(session, str(cassette_file), strict, ignore)
+    else:
+        cassette = _session_cassette(session, source, strict, ignore)
+    server_info = cassette.about.get("server_info") or {}
+    virtual_server = str(cassette.about.get("virtual_server") or "/mock")
     name = str(server_info.get("name") or f"mock of {virtual_server}")
-    cassette = Cassette(calls, tools, strict)
+    live = None
+    if pass_through is not None:
+        from ._targets import live_caller
+
+        live = live_caller(pass_through, _token(token_file))
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")  # fmt: skip
 
     def listening() -> None:
+        what = f"cassette {cassette_file}" if json_cassette else f"session {cassette.about.get('session')}"
         typer.echo(
-            f"slicewire: mock listening on http://{host}:{port}{virtual_server}/mcp: session {session}, "
-            f"{len(cassette.entries)} recorded calls, {len(tools)} tools, {len(cassette.prompts)} prompts, "
-            f"{len(cassette.resources)} resources{' (strict order)' if strict else ''}",
+            f"slicewire: mock listening on http://{host}:{port}{virtual_server}/mcp: {what}, "
+            f"{len(cassette.entries)} recorded calls, {len(cassette.tools)} tools, {len(cassette.prompts)} prompts, "
+            f"{len(cassette.resources)} resources{' (strict order)' if strict else ''}"
+            f"{f', unrecorded calls to {pass_through}' if pass_through else ''}",
             err=True,
         )
 
-    config = mock_config(virtual_server, name, tools, host, int(port), cassette.prompts, cassette.resources)
+    config = mock_config(virtual_server, name, cassette.tools, host, int(port), cassette.prompts, cassette.resources)
+    save_to = cassette_file if pass_through is not None else None
     try:
-        run(config, None, False, lambda c: CassetteBackend(c, cassette, server_info), on_listening=listening)
+        run(config, None, False, lambda c: CassetteBackend(c, cassette, server_info, live, save_to),
+            on_listening=listening)  # fmt: skip
     except ListenError as exc:
         raise _fail(str(exc), 1) from None
+
+
+def cassette(
+    session: Annotated[str, typer.Argument(help="The recorded session (see `slicewire traces`).")],
+    out: Annotated[Path, typer.Argument(help="The cassette file to write (.json).")],
+    source: SourceOption = DEFAULT_RECORDER,
+) -> None:
+    """Write a recorded session as a cassette file: its tool list and every call with its answer, in
+    JSON a test suite can check in and serve with `slicewire mock --cassette FILE`."""
+    from ._mock import CassetteError
+
+    if out.suffix.lower() != ".json":
+        raise _fail(f"{out}: a cassette file is .json")
+    recorded = _session_cassette(session, source, False, [])
+    try:
+        recorded.save(out)
+    except CassetteError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"slicewire: wrote {out}: {len(recorded.entries)} calls, {len(recorded.tools)} tools", err=True)
 
 
 def register(app: typer.Typer) -> None:
     app.command()(replay)
     app.command()(mock)
+    app.command()(cassette)

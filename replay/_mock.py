@@ -16,8 +16,9 @@ differ — never a guess. With `strict`, calls must come in the recorded order.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,10 +37,13 @@ from proxy._mcp import LATEST_MODERN
 from proxy._upstream import Backend, Exchange, Headers, ServerIdentity
 from proxy.recording._redact import MARKER
 
-from ._diff import Change, Rules, diff
+from ._diff import Change, PathStep, Rules, diff
 from ._select import RecordedCall
 
-__all__ = ["NOT_RECORDED", "Cassette", "CassetteBackend", "mock_config"]
+__all__ = ["NOT_RECORDED", "Cassette", "CassetteBackend", "CassetteError", "Entry", "mock_config"]
+
+# A live server's answer to a request ({"result": …} or {"error": …}), for --pass-through.
+Live = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # JSON-RPC server error (implementation-defined range): the request is not in the recording.
 NOT_RECORDED = -32011
@@ -48,10 +52,20 @@ _EXACT = Rules(ignore_meta=True, volatile=False)
 
 
 @dataclass
-class _Entry:
-    call: RecordedCall
+class Entry:
+    """One recorded call a cassette can answer: what was asked and what was answered."""
+
+    index: int  # the call's position in the recorded session
+    method: str  # tools/call, prompts/get, resources/read
+    name: str  # the tool or prompt name, or the URI, as the agent sent it
+    arguments: dict[str, Any]
     answer: dict[str, Any]  # {"result": …} or {"error": …}
+    trace_id: str = ""  # "" for an answer fetched by --pass-through
     used: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "method": self.method, "name": self.name, "arguments": self.arguments,
+                "answer": self.answer, "trace_id": self.trace_id}  # fmt: skip
 
 
 def _wildcards(recorded: Any, sent: Any) -> bool:
@@ -77,39 +91,117 @@ def _jsonable(value: Any) -> Any:
     return None if repr(value) == "(absent)" else value
 
 
-class Cassette:
-    """The recorded calls and their answers, consumed as the agent calls."""
+def _pruned(value: Any, rules: Rules, path: list[PathStep]) -> Any:
+    """`value` without the parts at paths the rules ignore (the arguments a cassette does not match on)."""
+    if isinstance(value, dict):
+        return {k: _pruned(v, rules, [*path, k]) for k, v in value.items() if not rules.ignored([*path, k])}
+    if isinstance(value, list):
+        return [_pruned(v, rules, [*path, i]) for i, v in enumerate(value) if not rules.ignored([*path, i])]
+    return value
 
-    def __init__(self, calls: list[RecordedCall], tools: list[dict[str, Any]], strict: bool = False) -> None:
+
+class CassetteError(Exception):
+    """A cassette file cannot be read or written; the message says which and why."""
+
+
+CASSETTE_FORMAT = 1
+
+
+class Cassette:
+    """The recorded calls and their answers, consumed as the agent calls. `ignore`: argument paths
+    (`$.request_id`, `$..timestamp`) that take no part in matching."""
+
+    def __init__(
+        self,
+        entries: list[Entry],
+        tools: list[dict[str, Any]],
+        strict: bool = False,
+        ignore: list[str] | None = None,
+        about: dict[str, Any] | None = None,
+    ) -> None:
+        self.entries = entries
         self.tools = tools
         self.strict = strict
+        self.about = about or {}  # session, virtual_server, server_info: what a cassette file keeps
+        self.match_rules = Rules.default().with_ignored(ignore or [])
+        self.position = 0  # strict: the next expected entry
+
+    @classmethod
+    def from_calls(
+        cls, calls: list[RecordedCall], tools: list[dict[str, Any]], strict: bool = False, **kwargs: Any
+    ) -> Cassette:
         listed = {t["name"] for t in tools}
         # Calls the gateway refused (a tool outside the slice, a prompt or URI it did not serve) never
         # reached a backend: not expected here.
-        self.entries = [
-            _Entry(c, _answer(c))
+        entries = [
+            Entry(c.index, c.method, c.tool, c.arguments, _answer(c), c.trace_id)
             for c in calls
             if (c.tool in listed if c.method == "tools/call" else c.backend is not None)
             and c.response is not None
             and c.arguments is not None
         ]
-        self.prompts = sorted({e.call.tool for e in self.entries if e.call.method == "prompts/get"})
-        self.resources = sorted({e.call.tool for e in self.entries if e.call.method == "resources/read"})
-        self.position = 0  # strict: the next expected entry
+        return cls(entries, tools, strict, **kwargs)
+
+    @classmethod
+    def load(cls, path: Path, strict: bool = False, ignore: list[str] | None = None) -> Cassette:
+        """A cassette file (`slicewire cassette` writes them)."""
+        try:
+            data = orjson.loads(path.read_bytes())
+        except OSError as exc:
+            raise CassetteError(f"{path}: {exc.strerror or exc}") from None
+        except orjson.JSONDecodeError as exc:
+            raise CassetteError(f"{path}: not JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("slicewire_cassette") != CASSETTE_FORMAT:
+            raise CassetteError(f"{path}: not a slicewire cassette (format {CASSETTE_FORMAT})")
+        try:
+            entries = [Entry(int(c["index"]), str(c["method"]), str(c["name"]), dict(c["arguments"]),
+                             dict(c["answer"]), str(c.get("trace_id", ""))) for c in data["calls"]]  # fmt: skip
+            tools = [dict(t) for t in data["tools"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CassetteError(f"{path}: a call or tool is malformed ({exc})") from None
+        about = {k: data.get(k) for k in ("session", "virtual_server", "server_info")}
+        return cls(entries, tools, strict, ignore, about)
+
+    def save(self, path: Path) -> None:
+        """Write the cassette file (atomically: a reader never sees half of it)."""
+        data = {"slicewire_cassette": CASSETTE_FORMAT, **self.about, "tools": self.tools,
+                "calls": [e.as_dict() for e in self.entries]}  # fmt: skip
+        partial = path.with_name(path.name + ".partial")
+        try:
+            partial.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+            partial.replace(path)
+        except OSError as exc:
+            raise CassetteError(f"{path}: {exc.strerror or exc}") from None
+
+    @property
+    def prompts(self) -> list[str]:
+        return sorted({e.name for e in self.entries if e.method == "prompts/get"})
+
+    @property
+    def resources(self) -> list[str]:
+        return sorted({e.name for e in self.entries if e.method == "resources/read"})
+
+    def _matches(self, entry: Entry, method: str, name: str, arguments: dict[str, Any]) -> bool:
+        if entry.method != method or entry.name != name:
+            return False
+        if self.match_rules.ignore:
+            return _wildcards(_pruned(entry.arguments, self.match_rules, []), _pruned(arguments, self.match_rules, []))
+        return _wildcards(entry.arguments, arguments)
 
     def answer(self, tool: str, arguments: dict[str, Any], method: str = "tools/call") -> dict[str, Any]:
         """The recorded answer to `method` naming `tool` (a tool, a prompt, a URI) with `arguments`."""
         if self.strict:
             return self._next_in_order(tool, arguments, method)
-        matching = [
-            e for e in self.entries
-            if e.call.method == method and e.call.tool == tool and _wildcards(e.call.arguments, arguments)
-        ]  # fmt: skip
+        matching = [e for e in self.entries if self._matches(e, method, tool, arguments)]
         if not matching:
             return self._unmatched(tool, arguments, method)
         entry = next((e for e in matching if not e.used), matching[-1])
         entry.used = True
         return entry.answer
+
+    def add(self, method: str, name: str, arguments: dict[str, Any], answer: dict[str, Any]) -> None:
+        """An answer fetched live (--pass-through), kept as if recorded."""
+        self.entries.append(Entry(len(self.entries) + 1, method, name, arguments, answer, used=True))
 
     def _next_in_order(self, tool: str, arguments: dict[str, Any], method: str) -> dict[str, Any]:
         if self.position >= len(self.entries):
@@ -118,40 +210,43 @@ class Cassette:
                 {"sent": {"method": method, "tool": tool, "arguments": arguments}},
             )
         entry = self.entries[self.position]
-        if entry.call.method == method and entry.call.tool == tool and _wildcards(entry.call.arguments, arguments):
+        if self._matches(entry, method, tool, arguments):
             self.position += 1
             return entry.answer
         return self._mismatch(entry, tool, arguments, "expected next (--strict)", method)
 
     def _unmatched(self, tool: str, arguments: dict[str, Any], method: str) -> dict[str, Any]:
-        same_tool = [e for e in self.entries if e.call.method == method and e.call.tool == tool]
+        same_tool = [e for e in self.entries if e.method == method and e.name == tool]
         if not same_tool:
-            called = sorted({e.call.tool for e in self.entries if e.call.method == method})
+            called = sorted({e.name for e in self.entries if e.method == method})
             return _error(
                 f"Not in the recording: {method} {tool} was never made in it (recorded: {', '.join(called) or 'none'})",
                 {"sent": {"method": method, "tool": tool, "arguments": arguments}},
             )
-        closest = min(same_tool, key=lambda e: len(_changes(e.call.arguments, arguments)))
+        closest = min(same_tool, key=lambda e: len(self._differences(e, arguments)))
         return self._mismatch(closest, tool, arguments, "closest recorded call", method)
 
-    def _mismatch(self, entry: _Entry, tool: str, arguments: dict[str, Any], what: str, method: str) -> dict[str, Any]:
-        call = entry.call
+    def _differences(self, entry: Entry, arguments: dict[str, Any]) -> list[Change]:
+        recorded, sent = _pruned(entry.arguments, self.match_rules, []), _pruned(arguments, self.match_rules, [])
+        return _changes({"arguments": recorded}, {"arguments": sent})
+
+    def _mismatch(self, entry: Entry, tool: str, arguments: dict[str, Any], what: str, method: str) -> dict[str, Any]:
         changes: list[Change] = []
-        if call.method != method:
-            where = f"the method: {call.method} recorded, {method} sent"
-        elif call.tool != tool:
-            where = f"the tool: {call.tool} recorded, {tool} sent"
+        if entry.method != method:
+            where = f"the method: {entry.method} recorded, {method} sent"
+        elif entry.name != tool:
+            where = f"the tool: {entry.name} recorded, {tool} sent"
         else:
-            changes = _changes({"arguments": call.arguments}, {"arguments": arguments})
+            changes = self._differences(entry, arguments)
             first = changes[0] if changes else None
             where = (
                 f"{first.path}: {_show(first.old)} recorded, {_show(first.new)} sent" if first else "nothing visible"
             )
         return _error(
-            f"Not in the recording: {method} {tool}; {what} #{call.index} {call.tool} differs at {where}",
+            f"Not in the recording: {method} {tool}; {what} #{entry.index} {entry.name} differs at {where}",
             {
-                what.split(" (")[0].replace(" ", "_"): {"index": call.index, "tool": call.tool,
-                                                       "arguments": call.arguments, "trace_id": call.trace_id},
+                what.split(" (")[0].replace(" ", "_"): {"index": entry.index, "tool": entry.name,
+                                                       "arguments": entry.arguments, "trace_id": entry.trace_id},
                 "differences": [{"path": c.path, "recorded": _jsonable(c.old), "sent": _jsonable(c.new)}
                                 for c in changes],
             },
@@ -187,10 +282,19 @@ def _answer(call: RecordedCall) -> dict[str, Any]:
 class CassetteBackend(Backend):
     """A backend whose answers come from a Cassette; no process, no network."""
 
-    def __init__(self, config: BackendConfig, cassette: Cassette, server_info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: BackendConfig,
+        cassette: Cassette,
+        server_info: dict[str, Any],
+        live: Live | None = None,
+        save_to: Path | None = None,
+    ) -> None:
         super().__init__(config)
         self.cassette = cassette
         self.server_info = server_info
+        self.live = live  # --pass-through: where a call not in the cassette goes
+        self.save_to = save_to  # the cassette file that answers fetched live are added to
 
     async def connect(self) -> ServerIdentity:
         if self.identity is None:
@@ -219,12 +323,8 @@ class CassetteBackend(Backend):
         upstream_id = self._ids.next()
         if method == "tools/list":
             body: dict[str, Any] = {"result": {"tools": self.cassette.tools}}
-        elif method == "tools/call" or method == "prompts/get":
-            arguments = params.get("arguments")
-            arguments = arguments if isinstance(arguments, dict) else {}
-            body = self.cassette.answer(str(params.get("name")), arguments, method)
-        elif method == "resources/read":
-            body = self.cassette.answer(str(params.get("uri")), {}, method)
+        elif method in ("tools/call", "prompts/get", "resources/read"):
+            body = await self._answer(method, params)
         elif method == "prompts/list":  # the recording has the prompts' names, not their argument lists
             body = {"result": {"prompts": [{"name": name} for name in self.cassette.prompts]}}
         elif method == "resources/list":
@@ -244,6 +344,21 @@ class CassetteBackend(Backend):
             pass
 
         return Exchange(self.path, upstream_id, self.config.timeout_s, source(), nothing, nothing)
+
+    async def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        arguments = params.get("arguments")
+        arguments = arguments if isinstance(arguments, dict) else {}
+        name = str(params.get("uri" if method == "resources/read" else "name"))
+        if method == "resources/read":
+            arguments = {}
+        body = self.cassette.answer(name, arguments, method)
+        if self.live is None or (body.get("error") or {}).get("code") != NOT_RECORDED:
+            return body
+        body = await self.live(method, params)
+        self.cassette.add(method, name, arguments, body)
+        if self.save_to is not None:
+            self.cassette.save(self.save_to)
+        return body
 
 
 def mock_config(

@@ -31,7 +31,7 @@ from proxy.recording import Record, SpanEmitter
 from ._drift import KINDS, Definitions
 from ._select import RecordedCall
 
-__all__ = ["DirectTarget", "GatewayTarget", "Reply", "Target", "TargetError"]
+__all__ = ["DirectTarget", "GatewayTarget", "Reply", "Target", "TargetError", "http_client", "live_caller"]
 
 
 class TargetError(Exception):
@@ -175,6 +175,38 @@ class Target(abc.ABC):
 _PATH_SAFE = re.compile(r"[^A-Za-z0-9_/.-]")
 
 
+def http_client(
+    url: str, token: str | None, timeout_s: float, name: str, version: str = "auto", session: str | None = None
+) -> Backend:
+    """The gateway's own MCP client for one URL, with a bearer token and the W3C baggage session."""
+    config = BackendConfig(path=name, transport="streamable-http", url=url, timeout_s=timeout_s,
+                           protocol_version=version)  # fmt: skip
+    backend = StreamableHTTPBackend(config)
+    shared: Headers = [("authorization", f"Bearer {token}")] if token else []
+    if session:
+        shared.append(("baggage", f"session.id={session}"))
+
+    async def headers() -> Headers:
+        return shared
+
+    backend.shared_headers = headers
+    return backend
+
+
+def live_caller(url: str, token: str | None, timeout_s: float = 60.0) -> Any:
+    """`slicewire mock --pass-through`: a function sending a call to `url` and returning its answer."""
+    backend: Backend | None = None
+
+    async def call(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        nonlocal backend
+        if backend is None:  # made in the server's event loop, on first use
+            backend = http_client(url, token, timeout_s, "/pass-through")
+        params = {k: v for k, v in params.items() if k != "_meta"}
+        return (await _send(backend, method, params, None, [])).message
+
+    return call
+
+
 class GatewayTarget(Target):
     """Calls go to `<via><virtual server>/mcp` (or to `via` itself when it ends in /mcp)."""
 
@@ -200,18 +232,7 @@ class GatewayTarget(Target):
         backend = self._backends.get(f"{version} {url}")
         if backend is None:
             name = _PATH_SAFE.sub("-", call.virtual_server or "/gateway")
-            config = BackendConfig(
-                path=name, transport="streamable-http", url=url, timeout_s=self.timeout_s, protocol_version=version
-            )
-            backend = StreamableHTTPBackend(config)
-            shared: Headers = [("authorization", f"Bearer {self.token}")] if self.token else []
-            if self.session:
-                shared.append(("baggage", f"session.id={self.session}"))
-
-            async def headers() -> Headers:
-                return shared
-
-            backend.shared_headers = headers
+            backend = http_client(url, self.token, self.timeout_s, name, version, self.session)
             self._backends[f"{version} {url}"] = backend
         return backend
 

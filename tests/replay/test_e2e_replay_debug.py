@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import yaml
 from recorder import connect
 from tests.proxy.clients import fastmcp_client, sdk_session
 from tests.support.gateway import RunningGateway
-from tests.support.procs import start_fastmcp
+from tests.support.procs import Proc, free_port, port_open, start_fastmcp, wait_until
 from tests.support.recorder import record_session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -273,3 +274,56 @@ def test_replays_across_eras_show_no_spurious_differences(
     code, report, err = replay(legacy, tmp, "--ignore", "$.structuredContent.load", version="2026-07-28")
     assert code == 0, (err, [c for c in report["calls"] if c["outcome"] != "same"])
     assert len(report["calls"]) == 4
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True, timeout=60)
+
+
+async def test_a_cassette_file_is_served_by_the_pytest_fixture_matched_loosely_and_extended_live(
+    session: Session, tmp_path: Path, slicewire_mock: Any
+) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    file = tmp_path / "ops.json"
+    made = cli("cassette", session.session, str(file), "--source", str(session.db))
+    assert made.returncode == 0, made.stderr
+    data = json.loads(file.read_text())
+    assert data["slicewire_cassette"] == 1 and data["virtual_server"] == "/virtual/ops" and len(data["calls"]) == 10
+    recorded_status = data["calls"][0]["answer"]["result"]["structuredContent"]
+
+    url = slicewire_mock(file)
+    async with fastmcp_client(url) as client:
+        assert {t.name for t in await client.list_tools()} >= {"status", "events", "user", "echo"}
+        assert (await client.call_tool("status", {})).structured_content == recorded_status
+        expected = "closest recorded call #2 events differs at $.arguments.limit: 5 recorded, 6 sent"
+        with pytest.raises(Exception, match=re.escape(expected)):
+            await client.call_tool("events", {"limit": 6})
+    async with sdk_session(slicewire_mock(file, match_ignore=["$.limit"])) as s:  # the other era, looser matching
+        assert (await s.call_tool("events", {"limit": 6})).structured_content["tags"] == ["vip", "eu", "annual"]
+        with pytest.raises(MCPError, match="Not in the recording"):
+            await s.call_tool("user", {"user_id": 8})
+
+    # --pass-through: a call not in the cassette goes to the live server, and is kept in the file.
+    port = free_port()
+    proc = Proc([sys.executable, "-m", "proxy", "mock", "--cassette", str(file), "--listen", f"127.0.0.1:{port}",
+                 "--pass-through", session.delta], tmp_path / "mock.log")  # fmt: skip
+    try:
+        wait_until(port_open(port), 30, what="the pass-through mock")
+        async with fastmcp_client(f"http://127.0.0.1:{port}/virtual/ops/mcp") as client:
+            live = await client.call_tool("events", {"limit": 7})
+            assert live.structured_content["events"][0] == {"id": 1, "what": "created"}
+    finally:
+        proc.stop()
+    extended = json.loads(file.read_text())["calls"]
+    assert len(extended) == 11 and extended[-1]["arguments"] == {"limit": 7} and extended[-1]["trace_id"] == ""
+    async with fastmcp_client(slicewire_mock(file)) as client:  # now answered from the cassette
+        assert (await client.call_tool("events", {"limit": 7})).structured_content["tags"] == ["vip", "eu", "annual"]
+
+    bad = cli("mock", "--cassette", str(file), "--pass-through", session.delta, "--strict")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "slicewire: --pass-through cannot go with --strict (a fetched call has no recorded place)")  # fmt: skip
+    bad = cli("mock", "--cassette", str(tmp_path / "missing.json"))
+    assert bad.returncode == 2 and "missing.json: No such file or directory" in bad.stderr
+    bad = cli("cassette", session.session, str(tmp_path / "ops.yaml"), "--source", str(session.db))
+    assert bad.returncode == 2 and "a cassette file is .json" in bad.stderr

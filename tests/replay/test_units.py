@@ -10,7 +10,7 @@ import pytest
 
 from replay import RecordedCall, Rules, RulesError, compare, diff
 from replay._diff import ABSENT, generalize, parse_path, render_path
-from replay._mock import NOT_RECORDED, Cassette
+from replay._mock import NOT_RECORDED, Cassette, CassetteError
 from replay._rebuild import Secrets, UsageError, parse_override, parse_secret, rebuild
 from replay._run import error_line, unsafe
 
@@ -205,7 +205,7 @@ def test_cassette_matching() -> None:
         call("get", {"id": 2}, 4, response={"error": {"code": -32000, "message": "boom"}}),
     ]
     tools = [{"name": "get"}, {"name": "login"}]
-    cassette = Cassette(calls, tools)
+    cassette = Cassette.from_calls(calls, tools)
     assert cassette.answer("get", {"id": 1}) == {"result": {"v": "first"}}
     assert cassette.answer("get", {"id": 1}) == {"result": {"v": "second"}}
     assert cassette.answer("get", {"id": 1}) == {"result": {"v": "second"}}  # used up: the last again
@@ -220,11 +220,37 @@ def test_cassette_matching() -> None:
     assert closest["data"]["differences"] == [{"path": "$.arguments.id", "recorded": 1, "sent": 3}]
     assert "differs at $.arguments.id: 1 recorded, 3 sent" in closest["message"]
 
-    strict = Cassette(calls, tools, strict=True)
+    strict = Cassette.from_calls(calls, tools, strict=True)
     assert "expected next (--strict) #1 get" in strict.answer("login", {})["error"]["message"]
     answers = [strict.answer(c.tool, dict(c.arguments or {})) for c in calls]
     assert answers == [cassette_answer(c) for c in calls]
     assert "all were made" in strict.answer("get", {"id": 1})["error"]["message"]
+
+
+def test_cassette_files_and_matching_that_ignores_argument_paths(tmp_path: Path) -> None:
+    calls = [call("search", {"q": "router", "request_id": "r-1", "opts": {"at": 1, "n": 5}}, 1,
+                  response={"result": {"hits": 3}})]  # fmt: skip
+    about = {"session": "s", "virtual_server": "/v", "server_info": {"name": "x"}}
+    loose = Cassette.from_calls(calls, [{"name": "search"}], ignore=["$.request_id", "$..at"], about=about)
+    assert loose.answer("search", {"q": "router", "request_id": "r-2", "opts": {"at": 9, "n": 5}}) == {
+        "result": {"hits": 3}}  # fmt: skip
+    off = loose.answer("search", {"q": "modem", "request_id": "r-2", "opts": {"at": 9, "n": 5}})["error"]
+    assert [d["path"] for d in off["data"]["differences"]] == ["$.arguments.q"]  # ignored paths not named
+    assert "error" in Cassette.from_calls(calls, [{"name": "search"}]).answer("search", {"q": "router"})
+
+    file = tmp_path / "c.json"
+    loose.add("tools/call", "search", {"q": "modem"}, {"result": {"hits": 0}})
+    loose.save(file)
+    again = Cassette.load(file)
+    assert again.about == {"session": "s", "virtual_server": "/v", "server_info": {"name": "x"}}
+    assert again.answer("search", {"q": "modem"}) == {"result": {"hits": 0}}
+    assert [e.index for e in again.entries] == [1, 2] and again.tools == [{"name": "search"}]
+    file.write_text('{"calls": []}')
+    with pytest.raises(CassetteError, match="not a slicewire cassette"):
+        Cassette.load(file)
+    file.write_text("{nope")
+    with pytest.raises(CassetteError, match="not JSON"):
+        Cassette.load(file)
 
 
 def cassette_answer(c: RecordedCall) -> dict[str, Any]:
