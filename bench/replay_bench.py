@@ -1,12 +1,14 @@
-"""Replay speed: 10,000 recorded calls re-issued against a local backend, fast pace, with the diff report.
+"""Replay speed: 1,000 recorded calls re-issued against a local backend, fast pace, with the diff report.
 
-    .venv/bin/python bench/replay_bench.py              # records ~10k calls, then replays them
-    .venv/bin/python bench/replay_bench.py --calls 2000
+    .venv/bin/python bench/replay_bench.py              # records ~1k calls, then replays them
+    .venv/bin/python bench/replay_bench.py --calls 10000
 
 1. Records a session of `tools/call`s through a gateway (recording on) against bench/echo_backend.py.
 2. Runs the real CLI, `slicewire replay SESSION --config … --to N --json`, straight to the backend, and
    times it from start to the report (selection, one call at a time in recorded order, diffs, JSON).
-3. Times the diff alone (`compare` of each recorded answer with itself: the full walk), per call.
+3. Times the diff alone, per call: `compare` of each recorded answer with an equal copy (the full
+   walk), and with a copy that has a content block inserted in front (list alignment by LCS, one
+   `added` change).
 """
 
 from __future__ import annotations
@@ -76,27 +78,39 @@ def record(workdir: Path, calls: int) -> tuple[Path, str, str, subprocess.Popen[
     return db, session["session_id"], backend_url, backend
 
 
-def diff_cost(db: Path, session: str, calls: int, rounds: int = 5) -> float:
-    """Median µs per call of comparing a recorded answer with an equal one (the whole walk)."""
+def _inserted(answer: dict) -> dict:
+    """The answer with a text block inserted before its content."""
+    changed = json.loads(json.dumps(answer))
+    result = changed.get("result") or {}
+    result["content"] = [{"type": "text", "text": "inserted"}, *(result.get("content") or [])]
+    return changed
+
+
+def diff_cost(db: Path, session: str, calls: int, rounds: int = 5) -> tuple[float, float]:
+    """Median µs per call of comparing each recorded answer with an equal one (the whole walk), and
+    with one that has a block inserted (alignment, one change)."""
     from recorder import connect
     from replay import Rules, Selection, compare, select
 
     with connect(str(db)) as rec:
         selected = select(rec, Selection(session=session, end=str(calls)))
-    answers = [(c.hop_response or {}, json.loads(json.dumps(c.hop_response or {}))) for c in selected]
+    recorded = [c.hop_response or {} for c in selected]
     rules = Rules.default()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for old, new in answers:
-            compare(old, new, rules)
-        times.append((time.perf_counter() - start) / len(answers) * 1e6)
-    return statistics.median(times)
+    medians = []
+    for others in ([json.loads(json.dumps(a)) for a in recorded], [_inserted(a) for a in recorded]):
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for old, new in zip(recorded, others, strict=True):
+                compare(old, new, rules)
+            times.append((time.perf_counter() - start) / len(recorded) * 1e6)
+        medians.append(statistics.median(times))
+    return medians[0], medians[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--calls", type=int, default=1_000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="slicewire-replay-bench-"))
     db, session, backend_url, backend = record(workdir, args.calls)
@@ -119,13 +133,14 @@ def main() -> None:
             raise SystemExit(f"replay failed ({run.returncode}): {run.stderr.strip()}")
         report = json.loads(run.stdout)
         replayed = report["summary"]["calls"]
-        per_call = diff_cost(db, session, args.calls)
+        equal, inserted = diff_cost(db, session, args.calls)
         result = {
             "calls": replayed,
             "outcomes": report["summary"]["outcomes"],
             "wall_s": round(elapsed, 2),
             "calls_per_s": round(replayed / elapsed),
-            "diff_us_per_call": round(per_call, 1),
+            "diff_us_per_call": round(equal, 1),
+            "diff_us_per_call_inserted_block": round(inserted, 1),
             "recorded_ms_total": report["summary"]["recorded_ms_total"],
             "now_ms_total": report["summary"]["now_ms_total"],
         }
