@@ -405,8 +405,9 @@ def _shape(value: Any, rules: Rules) -> Any:
     return (type(value).__name__, value)
 
 
-# A FastMCP tool result carries its data twice: `structuredContent` and, for clients that only read
-# text, the same JSON in a text block. One change there is reported once, at `structuredContent`.
+# A tool result often carries its data twice: `structuredContent` and, for clients that only read
+# text, the same data in a text block (FastMCP: the JSON of it; server-filesystem: the one string of
+# `{"content": …}`). One change there is reported once, at `structuredContent`.
 MIRROR_NOTE = "content[{}].text mirrors structuredContent: its changes are reported there once"
 
 
@@ -416,12 +417,14 @@ def _mirrored_blocks(result: Any) -> set[int]:
     structured, content = result.get("structuredContent", ABSENT), result.get("content")
     if structured is ABSENT or not isinstance(content, list):
         return set()
-    wrapped = structured.get("result", ABSENT) if isinstance(structured, dict) and len(structured) == 1 else ABSENT
+    # The forms a text block takes of it: the JSON of it, of its one value ({"result": […]}), that value.
+    single = next(iter(structured.values())) if isinstance(structured, dict) and len(structured) == 1 else ABSENT
     found = set()
     for i, block in enumerate(content):
-        if isinstance(block, dict) and block.get("type") == "text":
-            parsed = _embedded(block.get("text"))
-            if parsed is not ABSENT and (parsed == structured or parsed == wrapped):
+        if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
+            text = block["text"]
+            parsed = _embedded(text)
+            if text == single or (parsed is not ABSENT and (parsed == structured or parsed == single)):
                 found.add(i)
     return found
 

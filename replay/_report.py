@@ -179,11 +179,12 @@ def report_format(path: Path) -> str | None:
     return "html" if suffix in (".html", ".htm") else "markdown" if suffix in (".md", ".markdown") else None
 
 
-def _value(change: dict[str, Any], side: str) -> str:
+def _value(change: dict[str, Any], side: str, indent: bool = False) -> str:
+    """One side of a change in full: compact JSON (a Markdown cell), or indented (an HTML <pre>)."""
     if change[f"{side}_absent"]:
         return "(absent)"
-    return orjson.dumps(change[side], option=orjson.OPT_INDENT_2 if isinstance(change[side], dict | list) else 0,
-                        default=repr).decode()  # fmt: skip
+    option = orjson.OPT_INDENT_2 if indent and isinstance(change[side], dict | list) else 0
+    return orjson.dumps(change[side], option=option, default=repr).decode()
 
 
 def _sections(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -225,7 +226,8 @@ def to_markdown(data: dict[str, Any]) -> str:
                 out.append(f"| {_md_cell(change['path'])} | {change['kind']} | {_md_cell(_value(change, 'old'))} | "
                            f"{_md_cell(_value(change, 'new'))} |")  # fmt: skip
             out.append("")
-        out += [f"_{note}_" for note in c["notes"]]
+        for note in c["notes"]:
+            out += [f"_{note}_", ""]
         out.append(f"Trace `{c['trace_id']}` (`slicewire show {c['trace_id']}`).")
     return "\n".join(out) + "\n"
 
@@ -252,7 +254,7 @@ def to_html(data: dict[str, Any]) -> str:
                    "<th>recorded<th>now")  # fmt: skip
         for d in data["drift"]:
             for c in d["changes"] or [None]:
-                cells = [pre(c["path"]), pre(_value(c, "old")), pre(_value(c, "new"))] if c else ["", "", ""]
+                cells = [pre(c["path"]), pre(_value(c, "old", True)), pre(_value(c, "new", True))] if c else [""] * 3
                 out.append(f"<tr><td>{d['kind']}<td>{e(d['name'])}<td class=bad>{d['status']}<td>" + "<td>".join(cells))
         out.append("</table>")
     out.append("<h2>Calls</h2><table><tr><th>#<th>tool<th>outcome<th>rec ms<th>now ms<th>reason")
@@ -268,8 +270,8 @@ def to_html(data: dict[str, Any]) -> str:
         if c["changes"]:
             out.append("<table><tr><th>path<th>kind<th>recorded<th>now")
             for change in c["changes"]:
-                out.append(f"<tr><td>{pre(change['path'])}<td>{change['kind']}<td>{pre(_value(change, 'old'))}"
-                           f"<td>{pre(_value(change, 'new'))}")  # fmt: skip
+                out.append(f"<tr><td>{pre(change['path'])}<td>{change['kind']}<td>{pre(_value(change, 'old', True))}"
+                           f"<td>{pre(_value(change, 'new', True))}")  # fmt: skip
             out.append("</table>")
         out += [f"<p><i>{e(note)}</i></p>" for note in c["notes"]]
         out.append(f"<p>Trace <code>{e(c['trace_id'])}</code></p>")

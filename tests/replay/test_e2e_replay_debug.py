@@ -203,14 +203,14 @@ async def test_a_changed_system_is_reported_once_per_change_with_reasons_and_rep
 
     text = md.read_text()
     assert "### #7 lookup — error now" in text and "no such key: k1" in text
-    assert '`` "refunded" ``' not in text and '"what": "refunded"' in text  # the added item, in full
+    assert '`` {"id":9,"what":"refunded"} ``' in text  # the added item, in full
     code, table, _ = replay(session, tmp_path, *quiet, "--report", str(page), delta=changed, json_out=False)
     assert code == 1
     assert "no such key: k1" in table  # the reason column is not empty for an error
     assert '$.structuredContent.events[1]: + {"id":9,"what":"refunded"}' in table
     html = page.read_text()
     assert html.startswith("<!doctype html>") and "<h3>#7 lookup — error now</h3>" in html
-    assert "&quot;refunded&quot;" in html
+    assert "&quot;what&quot;: &quot;refunded&quot;" in html  # indented JSON in a <pre>
 
 
 async def test_destructive_tools_are_allowed_one_by_one_and_hooks_set_the_state(
