@@ -130,6 +130,7 @@ def test_a_text_block_mirroring_structured_content_is_reported_once() -> None:
     wrapped = {"result": {"content": [{"type": "text", "text": "[1, 2]"}], "structuredContent": {"result": [1, 2]}}}
     wrapped_now = {"result": {"content": [{"type": "text", "text": "[1, 3]"}], "structuredContent": {"result": [1, 3]}}}
     assert [c.path for c in compare(wrapped, wrapped_now, Rules.default())[1]] == ["$.structuredContent.result[1]"]
+
     def file(text: str) -> dict[str, Any]:  # server-filesystem: the text, and {"content": the text}
         return {"result": {"content": [{"type": "text", "text": text}], "structuredContent": {"content": text}}}
 
