@@ -60,7 +60,7 @@ class AdminApi:
         public = self.gateway.config.auth.public_url
         return public if public is not None else f"{request.url.scheme}://{request.headers.get('host', 'localhost')}"
 
-    async def _identify(self, request: Request) -> Identity | JSONResponse:
+    async def identify(self, request: Request) -> Identity | JSONResponse:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(401, "a gateway token is required", {"www-authenticate": "Bearer"})
@@ -113,7 +113,7 @@ class AdminApi:
     # --- the caller's own credentials ----------------------------------------------------------
 
     async def list_credentials(self, request: Request) -> Response:
-        identity = await self._identify(request)
+        identity = await self.identify(request)
         if isinstance(identity, Response):
             return identity
         state = self.gateway.state
@@ -123,7 +123,7 @@ class AdminApi:
         )
 
     async def credential(self, request: Request) -> Response:
-        identity = await self._identify(request)
+        identity = await self.identify(request)
         if isinstance(identity, Response):
             return identity
         path = "/" + request.path_params["backend"].strip("/")
@@ -156,7 +156,7 @@ class AdminApi:
 
     async def _admin(self, request: Request) -> Response | None:
         """None when the caller is one of `auth.admins`, else the 401/403 to answer."""
-        identity = await self._identify(request)
+        identity = await self.identify(request)
         if isinstance(identity, Response):
             return identity
         if identity.principals().isdisjoint(frozenset(self.gateway.config.auth.admins)):
@@ -167,7 +167,7 @@ class AdminApi:
         return await self._admin(request) or JSONResponse(self.gateway.status())
 
     async def server_status(self, request: Request) -> Response:
-        identity = await self._identify(request)
+        identity = await self.identify(request)
         if isinstance(identity, Response):
             return identity
         vs_path = "/" + request.path_params["path"].strip("/")

@@ -30,6 +30,7 @@ from ._endpoint import McpEndpoint
 from ._gateway import Gateway
 from ._jsonrpc import INVALID_REQUEST, encode_error
 from ._responder import Receive, Send
+from ._vsapi import VirtualServerApi
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,13 @@ class SlicewireApp:
         self._verdicts: dict[tuple[str | None, str | None], str | None] = {}
         self._verdicts_for: object = None
         self.admin = AdminApi(self.gateway)
+        self.servers_api = VirtualServerApi(self.gateway, self.admin.identify, config_file)
         self.aux = Starlette(
             routes=[
                 Route("/healthz", self._healthz),
                 Route("/readyz", self._readyz),
-                *self.admin.routes(),
+                *self.admin.routes(),  # before the servers API: /api/v1/virtual-servers/<vs>/status is here
+                *self.servers_api.routes(),
             ],
         )
 

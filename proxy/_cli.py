@@ -648,10 +648,13 @@ def _export_otlp(source: str, condition: str, endpoint: str, protocol: str | Non
 
 # --- gateway tokens and users' backend credentials -------------------------------------------------
 
+from ._vscli import vs_app  # noqa: E402 - beside the other sub-commands
+
 tokens_app = typer.Typer(help="Gateway tokens: personal and service-account tokens (stored as hashes).")
 creds_app = typer.Typer(help="Users' own backend credentials (per_user_key, oauth2), stored encrypted.")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(creds_app, name="creds")
+app.add_typer(vs_app, name="vs")
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

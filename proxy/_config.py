@@ -643,10 +643,14 @@ def _read_json(path: Path) -> Any:
         raise ConfigError([f"{path}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"]) from None
 
 
-def load_config(file: str | os.PathLike[str], check_secrets: bool = True) -> Config:
+def load_config(
+    file: str | os.PathLike[str], check_secrets: bool = True, overrides: dict[Path, Any] | None = None
+) -> Config:
     """Read, validate and cross-check a configuration. Raises ConfigError listing every problem.
     `check_secrets=False` skips checking that `${env:}` / `${file:}` references resolve (commands
-    that manage tokens and credentials need the state DB, not the backends' secrets)."""
+    that manage tokens and credentials need the state DB, not the backends' secrets). `overrides`:
+    files of `virtual_servers_dir` (absolute paths) read as these documents instead, None: as absent
+    (the admin API validates a change before it writes it)."""
     path = Path(file)
     raw = _read_yaml(path)
     if raw is None:
@@ -663,10 +667,13 @@ def load_config(file: str | os.PathLike[str], check_secrets: bool = True) -> Con
         if not directory.is_dir():
             problems.append(f"{path}: virtual_servers_dir: expected a directory, found {vs_dir!r} (not a directory)")
         else:
-            for json_file in sorted(directory.glob("*.json")):
+            overrides = overrides or {}
+            for json_file in sorted(set(directory.glob("*.json")) | set(overrides)):
+                if json_file in overrides and overrides[json_file] is None:
+                    continue
                 sources.append(str(json_file))
                 try:
-                    data = _read_json(json_file)
+                    data = overrides[json_file] if json_file in overrides else _read_json(json_file)
                     extra_servers.append((str(json_file), VirtualServerConfig.model_validate(data)))
                 except ConfigError as exc:
                     problems.extend(exc.problems)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["TOKEN_PREFIXES", "CredentialRecord", "StateDB", "TokenRecord"]
+__all__ = ["TOKEN_PREFIXES", "CredentialRecord", "ServerMeta", "StateDB", "TokenRecord"]
 
 TOKEN_PREFIXES = {"personal": "swp_", "service": "sws_"}
 _KIND_OF_PREFIX = {v: k for k, v in TOKEN_PREFIXES.items()}
@@ -54,6 +54,22 @@ _MIGRATIONS = [
         updated_at REAL NOT NULL,
         expires_at REAL,
         PRIMARY KEY (subject, backend, kind)
+    );
+    """,
+    """
+    CREATE TABLE virtual_servers (
+        path TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+    CREATE TABLE ratings (
+        path TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        rating INTEGER NOT NULL,
+        rated_at REAL NOT NULL,
+        PRIMARY KEY (path, subject)
     );
     """,
 ]
@@ -245,6 +261,49 @@ class StateDB:
             else self.conn.execute(query + " ORDER BY subject, backend")
         )
         return [CredentialRecord(*row) for row in rows]
+
+    # --- virtual servers managed through the admin API -----------------------------------------------
+
+    def server_meta(self, path: str) -> ServerMeta | None:
+        row = self.conn.execute("SELECT * FROM virtual_servers WHERE path = ?", (path,)).fetchone()
+        return ServerMeta(*row) if row else None
+
+    def server_changed(self, path: str, subject: str, now: float | None = None) -> None:
+        """`subject` created (first time) or changed the server at `path`."""
+        now = time.time() if now is None else now
+        self.conn.execute(
+            "INSERT INTO virtual_servers VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+            "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (path, now, subject, now, subject),
+        )
+
+    def server_deleted(self, path: str) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("DELETE FROM virtual_servers WHERE path = ?", (path,))
+            self.conn.execute("DELETE FROM ratings WHERE path = ?", (path,))
+
+    def rate(self, path: str, subject: str, rating: int) -> None:
+        """One rating per subject and server; rating again replaces it."""
+        self.conn.execute(
+            "INSERT INTO ratings VALUES (?, ?, ?, ?) ON CONFLICT (path, subject) DO UPDATE SET "
+            "rating = excluded.rating, rated_at = excluded.rated_at",
+            (path, subject, rating, time.time()),
+        )
+
+    def ratings(self, path: str) -> list[tuple[str, int]]:
+        """(subject, rating) for the server, oldest first."""
+        rows = self.conn.execute("SELECT subject, rating FROM ratings WHERE path = ? ORDER BY rated_at", (path,))
+        return [(str(subject), int(rating)) for subject, rating in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMeta:
+    path: str
+    created_at: float
+    created_by: str
+    updated_at: float
+    updated_by: str
 
 
 class ChangeWatch:
