@@ -39,6 +39,7 @@ from starlette.routing import Route
 from ._access import Policy
 from ._config import Config, ConfigError, VirtualServerConfig, load_config
 from ._identity import Identity
+from ._openapi import openapi
 from ._state import StateDB
 from .recording import Record
 
@@ -92,9 +93,13 @@ class VirtualServerApi:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/api/v1/openapi.json", self.openapi),
             Route(PREFIX, self.collection, methods=["GET", "POST"]),
             Route(PREFIX + "/{rest:path}", self.item, methods=["GET", "PUT", "DELETE", "POST"]),
         ]
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi())
 
     # --- where things are ------------------------------------------------------------------------
 
