@@ -256,6 +256,86 @@ class BackendConfig(_Strict):
         return self
 
 
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc}), found {value!r}") from None
+    return value
+
+
+class InputRule(_Strict):
+    """A rule on a call's arguments: `deny` (a regex no argument value may match; `argument`: only
+    that one) or `max_bytes` (the arguments' JSON size). `message` replaces what the model is told."""
+
+    name: str | None = None
+    deny: str | None = None
+    argument: str | None = None
+    max_bytes: int | None = Field(default=None, gt=0)
+    message: str | None = None
+
+    _deny = field_validator("deny")(lambda cls, v: _regex(v))
+
+    @model_validator(mode="after")
+    def _one(self) -> InputRule:
+        if (self.deny is None) == (self.max_bytes is None):
+            raise ValueError("an input rule has either deny (a regex) or max_bytes")
+        return self
+
+
+class OutputRule(_Strict):
+    """A rule on a tool's result: `detect` (a built-in detector) or `regex`, with `action` redact or
+    block; or `max_result_bytes` with action truncate."""
+
+    name: str | None = None
+    detect: Literal["email", "card_number", "us_ssn", "api_key"] | None = None
+    regex: str | None = None
+    max_result_bytes: int | None = Field(default=None, gt=0)
+    action: Literal["redact", "block", "truncate"] | None = None
+
+    _regex = field_validator("regex")(lambda cls, v: _regex(v))
+
+    @model_validator(mode="after")
+    def _one(self) -> OutputRule:
+        given = [k for k in ("detect", "regex", "max_result_bytes") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("an output rule has one of detect, regex or max_result_bytes")
+        if self.max_result_bytes is not None:
+            if self.action not in (None, "truncate"):
+                raise ValueError(f"max_result_bytes truncates; action must be truncate, found {self.action!r}")
+        elif self.action == "truncate":
+            raise ValueError("action truncate goes with max_result_bytes; detect and regex redact or block")
+        return self
+
+    @property
+    def effective_action(self) -> str:
+        """The action, its default filled in: truncate for max_result_bytes, else redact."""
+        return self.action or ("truncate" if self.max_result_bytes is not None else "redact")
+
+
+class GuardrailsConfig(_Strict):
+    """How a tool may be used (docs/guardrails.md). On a tool mapping: all of it; on a virtual server:
+    input_rules and output_rules, for every tool after the tool's own."""
+
+    pin: dict[str, Any] = {}
+    narrow: dict[str, dict[str, Any]] = {}
+    input_rules: list[InputRule] = []
+    output_rules: list[OutputRule] = []
+
+    @field_validator("narrow")
+    @classmethod
+    def _schemas(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from jsonschema import Draft202012Validator, SchemaError
+
+        for name, keywords in value.items():
+            try:
+                Draft202012Validator.check_schema(keywords)
+            except SchemaError as exc:
+                raise ValueError(f"narrow.{name}: not a JSON Schema ({exc.message})") from None
+        return value
+
+
 class ToolMapping(_Strict):
     """One backend tool exposed by a virtual server (mcp-gateway-registry shape)."""
 
@@ -264,6 +344,7 @@ class ToolMapping(_Strict):
     alias: str | None = None
     backend_version: str | None = None
     description_override: str | None = None
+    guardrails: GuardrailsConfig | None = None
 
     _normalize = field_validator("backend_server_path")(lambda cls, v: normalize_path(v))
 
@@ -379,6 +460,7 @@ class VirtualServerConfig(_Strict):
     # Deny by default: without `public: true` every caller needs a valid gateway token.
     public: bool = False
     roles: RolesConfig = RolesConfig()
+    guardrails: GuardrailsConfig | None = None  # input and output rules for every tool (pin, narrow: per tool)
 
     _normalize = field_validator("path")(lambda cls, v: _check_path(v))
 
@@ -386,6 +468,8 @@ class VirtualServerConfig(_Strict):
     def _maps_something(self) -> VirtualServerConfig:
         if not (self.tool_mappings or self.resource_mappings or self.prompt_mappings):
             raise ValueError("a virtual server maps at least one tool, resource or prompt (tool_mappings, ...)")
+        if self.guardrails is not None and (self.guardrails.pin or self.guardrails.narrow):
+            raise ValueError("guardrails.pin and .narrow name a tool's arguments: set them on its tool mapping")
         return self
 
     @property

@@ -18,6 +18,7 @@ import orjson
 from ._call import Call, Shaper, client_meta_of, consent
 from ._creds import ConsentRequired, CredentialError
 from ._gateway import Listener
+from ._guardrails import GuardedResult
 from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, encode_error, encode_notification, encode_result
 from ._mcp import (
     ALL_VERSIONS,
@@ -404,6 +405,13 @@ async def _call_tool(call: Call, msg: Message) -> None:
             encode_error(msg.id, BACKEND_ERROR, f"Backend {route.backend}: not configured", {"backend": route.backend}),
         )
         return
+    guard = call.server.slice.guards.get(name)
+    if guard is not None:
+        arguments, verdicts, refused = guard.check(arguments if arguments is not None else {})
+        call.observed.guarded(verdicts)
+        if refused is not None:  # never forwarded; the message tells the model what to change
+            await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, refused.message, refused.data))
+            return
     upstream: dict[str, Any] = {"name": route.tool_name, "arguments": arguments if arguments is not None else {}}
     if call.era == "modern":
         # A modern backend's own MRTR round trip passes through untouched.
@@ -425,7 +433,9 @@ async def _call_tool(call: Call, msg: Message) -> None:
             for header, argument in expected
             if upstream_args.get(argument) is not None
         ]
-    shape = tool_result_shaper(call, backend)
+    shape: Shaper = tool_result_shaper(call, backend)
+    if guard is not None and guard.outputs:
+        shape = GuardedResult(guard, shape, call.observed.guarded)
     if call.server.slice.task_extension:  # (which a slice with 2025-11-25 task tools has too)
         tasked = await task_shaper(call, msg, name, backend, upstream, shape)
         if tasked is None:

@@ -4,6 +4,8 @@
                                              server, tool, backend and outcome (ok | error | tool_error)
     mcp_client_operation_duration_seconds   histogram: every upstream tools/call, by backend and outcome
     slicewire_requests_in_flight             gauge: client requests being served
+    slicewire_guardrail_verdicts_total       counter: guardrails that fired, by virtual server, tool, rule
+                                             and action
     slicewire_recorder_spans_total           counter: the flight recorder's emitted, sent, spooled,
                                              resent and dropped spans
     slicewire_backend_up                     gauge: 1 once a backend answered discovery, else 0
@@ -87,6 +89,13 @@ class _Collector(Collector):
             for key, histogram in list(histograms.items()):
                 family.add_metric(list(key), histogram.cumulative(), sum_value=histogram.total)
             yield family
+        verdicts = CounterMetricFamily(
+            "slicewire_guardrail_verdicts", "Guardrails that fired, by rule and action (deny, pin, redact, block, "
+            "truncate).", labels=["virtual_server", "gen_ai_tool_name", "rule", "action"],
+        )  # fmt: skip
+        for key, count in list(m.verdicts.items()):
+            verdicts.add_metric(list(key), count)
+        yield verdicts
         state = m.read()
         in_flight = GaugeMetricFamily("slicewire_requests_in_flight", "Client requests being served.")
         in_flight.add_metric([], state["in_flight"])
@@ -121,6 +130,7 @@ class Metrics:
         self.read = read
         self.server: dict[tuple[str, ...], _Histogram] = {}
         self.client: dict[tuple[str, ...], _Histogram] = {}
+        self.verdicts: dict[tuple[str, str, str, str], int] = {}  # (virtual server, tool, rule, action)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -137,6 +147,10 @@ class Metrics:
         if histogram is None:
             histogram = self.client[key] = _Histogram()
         histogram.observe(seconds)
+
+    def guardrail(self, virtual_server: str, tool: str, rule: str, action: str) -> None:
+        key = (virtual_server, tool, rule, action)
+        self.verdicts[key] = self.verdicts.get(key, 0) + 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

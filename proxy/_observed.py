@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._guardrails import Verdict
 from ._jsonrpc import Message
 from ._mcp import KNOWN_METHODS
 from ._metrics import Metrics, outcome_of
@@ -37,6 +38,7 @@ class Observed:
     tool: str = ""
     backend: str = ""
     tool_error: bool = False  # the tool's result said isError
+    verdicts: list[Verdict] | None = None  # the guardrails that fired, counted when the request ends
 
     def received(self, msg: Message, body: bytes) -> None:
         method = msg.method
@@ -58,6 +60,16 @@ class Observed:
     def tool_result(self, is_error: bool) -> None:
         self.tool_error = is_error
 
+    def guarded(self, verdicts: list[Verdict]) -> None:
+        """Guardrails fired (before the call, or on its result): each is an event in the record."""
+        if not verdicts:
+            return
+        if self.verdicts is None:
+            self.verdicts = []
+        self.verdicts += verdicts
+        for verdict in verdicts:
+            self.record.guarded(verdict.rule, verdict.action, verdict.detail)
+
     def finished(self, metrics: Metrics | None, virtual_server: str, responder: Responder, started: float) -> None:
         """The answer is sent (`responder` says what it was): observe it; the record takes it too."""
         record = self.record
@@ -68,3 +80,5 @@ class Observed:
             metrics.request(
                 self.method, virtual_server, self.tool, self.backend, outcome, time.perf_counter() - started
             )
+            for verdict in self.verdicts or ():
+                metrics.guardrail(virtual_server, self.tool, verdict.rule, verdict.action)

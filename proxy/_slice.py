@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ._guardrails import ToolGuard, expose_schema
 from ._mcp import param_headers
 from ._resources import LinkShaper, ResourceRoute, ResourceRouter
 
@@ -37,6 +38,8 @@ class _Mapping(Protocol):
     def description_override(self) -> str | None: ...
     @property
     def exposed_name(self) -> str: ...
+    @property
+    def guardrails(self) -> Any: ...  # _config.GuardrailsConfig | None
 
 
 class _VirtualServer(Protocol):
@@ -48,6 +51,8 @@ class _VirtualServer(Protocol):
     def resource_mappings(self) -> Sequence[Any]: ...  # _config.ResourceMapping
     @property
     def prompt_mappings(self) -> Sequence[Any]: ...  # _config.PromptMapping
+    @property
+    def guardrails(self) -> Any: ...  # _config.GuardrailsConfig | None
 
 
 class _Offer(Protocol):
@@ -105,6 +110,8 @@ class Slice:
     warnings: tuple[str, ...] = ()
     # Exposed tool -> its (header name, argument) pairs, for tools whose schema has `x-mcp-header`.
     param_headers: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # Exposed tool -> its guardrails (its own, then the server's), for tools that have any.
+    guards: Mapping[str, ToolGuard] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -140,7 +147,10 @@ class Slice:
             if original is None:
                 problems.append(f"{exposed}: backend {backend} has no tool named {mapping.tool_name!r}")
                 continue
-            tools.append(_exposed(original, exposed, mapping.description_override))
+            shown = _exposed(original, exposed, mapping.description_override)
+            if mapping.guardrails is not None and "inputSchema" in shown:
+                shown["inputSchema"] = expose_schema(shown["inputSchema"], mapping.guardrails)
+            tools.append(shown)
             routes[exposed] = route
         offers = offers or {}
         prompts, prompt_routes = _prompts(vs, offers, problems)
@@ -162,6 +172,8 @@ class Slice:
             task_modes=task_modes, task_backends=task_backends, tasks=bool(task_modes),
             task_extension=bool(task_modes or task_backends), warnings=tuple(warnings),
             param_headers={t["name"]: found for t in tools if (found := param_headers(t.get("inputSchema")))},
+            guards={m.exposed_name: guard for m in vs.tool_mappings
+                    if (guard := ToolGuard.build(m.exposed_name, m.guardrails, vs.guardrails)) is not None},
         )  # fmt: skip
 
     _links: dict[str, LinkShaper] = field(default_factory=dict, init=False, repr=False, compare=False)

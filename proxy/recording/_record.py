@@ -247,6 +247,12 @@ class Record:
         hop.request = message
         self.child(upstream, hop)
 
+    def guarded(self, rule: str, action: str, detail: str) -> None:
+        """A guardrail fired on this request: an event of the gateway's (docs/guardrails.md)."""
+        hop = self.add(new_hop(f"guardrail {rule}: {action}", pb.SPAN_KIND_INTERNAL, pb.DIRECTION_UNSPECIFIED,
+                               "guardrail"))  # fmt: skip
+        hop.request = {"rule": rule, "action": action, "detail": detail}
+
     def asked(self, method: str, request: Any) -> Hop:
         """The gateway relays a backend's request to the client (on a 2025-11-25 stream)."""
         hop = self.add(new_hop(method, pb.SPAN_KIND_INTERNAL, pb.DIRECTION_GATEWAY_TO_CLIENT, method))
@@ -345,6 +351,9 @@ class NullRecord(Record):
         return hop
 
     def heard(self, upstream: Hop, method: str | None, message: Any) -> None:
+        pass
+
+    def guarded(self, rule: str, action: str, detail: str) -> None:
         pass
 
     def asked(self, method: str, request: Any) -> Hop:

@@ -323,13 +323,48 @@ def delta() -> FastMCP:
     return mcp
 
 
+def epsilon() -> FastMCP:
+    """The guardrail tests' backend: tools whose arguments and results the guardrails act on, and
+    `call_log` (what actually arrived here)."""
+    mcp = FastMCP("epsilon", version="1.0.0")
+
+    @mcp.tool
+    def search_issues(repo: str, query: str, state: str = "open", limit: int = 10) -> dict:
+        """Search a repository's issues."""
+        CALLS.append(f"search_issues {repo} {query!r} {state}")
+        return {"repo": repo, "query": query, "state": state, "limit": limit}
+
+    @mcp.tool
+    def customer(customer_id: int) -> dict:
+        """A customer record (with personal data in it)."""
+        CALLS.append(f"customer {customer_id}")
+        record = {"id": customer_id, "name": "Ada", "email": "ada@example.com",
+                  "note": "call back after 5pm; key sk-proj-abcdefghijklmnopqrstuvwx"}  # fmt: skip
+        if customer_id == 2:
+            record["card"] = "4111 1111 1111 1111"  # a test Visa number (Luhn-valid)
+        return record
+
+    @mcp.tool
+    def report(lines: int) -> str:
+        """A long report."""
+        CALLS.append(f"report {lines}")
+        return "\n".join(f"line {i}: all quiet" for i in range(lines))
+
+    @mcp.tool
+    def call_log() -> list[str]:
+        """The calls that arrived here, in order (never exposed by a slice)."""
+        return list(CALLS)
+
+    return mcp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("server", choices=["alpha", "beta", "gamma", "delta"])
+    parser.add_argument("server", choices=["alpha", "beta", "gamma", "delta", "epsilon"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--transport", choices=["http", "stdio"], default="http")
     args = parser.parse_args()
-    server = {"alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta}[args.server]()
+    server = {"alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta, "epsilon": epsilon}[args.server]()
     if args.transport == "stdio":
         server.run(transport="stdio", show_banner=False)
         return
