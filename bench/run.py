@@ -39,6 +39,7 @@ SYSTEMS = [
     "slicewire-recording",
     "slicewire-legacy",
     "slicewire-full",
+    "slicewire-guarded",
     "fastmcp-proxy",
     "fastmcp-proxy-legacy",
     "forwarder-raw",
@@ -250,9 +251,19 @@ def recorder_counters(url: str, workdir: Path) -> dict[str, Any] | None:
 AGENT_SCOPES = ["mcp:bench", "tools:say"]
 
 
-def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | None = None, auth: bool = False) -> Path:
+# slicewire-guarded: `say` with three regex guardrails, two on its arguments and one on its result.
+GUARDRAILS = {
+    "input_rules": [{"name": "no-drop", "deny": r"(?i)drop\s+table"}, {"name": "no-dump", "deny": r"(?i)select\s+\*"}],
+    "output_rules": [{"detect": "email", "action": "redact"}],
+}
+
+
+def gateway_config(
+    backend_url: str, port: int, workdir: Path, recorder: str | None = None, auth: bool = False, guarded: bool = False
+) -> Path:
     """One virtual server slicing the echo backend's `echo` as `say`. Public unless `auth`: then it needs
-    a gateway token with its scope and the tool's, from a subject among its users (`agent.token`)."""
+    a gateway token with its scope and the tool's, from a subject among its users (`agent.token`).
+    `guarded`: `say` has three regex guardrails (GUARDRAILS)."""
     from proxy._state import StateDB
 
     if not (workdir / "admin.token").exists():
@@ -264,8 +275,9 @@ def gateway_config(backend_url: str, port: int, workdir: Path, recorder: str | N
         "path": "/virtual/bench",
         "server_name": "bench",
         "public": True,
-        "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/echo", "alias": "say"}],
-    }
+        "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/echo", "alias": "say",
+                           **({"guardrails": GUARDRAILS} if guarded else {})}],
+    }  # fmt: skip
     if auth:
         server.update(
             public=False,
@@ -308,7 +320,7 @@ def start_slicewire(system: str, backend_url: str, workdir: Path, checkout: Path
         procs.append(process)
     port = free_port()
     auth = system.startswith("slicewire-full")  # "slicewire-full-off": the same without recording
-    config = gateway_config(backend_url, port, workdir, recorder, auth=auth)
+    config = gateway_config(backend_url, port, workdir, recorder, auth=auth, guarded=system == "slicewire-guarded")
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--no-reload", "--log-level", "warning"]
     gateway = pinned(0, argv, workdir / f"{system}-{checkout.name}.log", cwd=checkout)
     procs.insert(0, gateway)

@@ -30,15 +30,20 @@ if TYPE_CHECKING:
 
 __all__ = ["DETECTORS", "GuardedResult", "Refused", "ToolGuard", "Verdict", "expose_schema"]
 
-# Detectors for output rules: a pattern, and a check of what it matched (card numbers: Luhn).
+# Detectors for output rules: a pattern, a check of what it matched (card numbers: Luhn), and a
+# substring every match contains, looked for first (a C scan: a text without "@" has no e-mail address,
+# and the regex is not run over it).
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-DETECTORS: dict[str, tuple[re.Pattern[str], Callable[[str], bool] | None]] = {
-    "email": (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), None),
-    "card_number": (_CARD, lambda text: _luhn("".join(c for c in text if c.isdigit()))),
-    "us_ssn": (re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"), None),
+DETECTORS: dict[str, tuple[re.Pattern[str], Callable[[str], bool] | None, str | None]] = {
+    # (?<!…): a match starts where a run of name characters starts, so a long run without "@" is one
+    # failed attempt, not one per character.
+    "email": (re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+              None, "@"),
+    "card_number": (_CARD, lambda text: _luhn("".join(c for c in text if c.isdigit())), None),
+    "us_ssn": (re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"), None, "-"),
     "api_key": (re.compile(
         r"\b(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|sk-(?:proj-)?[A-Za-z0-9_-]{20,}|xox[abpr]-[A-Za-z0-9-]{10,}"
-        r"|AIza[0-9A-Za-z_-]{35}|(?:sk|rk)_live_[0-9A-Za-z]{24,})\b"), None),
+        r"|AIza[0-9A-Za-z_-]{35}|(?:sk|rk)_live_[0-9A-Za-z]{24,})\b"), None, None),
 }  # fmt: skip
 
 
@@ -105,6 +110,7 @@ class _OutputCheck:
     accept: Callable[[str], bool] | None
     action: str
     max_bytes: int | None
+    needle: str | None = None
 
 
 def _input_check(index: int, rule: InputRule, where: str) -> _InputCheck:
@@ -114,8 +120,14 @@ def _input_check(index: int, rule: InputRule, where: str) -> _InputCheck:
 
 def _output_check(index: int, rule: OutputRule, where: str) -> _OutputCheck:
     name = rule.name or rule.detect or f"{where}.output_rules[{index}]"
-    pattern, accept = DETECTORS[rule.detect] if rule.detect else (re.compile(rule.regex) if rule.regex else None, None)
-    return _OutputCheck(name, pattern, accept, rule.effective_action, rule.max_result_bytes)
+    pattern: re.Pattern[str] | None = None
+    accept: Callable[[str], bool] | None = None
+    needle: str | None = None
+    if rule.detect:
+        pattern, accept, needle = DETECTORS[rule.detect]
+    elif rule.regex:
+        pattern = re.compile(rule.regex)
+    return _OutputCheck(name, pattern, accept, rule.effective_action, rule.max_result_bytes, needle)
 
 
 @dataclass(slots=True)
@@ -258,6 +270,8 @@ def _check_input(check: _InputCheck, arguments: dict[str, Any]) -> Refused | Non
 
 def _matches(check: _OutputCheck, text: str) -> list[re.Match[str]]:
     assert check.pattern is not None
+    if check.needle is not None and check.needle not in text:
+        return []
     found = list(check.pattern.finditer(text))
     return [m for m in found if check.accept(m.group(0))] if check.accept is not None else found
 
