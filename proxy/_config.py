@@ -267,20 +267,36 @@ def _regex(value: str | None) -> str | None:
 
 class InputRule(_Strict):
     """A rule on a call's arguments: `deny` (a regex no argument value may match; `argument`: only
-    that one) or `max_bytes` (the arguments' JSON size). `message` replaces what the model is told."""
+    that one), `max_bytes` (the arguments' JSON size), or `hook` (a Python function: an entry point
+    of group slicewire.guardrails, or `module:function`; `budget_ms` to decide). `message` replaces
+    what the model is told."""
 
     name: str | None = None
     deny: str | None = None
     argument: str | None = None
     max_bytes: int | None = Field(default=None, gt=0)
+    hook: str | None = None
+    budget_ms: float = Field(default=50.0, gt=0)
     message: str | None = None
 
     _deny = field_validator("deny")(lambda cls, v: _regex(v))
 
+    @field_validator("hook")
+    @classmethod
+    def _loads(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ._guardrails import HookError, load_hook
+
+            try:
+                load_hook(value)
+            except HookError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _one(self) -> InputRule:
-        if (self.deny is None) == (self.max_bytes is None):
-            raise ValueError("an input rule has either deny (a regex) or max_bytes")
+        if sum(v is not None for v in (self.deny, self.max_bytes, self.hook)) != 1:
+            raise ValueError("an input rule has one of deny (a regex), max_bytes or hook")
         return self
 
 

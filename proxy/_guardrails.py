@@ -17,18 +17,62 @@ in the flight recorder and a count in /metrics.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import importlib
+import importlib.metadata
+import inspect
+import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from jsonschema import Draft202012Validator
 
+from .guardrails import Allow, CallContext, Deny, Rewrite
+
 if TYPE_CHECKING:
     from ._config import GuardrailsConfig, InputRule, OutputRule
 
-__all__ = ["DETECTORS", "GuardedResult", "Refused", "ToolGuard", "Verdict", "expose_schema"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["DETECTORS", "GuardedResult", "HookError", "Refused", "ToolGuard", "Verdict", "expose_schema", "load_hook"]
+
+HOOK_GROUP = "slicewire.guardrails"
+
+
+class HookError(Exception):
+    """A hook named in the config cannot be loaded; the message says why."""
+
+
+@functools.cache
+def load_hook(spec: str) -> Callable[..., Any]:
+    """An entry point of group slicewire.guardrails by name, or `module:function`."""
+    if ":" in spec:
+        module_name, _, attribute = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise HookError(f"hook {spec!r}: cannot import {module_name} ({exc})") from None
+        hook = getattr(module, attribute, None)
+        if not callable(hook):
+            raise HookError(f"hook {spec!r}: {module_name} has no function {attribute!r}")
+        return cast(Callable[..., Any], hook)
+    found = {ep.name: ep for ep in importlib.metadata.entry_points(group=HOOK_GROUP)}
+    if spec not in found:
+        installed = ", ".join(sorted(found)) or "none"
+        raise HookError(f"hook {spec!r}: no entry point of that name in group {HOOK_GROUP} (installed: {installed})")
+    try:
+        hook = found[spec].load()
+    except Exception as exc:  # a third party's import error, whatever it is
+        raise HookError(f"hook {spec!r}: its entry point {found[spec].value} failed to load ({exc})") from None
+    if not callable(hook):
+        raise HookError(f"hook {spec!r}: {found[spec].value} is not a function")
+    return cast(Callable[..., Any], hook)
+
 
 # Detectors for output rules: a pattern, a check of what it matched (card numbers: Luhn), and a
 # substring every match contains, looked for first (a C scan: a text without "@" has no e-mail address,
@@ -104,6 +148,14 @@ class _InputCheck:
 
 
 @dataclass(slots=True)
+class _HookCheck:
+    rule: str
+    hook: Callable[..., Any]
+    budget_s: float
+    message: str | None
+
+
+@dataclass(slots=True)
 class _OutputCheck:
     rule: str
     pattern: re.Pattern[str] | None
@@ -111,6 +163,11 @@ class _OutputCheck:
     action: str
     max_bytes: int | None
     needle: str | None = None
+
+
+def _hook_check(index: int, rule: InputRule, where: str) -> _HookCheck:
+    assert rule.hook is not None
+    return _HookCheck(rule.name or rule.hook, load_hook(rule.hook), rule.budget_ms / 1000, rule.message)
 
 
 def _input_check(index: int, rule: InputRule, where: str) -> _InputCheck:
@@ -138,6 +195,7 @@ class ToolGuard:
     pins: dict[str, Any] = field(default_factory=dict)
     narrowed: dict[str, Draft202012Validator] = field(default_factory=dict)
     inputs: list[_InputCheck] = field(default_factory=list)
+    hooks: list[_HookCheck] = field(default_factory=list)
     outputs: list[_OutputCheck] = field(default_factory=list)
 
     @classmethod
@@ -149,9 +207,10 @@ class ToolGuard:
                 continue
             guard.pins.update(config.pin)
             guard.narrowed.update({name: Draft202012Validator(kw) for name, kw in config.narrow.items()})
-            guard.inputs += [_input_check(i, rule, where) for i, rule in enumerate(config.input_rules)]
+            guard.inputs += [_input_check(i, r, where) for i, r in enumerate(config.input_rules) if r.hook is None]
+            guard.hooks += [_hook_check(i, r, where) for i, r in enumerate(config.input_rules) if r.hook is not None]
             guard.outputs += [_output_check(i, rule, where) for i, rule in enumerate(config.output_rules)]
-        return guard if (guard.pins or guard.narrowed or guard.inputs or guard.outputs) else None
+        return guard if (guard.pins or guard.narrowed or guard.inputs or guard.hooks or guard.outputs) else None
 
     # --- before the call ---------------------------------------------------------------------------
 
@@ -186,6 +245,27 @@ class ToolGuard:
                 return arguments, [*verdicts, refusal.verdict], refusal
         return arguments, verdicts, None
 
+    async def run_hooks(
+        self, ctx: CallContext, arguments: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Verdict], Refused | None]:
+        """The hooks, in order, after the other input rules: the arguments to forward, the verdicts,
+        the refusal. A hook that fails, answers something else or overruns its budget refuses."""
+        verdicts: list[Verdict] = []
+        for check in self.hooks:
+            decision, problem = await _decide(check, ctx, arguments)
+            if problem is not None:
+                verdict = Verdict(check.rule, "deny", problem)
+                told = f"Refused by guardrail {check.rule!r}: it could not check this call; try again or ask an admin"
+                return arguments, [*verdicts, verdict], Refused(verdict, check.message or told)
+            if isinstance(decision, Deny):
+                verdict = Verdict(check.rule, "deny", decision.reason)
+                told = f"Refused by guardrail {check.rule!r}: {decision.reason}"
+                return arguments, [*verdicts, verdict], Refused(verdict, check.message or told)
+            if isinstance(decision, Rewrite):
+                arguments = dict(decision.arguments)
+                verdicts.append(Verdict(check.rule, "rewrite", ", ".join(sorted(arguments))))
+        return arguments, verdicts, None
+
     # --- after the call ------------------------------------------------------------------------------
 
     def shape_result(self, result: dict[str, Any], size: int) -> tuple[dict[str, Any], list[Verdict]]:
@@ -212,6 +292,30 @@ class ToolGuard:
 
 
 _ABSENT = object()
+
+
+async def _decide(check: _HookCheck, ctx: CallContext, arguments: dict[str, Any]) -> tuple[Any, str | None]:
+    """(the hook's decision, None) or (None, why it has none): it raised, overran, answered nonsense."""
+    started = time.perf_counter()
+    try:
+        decision = check.hook(ctx, ctx.tool, dict(arguments))
+        if inspect.isawaitable(decision):
+            decision = await asyncio.wait_for(decision, check.budget_s)
+    except TimeoutError:
+        return None, f"no decision within {check.budget_s * 1000:g} ms"
+    except Exception as exc:
+        logger.exception("guardrail hook %s failed on %s", check.rule, ctx.tool)
+        return None, f"the hook failed ({type(exc).__name__})"
+    elapsed = time.perf_counter() - started
+    if elapsed > check.budget_s:
+        logger.warning("guardrail hook %s took %.1f ms (budget %g ms): call refused", check.rule, elapsed * 1000,
+                       check.budget_s * 1000)  # fmt: skip
+        return None, f"no decision within {check.budget_s * 1000:g} ms"
+    if isinstance(decision, Rewrite) and not isinstance(decision.arguments, dict):
+        return None, "the hook rewrote the arguments to something other than an object"
+    if not isinstance(decision, Allow | Deny | Rewrite):
+        return None, f"the hook answered {type(decision).__name__}, not Allow, Deny or Rewrite"
+    return decision, None
 
 
 class GuardedResult:

@@ -38,6 +38,7 @@ from ._sessions import LiveSession, SessionState, new_session_id
 from ._shapes import contents_shaper, prompt_shaper, tool_result_shaper
 from ._taskcalls import HANDLERS_2025, HANDLERS_2026, task_shaper
 from ._upstream import BackendError, BackendRpcError, BackendUnavailable
+from .guardrails import CallContext
 
 logger = logging.getLogger(__name__)
 
@@ -408,6 +409,11 @@ async def _call_tool(call: Call, msg: Message) -> None:
     guard = call.server.slice.guards.get(name)
     if guard is not None:
         arguments, verdicts, refused = guard.check(arguments if arguments is not None else {})
+        if refused is None and guard.hooks:
+            subject = call.identity.subject if call.identity is not None else ""
+            context = CallContext(call.server.config.path, name, route.backend, route.tool_name, subject, call.era)
+            arguments, hooked, refused = await guard.run_hooks(context, arguments)
+            verdicts += hooked
         call.observed.guarded(verdicts)
         if refused is not None:  # never forwarded; the message tells the model what to change
             await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, refused.message, refused.data))

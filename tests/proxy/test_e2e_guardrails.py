@@ -36,6 +36,10 @@ GUARDED = {
         {"tool_name": "customer", "backend_server_path": "/epsilon", "guardrails": {
             "output_rules": [{"detect": "email", "action": "redact"}, {"detect": "card_number", "action": "block"}],
         }},
+        {"tool_name": "search_issues", "backend_server_path": "/epsilon", "alias": "search_hooked", "guardrails": {
+            "input_rules": [{"hook": "no-private-urls"}, {"hook": "tests.support.hooks:cap_limit"},
+                            {"hook": "tests.support.hooks:slow_or_failing", "name": "slow-check", "budget_ms": 200}],
+        }},
         {"tool_name": "report", "backend_server_path": "/epsilon", "guardrails": {
             "output_rules": [{"name": "short-reports", "max_result_bytes": 200}],
         }},
@@ -171,13 +175,35 @@ def test_verdicts_are_counted_and_recorded(guarded: Guarded) -> None:
     assert json.loads(denial["request_payload"])["rule"] == "no-user-dump"
 
 
+async def test_python_hooks_allow_rewrite_and_refuse_failing_closed(guarded: Guarded) -> None:
+    before = await call_log(guarded.backend)
+    async with fastmcp_client(guarded.url) as client:
+        capped = await client.call_tool("search_hooked", {"repo": "acme/api", "query": "x", "limit": 500})
+        assert capped.structured_content["limit"] == 5  # rewritten by the hook
+        refusals = {
+            "see http://169.254.169.254/latest/meta-data": "Refused by guardrail 'no-private-urls': "
+            "http://169.254.169.254/latest/meta-data points into a private network",
+            "slow": "Refused by guardrail 'slow-check': it could not check this call",
+            "boom": "Refused by guardrail 'slow-check': it could not check this call",
+            "prod": "anonymous callers of /virtual/guarded may not search prod: sign in",
+        }
+        for query, message in refusals.items():
+            started = time.monotonic()
+            with pytest.raises(Exception) as refused:
+                await client.call_tool("search_hooked", {"repo": "acme/api", "query": query})
+            assert message in str(refused.value), str(refused.value)
+            assert time.monotonic() - started < 2  # the slow hook is cut off at its budget
+    assert (await call_log(guarded.backend))[len(before) :] == ["search_issues acme/api 'x' open"]
+
+
 def test_bad_guardrails_are_config_errors(tmp_path: Path) -> None:
     import yaml
 
     from proxy._config import ConfigError, load_config
 
     bad = {**GUARDED, "tool_mappings": [{"tool_name": "t", "backend_server_path": "/epsilon", "guardrails": {
-        "input_rules": [{"deny": "(unclosed"}, {"deny": "x", "max_bytes": 3}],
+        "input_rules": [{"deny": "(unclosed"}, {"deny": "x", "max_bytes": 3}, {"hook": "nope"},
+                        {"hook": "tests.support.hooks:missing"}],
         "output_rules": [{"detect": "email", "action": "truncate"}, {"detect": "phone"}],
         "narrow": {"state": {"type": "no-such-type"}}}}]}  # fmt: skip
     file = tmp_path / "bad.yaml"
@@ -192,7 +218,10 @@ def test_bad_guardrails_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(file)
     text = "\n".join(exc.value.problems)
-    for expected in ("input_rules[0].deny: not a regular expression", "input_rules[1]: an input rule has either deny",
+    for expected in ("input_rules[0].deny: not a regular expression", "input_rules[1]: an input rule has one of deny",
+                     "input_rules[2].hook: hook 'nope': no entry point of that name in group slicewire.guardrails "
+                     "(installed: no-private-urls)",
+                     "input_rules[3].hook: hook 'tests.support.hooks:missing': tests.support.hooks has no function",
                      "output_rules[0]: action truncate goes with max_result_bytes", "output_rules[1].detect:",
                      "narrow.state: not a JSON Schema"):  # fmt: skip
         assert expected in text, text

@@ -77,3 +77,18 @@ def test_output_rules_redact_block_and_truncate() -> None:
     assert cut["structuredContent"] == {"result": "é" * 5}
     assert verdicts[0].action == "truncate"
     assert short.shape_result({"content": []}, 5) == ({"content": []}, [])  # under the limit: untouched
+
+
+def test_hooks_fail_closed_and_the_shipped_ssrf_hook() -> None:
+    import asyncio
+
+    from proxy.guardrails import Allow, CallContext, Deny, no_private_urls
+
+    ctx = CallContext("/v", "fetch", "/web", "fetch", "ada", "modern")
+    for url in ("http://127.0.0.1:8080/x", "https://10.1.2.3/", "http://[::1]/", "http://localhost/admin",
+                "http://169.254.169.254/latest", "http://0.0.0.0/"):  # fmt: skip
+        assert isinstance(no_private_urls(ctx, "fetch", {"u": [f"see {url} now"]}), Deny), url
+    assert no_private_urls(ctx, "fetch", {"u": "https://example.com/a http://8.8.8.8/"}) == Allow()
+    g = guard(input_rules=[{"hook": "tests.support.hooks:not_a_decision", "name": "odd"}])
+    _, verdicts, refused = asyncio.run(g.run_hooks(ctx, {}))
+    assert refused is not None and verdicts[0].detail == "the hook answered str, not Allow, Deny or Rewrite"

@@ -1,0 +1,31 @@
+"""Guardrail hooks the tests load by module path (`tests.support.hooks:NAME`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from proxy.guardrails import Allow, CallContext, Deny, Rewrite
+
+
+def cap_limit(ctx: CallContext, name: str, arguments: dict[str, Any]) -> Allow | Rewrite:
+    """At most 5 results, whatever the agent asks for."""
+    if int(arguments.get("limit", 0)) > 5:
+        return Rewrite({**arguments, "limit": 5})
+    return Allow()
+
+
+async def slow_or_failing(ctx: CallContext, name: str, arguments: dict[str, Any]) -> Allow | Deny:
+    """Overruns any budget for query "slow", raises for "boom", refuses "prod" for anonymous callers."""
+    query = arguments.get("query")
+    if query == "slow":
+        await asyncio.sleep(5)
+    if query == "boom":
+        raise RuntimeError("the hook's own bug")
+    if query == "prod" and not ctx.subject:
+        return Deny(f"anonymous callers of {ctx.virtual_server} may not search prod: sign in")
+    return Allow()
+
+
+def not_a_decision(ctx: CallContext, name: str, arguments: dict[str, Any]) -> Any:
+    return "yes"
