@@ -338,6 +338,9 @@ class GuardrailsConfig(_Strict):
     narrow: dict[str, dict[str, Any]] = {}
     input_rules: list[InputRule] = []
     output_rules: list[OutputRule] = []
+    # The calling user approves each call first (elicitation): always, for tools whose annotations say
+    # destructiveHint (and not readOnlyHint), or never. A tool's own setting wins over its server's.
+    approval: Literal["required", "destructive", "never"] | None = None
 
     @field_validator("narrow")
     @classmethod

@@ -38,7 +38,7 @@ from .recording._record import Record, session_trace_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Gateway", "Parked", "VirtualServer"]
+__all__ = ["Gateway", "Parked", "PendingApproval", "VirtualServer"]
 
 GATEWAY_VERSION = SLICEWIRE_VERSION
 _SWEEP_S = 30.0
@@ -113,6 +113,18 @@ class VirtualServer:
         return capabilities
 
 
+@dataclass(slots=True)
+class PendingApproval:
+    """A call a modern client was asked to approve (InputRequiredResult): only the same caller's retry
+    of the same call, in time, goes on."""
+
+    virtual_server: str
+    tool: str
+    digest: bytes  # of the exact arguments the user was shown
+    subject: str
+    expires: float
+
+
 @dataclass
 class Parked:
     """A backend call waiting for a modern client to retry with `inputResponses` (MRTR)."""
@@ -157,6 +169,7 @@ class Gateway:
         self.sessions: SessionStore = store or InMemorySessionStore()
         self.live: dict[str, LiveSession] = {}
         self.parked: dict[str, Parked] = {}
+        self.approvals: dict[str, PendingApproval] = {}  # modern clients' approvals being asked (_approval)
         self.listeners: dict[str, set[Listener]] = {}
         self.servers: dict[str, VirtualServer] = {}
         # endpoint path ("/virtual/x/mcp") -> virtual server path
@@ -377,6 +390,9 @@ class Gateway:
                 if parked.expires < now:
                     del self.parked[token]
                     await parked.exchange.close()
+            for token, pending in list(self.approvals.items()):
+                if pending.expires < now:
+                    del self.approvals[token]
             self.tasks.sweep()
             for sid in await self.sessions.expire(self.config.limits.session_idle_s):
                 live = self.live.pop(sid, None)

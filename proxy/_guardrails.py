@@ -197,11 +197,16 @@ class ToolGuard:
     inputs: list[_InputCheck] = field(default_factory=list)
     hooks: list[_HookCheck] = field(default_factory=list)
     outputs: list[_OutputCheck] = field(default_factory=list)
+    approval: bool = False  # the calling user approves each call first (_approval)
 
     @classmethod
-    def build(cls, tool: str, own: GuardrailsConfig | None, server: GuardrailsConfig | None) -> ToolGuard | None:
-        """The tool's own guardrails, then its server's rules; None when there are none."""
-        guard = cls(tool)
+    def build(
+        cls, tool: str, own: GuardrailsConfig | None, server: GuardrailsConfig | None, destructive: bool = False
+    ) -> ToolGuard | None:
+        """The tool's own guardrails, then its server's rules; None when there are none. `destructive`:
+        the tool's annotations say destructiveHint (and not readOnlyHint)."""
+        setting = (own.approval if own is not None else None) or (server.approval if server is not None else None)
+        guard = cls(tool, approval=setting == "required" or (setting == "destructive" and destructive))
         for where, config in ((f"tool {tool}", own), ("virtual server", server)):
             if config is None:
                 continue
@@ -210,7 +215,8 @@ class ToolGuard:
             guard.inputs += [_input_check(i, r, where) for i, r in enumerate(config.input_rules) if r.hook is None]
             guard.hooks += [_hook_check(i, r, where) for i, r in enumerate(config.input_rules) if r.hook is not None]
             guard.outputs += [_output_check(i, rule, where) for i, rule in enumerate(config.output_rules)]
-        return guard if (guard.pins or guard.narrowed or guard.inputs or guard.hooks or guard.outputs) else None
+        used = guard.pins or guard.narrowed or guard.inputs or guard.hooks or guard.outputs or guard.approval
+        return guard if used else None
 
     # --- before the call ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from ._approval import approve
 from ._call import Call, Shaper, client_meta_of, consent
 from ._creds import ConsentRequired, CredentialError
 from ._gateway import Listener
@@ -418,6 +419,11 @@ async def _call_tool(call: Call, msg: Message) -> None:
         if refused is not None:  # never forwarded; the message tells the model what to change
             await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, refused.message, refused.data))
             return
+        if guard.approval:
+            if not await approve(call, msg, name, arguments):
+                return  # refused, or a modern client asked to approve
+            # The approval round trip was the gateway's: a modern backend's own starts afresh.
+            params = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
     upstream: dict[str, Any] = {"name": route.tool_name, "arguments": arguments if arguments is not None else {}}
     if call.era == "modern":
         # A modern backend's own MRTR round trip passes through untouched.

@@ -342,7 +342,7 @@ class ExchangeRelay:
             await exchange.answer(up.id, {"error": refused})
             return None
         if call.era == "legacy":
-            await exchange.answer(up.id, await _relay(call, up.method or "", up.params, exchange))
+            await exchange.answer(up.id, await ask_client(call, up.method or "", up.params, exchange))
             return None
         self.parked = True
         return _park(call, self.client_id, exchange, self.target, {"input-1": up}, self.shape)
@@ -417,7 +417,7 @@ def backend_error(client_id: RequestId | None, exc: BackendError) -> bytes:
 # --- relaying backend requests to a legacy client ------------------------------------------------
 
 
-async def _relay(call: Call, method: str, params: dict[str, Any], exchange: Exchange | None) -> dict[str, Any]:
+async def ask_client(call: Call, method: str, params: dict[str, Any], exchange: Exchange | None) -> dict[str, Any]:
     """Ask the legacy client on this request's SSE stream; return its answer as {"result"|"error": ...}."""
     live = call.live
     assert live is not None
@@ -456,7 +456,7 @@ async def _gather_inputs(call: Call, exchange: Exchange, outcome: dict[str, Any]
         if refusal(call.client_capabilities, method) is not None:
             return None
         params = request.get("params")
-        answer = await _relay(call, method, params if isinstance(params, dict) else {}, None)
+        answer = await ask_client(call, method, params if isinstance(params, dict) else {}, None)
         if "result" not in answer:
             return None
         responses[key] = answer["result"]

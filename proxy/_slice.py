@@ -172,8 +172,7 @@ class Slice:
             task_modes=task_modes, task_backends=task_backends, tasks=bool(task_modes),
             task_extension=bool(task_modes or task_backends), warnings=tuple(warnings),
             param_headers={t["name"]: found for t in tools if (found := param_headers(t.get("inputSchema")))},
-            guards={m.exposed_name: guard for m in vs.tool_mappings
-                    if (guard := ToolGuard.build(m.exposed_name, m.guardrails, vs.guardrails)) is not None},
+            guards=_guards(vs, tools),
         )  # fmt: skip
 
     _links: dict[str, LinkShaper] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -262,6 +261,24 @@ def _prompts(
             continue
         listed.append(_exposed(original, exposed, mapping.description_override))
     return tuple(listed), routes
+
+
+def _destructive(tool: dict[str, Any] | None) -> bool:
+    annotations = (tool or {}).get("annotations")
+    if not isinstance(annotations, dict):
+        return False
+    return annotations.get("destructiveHint") is True and annotations.get("readOnlyHint") is not True
+
+
+def _guards(vs: _VirtualServer, tools: list[dict[str, Any]]) -> dict[str, ToolGuard]:
+    """Each mapped tool's guardrails (its own, then the server's), for the tools that have any."""
+    listed = {t["name"]: t for t in tools}
+    guards = {}
+    for m in vs.tool_mappings:
+        guard = ToolGuard.build(m.exposed_name, m.guardrails, vs.guardrails, _destructive(listed.get(m.exposed_name)))
+        if guard is not None:
+            guards[m.exposed_name] = guard
+    return guards
 
 
 def _exposed(original: dict[str, Any], name: str, description: str | None) -> dict[str, Any]:

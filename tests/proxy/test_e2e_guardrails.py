@@ -40,11 +40,15 @@ GUARDED = {
             "input_rules": [{"hook": "no-private-urls"}, {"hook": "tests.support.hooks:cap_limit"},
                             {"hook": "tests.support.hooks:slow_or_failing", "name": "slow-check", "budget_ms": 200}],
         }},
+        {"tool_name": "drop_table", "backend_server_path": "/epsilon"},  # destructive: approval (below)
+        {"tool_name": "customer", "backend_server_path": "/epsilon", "alias": "customer_approved",
+         "guardrails": {"approval": "required"}},
         {"tool_name": "report", "backend_server_path": "/epsilon", "guardrails": {
             "output_rules": [{"name": "short-reports", "max_result_bytes": 200}],
         }},
     ],
     "guardrails": {
+        "approval": "destructive",
         "input_rules": [{"name": "small-calls", "max_bytes": 512}],
         "output_rules": [{"detect": "api_key"}],
     },
@@ -194,6 +198,72 @@ async def test_python_hooks_allow_rewrite_and_refuse_failing_closed(guarded: Gua
             assert message in str(refused.value), str(refused.value)
             assert time.monotonic() - started < 2  # the slow hook is cut off at its budget
     assert (await call_log(guarded.backend))[len(before) :] == ["search_issues acme/api 'x' open"]
+
+
+async def test_the_user_approves_risky_calls_in_both_eras(guarded: Guarded) -> None:
+    import mcp_types as mt
+
+    shown: list[str] = []
+
+    def answering(approve: bool) -> Any:
+        async def fastmcp_handler(message: str, response_type: Any, params: Any, context: Any) -> Any:
+            shown.append(message)
+            return {"approve": approve}
+
+        return fastmcp_handler
+
+    async def sdk_yes(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        shown.append(params.message)
+        return mt.ElicitResult(action="accept", content={"approve": True})
+
+    async def sdk_cancel(context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult:
+        return mt.ElicitResult(action="cancel")
+
+    before = await call_log(guarded.backend)
+    async with fastmcp_client(guarded.url, elicitation_handler=answering(True)) as client:  # 2026-07-28
+        assert (await client.call_tool("drop_table", {"table": "staging"})).data == "dropped staging"
+        ok = await client.call_tool("customer_approved", {"customer_id": 1})
+        assert ok.structured_content["name"] == "Ada"  # approval, then the output rules as always
+    assert "'drop_table'" in shown[0] and '"table": "staging"' in shown[0]  # the exact call was shown
+    async with fastmcp_client(guarded.url, elicitation_handler=answering(False)) as client:
+        with pytest.raises(Exception, match="The user did not approve this call of 'drop_table'"):
+            await client.call_tool("drop_table", {"table": "prod"})
+    async with fastmcp_client(guarded.url) as client:  # no elicitation handler: the capability is absent
+        with pytest.raises(Exception, match="this client cannot ask the user"):
+            await client.call_tool("drop_table", {"table": "prod"})
+    async with sdk_session(guarded.url, elicitation_callback=sdk_yes) as s:  # 2025-11-25
+        assert text_of(await s.call_tool("drop_table", {"table": "scratch"})) == "dropped scratch"
+    async with sdk_session(guarded.url, elicitation_callback=sdk_cancel) as s:
+        with pytest.raises(MCPError, match="did not approve"):
+            await s.call_tool("drop_table", {"table": "prod"})
+    async with sdk_session(guarded.url) as s:
+        with pytest.raises(MCPError, match="cannot ask the user"):
+            await s.call_tool("drop_table", {"table": "prod"})
+    assert (await call_log(guarded.backend))[len(before):] == [
+        "drop_table staging", "customer 1", "drop_table scratch"]  # fmt: skip
+
+    # A modern client's approval covers that call only: replaying its requestState for another fails.
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+               "mcp-method": "tools/call", "mcp-name": "drop_table"}  # fmt: skip
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}  # fmt: skip
+    yes = {"approval": {"action": "accept", "content": {"approve": True}}}
+
+    def body(table: str, **extra: Any) -> dict[str, Any]:
+        params = {"name": "drop_table", "arguments": {"table": table}, "_meta": meta, **extra}
+        return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+
+    async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+        asked = (await http.post(guarded.url, json=body("t1"))).json()
+        assert asked["result"]["resultType"] == "input_required", asked
+        assert "approval" in asked["result"]["inputRequests"]
+        state = asked["result"]["requestState"]
+        other = (await http.post(guarded.url, json=body("t2", inputResponses=yes, requestState=state))).json()
+        assert "for another call" in other["error"]["message"]
+        again = (await http.post(guarded.url, json=body("t1", inputResponses=yes, requestState=state))).json()
+        assert "for another call" in again["error"]["message"]  # one use: the failed retry consumed it
+    assert "drop_table t2" not in await call_log(guarded.backend)
 
 
 def test_bad_guardrails_are_config_errors(tmp_path: Path) -> None:

@@ -350,6 +350,12 @@ def epsilon() -> FastMCP:
         CALLS.append(f"report {lines}")
         return "\n".join(f"line {i}: all quiet" for i in range(lines))
 
+    @mcp.tool(annotations={"destructiveHint": True, "readOnlyHint": False})
+    def drop_table(table: str) -> str:
+        """Drop a table (destructive: approved by the user first)."""
+        CALLS.append(f"drop_table {table}")
+        return f"dropped {table}"
+
     @mcp.tool
     def call_log() -> list[str]:
         """The calls that arrived here, in order (never exposed by a slice)."""
