@@ -345,6 +345,12 @@ class VirtualServerApi:
         """Validate the config with `file` holding `document` (None: deleted), write it, serve it, keep
         the metadata, record the audit span. A response when it was refused."""
         assert self.config_file is not None
+        imported = _module_hooks(document)
+        if imported:  # checked before the loader would import them
+            rule = "through the API a hook is an installed entry point of group slicewire.guardrails"
+            problems = [f"body: {where}: hook {spec!r}: {rule} (module:function is for config files)"
+                        for where, spec in imported]  # fmt: skip
+            return _error(422, "invalid virtual server", problems=problems)
         try:
             config = load_config(self.config_file, overrides={file: document})
         except ConfigError as exc:
@@ -394,6 +400,25 @@ class VirtualServerApi:
         record.identified(identity.subject)
         record.answered(orjson.dumps({"result": {"path": path, "done": what}}), path)
         emitter.emit(record)
+
+
+def _module_hooks(document: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(where, spec) of each guardrail hook named `module:function`: code the API must not import."""
+    found: list[tuple[str, str]] = []
+    if not isinstance(document, dict):
+        return found
+    places = [("guardrails", document.get("guardrails"))]
+    mappings = document.get("tool_mappings")
+    for i, mapping in enumerate(mappings if isinstance(mappings, list) else []):
+        if isinstance(mapping, dict):
+            places.append((f"tool_mappings[{i}].guardrails", mapping.get("guardrails")))
+    for where, guardrails in places:
+        rules = guardrails.get("input_rules") if isinstance(guardrails, dict) else None
+        for j, rule in enumerate(rules if isinstance(rules, list) else []):
+            spec = rule.get("hook") if isinstance(rule, dict) else None
+            if isinstance(spec, str) and ":" in spec:
+                found.append((f"{where}.input_rules[{j}].hook", spec))
+    return found
 
 
 def _precondition(request: Request, server: _Managed) -> Response | None:
