@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from jsonschema import Draft202012Validator
 
 from .guardrails import Allow, CallContext, Deny, Rewrite
 
 if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
     from ._config import GuardrailsConfig, InputRule, OutputRule
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,12 @@ class ToolGuard:
             if config is None:
                 continue
             guard.pins.update(config.pin)
-            guard.narrowed.update({name: Draft202012Validator(kw) for name, kw in config.narrow.items()})
+            if config.narrow:
+                # Imported here: jsonschema (with the format checkers it finds) takes up to 2 s to import,
+                # every gateway and CLI start would pay it.
+                from jsonschema import Draft202012Validator
+
+                guard.narrowed.update({name: Draft202012Validator(kw) for name, kw in config.narrow.items()})
             guard.inputs += [_input_check(i, r, where) for i, r in enumerate(config.input_rules) if r.hook is None]
             guard.hooks += [_hook_check(i, r, where) for i, r in enumerate(config.input_rules) if r.hook is not None]
             guard.outputs += [_output_check(i, rule, where) for i, rule in enumerate(config.output_rules)]

@@ -27,6 +27,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -289,7 +290,11 @@ class VirtualServerApi:
             enabled = body.get("enabled")
             if type(enabled) is not bool:
                 return _error(422, f"enabled: expected true or false, found {enabled!r}")
-            document = {**server.document, "is_enabled": enabled}
+
+            def toggled(current: _Managed) -> dict[str, Any]:
+                return {**current.document, "is_enabled": enabled}
+
+            change = toggled
         else:
             document = body
             path = document.setdefault("path", server.config.path)
@@ -300,36 +305,40 @@ class VirtualServerApi:
                 for name in _ADMIN_ONLY_FIELDS:
                     if document.get(name) != server.document.get(name):
                         return _error(403, f"{name}: only admins change who may use or manage a server")
-        async with self._lock:
-            current = self._servers().get(server.config.path)
-            if current is None:
-                return _error(404, f"no virtual server {server.config.path}")
-            refusal = _precondition(request, current)
-            if refusal is not None:
-                return refusal
-            if current.file is None:
-                return _read_only(current)
-            refusal = await self._apply(request, identity, current.file, document, what, current.document)
-            if refusal is not None:
-                return refusal
-        return self._show(self._servers()[server.config.path])
+
+            def replaced(current: _Managed) -> dict[str, Any]:
+                return document  # the whole document replaces it
+
+            change = replaced
+        refusal = await self._locked(request, identity, server.config.path, what, change)
+        return refusal or self._show(self._servers()[server.config.path])
 
     async def _delete(self, request: Request, server: _Managed, identity: Identity) -> Response:
         if not self._is_admin(identity):
             return _error(403, f"{identity.subject} is not an admin of this gateway (auth.admins)")
+        refusal = await self._locked(request, identity, server.config.path, "delete", lambda current: None)
+        return refusal or JSONResponse({"message": f"Virtual server {server.config.path} deleted"})
+
+    async def _locked(
+        self,
+        request: Request,
+        identity: Identity,
+        path: str,
+        what: str,
+        change: Callable[[_Managed], dict[str, Any] | None],
+    ) -> Response | None:
+        """One change at a time: the server as it is now, its If-Match, whether the API may write it,
+        then `change(current)` (the new document; None deletes it) applied. A response when refused."""
         async with self._lock:
-            current = self._servers().get(server.config.path)
+            current = self._servers().get(path)
             if current is None:
-                return _error(404, f"no virtual server {server.config.path}")
+                return _error(404, f"no virtual server {path}")
             refusal = _precondition(request, current)
             if refusal is not None:
                 return refusal
             if current.file is None:
                 return _read_only(current)
-            refusal = await self._apply(request, identity, current.file, None, "delete", current.document)
-            if refusal is not None:
-                return refusal
-        return JSONResponse({"message": f"Virtual server {server.config.path} deleted"})
+            return await self._apply(request, identity, current.file, change(current), what, current.document)
 
     # --- the change itself -------------------------------------------------------------------------
 
