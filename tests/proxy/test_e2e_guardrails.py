@@ -19,7 +19,7 @@ from mcp.shared.exceptions import MCPError
 from recorder import connect
 from tests.proxy.clients import fastmcp_client, sdk_session, text_of
 from tests.support.gateway import RunningGateway
-from tests.support.procs import Proc, start_fastmcp
+from tests.support.procs import Proc, start_fastmcp, wait_until
 from tests.support.recorder import RunningRecorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -171,10 +171,8 @@ def test_verdicts_are_counted_and_recorded(guarded: Guarded) -> None:
         with connect(guarded.rec.target) as r:
             return r.rows("SELECT name, request_payload FROM spans WHERE name LIKE 'guardrail %' ORDER BY start_ns")
 
-    deadline = time.monotonic() + 15
-    while not {"guardrail no-user-dump: deny", "guardrail email: redact"} <= {e["name"] for e in events()}:
-        assert time.monotonic() < deadline, events()
-        time.sleep(0.1)
+    wanted = {"guardrail no-user-dump: deny", "guardrail email: redact"}
+    wait_until(lambda: wanted <= {e["name"] for e in events()}, 15, what="the guardrail events recorded")
     denial = next(e for e in events() if e["name"] == "guardrail no-user-dump: deny")
     assert json.loads(denial["request_payload"])["rule"] == "no-user-dump"
 
