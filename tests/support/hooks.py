@@ -16,10 +16,11 @@ def cap_limit(ctx: CallContext, name: str, arguments: dict[str, Any]) -> Allow |
 
 
 async def slow_or_failing(ctx: CallContext, name: str, arguments: dict[str, Any]) -> Allow | Deny:
-    """Overruns any budget for query "slow", raises for "boom", refuses "prod" for anonymous callers."""
+    """Never answers for query "slow" (the gateway must cut it off at its budget), raises for "boom",
+    refuses "prod" for anonymous callers."""
     query = arguments.get("query")
     if query == "slow":
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # nothing sets it: only the budget's cancellation ends this
     if query == "boom":
         raise RuntimeError("the hook's own bug")
     if query == "prod" and not ctx.subject:
