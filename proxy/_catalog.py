@@ -110,6 +110,9 @@ class Catalog:
         self.on_log: Callable[[str, Message], None] = lambda path, msg: None
         # Told (backend path, message) of a backend's notifications/tasks/status (set by the gateway).
         self.on_task_status: Callable[[str, Message], None] = lambda path, msg: None
+        # Told (backend path) when a backend says one of its lists changed: other workers and replicas,
+        # whose own sessions with it may not hear it, rediscover it too (set by the gateway).
+        self.on_list_changed: Callable[[str], None] = lambda path: None
 
     def versions(self) -> dict[str, str | None]:
         return {p: (b.identity.version if b.identity else None) for p, b in self.backends.items()}
@@ -201,6 +204,11 @@ class Catalog:
             if task is None or task.done():
                 self._schedule(backend.path)
 
+    def rediscover(self, path: str) -> None:
+        """Ask the backend for its lists again (another process heard that they changed)."""
+        if path in self.backends and not self._closing:
+            self._schedule(path)
+
     def heard(self, path: str, msg: Message) -> None:
         """A notification that arrived on a request's stream rather than a standing one."""
         backend = self.backends.get(path)
@@ -211,6 +219,7 @@ class Catalog:
         if msg.method in _LIST_CHANGED and self.backends.get(backend.path) is backend:
             logger.info("backend %s: %s; rediscovering", backend.path, msg.method)
             self._schedule(backend.path)
+            self.on_list_changed(backend.path)
         elif msg.method == "notifications/tasks/status":
             self.on_task_status(backend.path, msg)
         elif msg.method == "notifications/resources/updated" and isinstance(msg.params.get("uri"), str):

@@ -31,6 +31,9 @@ app = typer.Typer(
 )
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to slicewire.yaml.")]
+WorkersOption = Annotated[
+    str, typer.Option("--workers", help="Gateway processes sharing the port: a number, or 'auto' (one per CPU).")
+]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -62,28 +65,49 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Override listen.port.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     reload: Annotated[bool, typer.Option("--reload/--no-reload", help="Apply config edits without a restart.")] = True,
+    workers: WorkersOption = "1",
 ) -> None:
     """Serve the virtual servers of a configuration."""
     _logging(log_level)
+    count = _workers(workers)
     cfg = _load(config)
     listen = cfg.listen.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     cfg = cfg.model_copy(update={"listen": listen})
-    _serve(cfg, config, reload)
+    _serve(cfg, config, reload, count)
 
 
-def _serve(cfg: Config, config: Path, reload: bool) -> None:
+def _workers(value: str) -> int:
+    from ._workers import resolve_workers
+
+    try:
+        return resolve_workers(value)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _serve(cfg: Config, config: Path, reload: bool, workers: int = 1) -> None:
     """Run the gateway; one line when it listens, one line and exit 1 when it cannot."""
     from ._serve import ListenError, run
+    from ._workers import supervise
 
     base = _http_url(cfg.listen.host, cfg.listen.port)
     servers = [f"{vs.path}/mcp" for vs in cfg.virtual_servers if vs.is_enabled]
     shown = ", ".join(servers[:3]) + (f" and {len(servers) - 3} more" if len(servers) > 3 else "")
 
+    processes = f", {workers} workers" if workers > 1 else ""
+
     def listening() -> None:
-        typer.echo(f"slicewire: gateway listening on {base} (virtual servers: {shown or 'none yet'})", err=True)
+        typer.echo(
+            f"slicewire: gateway listening on {base} (virtual servers: {shown or 'none yet'}{processes})", err=True
+        )
 
     try:
-        run(cfg, str(config), reload, on_listening=listening)
+        if workers > 1:
+            code = supervise(cfg, str(config), reload, workers, on_listening=listening)
+            if code:
+                raise typer.Exit(code)
+        else:
+            run(cfg, str(config), reload, on_listening=listening)
     except ListenError as exc:
         raise _fail(str(exc)) from None
 
@@ -348,12 +372,14 @@ def up(
     otlp_payloads: OtlpPayloadsOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     reload: Annotated[bool, typer.Option("--reload/--no-reload", help="Apply config edits without a restart.")] = True,
+    workers: WorkersOption = "1",
 ) -> None:
     """Run the gateway and a recorder together (the recorder stores spans in an embedded DuckDB file)."""
     import subprocess
     import sys
 
     _logging(log_level)
+    count = _workers(workers)
     cfg = _load(config)
     target = cfg.recorder.target or recorder_listen
     cfg = cfg.model_copy(update={"recorder": cfg.recorder.model_copy(update={"target": target})})
@@ -394,7 +420,7 @@ def up(
             if child.poll() is not None:
                 raise typer.Exit(child.returncode or 1)  # the recorder said why, in one line
             raise _fail(f"the recorder did not start on {target} within 30 s")
-        _serve(cfg, config, reload)
+        _serve(cfg, config, reload, count)
     finally:
         child.terminate()
         try:

@@ -39,6 +39,7 @@ __all__ = [
     "PromptMapping",
     "RecorderConfig",
     "ResourceMapping",
+    "SessionsConfig",
     "TLSConfig",
     "ToolMapping",
     "VirtualServerConfig",
@@ -423,7 +424,8 @@ class LimitsConfig(_Strict):
     header_timeout_s: float = Field(default=10.0, gt=0)
     # How long a modern client may take to answer an InputRequiredResult before the backend call is dropped.
     input_required_ttl_s: float = Field(default=300.0, gt=0)
-    # Legacy-era client sessions idle this long are forgotten (the client then gets 404 and re-initializes).
+    # A legacy session's per-process parts (its GET stream's registration, subscriptions) are freed after this
+    # long without a request; the session itself stays valid until `sessions.max_age_s`.
     session_idle_s: float = Field(default=3600.0, gt=0)
 
 
@@ -508,7 +510,8 @@ class AuthConfig(_Strict):
     # (JWT audience, RFC 9728 metadata) and the OAuth callback derive from it. Unset: taken from the
     # request's Host header, and JWTs need explicit `audiences`.
     public_url: str | None = None
-    # Gateway tokens (hashes only) and users' backend credentials (encrypted): SQLite.
+    # Gateway tokens (hashes only), users' backend credentials (encrypted), session keys: a SQLite file, or a
+    # postgresql:// URL that every replica shares (docs/deployment.md).
     state_db: str = ".slicewire/state.db"
     # Key for credentials at rest (32 bytes, base64): this file, else $SLICEWIRE_SECRET_KEY.
     secret_key_file: str | None = None
@@ -562,6 +565,30 @@ class RecorderConfig(_Strict):
         return value
 
 
+class SessionsConfig(_Strict):
+    """2025-11-25 sessions. Each session id carries the session sealed (AES-256-GCM), so every worker and
+    replica holding the keys serves every session (docs/deployment.md)."""
+
+    # A session id is refused this long after `initialize` (404: the client initializes again).
+    max_age_s: float = Field(default=86400.0, gt=0)
+    # The keys, base64, one per line, the first sealing (rotate by putting a new key first, keeping the old
+    # one until max_age_s has passed). Unset: $SLICEWIRE_SESSION_KEYS; else keys kept in `auth.state_db`
+    # (shared by every replica on that database, rotated every rotate_s) when the gateway opens one; else a
+    # key of this process (or of `serve --workers N`), and a restart ends every session.
+    keys_file: str | None = None
+    rotate_s: float = Field(default=86400.0, gt=0)
+    # Where replicas pass each other a session's cancellations, answers and stream messages:
+    # redis://host:port/db (or rediss://). Unset: the workers of one `serve` share a local channel.
+    channel: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, found {value!r}")
+        return value
+
+
 class MetricsConfig(_Strict):
     """`/metrics` (Prometheus text format). Deny by default: an admin's gateway token is needed unless
     `public: true` (for a scraper on a trusted network)."""
@@ -578,6 +605,7 @@ class Config(_Strict):
     virtual_servers: list[VirtualServerConfig] = []
     virtual_servers_dir: str | None = None
     limits: LimitsConfig = LimitsConfig()
+    sessions: SessionsConfig = SessionsConfig()
     security: SecurityConfig = SecurityConfig()
     tools_list_ttl_ms: int = Field(default=0, ge=0)
     recorder: RecorderConfig = RecorderConfig()
@@ -703,7 +731,7 @@ def load_config(
     here = path.parent
     auth = auth.model_copy(
         update={
-            "state_db": str(here / auth.state_db),
+            "state_db": auth.state_db if "://" in auth.state_db else str(here / auth.state_db),
             "secret_key_file": str(here / auth.secret_key_file) if auth.secret_key_file else None,
         }
     )
@@ -718,9 +746,13 @@ def load_config(
     recorder = config.recorder
     if recorder.token_file:
         recorder = recorder.model_copy(update={"token_file": str(here / recorder.token_file)})
+    sessions = config.sessions
+    if sessions.keys_file:
+        sessions = sessions.model_copy(update={"keys_file": str(here / sessions.keys_file)})
     return config.model_copy(
-        update={"virtual_servers": [vs for _, vs in servers], "auth": auth, "recorder": recorder, "backends": backends}
-    )
+        update={"virtual_servers": [vs for _, vs in servers], "auth": auth, "recorder": recorder,
+                "backends": backends, "sessions": sessions}
+    )  # fmt: skip
 
 
 def _with_tls_files(backend: BackendConfig, here: Path) -> BackendConfig:

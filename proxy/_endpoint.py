@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeGuard
 
 from ._creds import parse_header_override
 from ._gateway import Gateway, VirtualServer
-from ._handlers import Call, answer_relayed, handle_request, initialize
+from ._handlers import Call, handle_request, initialize
 from ._identity import AuthError, Identity, bearer_token
 from ._jsonrpc import (
     INVALID_PARAMS,
@@ -305,7 +305,8 @@ class McpEndpoint:
         responder: Responder,
         observed: Observed,
     ) -> None:
-        state = await self.gateway.sessions.get(session_id)
+        gateway = self.gateway
+        state = gateway.sessions.get(session_id)
         if not _owned(state, server, caller):
             await responder.json(
                 404, encode_error(msg.id, SESSION_NOT_FOUND, "Session not found: initialize a new session")
@@ -318,29 +319,32 @@ class McpEndpoint:
         record.parsed("legacy", state.protocol_version, session_id)
         if msg.kind != "request":
             record.in_session(session_id)
-        live = self.gateway.live.get(session_id)
-        if live is None:  # another replica created it; rebuild this process's companion
-            live = self.gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
+        live = gateway.live.get(session_id)
+        if live is None:  # another worker or replica opened it; this process's parts start empty
+            live = gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
+        live.last_seen = time.monotonic()
         responder.extra_headers.append((b"mcp-session-id", session_id.encode()))
         if msg.kind == "request":
             if msg.method == "initialize":
                 await responder.json(400, encode_error(msg.id, INVALID_REQUEST, "This session is already initialized"))
                 return
-            call = _call(self.gateway, server, "legacy", state.protocol_version, responder, observed, caller)
+            call = _call(gateway, server, "legacy", state.protocol_version, responder, observed, caller)
             call.session, call.live, call.client_capabilities = state, live, state.client_capabilities
             await handle_request(call, msg)
         elif msg.kind == "notification":
             if msg.method == "notifications/cancelled":
                 request_id = msg.params.get("requestId")
-                exchange = live.in_flight.get(request_id) if request_id is not None else None
-                if exchange is not None and request_id is not None:
-                    live.cancelled.add(request_id)
+                exchange = live.cancel(request_id)
+                if exchange is not None:
                     await exchange.close()
+                else:  # the call may be in flight in another process
+                    gateway.bus.publish({"t": "cancel", "s": session_id, "id": request_id})
             await responder.empty(202)
         else:
-            answered = await answer_relayed(live, msg)
-            if answered is None:
-                logger.debug("session %s answered %r, which nobody awaits", session_id, msg.id)
+            response = {"result": msg.result} if msg.kind == "result" else {"error": msg.error}
+            answered = live.answer(msg.id, response)
+            if answered is None:  # the request may wait in another process
+                gateway.bus.publish({"t": "answer", "s": session_id, "id": msg.id, "r": response})
             else:
                 record.answers(answered)
             await responder.empty(202)
@@ -398,13 +402,15 @@ class McpEndpoint:
                 406, encode_error(None, INVALID_REQUEST, "Not Acceptable: Accept must list text/event-stream")
             )
             return
-        state = await self.gateway.sessions.get(session_id)
-        live = self.gateway.live.get(session_id)
-        if live is None or not _owned(state, server, caller):
+        state = self.gateway.sessions.get(session_id)
+        if not _owned(state, server, caller):
             await responder.json(
                 404, encode_error(None, SESSION_NOT_FOUND, "Session not found: initialize a new session")
             )
             return
+        live = self.gateway.live.get(session_id)
+        if live is None:  # opened by another worker or replica: the stream is this process's part
+            live = self.gateway.live[session_id] = LiveSession(session_id, state.virtual_server)
         if live.stream is not None:
             await responder.json(
                 409, encode_error(None, INVALID_REQUEST, "Conflict: this session already has a GET stream")
@@ -444,15 +450,17 @@ class McpEndpoint:
             responder.extra_headers.append((b"allow", b"POST"))
             await responder.json(405, encode_error(None, INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"))
             return
-        state = await self.gateway.sessions.get(session_id)
+        gateway = self.gateway
+        state = gateway.sessions.get(session_id)
         if not _owned(state, server, caller):
             await responder.json(404, encode_error(None, SESSION_NOT_FOUND, "Session not found"))
             return
-        await self.gateway.sessions.delete(session_id)
-        live = self.gateway.live.pop(session_id, None)
+        gateway.sessions.end(state)
+        gateway.bus.publish({"t": "ended", "s": session_id, "until": state.expires_at})
+        live = gateway.live.pop(session_id, None)
         if live is not None:
             await live.close()
-        await self.gateway.release(session_id)
+        await gateway.release(session_id)
         await responder.empty(200)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +20,7 @@ from proto import SLICEWIRE_VERSION, pb
 from proto._access import given_token
 
 from ._access import Policy
+from ._bus import Bus, LocalBus, make_bus
 from ._catalog import BackendFactory, Catalog
 from ._config import PER_USER_MODES, BackendConfig, Config, RecorderConfig, VirtualServerConfig
 from ._creds import Credentials
@@ -26,7 +28,15 @@ from ._identity import Authenticator, Identity
 from ._jsonrpc import Message, encode_notification
 from ._mcp import META_SUBSCRIPTION_ID, TASKS_EXTENSION, log_passes
 from ._metrics import Metrics
-from ._sessions import InMemorySessionStore, LiveSession, SessionStore
+from ._sessions import (
+    WORKER_KEY_ENV,
+    KeyRing,
+    LiveSession,
+    SessionKeyError,
+    Sessions,
+    explicit_keys,
+    parse_keys,
+)
 from ._slice import Route, Slice
 from ._state import StateDB
 from ._subscriptions import Subscriptions
@@ -162,12 +172,14 @@ def _sent_notification(session_id: str, virtual_server: str, method: str, messag
 
 
 class Gateway:
-    def __init__(
-        self, config: Config, store: SessionStore | None = None, backend_factory: BackendFactory | None = None
-    ) -> None:
+    def __init__(self, config: Config, backend_factory: BackendFactory | None = None) -> None:
         self.config = config
-        self.sessions: SessionStore = store or InMemorySessionStore()
+        # Legacy sessions (sealed ids; the keys are settled at start) and their parts in this process.
+        self.sessions = Sessions(KeyRing([os.urandom(32)]), config.sessions.max_age_s)
         self.live: dict[str, LiveSession] = {}
+        self.bus: Bus = LocalBus()
+        self._keys_from_db = False
+        self._keys_checked = 0.0
         self.parked: dict[str, Parked] = {}
         self.approvals: dict[str, PendingApproval] = {}  # modern clients' approvals being asked (_approval)
         self.listeners: dict[str, set[Listener]] = {}
@@ -184,6 +196,7 @@ class Gateway:
         self.catalog.on_task_status = self._task_status
         self.catalog.on_updated = self._resource_updated
         self.catalog.on_log = self._backend_logged
+        self.catalog.on_list_changed = lambda path: self.bus.publish({"t": "rediscover", "b": path})
         self._sweeper: asyncio.Task[None] | None = None
         # The flight recorder's emitter; None when `recorder.target` is not configured.
         self.emitter: SpanEmitter | None = None
@@ -212,6 +225,9 @@ class Gateway:
             await self.emitter.start()
             logger.info("recording spans to %s", self.config.recorder.target)
         self._start_auth()
+        self._start_sessions()
+        self.bus = make_bus(self.config.sessions.channel)
+        await self.bus.start(self._on_bus)
         self.catalog.apply(self.config.backends)
         self._rebuild(notify=False)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -220,7 +236,8 @@ class Gateway:
         """Open the state DB and the vault when the config needs them; fail fast with a clear message."""
         config = self.config
         needs_state = (
-            any(not vs.public for vs in config.virtual_servers)
+            "://" in config.auth.state_db  # a shared database: sessions' keys live there too
+            or any(not vs.public for vs in config.virtual_servers)
             or any(b.auth.mode in PER_USER_MODES for b in config.backends)
             or bool(config.auth.admins)
         )
@@ -239,9 +256,82 @@ class Gateway:
         for warning in self.creds.startup_warnings():
             logger.warning("%s", warning)
 
+    def _start_sessions(self) -> None:
+        """The session keys: the operator's, else the state DB's (shared by the replicas on it), else
+        those of `serve --workers`, else this process's own."""
+        sessions = self.config.sessions
+        try:
+            keys = explicit_keys(sessions.keys_file)
+            if keys is None and self.state is not None:
+                keys = self.state.session_keys(sessions.rotate_s, sessions.max_age_s)
+                self._keys_from_db = True
+            if keys is None and os.environ.get(WORKER_KEY_ENV):
+                keys = parse_keys(os.environ[WORKER_KEY_ENV], f"${WORKER_KEY_ENV}")
+        except SessionKeyError as exc:
+            raise RuntimeError(str(exc)) from None
+        if keys is not None:
+            self.sessions.rekey(KeyRing(keys))
+        self.sessions.on_unknown_key = self.refresh_keys
+
+    def refresh_keys(self) -> None:
+        """Re-read the state DB's session keys (rotating them when due), at most once a second."""
+        now = time.monotonic()
+        if not self._keys_from_db or self.state is None or now - self._keys_checked < 1.0:
+            return
+        self._keys_checked = now
+        sessions = self.config.sessions
+        keys = self.state.session_keys(sessions.rotate_s, sessions.max_age_s)
+        if keys != self.sessions.ring.keys:
+            self.sessions.rekey(KeyRing(keys))
+
+    # --- what crosses processes ----------------------------------------------------------------------
+
+    def to_stream(self, live: LiveSession, message: bytes) -> None:
+        """A message for the session's GET stream: there if this process holds it, else to the one that does."""
+        if live.stream is not None:
+            live.stream.put_nowait(message)
+        else:
+            self.bus.publish({"t": "stream", "s": live.id, "m": message.decode()})
+
+    def _on_bus(self, message: dict[str, Any]) -> None:
+        """What another process could not finish: act if the part it names is in this one."""
+        kind, sid = message.get("t"), message.get("s")
+        if kind == "rediscover" and isinstance(message.get("b"), str):
+            self.catalog.rediscover(message["b"])
+            return
+        if not isinstance(sid, str):
+            return
+        if kind == "ended":
+            self.sessions.ended(sid, float(message.get("until", 0)))
+            live = self.live.pop(sid, None)
+            if live is not None:
+                asyncio.get_running_loop().create_task(self._forget(live))
+            return
+        live = self.live.get(sid)
+        logger.debug("bus: %s for session %s (%s here)", kind, sid[:12], "held" if live is not None else "not held")
+        if live is None and kind == "level" and isinstance(message.get("vs"), str):
+            live = self.live[sid] = LiveSession(sid, message["vs"])
+        if live is None:
+            return
+        if kind == "cancel":
+            exchange = live.cancel(message.get("id"))
+            if exchange is not None:
+                asyncio.get_running_loop().create_task(exchange.close())
+        elif kind == "answer" and isinstance(message.get("r"), dict):
+            live.answer(message.get("id"), message["r"])
+        elif kind == "stream" and live.stream is not None and isinstance(message.get("m"), str):
+            live.stream.put_nowait(message["m"].encode())
+        elif kind == "level":
+            live.log_level = message.get("level") if isinstance(message.get("level"), str) else None
+
+    async def _forget(self, live: LiveSession) -> None:
+        await live.close()
+        await self.release(live.id)
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.bus.close()
         for live in list(self.live.values()):
             await live.close()
         for parked in list(self.parked.values()):
@@ -364,9 +454,13 @@ class Gateway:
         """A backend's notifications/tasks/status outside a call: to the session that created the task."""
         ref = self.tasks.of_backend(backend, msg.params.get("taskId"))
         live = self.live.get(ref.session) if ref is not None and ref.session is not None else None
-        if ref is None or live is None or live.stream is None:
+        if ref is None or ref.session is None:
             return
-        live.stream.put_nowait(encode_notification("notifications/tasks/status", {**msg.params, "taskId": ref.exposed}))
+        message = encode_notification("notifications/tasks/status", {**msg.params, "taskId": ref.exposed})
+        if live is not None:
+            self.to_stream(live, message)
+        else:
+            self.bus.publish({"t": "stream", "s": ref.session, "m": message.decode()})
 
     async def release(self, subscriber: Any) -> None:
         """A client session or listen stream ended: forget its subscriptions, and unsubscribe at the
@@ -394,11 +488,14 @@ class Gateway:
                 if pending.expires < now:
                     del self.approvals[token]
             self.tasks.sweep()
-            for sid in await self.sessions.expire(self.config.limits.session_idle_s):
-                live = self.live.pop(sid, None)
-                if live is not None:
-                    await live.close()
-                await self.release(sid)
+            self.sessions.sweep()
+            self.refresh_keys()
+            idle = now - self.config.limits.session_idle_s
+            for sid, live in list(self.live.items()):
+                gone = self.sessions.get(sid) is None  # expired, or ended
+                if gone or (live.last_seen < idle and live.stream is None and not live.in_flight):
+                    del self.live[sid]
+                    await self._forget(live)
 
     def status(self) -> dict[str, Any]:
         """Backend and slice health, for /readyz and `slicewire check`."""
@@ -433,6 +530,7 @@ class Gateway:
             }
         return {
             "ready": self.catalog.ready,
+            "pid": os.getpid(),  # which worker answered (`serve --workers N`)
             "started_at": self.started_at,
             "config_reloads": self.reloads,
             "backends": backends,

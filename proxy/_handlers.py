@@ -33,9 +33,9 @@ from ._mcp import (
     header_text,
     negotiate_legacy,
 )
-from ._relay import PARK_PREFIX, answer_relayed, credentials, forward, resume, upstream_label
+from ._relay import PARK_PREFIX, credentials, forward, resume, upstream_label
 from ._resources import ResourceRoute
-from ._sessions import LiveSession, SessionState, new_session_id
+from ._sessions import LiveSession
 from ._shapes import contents_shaper, prompt_shaper, tool_result_shaper
 from ._taskcalls import HANDLERS_2025, HANDLERS_2026, task_shaper
 from ._upstream import BackendError, BackendRpcError, BackendUnavailable
@@ -43,7 +43,7 @@ from .guardrails import CallContext
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Call", "answer_relayed", "handle_request", "initialize"]
+__all__ = ["Call", "handle_request", "initialize"]
 
 _KEEPALIVE_S = 15.0
 
@@ -84,16 +84,9 @@ async def initialize(call: Call, msg: Message) -> None:
     params = msg.params
     version = negotiate_legacy(params.get("protocolVersion"))
     capabilities = params.get("capabilities")
-    client_info = params.get("clientInfo")
-    state = SessionState(
-        id=new_session_id(),
-        virtual_server=server.config.path,
-        protocol_version=version,
-        client_info=client_info if isinstance(client_info, dict) else {},
-        client_capabilities=capabilities if isinstance(capabilities, dict) else {},
-        subject=call.subject,
+    state = gateway.sessions.issue(
+        server.config.path, version, capabilities if isinstance(capabilities, dict) else {}, call.subject
     )
-    await gateway.sessions.put(state)
     gateway.live[state.id] = LiveSession(state.id, server.config.path)
     call.observed.record.session_opened(state.id, version)
     result: dict[str, Any] = {
@@ -137,6 +130,8 @@ async def _set_level(call: Call, msg: Message) -> None:
         return
     if call.live is not None:
         call.live.log_level = level
+        # The session's GET stream may be held by another worker or replica: it relays the logs.
+        call.gateway.bus.publish({"t": "level", "s": call.live.id, "vs": call.live.virtual_server, "level": level})
     await call.responder.json(200, encode_result(msg.id, {}))
 
 
@@ -317,8 +312,7 @@ async def _subscribe(call: Call, msg: Message) -> None:
     message = encode_notification("notifications/resources/updated", {"uri": route.exposed})
 
     def deliver() -> None:
-        if live.stream is not None:
-            live.stream.put_nowait(message)
+        call.gateway.to_stream(live, message)
 
     error = await _watch(call, route, live.id, deliver)
     if error is not None:

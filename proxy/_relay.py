@@ -46,7 +46,7 @@ from ._mcp import (
     log_passes,
 )
 from ._metrics import outcome_of
-from ._sessions import LiveSession, Relayed
+from ._sessions import Relayed
 from ._upstream import GATEWAY_CLIENT_CAPABILITIES, Backend, BackendError, BackendTimeout, Exchange, Headers
 from .recording._record import NULL_HOP, Hop
 
@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "PARK_PREFIX",
-    "answer_relayed",
     "backend_error",
     "credentials",
     "forward",
@@ -461,17 +460,6 @@ async def _gather_inputs(call: Call, exchange: Exchange, outcome: dict[str, Any]
             return None
         responses[key] = answer["result"]
     return responses
-
-
-async def answer_relayed(live: LiveSession, msg: Message) -> str | None:
-    """A legacy client's answer to a relayed request: the method it answers, or None if nobody is
-    waiting for it."""
-    relayed = live.relayed.get(msg.id) if msg.id is not None else None
-    if relayed is None or relayed.future is None or relayed.future.done():
-        return None
-    response = {"result": msg.result} if msg.kind == "result" else {"error": msg.error}
-    relayed.future.set_result(response)
-    return relayed.method
 
 
 # --- multi round-trip requests for modern clients -------------------------------------------------

@@ -19,7 +19,7 @@ from ._app import create_app
 from ._catalog import BackendFactory
 from ._config import Config
 
-__all__ = ["ListenError", "bind", "run"]
+__all__ = ["ListenError", "bind", "run", "serve_socket"]
 
 _WHY = {
     errno.EADDRINUSE: "the address is in use (another process listens there; choose another port)",
@@ -32,9 +32,10 @@ class ListenError(Exception):
     """An address the server cannot listen on; the message is one line for the user."""
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port (not yet listening), without SO_REUSEPORT: a port another process
-    holds is refused, never shared."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port (not yet listening). Without SO_REUSEPORT a port another process
+    holds is refused, never shared; `serve --workers` binds one socket per worker with it, after checking
+    with a plain bind that nobody holds the port (the kernel then spreads connections over the workers)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -45,6 +46,8 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         # SO_REUSEADDR only lets a restarted server reuse a port in TIME_WAIT; it never shares a listening port.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
@@ -125,6 +128,21 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM. Raises ListenError (before anything starts) when the address is refused."""
     sock = bind(config.listen.host, config.listen.port)
+    try:
+        serve_socket(config, config_file, sock, reload, backend_factory, on_listening)
+    finally:
+        sock.close()
+
+
+def serve_socket(
+    config: Config,
+    config_file: str | None,
+    sock: socket.socket,
+    reload: bool = True,
+    backend_factory: BackendFactory | None = None,
+    on_listening: Callable[[], None] | None = None,
+) -> bool:
+    """Serve on a bound socket (this process's own, or one `serve --workers` shares) until SIGINT/SIGTERM."""
     app = create_app(config, config_file, watch=reload, backend_factory=backend_factory)
     server = _Server(
         uvicorn.Config(
@@ -141,7 +159,5 @@ def run(
         on_listening,
         config.limits.header_timeout_s,
     )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
+    server.run(sockets=[sock])
+    return bool(server.started)  # False: the gateway failed to start (logged)

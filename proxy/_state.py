@@ -72,6 +72,13 @@ _MIGRATIONS = [
         PRIMARY KEY (path, subject)
     );
     """,
+    """
+    CREATE TABLE session_keys (
+        id TEXT PRIMARY KEY,
+        key BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -295,6 +302,28 @@ class StateDB:
         """(subject, rating) for the server, oldest first."""
         rows = self.conn.execute("SELECT subject, rating FROM ratings WHERE path = ? ORDER BY rated_at", (path,))
         return [(str(subject), int(rating)) for subject, rating in rows]
+
+    # --- keys that seal legacy sessions' ids (shared by every process on this database) ---------------
+
+    def session_keys(self, rotate_s: float, keep_s: float, now: float | None = None) -> list[bytes]:
+        """The keys, newest (the sealing one) first. A new key is made when the newest is `rotate_s` old;
+        a key is dropped `keep_s` (the sessions' max age) after a newer one took over."""
+        now = time.time() if now is None else now
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            rows = self.conn.execute("SELECT id, key, created_at FROM session_keys ORDER BY created_at DESC, id")
+            keys = [(str(i), bytes(k), float(c)) for i, k, c in rows.fetchall()]
+            if not keys or keys[0][2] <= now - rotate_s:
+                key = (secrets.token_hex(8), secrets.token_bytes(32), now)
+                self.conn.execute("INSERT INTO session_keys VALUES (?, ?, ?)", key)
+                keys.insert(0, key)
+            kept = [keys[0]]
+            for older, newer in zip(keys[1:], keys, strict=False):
+                if newer[2] > now - keep_s:
+                    kept.append(older)
+                else:
+                    self.conn.execute("DELETE FROM session_keys WHERE id = ?", (older[0],))
+        return [key for _, key, _ in kept]
 
 
 @dataclass(frozen=True, slots=True)

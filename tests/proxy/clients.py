@@ -16,11 +16,11 @@ from mcp.client.streamable_http import streamable_http_client
 
 @contextlib.asynccontextmanager
 async def sdk_session(
-    url: str, headers: dict[str, str] | None = None, **callbacks: Any
+    url: str, headers: dict[str, str] | None = None, http: Any = None, **callbacks: Any
 ) -> AsyncIterator[ClientSession]:
-    """A legacy-era session (initialize, Mcp-Session-Id) through the official SDK."""
-    http = None
-    if headers:
+    """A legacy-era session (initialize, Mcp-Session-Id) through the official SDK; `http`: its own
+    httpx2.AsyncClient (headers then go on it)."""
+    if headers and http is None:
         import httpx2
 
         http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))

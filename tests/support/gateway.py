@@ -41,6 +41,7 @@ class RunningGateway:
         wait_ready: bool = True,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -49,7 +50,7 @@ class RunningGateway:
         self.config_path = workdir / f"{name}.yaml"
         self.write_config(self.config)
         self.proc = Proc(
-            [sys.executable, "-m", "proxy", "serve", "--config", str(self.config_path), "--log-level", "debug"],
+            [sys.executable, "-m", "proxy", "serve", "--config", str(self.config_path), "--log-level", "debug", *args],
             workdir / f"{name}-{self.port}.log",
             env,
         )

@@ -1,0 +1,204 @@
+"""The bus: how gateway processes tell each other what one of them cannot finish alone.
+
+A legacy session's requests may reach any worker or replica, but some of its parts live in one process:
+the call a `notifications/cancelled` names, the elicitation an answer is for, the GET stream a
+notification must reach. The process that receives such a message publishes it; every other process
+gets it and acts if the part is theirs. Messages are small dicts (`t`: what, `s`: the session id).
+
+- `LocalBus`: one process; nothing to tell.
+- `UnixBus`: the workers of one `slicewire serve --workers N`, one datagram socket each in a directory
+  the supervisor made.
+- `RedisBus`: replicas on several machines, over Redis pub/sub (`sessions.channel: redis://...`).
+
+Delivery is at most once and unordered, which is what these messages need: each is either acted on by
+the one process holding its part, or by nobody (as when the part is already gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["BUS_ENV", "Bus", "LocalBus", "RedisBus", "UnixBus", "make_bus"]
+
+logger = logging.getLogger("slicewire.bus")
+
+# The directory of `serve --workers N`'s datagram sockets (set by the supervisor, not an operator setting).
+BUS_ENV = "SLICEWIRE_WORKER_BUS"
+_CHANNEL = "slicewire:bus"
+_MAX_DATAGRAM = 200_000  # under Linux's default socket buffer (212,992 bytes)
+
+Deliver = Callable[[dict[str, Any]], None]
+
+
+class Bus:
+    """Publishes to every other process; `deliver` is called with what they publish."""
+
+    name = "local"
+
+    async def start(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """Fire and forget: never blocks the request that publishes."""
+
+    async def close(self) -> None:
+        pass
+
+
+class LocalBus(Bus):
+    pass
+
+
+class UnixBus(Bus):
+    name = "workers"
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / f"{os.getpid()}.sock"
+        self.sock: socket.socket | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a crashed worker's, whose pid this one got
+        sock.bind(str(self.path))
+        sock.setblocking(False)
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        assert self.sock is not None
+        while True:
+            try:
+                data = self.sock.recv(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            _deliver(self.deliver, data)
+
+    def publish(self, message: dict[str, Any]) -> None:
+        if self.sock is None:
+            return
+        data = orjson.dumps(message)
+        if len(data) > _MAX_DATAGRAM:
+            logger.warning("bus: a %s message of %d bytes is too large for the workers' bus; dropped",
+                           message.get("t"), len(data))  # fmt: skip
+            return
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(".sock") and entry.path != str(self.path):
+                try:
+                    self.sock.sendto(data, entry.path)
+                except (ConnectionRefusedError, FileNotFoundError):
+                    pass  # a worker that exited; the supervisor removes its socket
+                except BlockingIOError:
+                    logger.warning(
+                        "bus: worker socket %s is full; a %s message was dropped", entry.name, message.get("t")
+                    )
+
+    async def close(self) -> None:
+        if self.sock is not None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+class RedisBus(Bus):
+    name = "redis"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.origin = secrets.token_hex(8)  # our own messages come back; skip them
+        self._client: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[Any]] = set()
+
+    async def start(self, deliver: Deliver) -> None:
+        import redis.asyncio as redis
+
+        self.deliver = deliver
+        self._client = redis.Redis.from_url(self.url)
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(_CHANNEL)
+        except (OSError, redis.RedisError) as exc:
+            await self._client.aclose()
+            raise RuntimeError(f"sessions.channel: cannot reach {_safe(self.url)}: {exc}") from None
+        self._reader = asyncio.get_running_loop().create_task(self._read(pubsub), name="redis bus")
+
+    async def _read(self, pubsub: Any) -> None:
+        import redis.asyncio as redis
+
+        while True:
+            try:
+                async for item in pubsub.listen():
+                    if item.get("type") == "message":
+                        _deliver(self.deliver, item["data"], self.origin)
+            except (OSError, redis.RedisError) as exc:
+                logger.warning("bus: lost %s (%s); resubscribing in 1 s", _safe(self.url), exc)
+                await asyncio.sleep(1)
+                with contextlib.suppress(OSError, redis.RedisError):
+                    await pubsub.subscribe(_CHANNEL)
+
+    def publish(self, message: dict[str, Any]) -> None:
+        if self._client is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(orjson.dumps({**message, "o": self.origin})))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, data: bytes) -> None:
+        import redis.asyncio as redis
+
+        try:
+            await self._client.publish(_CHANNEL, data)
+        except (OSError, redis.RedisError) as exc:
+            logger.warning("bus: publishing to %s failed: %s", _safe(self.url), exc)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _deliver(deliver: Deliver, data: bytes, origin: str | None = None) -> None:
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        logger.warning("bus: a message that is not JSON; ignored")
+        return
+    if not isinstance(message, dict) or (origin is not None and message.get("o") == origin):
+        return
+    try:
+        deliver(message)
+    except Exception:  # one bad message must not stop the reader
+        logger.exception("bus: handling a %s message failed", message.get("t"))
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def make_bus(channel: str | None) -> Bus:
+    """Redis when configured; the workers' directory when started by `serve --workers`; else local."""
+    if channel is not None:
+        return RedisBus(channel)
+    directory = os.environ.get(BUS_ENV)
+    if directory:
+        return UnixBus(directory)
+    return LocalBus()
