@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -33,6 +34,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 # `--baseline DIR`: each Slicewire system also runs from another checkout (e.g. `git worktree add
 # /tmp/base HEAD~1`), as "<system>@baseline", in the same run: a change's cost as a ratio.
 BASELINE = "@baseline"
+# `--workers N`: each Slicewire system also runs with `serve --workers N`, as "<system>/wN".
+WORKERS = "/w"
 SYSTEMS = [
     "direct",
     "slicewire",
@@ -49,6 +52,11 @@ SYSTEMS = [
 ]
 
 
+# Where each part runs: the system under test (and the backend) on core 0, the load generator (and the
+# recorder) on core 1. `--workers N` spreads everything over both cores: N workers need them.
+CORES = {"system": "0", "load": "1"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,6 +71,37 @@ def cpu_split(pid: int) -> tuple[float, float]:
 
 def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
+
+
+def descendants(pid: int) -> list[int]:
+    """The pid and every process under it (a supervisor and its workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_split(pid: int, skip: int | None = None) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process tree under `pid`, without `skip`'s."""
+    user = system = 0.0
+    for each in descendants(pid):
+        if each == skip:
+            continue
+        try:
+            u, s = cpu_split(each)
+        except OSError:
+            continue  # exited meanwhile
+        user, system = user + u, system + s
+    return user, system
 
 
 def rss_mb(pid: int) -> float:
@@ -94,7 +133,7 @@ def answers_ok(url: str) -> bool:
 
 
 def pinned(
-    core: int,
+    core: int | str,
     args: list[str],
     log: Path,
     nice: int = 0,
@@ -130,13 +169,15 @@ def load(
     token_file: Path | None = None,
     options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One load-generator run on core 1 (bench/loadgen.py; `options`: more of its flags)."""
+    """One load-generator run on core 1 (bench/loadgen.py; `options`: more of its flags), with the CPU
+    it used (`loadgen_cpu_s`)."""
     auth = ["--token-file", str(token_file)] if token_file else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [
             "taskset",
             "-c",
-            "1",
+            CORES["load"],
             sys.executable,
             str(BENCH / "loadgen.py"),
             "--url",
@@ -159,7 +200,10 @@ def load(
         check=True,
         cwd=ROOT,
     )
-    return json.loads(out.stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result: dict[str, Any] = json.loads(out.stdout)
+    result["loadgen_cpu_s"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3)
+    return result
 
 
 def tools_calls_counted(url: str, workdir: Path) -> float:
@@ -195,6 +239,8 @@ class Target:
     helper: int | None = None  # Slicewire's span-shipping helper, whose CPU is reported apart
     workdir: Path | None = None  # Slicewire: /metrics and the recorder counters are read with its admin token
     procs: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+    workers: int = 0  # `serve --workers N`: CPU is the supervisor's and its workers' (helpers apart)
+    backend: int | None = None  # charged apart when everything shares the cores
 
 
 def measure(target: Target, concurrency: int, duration: float) -> dict[str, Any]:
@@ -204,11 +250,24 @@ def measure(target: Target, concurrency: int, duration: float) -> dict[str, Any]
     url, era, tool, token = target.url, target.era, target.tool, target.token_file
     load(url, concurrency, 1.0, era, tool, token_file=token)  # warm up: connections, sessions, caches
     counted_before = tools_calls_counted(url, target.workdir) if target.workdir else 0.0
-    before = cpu_split(target.pid)
+
+    def system_cpu() -> tuple[float, float]:
+        return tree_cpu_split(target.pid, skip=target.helper) if target.workers else cpu_split(target.pid)
+
+    before = system_cpu()
     helper_before = cpu_seconds(target.helper) if target.helper else 0.0
+    backend_before = cpu_seconds(target.backend) if target.backend else 0.0
     result = load(url, concurrency, duration, era, tool, token_file=token)
-    after = cpu_split(target.pid)
+    after = system_cpu()
     used = sum(after) - sum(before)
+    if target.workers:
+        # Everything shares both cores: say who used them (the load generator's share bounds the rest).
+        span = duration * len(os.sched_getaffinity(0))  # CPU seconds the machine had in the window
+        result["workers"] = target.workers
+        result["share_gateway"] = round(used / span, 3)
+        result["share_loadgen"] = round(result["loadgen_cpu_s"] / span, 3)
+        if target.backend:
+            result["share_backend"] = round((cpu_seconds(target.backend) - backend_before) / span, 3)
     if target.workdir:
         # The load generator counts answers inside its window; calls in flight at its end finish after:
         # the gateway's count may exceed it by up to the concurrency.
@@ -231,7 +290,7 @@ def pin_helper(url: str, workdir: Path, nice: int = 19) -> int | None:
     pid = counters.get("helper_pid")
     if pid:
         # Every thread (-a): gRPC's were started before this and would stay on the gateway's core.
-        subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], check=True, capture_output=True)
+        subprocess.run(["taskset", "-a", "-p", "-c", CORES["load"], str(pid)], check=True, capture_output=True)
         for task in Path(f"/proc/{pid}/task").iterdir():  # a nice value is per thread on Linux
             os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
     return pid
@@ -306,13 +365,17 @@ def start_recorder(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     the gateway's own cost of recording, and the load generator never loses CPU to the recorder."""
     target = f"127.0.0.1:{free_port()}"
     argv = [sys.executable, "-m", "proxy", "recorder", "--db", str(workdir / f"bench-{target.rsplit(':')[1]}.duckdb")]
-    recorder = pinned(1, [*argv, "--listen", target, "--log-level", "warning"], workdir / "recorder.log", nice=19)
+    recorder = pinned(
+        CORES["load"], [*argv, "--listen", target, "--log-level", "warning"], workdir / "recorder.log", nice=19
+    )
     wait_port(int(target.rsplit(":", 1)[1]))
     return target, recorder
 
 
-def start_slicewire(system: str, backend_url: str, workdir: Path, checkout: Path = ROOT) -> Target:
-    """One Slicewire configuration, run from `checkout` (this one, or a --baseline worktree)."""
+def start_slicewire(name: str, backend_url: str, workdir: Path, checkout: Path = ROOT) -> Target:
+    """One Slicewire configuration, run from `checkout` (this one, or a --baseline worktree); a name ending
+    in `/wN` runs it with `--workers N`."""
+    system, _, workers = name.partition(WORKERS)
     procs = []
     recorder = None
     if system in ("slicewire-recording", "slicewire-full"):
@@ -322,10 +385,17 @@ def start_slicewire(system: str, backend_url: str, workdir: Path, checkout: Path
     auth = system.startswith("slicewire-full")  # "slicewire-full-off": the same without recording
     config = gateway_config(backend_url, port, workdir, recorder, auth=auth, guarded=system == "slicewire-guarded")
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--no-reload", "--log-level", "warning"]
-    gateway = pinned(0, argv, workdir / f"{system}-{checkout.name}.log", cwd=checkout)
+    if workers:
+        argv += ["--workers", workers]
+    gateway = pinned(CORES["system"], argv, workdir / f"{system}-{checkout.name}.log", cwd=checkout)
     procs.insert(0, gateway)
     url = f"http://127.0.0.1:{port}/virtual/bench/mcp"
     wait_port(port)
+    if workers:  # the port answers once the first worker listens: wait for every one
+        deadline = time.monotonic() + 30
+        while len(descendants(gateway.pid)) <= int(workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # settle: discovery in each worker
     return Target(
         url,
         gateway.pid,
@@ -335,6 +405,7 @@ def start_slicewire(system: str, backend_url: str, workdir: Path, checkout: Path
         helper=pin_helper(url, workdir) if recorder else None,
         workdir=workdir,
         procs=procs,
+        workers=int(workers or 0) if CORES["system"] != "0" else 0,
     )
 
 
@@ -352,7 +423,7 @@ def start_peer(system: str, backend_url: str, workdir: Path) -> Target:
     else:
         client = system.removeprefix("forwarder-")
         argv = [str(BENCH / "forwarder.py"), "--port", str(port), "--upstream", backend_url, "--client", client]
-    proc = pinned(0, [sys.executable, *argv], workdir / f"{system}.log")
+    proc = pinned(CORES["system"], [sys.executable, *argv], workdir / f"{system}.log")
     wait_port(port)
     return Target(f"http://127.0.0.1:{port}/mcp", proc.pid, era="legacy" if system.endswith("legacy") else "modern",
                   procs=[proc])  # fmt: skip
@@ -375,8 +446,9 @@ def run(args: argparse.Namespace, round_index: int = 0) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="slicewire-bench-"))
     backend_port = free_port()
     backend = pinned(
-        0, [sys.executable, str(BENCH / "echo_backend.py"), "--port", str(backend_port)], workdir / "backend.log"
-    )
+        CORES["system"], [sys.executable, str(BENCH / "echo_backend.py"), "--port", str(backend_port)],
+        workdir / "backend.log",
+    )  # fmt: skip
     backend_url = f"http://127.0.0.1:{backend_port}/mcp"
     results: dict[str, Any] = {}
     try:
@@ -393,6 +465,9 @@ def run(args: argparse.Namespace, round_index: int = 0) -> dict[str, Any]:
                     target = start_slicewire(system, backend_url, workdir)
                 else:
                     target = start_peer(system, backend_url, workdir)
+                if CORES["system"] != "0":
+                    target.workers = target.workers or 1  # shares are reported for every system
+                    target.backend = backend.pid
                 for concurrency in args.concurrency:
                     point = measure(target, concurrency, args.duration)
                     if target.helper:
@@ -492,6 +567,20 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"{point.get('helper_cpu_us_per_req')} µs on the other core; spans emitted {counters.get('emitted')}, "
                 f"dropped {counters.get('dropped')} so far)"
             )
+    for system, points in results.items():
+        one = results.get(system.partition(WORKERS)[0]) if WORKERS in system else None
+        for c, p in points.items() if one else ():
+            if c in one:
+                shares = ", ".join(
+                    f"{who} {p.get(f'share_{who}', 0) * 100:.0f} %" for who in ("gateway", "backend", "loadgen")
+                )
+                ones = ", ".join(
+                    f"{who} {one[c].get(f'share_{who}', 0) * 100:.0f} %" for who in ("gateway", "backend", "loadgen")
+                )
+                lines.append(
+                    f"- c={c}: {system} {p['rps']:.0f} req/s vs {one[c]['rps']:.0f} with one worker "
+                    f"({p['rps'] / one[c]['rps']:.2f}x); share of the machine's CPU: {shares} (one worker: {ones})"
+                )
     ref = reference_of(results)
     for system, points in results.items():
         if system.startswith(("fastmcp", "forwarder", "contextforge")) and ref and "64" in points:
@@ -527,6 +616,13 @@ def main() -> None:
         "also runs from it, as <system>@baseline",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run each slicewire system with `serve --workers N` (as <system>/wN); every process then "
+        "shares all cores, and each point says which share of them the gateway, backend and load generator used",
+    )
+    parser.add_argument(
         "--contextforge",
         action="store_true",
         help="also IBM ContextForge (installed into .venv-contextforge/ on first use; 2025-11-25 clients)",
@@ -543,6 +639,13 @@ def main() -> None:
             parser.error(f"--baseline {args.baseline}: not a Slicewire checkout (no proxy/__main__.py)")
         args.baseline = args.baseline.resolve()
         args.systems = [n for s in args.systems for n in ((s, s + BASELINE) if s.startswith("slicewire") else (s,))]
+    if args.workers > 1:
+        if args.baseline is not None:
+            parser.error("--workers and --baseline: one comparison per run")
+        args.systems = [n for s in args.systems for n in ((s, f"{s}{WORKERS}{args.workers}")
+                                                           if s.startswith("slicewire") else (s,))]  # fmt: skip
+        every = f"0-{len(os.sched_getaffinity(0)) - 1}"
+        CORES.update(system=every, load=every)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         parser.error("needs 2 cores: the system under test on core 0, the load generator on core 1")

@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from ._urls import UrlError, resolved, without_password
+
 __all__ = ["BUS_ENV", "Bus", "LocalBus", "RedisBus", "UnixBus", "make_bus"]
 
 logger = logging.getLogger("slicewire.bus")
@@ -64,14 +66,12 @@ class UnixBus(Bus):
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / f"{os.getpid()}.sock"
+        self.path = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
         self.sock: socket.socket | None = None
 
     async def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a crashed worker's, whose pid this one got
         sock.bind(str(self.path))
         sock.setblocking(False)
         self.sock = sock
@@ -98,8 +98,11 @@ class UnixBus(Bus):
             if entry.name.endswith(".sock") and entry.path != str(self.path):
                 try:
                     self.sock.sendto(data, entry.path)
-                except (ConnectionRefusedError, FileNotFoundError):
-                    pass  # a worker that exited; the supervisor removes its socket
+                except ConnectionRefusedError:  # a worker that died: nobody reads this socket any more
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
                 except BlockingIOError:
                     logger.warning(
                         "bus: worker socket %s is full; a %s message was dropped", entry.name, message.get("t")
@@ -128,13 +131,16 @@ class RedisBus(Bus):
         import redis.asyncio as redis
 
         self.deliver = deliver
-        self._client = redis.Redis.from_url(self.url)
+        try:
+            self._client = redis.Redis.from_url(resolved(self.url, "sessions.channel"))
+        except UrlError as exc:
+            raise RuntimeError(str(exc)) from None
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(_CHANNEL)
         except (OSError, redis.RedisError) as exc:
             await self._client.aclose()
-            raise RuntimeError(f"sessions.channel: cannot reach {_safe(self.url)}: {exc}") from None
+            raise RuntimeError(f"sessions.channel: cannot reach {without_password(self.url)}: {exc}") from None
         self._reader = asyncio.get_running_loop().create_task(self._read(pubsub), name="redis bus")
 
     async def _read(self, pubsub: Any) -> None:
@@ -146,7 +152,7 @@ class RedisBus(Bus):
                     if item.get("type") == "message":
                         _deliver(self.deliver, item["data"], self.origin)
             except (OSError, redis.RedisError) as exc:
-                logger.warning("bus: lost %s (%s); resubscribing in 1 s", _safe(self.url), exc)
+                logger.warning("bus: lost %s (%s); resubscribing in 1 s", without_password(self.url), exc)
                 await asyncio.sleep(1)
                 with contextlib.suppress(OSError, redis.RedisError):
                     await pubsub.subscribe(_CHANNEL)
@@ -164,7 +170,7 @@ class RedisBus(Bus):
         try:
             await self._client.publish(_CHANNEL, data)
         except (OSError, redis.RedisError) as exc:
-            logger.warning("bus: publishing to %s failed: %s", _safe(self.url), exc)
+            logger.warning("bus: publishing to %s failed: %s", without_password(self.url), exc)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -186,12 +192,6 @@ def _deliver(deliver: Deliver, data: bytes, origin: str | None = None) -> None:
         deliver(message)
     except Exception:  # one bad message must not stop the reader
         logger.exception("bus: handling a %s message failed", message.get("t"))
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
 
 
 def make_bus(channel: str | None) -> Bus:

@@ -1,6 +1,7 @@
-"""The gateway's durable auth state: gateway tokens (hashes only) and users' backend credentials
-(encrypted), in one SQLite file shared by the gateway and the `slicewire tokens` / `slicewire creds`
-commands.
+"""The gateway's durable state: gateway tokens (hashes only), users' backend credentials (encrypted),
+virtual servers' metadata and ratings, and the keys that seal 2025-11-25 sessions — in one SQLite file
+or one PostgreSQL database (`auth.state_db`, see `_sql`), shared by every gateway process and by the
+`slicewire tokens` / `slicewire creds` commands.
 
 A gateway token is `swp_` (personal) or `sws_` (service account) + a 10-character id + `_` + 43
 characters of randomness (256 bits). Only its SHA-256 is stored; a lookup finds the record by id and
@@ -9,7 +10,7 @@ compares hashes in constant time. The secret is shown once, by `create_token`.
 Credentials are sealed with AES-256-GCM (`_vault.Vault`), bound to their (subject, backend, kind) so
 that a row copied to another user does not open.
 
-    db = StateDB(".slicewire/state.db")
+    db = StateDB(".slicewire/state.db")        # or StateDB("postgresql://slicewire@db/slicewire")
     token, record = db.create_token("alice", "personal", scopes=["github:read"])
     db.find_token(token)          # -> TokenRecord, or None when unknown, revoked or expired
 """
@@ -20,13 +21,14 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["TOKEN_PREFIXES", "CredentialRecord", "ServerMeta", "StateDB", "TokenRecord"]
+from ._sql import StateDBError, open_engine
+
+__all__ = ["TOKEN_PREFIXES", "CredentialRecord", "ServerMeta", "StateDB", "StateDBError", "TokenRecord"]
 
 TOKEN_PREFIXES = {"personal": "swp_", "service": "sws_"}
 _KIND_OF_PREFIX = {v: k for k, v in TOKEN_PREFIXES.items()}
@@ -136,39 +138,25 @@ def split_token(token: str) -> tuple[str, str] | None:
 
 
 class StateDB:
-    """One SQLite connection. The gateway reads from the event loop (lookups take µs and are cached
-    above this layer); the CLI writes. `version()` changes whenever another connection commits."""
+    """One connection to an SQLite file or a PostgreSQL database (`_sql`). The gateway reads from the
+    event loop (lookups take µs on SQLite, a round trip on PostgreSQL; both are cached above this layer);
+    the CLI writes. `version()` changes whenever another connection has written."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+    def __init__(self, target: str | Path) -> None:
+        self.where = str(target)
+        self.db = open_engine(target)
         try:
-            self.path.chmod(0o600)  # hashes and sealed credentials: the owner only
-        except OSError:
-            pass
-
-    def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
-            raise RuntimeError(
-                f"{self.path}: written by a newer Slicewire (schema {version}, this one knows {len(_MIGRATIONS)})"
-            )
-        for number in range(version, len(_MIGRATIONS)):
-            with self.conn:
-                self.conn.execute("BEGIN IMMEDIATE")
-                self.conn.executescript(_MIGRATIONS[number].replace("\n    ", "\n"))
-                self.conn.execute(f"PRAGMA user_version={number + 1}")
+            self.db.migrate([m.replace("\n    ", "\n") for m in _MIGRATIONS])
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
 
     def version(self) -> int:
-        """Changes when another connection has committed since the last call (SQLite data_version)."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        """Changes when another connection has written since the last call."""
+        return self.db.version()
 
     # --- gateway tokens --------------------------------------------------------------------------
 
@@ -195,7 +183,7 @@ class StateDB:
             expires_at,
             None,
         )
-        self.conn.execute(
+        self.db.write(
             "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
             (
                 record.id,
@@ -216,7 +204,7 @@ class StateDB:
         parts = split_token(token)
         if parts is None:
             return None
-        row = self.conn.execute("SELECT * FROM tokens WHERE id = ?", (parts[1],)).fetchone()
+        row = self.db.one("SELECT * FROM tokens WHERE id = ?", (parts[1],))
         if row is None:
             return None
         record = _token(row)
@@ -226,73 +214,70 @@ class StateDB:
 
     def list_tokens(self, subject: str | None = None) -> list[TokenRecord]:
         if subject is None:
-            rows = self.conn.execute("SELECT * FROM tokens ORDER BY created_at").fetchall()
+            rows = self.db.query("SELECT * FROM tokens ORDER BY created_at")
         else:
-            rows = self.conn.execute(
-                "SELECT * FROM tokens WHERE subject = ? ORDER BY created_at", (subject,)
-            ).fetchall()
+            rows = self.db.query("SELECT * FROM tokens WHERE subject = ? ORDER BY created_at", (subject,))
         return [_token(row) for row in rows]
 
     def revoke_token(self, token_id: str) -> bool:
         """True if a usable token with this id was revoked."""
-        cursor = self.conn.execute(
+        changed = self.db.write(
             "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), token_id)
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     # --- backend credentials ---------------------------------------------------------------------
 
     def put_credential(
         self, subject: str, backend: str, kind: str, sealed: bytes, expires_at: float | None = None
     ) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO credentials VALUES (?, ?, ?, ?, ?, ?)",
+        self.db.write(
+            "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject, backend, kind) DO UPDATE SET "
+            "sealed = excluded.sealed, updated_at = excluded.updated_at, expires_at = excluded.expires_at",
             (subject, backend, kind, sealed, time.time(), expires_at),
         )
 
     def get_credential(self, subject: str, backend: str, kind: str) -> CredentialRecord | None:
-        row = self.conn.execute(
+        row = self.db.one(
             "SELECT * FROM credentials WHERE subject = ? AND backend = ? AND kind = ?", (subject, backend, kind)
-        ).fetchone()
+        )
         return CredentialRecord(*row) if row is not None else None
 
     def delete_credentials(self, subject: str, backend: str) -> int:
-        cursor = self.conn.execute("DELETE FROM credentials WHERE subject = ? AND backend = ?", (subject, backend))
-        return cursor.rowcount
+        return self.db.write("DELETE FROM credentials WHERE subject = ? AND backend = ?", (subject, backend))
 
     def list_credentials(self, subject: str | None = None) -> list[CredentialRecord]:
         query = "SELECT * FROM credentials"
         rows = (
-            self.conn.execute(query + " WHERE subject = ? ORDER BY backend", (subject,))
+            self.db.query(query + " WHERE subject = ? ORDER BY backend", (subject,))
             if subject is not None
-            else self.conn.execute(query + " ORDER BY subject, backend")
+            else self.db.query(query + " ORDER BY subject, backend")
         )
         return [CredentialRecord(*row) for row in rows]
 
     # --- virtual servers managed through the admin API -----------------------------------------------
 
     def server_meta(self, path: str) -> ServerMeta | None:
-        row = self.conn.execute("SELECT * FROM virtual_servers WHERE path = ?", (path,)).fetchone()
+        row = self.db.one("SELECT * FROM virtual_servers WHERE path = ?", (path,))
         return ServerMeta(*row) if row else None
 
     def server_changed(self, path: str, subject: str, now: float | None = None) -> None:
         """`subject` created (first time) or changed the server at `path`."""
         now = time.time() if now is None else now
-        self.conn.execute(
+        self.db.write(
             "INSERT INTO virtual_servers VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
             "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             (path, now, subject, now, subject),
         )
 
     def server_deleted(self, path: str) -> None:
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute("DELETE FROM virtual_servers WHERE path = ?", (path,))
-            self.conn.execute("DELETE FROM ratings WHERE path = ?", (path,))
+        with self.db.transaction():
+            self.db.write("DELETE FROM virtual_servers WHERE path = ?", (path,))
+            self.db.write("DELETE FROM ratings WHERE path = ?", (path,))
 
     def rate(self, path: str, subject: str, rating: int) -> None:
         """One rating per subject and server; rating again replaces it."""
-        self.conn.execute(
+        self.db.write(
             "INSERT INTO ratings VALUES (?, ?, ?, ?) ON CONFLICT (path, subject) DO UPDATE SET "
             "rating = excluded.rating, rated_at = excluded.rated_at",
             (path, subject, rating, time.time()),
@@ -300,7 +285,7 @@ class StateDB:
 
     def ratings(self, path: str) -> list[tuple[str, int]]:
         """(subject, rating) for the server, oldest first."""
-        rows = self.conn.execute("SELECT subject, rating FROM ratings WHERE path = ? ORDER BY rated_at", (path,))
+        rows = self.db.query("SELECT subject, rating FROM ratings WHERE path = ? ORDER BY rated_at", (path,))
         return [(str(subject), int(rating)) for subject, rating in rows]
 
     # --- keys that seal legacy sessions' ids (shared by every process on this database) ---------------
@@ -309,20 +294,19 @@ class StateDB:
         """The keys, newest (the sealing one) first. A new key is made when the newest is `rotate_s` old;
         a key is dropped `keep_s` (the sessions' max age) after a newer one took over."""
         now = time.time() if now is None else now
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            rows = self.conn.execute("SELECT id, key, created_at FROM session_keys ORDER BY created_at DESC, id")
-            keys = [(str(i), bytes(k), float(c)) for i, k, c in rows.fetchall()]
+        with self.db.transaction():
+            rows = self.db.query("SELECT id, key, created_at FROM session_keys ORDER BY created_at DESC, id")
+            keys = [(str(i), bytes(k), float(c)) for i, k, c in rows]
             if not keys or keys[0][2] <= now - rotate_s:
                 key = (secrets.token_hex(8), secrets.token_bytes(32), now)
-                self.conn.execute("INSERT INTO session_keys VALUES (?, ?, ?)", key)
+                self.db.write("INSERT INTO session_keys VALUES (?, ?, ?)", key)
                 keys.insert(0, key)
             kept = [keys[0]]
             for older, newer in zip(keys[1:], keys, strict=False):
                 if newer[2] > now - keep_s:
                     kept.append(older)
                 else:
-                    self.conn.execute("DELETE FROM session_keys WHERE id = ?", (older[0],))
+                    self.db.write("DELETE FROM session_keys WHERE id = ?", (older[0],))
         return [key for _, key, _ in kept]
 
 

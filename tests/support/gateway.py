@@ -26,7 +26,8 @@ def with_admin(config: dict[str, Any], workdir: Path, name: str) -> tuple[dict[s
     auth = dict(config.get("auth") or {})
     auth.setdefault("state_db", str(workdir / f"{name}-state.db"))
     auth["admins"] = [*auth.get("admins", []), "test-harness"]
-    db = StateDB(workdir / auth["state_db"])  # the config file is written in workdir
+    state_db = auth["state_db"]  # a file next to the config (written in workdir), or a postgresql:// URL
+    db = StateDB(state_db if "://" in state_db else workdir / state_db)
     token, _ = db.create_token("test-harness", "service", description="tests/support/gateway.py")
     db.close()
     return {**config, "auth": auth}, token

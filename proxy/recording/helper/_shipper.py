@@ -349,8 +349,11 @@ def read_records(frame: bytes) -> list[Any]:
 
 
 def _report(counters: dict[str, int], **extra: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps({"counters": counters, **extra}) + b"\n")
-    sys.stdout.buffer.flush()
+    try:
+        sys.stdout.buffer.write(orjson.dumps({"counters": counters, **extra}) + b"\n")
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        pass  # the gateway died (killed): nobody reads its counters; the spans were shipped all the same
 
 
 async def _serve(reader: asyncio.StreamReader) -> None:
