@@ -317,19 +317,44 @@ GUARDRAILS = {
 }
 
 
+def state_db(workdir: Path, checkout: Path = ROOT) -> Path:
+    """The state DB a checkout's gateway uses: the bench's tokens (`admin.token`, `agent.token`), in a
+    file of the checkout's own schema (an older Slicewire refuses a newer schema), made by that checkout."""
+    import sqlite3
+
+    from proxy._state import StateDB
+
+    first = workdir / "state.db"
+    if not (workdir / "admin.token").exists():
+        db = StateDB(first)
+        (workdir / "admin.token").write_text(db.create_token("bench", "service")[0])
+        (workdir / "agent.token").write_text(db.create_token("agent", "service", AGENT_SCOPES)[0])
+        db.close()
+    if checkout == ROOT:
+        return first
+    path = workdir / f"state-{checkout.name}.db"
+    if not path.exists():
+        make = "import sys; from proxy._state import StateDB; StateDB(sys.argv[1]).close()"
+        subprocess.run([sys.executable, "-c", make, str(path)], cwd=checkout, check=True)
+        with sqlite3.connect(path) as target:  # the tokens table is the same in every schema
+            target.execute("ATTACH DATABASE ? AS first", (str(first),))
+            target.execute("INSERT INTO tokens SELECT * FROM first.tokens")
+    return path
+
+
 def gateway_config(
-    backend_url: str, port: int, workdir: Path, recorder: str | None = None, auth: bool = False, guarded: bool = False
+    backend_url: str,
+    port: int,
+    workdir: Path,
+    recorder: str | None = None,
+    auth: bool = False,
+    guarded: bool = False,
+    checkout: Path = ROOT,
 ) -> Path:
     """One virtual server slicing the echo backend's `echo` as `say`. Public unless `auth`: then it needs
     a gateway token with its scope and the tool's, from a subject among its users (`agent.token`).
     `guarded`: `say` has three regex guardrails (GUARDRAILS)."""
-    from proxy._state import StateDB
-
-    if not (workdir / "admin.token").exists():
-        db = StateDB(workdir / "state.db")
-        (workdir / "admin.token").write_text(db.create_token("bench", "service")[0])
-        (workdir / "agent.token").write_text(db.create_token("agent", "service", AGENT_SCOPES)[0])
-        db.close()
+    state = state_db(workdir, checkout)
     server: dict[str, Any] = {
         "path": "/virtual/bench",
         "server_name": "bench",
@@ -351,7 +376,7 @@ def gateway_config(
                 "listen": {"host": "127.0.0.1", "port": port},
                 "recorder": {"target": recorder, "spool_dir": str(workdir / "spool")},
                 # The bench reads the recorder's counters from the admin status endpoint.
-                "auth": {"state_db": str(workdir / "state.db"), "admins": ["bench"]},
+                "auth": {"state_db": str(state), "admins": ["bench"]},
                 "backends": [{"path": "/echo", "transport": "streamable-http", "url": backend_url}],
                 "virtual_servers": [server],
             }
@@ -383,7 +408,9 @@ def start_slicewire(name: str, backend_url: str, workdir: Path, checkout: Path =
         procs.append(process)
     port = free_port()
     auth = system.startswith("slicewire-full")  # "slicewire-full-off": the same without recording
-    config = gateway_config(backend_url, port, workdir, recorder, auth=auth, guarded=system == "slicewire-guarded")
+    config = gateway_config(
+        backend_url, port, workdir, recorder, auth=auth, guarded=system == "slicewire-guarded", checkout=checkout
+    )
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--no-reload", "--log-level", "warning"]
     if workers:
         argv += ["--workers", workers]
