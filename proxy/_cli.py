@@ -286,6 +286,16 @@ def recorder(
     otlp_protocol: OtlpProtocolOption = None,
     otlp_payloads: OtlpPayloadsOption = False,
     otlp_batch: Annotated[int, typer.Option(min=1, max=10_000, help="Spans per OTLP export request.")] = 512,
+    parquet_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write what is stored as hourly Parquet partitions here (date=YYYY-MM-DD/hour=HH/, hive "
+            "layout), for DuckDB, ClickHouse, Spark or `slicewire traces --from DIR`; many recorders may share it."
+        ),
+    ] = None,
+    parquet_interval: Annotated[
+        float, typer.Option(min=1, help="Seconds between Parquet files (one per interval and hour with spans).")
+    ] = 60.0,
     token_file: Annotated[
         Path | None,
         typer.Option(
@@ -296,7 +306,8 @@ def recorder(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the flight recorder: receive spans over gRPC and store them in DuckDB; with --otlp (or
-    OTEL_EXPORTER_OTLP_ENDPOINT set), also export what it stores to an OTLP backend as it arrives."""
+    OTEL_EXPORTER_OTLP_ENDPOINT set), also export what it stores to an OTLP backend as it arrives; with
+    --parquet-dir, also to hourly Parquet partitions."""
     _logging(log_level)
 
     from proto._access import TOKEN_ENV, given_token, local_token_file, make_local_token
@@ -304,7 +315,9 @@ def recorder(
     from recorder import serve as serve_recorder
     from recorder._last import remember
 
-    feed = _otlp_feed(otlp, otlp_protocol, otlp_payloads, otlp_batch)
+    feeds = [feed for feed in (_otlp_feed(otlp, otlp_protocol, otlp_payloads, otlp_batch),) if feed is not None]
+    if parquet_dir is not None:
+        feeds.append(_parquet_feed(parquet_dir, parquet_interval))
     try:
         token = given_token(token_file)
     except ValueError as exc:
@@ -318,7 +331,7 @@ def recorder(
         remember(listen, db)
 
     try:
-        asyncio.run(serve_recorder(str(db), listen, feed=feed, on_listening=listening, token=token))
+        asyncio.run(serve_recorder(str(db), listen, feeds=feeds, on_listening=listening, token=token))
     except (StoreError, SchemaError, ListenError) as exc:
         raise _fail(str(exc)) from None
 
@@ -345,6 +358,22 @@ def _otlp_target(endpoint: str | None, protocol: str | None) -> tuple[str | None
     env = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     shown = endpoint or env
     return endpoint, chosen, f"{chosen} {shown}"
+
+
+def _parquet_feed(directory: Path, interval_s: float) -> Any:
+    if directory.exists() and not directory.is_dir():
+        raise _fail(f"--parquet-dir {directory}: not a directory", 2)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"--parquet-dir {directory}: {exc.strerror}", 2) from None
+
+    def make(store: Any) -> Any:
+        from recorder._feed import ParquetFeed
+
+        return ParquetFeed(store, directory, interval_s=interval_s)
+
+    return make
 
 
 def _otlp_feed(endpoint: str | None, protocol: str | None, payloads: bool, batch: int) -> Any:

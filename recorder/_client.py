@@ -160,19 +160,23 @@ FROM spans WHERE session_id IS NOT NULL GROUP BY session_id
 
 
 def _is_parquet(target: str) -> bool:
+    """A `.parquet` file, a directory of them (exports), or of hourly partitions (`recorder --parquet-dir`)."""
     return target.endswith(".parquet") or (
-        os.path.isdir(target) and any(p.endswith(".parquet") for p in os.listdir(target))
+        os.path.isdir(target) and any(p.endswith(".parquet") or p.startswith("date=") for p in os.listdir(target))
     )
 
 
 def _parquet(target: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory database whose `spans` are the Parquet file(s) (`slicewire export`), with the views."""
+    """An in-memory database whose `spans` are the Parquet file(s) (`slicewire export`, or the partitions
+    recorders write: every file under the directory, the partition columns `date` and `hour` added), with
+    the views."""
     if not os.path.exists(target):
         raise RecordingError(f"{target}: no such Parquet file")
-    files = os.path.join(target, "*.parquet") if os.path.isdir(target) else target
+    files = os.path.join(target, "**", "*.parquet") if os.path.isdir(target) else target
     con = duckdb.connect()
     try:
-        con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet({sql_literal(files)})")
+        reader = f"read_parquet({sql_literal(files)}, hive_partitioning = true, union_by_name = true)"
+        con.execute(f"CREATE VIEW spans AS SELECT * FROM {reader}")
         con.execute(VIEWS_V1)
         con.execute(_SESSIONS_VIEW)
     except duckdb.Error as exc:

@@ -1,25 +1,35 @@
-"""Continuous OTLP export: what the recorder stores, sent on to an OTLP backend as it arrives.
+"""Continuous exports of what the recorder stores, as it arrives: to an OTLP backend (`OtlpFeed`), and
+to hourly Parquet partitions (`ParquetFeed`).
 
-A thread of the recorder reads spans in the order they were stored (`spans.seq`) from the last
-position the destination acknowledged, exports them in batches, and persists the new position in
-the trace file (`exports` table) after each acknowledged batch. A receiver that is down or slow
-never blocks recording: the feed retries with a growing backoff (1 s doubling to 60 s) while the
-recorder keeps storing, and resumes from the persisted position — after a restart too. A batch is
-re-sent only if the recorder dies between the receiver's acknowledgement and the position's write.
+A feed is a thread of the recorder that reads spans in the order they were stored (`spans.seq`) from
+the last position its destination took, sends them in batches, and persists the new position in the
+trace file (`exports` table) after each batch the destination took. A destination that is down or
+slow never blocks recording: the feed retries with a growing backoff (1 s doubling to 60 s) while the
+recorder keeps storing, and resumes from the persisted position — after a restart too. A batch is sent
+again only if the recorder dies between the destination taking it and the position's write (Parquet
+files are named by their first span's position, so such a file is written again, not twice).
 
     feed = OtlpFeed(store, span_exporter(url, "grpc"), name="grpc " + url)
+    feed = ParquetFeed(store, "/data/spans")      # date=YYYY-MM-DD/hour=HH/<recorder>-<seq>.parquet
     feed.start()
     ...
-    feed.close()      # exports what is stored (within a deadline), then stops
+    feed.close()      # sends what is stored (within a deadline), then stops
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import logging
+import os
+import socket
 import threading
 import time
-from typing import Any
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._otlp import COLUMNS, to_otel
@@ -27,31 +37,28 @@ from ._store import SpanStore
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OtlpFeed"]
+__all__ = ["Feed", "OtlpFeed", "ParquetFeed"]
 
 BACKOFF_MAX_S = 60.0
+_HOUR_NS = 3600 * 10**9
 
 
-class OtlpFeed:
-    def __init__(
-        self,
-        store: SpanStore,
-        exporter: SpanExporter,
-        name: str,
-        payloads: bool = False,
-        batch_spans: int = 512,
-        interval_s: float = 1.0,
-    ) -> None:
+class Feed:
+    """What every feed shares: the position, the batches, the backoff. A feed says which columns it
+    reads (`columns`), how it sends a batch (`send`: True once the destination took it), and how it
+    ends (`shutdown`)."""
+
+    columns = "*"
+
+    def __init__(self, store: SpanStore, name: str, batch_spans: int, interval_s: float) -> None:
         self.store = store
-        self.exporter = exporter
         self.name = name
-        self.payloads = payloads
         self.batch_spans = batch_spans
         self.interval_s = interval_s
         self.position, self.exported = self._load_position()
         self.failures = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="otlp-feed", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"feed {name}", daemon=True)
 
     def _load_position(self) -> tuple[int, int]:
         cursor = self.store.cursor()
@@ -65,15 +72,17 @@ class OtlpFeed:
         logger.info("exporting spans to %s from position %d", self.name, self.position)
         self._thread.start()
 
-    def _pending(self) -> list[dict[str, Any]]:
+    def send(self, batch: pa.Table) -> bool:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        pass
+
+    def _pending(self) -> pa.Table:
         cursor = self.store.cursor()
         try:
-            relation = cursor.execute(
-                f"SELECT seq, {COLUMNS} FROM spans WHERE seq > ? ORDER BY seq LIMIT ?",
-                [self.position, self.batch_spans],
-            )
-            names = [d[0] for d in relation.description]
-            return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+            query = f"SELECT seq, {self.columns} FROM spans WHERE seq > $position ORDER BY seq LIMIT $count"
+            return cursor.sql(query, params={"position": self.position, "count": self.batch_spans}).to_arrow_table()
         finally:
             cursor.close()
 
@@ -90,15 +99,14 @@ class OtlpFeed:
         self.position, self.exported = position, self.exported + count
 
     def step(self) -> int | None:
-        """Export one batch: the number of spans acknowledged (0: nothing new), or None on failure."""
-        rows = self._pending()
-        if not rows:
+        """Send one batch: the number of spans the destination took (0: nothing new), or None on failure."""
+        batch = self._pending()
+        if batch.num_rows == 0:
             return 0
-        result = self.exporter.export(to_otel(rows, self.payloads))
-        if result is not SpanExportResult.SUCCESS:
+        if not self.send(batch):
             return None
-        self._save(int(rows[-1]["seq"]), len(rows))
-        return len(rows)
+        self._save(int(batch.column("seq")[-1].as_py()), batch.num_rows)
+        return int(batch.num_rows)
 
     def _run(self) -> None:
         backoff = 1.0
@@ -106,11 +114,11 @@ class OtlpFeed:
             try:
                 sent = self.step()
             except Exception:  # a bug or a broken file must not end the feed silently
-                logger.exception("OTLP export to %s failed", self.name)
+                logger.exception("export to %s failed", self.name)
                 sent = None
             if sent is None:
                 self.failures += 1
-                logger.warning("OTLP export to %s failed; retrying in %.0f s", self.name, backoff)
+                logger.warning("export to %s failed; retrying in %.0f s", self.name, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
             else:
@@ -128,7 +136,77 @@ class OtlpFeed:
             while time.monotonic() < ends and (self.step() or 0) > 0:
                 pass
         except Exception:
-            logger.exception("OTLP export to %s: the last batches could not be sent", self.name)
-        self.exporter.shutdown()
-        logger.info("OTLP export to %s stopped at position %d (%d spans exported)", self.name, self.position,
+            logger.exception("export to %s: the last batches could not be sent", self.name)
+        self.shutdown()
+        logger.info("export to %s stopped at position %d (%d spans exported)", self.name, self.position,
                     self.exported)  # fmt: skip
+
+
+class OtlpFeed(Feed):
+    """To an OTLP backend, through one of the reference exporters (see _otlp)."""
+
+    columns = COLUMNS
+
+    def __init__(
+        self,
+        store: SpanStore,
+        exporter: SpanExporter,
+        name: str,
+        payloads: bool = False,
+        batch_spans: int = 512,
+        interval_s: float = 1.0,
+    ) -> None:
+        super().__init__(store, name, batch_spans, interval_s)
+        self.exporter = exporter
+        self.payloads = payloads
+
+    def send(self, batch: pa.Table) -> bool:
+        return self.exporter.export(to_otel(batch.to_pylist(), self.payloads)) is SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+
+def recorder_instance(db: str) -> str:
+    """A name for this recorder's files, the same across its restarts, other than any other recorder's:
+    the host and a digest of the trace file's absolute path."""
+    digest = hashlib.sha256(os.path.abspath(db).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+class ParquetFeed(Feed):
+    """To Parquet files in hourly partitions, hive layout, by each span's start time (UTC):
+
+        DIR/date=2026-12-03/hour=19/<recorder>-<first seq>.parquet
+
+    DuckDB (`read_parquet('DIR/**/*.parquet', hive_partitioning = true)`), ClickHouse, Spark and
+    `slicewire traces --from DIR` read them as they are; many recorders may write into one directory.
+    A file appears whole (written aside, then renamed) once per interval and hour that had spans."""
+
+    columns = "* EXCLUDE (seq)"  # the recorder's own order is not the files' business
+
+    def __init__(
+        self, store: SpanStore, directory: str | Path, batch_spans: int = 100_000, interval_s: float = 60.0
+    ) -> None:
+        self.directory = Path(directory)
+        self.instance = recorder_instance(store.path)
+        super().__init__(store, f"parquet {self.directory.resolve()}", batch_spans, interval_s)
+
+    def send(self, batch: pa.Table) -> bool:
+        hours = pc.divide(batch.column("start_ns"), _HOUR_NS)
+        spans = batch.drop_columns(["seq"])
+        try:
+            for hour in pc.unique(hours).to_pylist():
+                part = spans.filter(pc.equal(hours, hour))
+                first = batch.filter(pc.equal(hours, hour)).column("seq")[0].as_py()
+                when = datetime.datetime.fromtimestamp(hour * 3600, datetime.UTC)
+                folder = self.directory / f"date={when:%Y-%m-%d}" / f"hour={when:%H}"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{self.instance}-{first:012d}.parquet"
+                aside = path.with_suffix(".parquet.tmp")
+                pq.write_table(part, aside, compression="zstd")
+                os.replace(aside, path)
+        except OSError as exc:
+            logger.warning("parquet partitions in %s: %s", self.directory, exc)
+            return False
+        return True

@@ -24,7 +24,7 @@ import pyarrow as pa
 from proto import batch_size, pb, pb_grpc
 from proto._access import AUTHORIZATION, TOKEN_ENV, make_local_token
 
-from ._feed import OtlpFeed
+from ._feed import Feed
 from ._store import QueryRefused, SpanStore
 
 logger = logging.getLogger(__name__)
@@ -115,12 +115,13 @@ async def serve(
     db: str,
     listen: str,
     ready: asyncio.Event | None = None,
-    feed: Callable[[SpanStore], OtlpFeed] | None = None,
+    feeds: list[Callable[[SpanStore], Feed]] | None = None,
     on_listening: Callable[[], None] | None = None,
     token: str | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM; then stop taking streams, finish the ones in flight, flush, close.
-    `feed`: makes the continuous OTLP export of what is stored (see _feed), started with the server.
+    `feeds`: make the continuous exports of what is stored (OTLP, Parquet partitions; see _feed), started
+    with the server.
     `token`: what both RPCs require; by default the local token of `listen` (made when missing, see
     proto/_access.py). Raises ListenError, before the store is opened, when `listen` is taken or invalid."""
     _claimable(listen)
@@ -131,14 +132,14 @@ async def serve(
     except RuntimeError:  # taken between the probe and now
         raise ListenError(f"cannot listen on {listen}: the address is in use") from None
     store = SpanStore(db)
-    exporting = None
-    if feed is not None:
-        try:
-            exporting = feed(store)
-        except Exception:
-            store.close()
-            raise
-        exporting.start()
+    exporting: list[Feed] = []
+    try:
+        exporting = [make(store) for make in feeds or ()]
+    except Exception:
+        store.close()
+        raise
+    for feed in exporting:
+        feed.start()
     pb_grpc.add_RecorderServicer_to_server(RecorderService(store, token or make_local_token(listen)), server)
     await server.start()
     logger.debug("recorder listening on %s, storing in %s", listen, db)
@@ -155,7 +156,7 @@ async def serve(
     finally:
         logger.info("recorder stopping: finishing streams in flight")
         await server.stop(grace=10)
-        if exporting is not None:
-            await asyncio.to_thread(exporting.close)
+        for feed in exporting:
+            await asyncio.to_thread(feed.close)
         await asyncio.to_thread(store.close)
         logger.info("recorder stopped: %d spans stored, %d duplicates ignored", store.stored, store.duplicates)

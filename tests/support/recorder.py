@@ -13,16 +13,17 @@ from .procs import Proc, free_port, port_open, wait_until
 
 
 class RunningRecorder:
-    def __init__(self, db: Path, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, db: Path, workdir: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.db = db
         self.workdir = workdir
+        self.args = args
         self.port = port or free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.proc = self._start()
 
     def _start(self) -> Proc:
         proc = Proc(
-            [sys.executable, "-m", "proxy", "recorder", "--db", str(self.db), "--listen", self.target],
+            [sys.executable, "-m", "proxy", "recorder", "--db", str(self.db), "--listen", self.target, *self.args],
             self.workdir / f"recorder-{self.port}.log",
         )
         try:
