@@ -72,6 +72,8 @@ class SlicewireApp:
     ) -> None:
         self.gateway = Gateway(config, backend_factory=backend_factory)
         self.config_file = config_file
+        if config_file is not None:
+            self.gateway.reload_from_file = self.reload
         self.watch = watch and config_file is not None
         self.endpoint = McpEndpoint(self.gateway)
         self._watcher: asyncio.Task[None] | None = None

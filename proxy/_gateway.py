@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -178,6 +179,9 @@ class Gateway:
         self.sessions = Sessions(KeyRing([os.urandom(32)]), config.sessions.max_age_s)
         self.live: dict[str, LiveSession] = {}
         self.bus: Bus = LocalBus()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Loads the config file again and applies it (set by the app): what a "reload" on the bus runs.
+        self.reload_from_file: Callable[[], Coroutine[Any, Any, bool]] | None = None
         self._keys_from_db = False
         self._keys_checked = 0.0
         self.parked: dict[str, Parked] = {}
@@ -299,13 +303,18 @@ class Gateway:
         if kind == "rediscover" and isinstance(message.get("b"), str):
             self.catalog.rediscover(message["b"])
             return
+        if kind == "reload" and self.reload_from_file is not None:
+            # Another process changed a virtual server through the admin API (files this one may not
+            # hear of: another host, a network file system, --no-reload).
+            self._spawn(self.reload_from_file())
+            return
         if not isinstance(sid, str):
             return
         if kind == "ended":
             self.sessions.ended(sid, float(message.get("until", 0)))
             live = self.live.pop(sid, None)
             if live is not None:
-                asyncio.get_running_loop().create_task(self._forget(live))
+                self._spawn(self._forget(live))
             return
         live = self.live.get(sid)
         logger.debug("bus: %s for session %s (%s here)", kind, sid[:12], "held" if live is not None else "not held")
@@ -316,13 +325,21 @@ class Gateway:
         if kind == "cancel":
             exchange = live.cancel(message.get("id"))
             if exchange is not None:
-                asyncio.get_running_loop().create_task(exchange.close())
+                self._spawn(exchange.close())
+        elif kind == "unsubscribe" and isinstance(message.get("b"), str) and isinstance(message.get("u"), str):
+            self._spawn(self.unwatch(message["b"], message["u"], sid))
         elif kind == "answer" and isinstance(message.get("r"), dict):
             live.answer(message.get("id"), message["r"])
         elif kind == "stream" and live.stream is not None and isinstance(message.get("m"), str):
             live.stream.put_nowait(message["m"].encode())
         elif kind == "level":
             live.log_level = message.get("level") if isinstance(message.get("level"), str) else None
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run what a bus message asks for, holding a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _forget(self, live: LiveSession) -> None:
         await live.close()
@@ -461,6 +478,20 @@ class Gateway:
             self.to_stream(live, message)
         else:
             self.bus.publish({"t": "stream", "s": ref.session, "m": message.decode()})
+
+    async def unwatch(self, backend: str, uri: str, subscriber: Any) -> bool:
+        """Forget one subscription of this process; unsubscribe at the backend when it was the URI's last.
+        False when this process had no such subscription."""
+        if not self.subscriptions.has(backend, uri, subscriber):
+            return False
+        if self.subscriptions.remove(backend, uri, subscriber):
+            client = self.catalog.backends.get(backend)
+            if client is not None:
+                try:
+                    await client.unsubscribe(uri)
+                except BackendError as exc:
+                    logger.debug("unsubscribing %s from %s failed: %s", backend, uri, exc.detail)
+        return True
 
     async def release(self, subscriber: Any) -> None:
         """A client session or listen stream ended: forget its subscriptions, and unsubscribe at the

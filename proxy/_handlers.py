@@ -348,13 +348,10 @@ async def _unsubscribe(call: Call, msg: Message) -> None:
     if route is None or call.live is None:
         await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, "Resource not found", {"uri": uri}))
         return
-    if call.gateway.subscriptions.remove(route.backend, route.uri, call.live.id):
-        backend = call.gateway.catalog.backends.get(route.backend)
-        if backend is not None:
-            try:
-                await backend.unsubscribe(route.uri)
-            except BackendError as exc:
-                logger.debug("unsubscribing %s from %s failed: %s", route.backend, route.uri, exc.detail)
+    gateway, session = call.gateway, call.live.id
+    if not await gateway.unwatch(route.backend, route.uri, session):
+        # Subscribed through another worker or replica: that one unsubscribes.
+        gateway.bus.publish({"t": "unsubscribe", "s": session, "b": route.backend, "u": route.uri})
     await call.responder.json(200, encode_result(msg.id, {}))
 
 

@@ -29,6 +29,9 @@ class Subscriptions:
         subscribers[subscriber] = deliver
         return first
 
+    def has(self, backend: str, uri: str, subscriber: Hashable) -> bool:
+        return subscriber in self._subscribers.get((backend, uri), {})
+
     def remove(self, backend: str, uri: str, subscriber: Hashable) -> bool:
         """Unregister; True when it was the URI's last subscriber (the backend may be told)."""
         subscribers = self._subscribers.get((backend, uri))

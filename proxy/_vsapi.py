@@ -373,6 +373,7 @@ class VirtualServerApi:
         except OSError as exc:
             return _error(500, f"cannot write {file.name}: {exc.strerror or exc}")
         await self.gateway.reload(config.model_copy(update={"listen": self.config.listen}))
+        self.gateway.bus.publish({"t": "reload"})  # the other workers and replicas load the files again
         path = _normalized(str((document or before or {}).get("path", "")))
         state = self._state()
         if document is None:

@@ -59,6 +59,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         started.append(alpha_proc)
         recorder = RunningRecorder(tmp / "traces.duckdb", tmp)
         started.append(recorder)
+        shared = tmp / "virtual-servers"
+        shared.mkdir()
         state = StateDB(pg.url)
         token, _ = state.create_token("alice", "personal", description="tests/proxy/test_e2e_replicas.py")
         state.close()
@@ -69,11 +71,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 {"tool_name": name, "backend_server_path": "/alpha"} for name in TOOLS]}],
             "auth": {"state_db": pg.url},
             "sessions": {"channel": redis.url},
+            "virtual_servers_dir": str(shared),  # storage every replica mounts
             "recorder": {"target": recorder.target, "flush_interval_ms": 50},
         }  # fmt: skip
         replicas = {}
         for name in ("gw1", "gw2"):
-            replicas[name] = RunningGateway(config, tmp, name=name)
+            # --no-reload: a change made through one replica's admin API reaches the other over Redis only.
+            replicas[name] = RunningGateway(config, tmp, name=name, args=("--no-reload",))
             started.append(replicas[name])
         balancer = HAProxy.start(tmp, {name: gw.port for name, gw in replicas.items()})
         started.append(balancer)
@@ -112,6 +116,26 @@ def client(token: str, served: Served) -> httpx2.AsyncClient:
 async def call_log(url: str) -> list[str]:
     async with fastmcp_client(url) as direct:
         return list((await direct.call_tool("call_log", {})).structured_content["result"])
+
+
+def test_a_server_made_through_one_replica_is_served_by_the_other(cluster: Cluster) -> None:
+    import httpx
+
+    gw1, gw2 = cluster.replicas["gw1"], cluster.replicas["gw2"]
+    assert gw2.proc.alive()  # runs before the test that kills a replica
+    doc = {"path": "/virtual/made", "server_name": "Made", "public": True,
+           "tool_mappings": [{"tool_name": "echo", "backend_server_path": "/alpha"}]}  # fmt: skip
+    admin = {"authorization": f"Bearer {gw1.admin_token}"}
+    made = httpx.post(f"{gw1.base}/api/v1/virtual-servers", json=doc, headers=admin, timeout=10)
+    assert made.status_code == 201, made.text
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+    def served_by_gw2() -> bool:
+        return httpx.post(gw2.url("/virtual/made"), json=init, headers=headers, timeout=10).status_code == 200
+
+    wait_until(served_by_gw2, 10, what="gw2 serving the server made through gw1")
 
 
 async def test_one_session_across_two_replicas_and_one_killed(cluster: Cluster) -> None:
