@@ -90,6 +90,48 @@ def test_up_records_and_stops_cleanly(backends: dict[str, str], tmp_path: Path) 
     assert "match --session no-such-session; drop a filter" in empty.stderr
 
 
+def test_up_with_two_workers_records_both(backends: dict[str, str], tmp_path: Path) -> None:
+    """`slicewire up --workers 2`: two gateway processes, each with its own helper, feeding one recorder;
+    SIGTERM drains both workers, then the recorder closes the file with every call in it."""
+    gateway_port = free_port()
+    config = {
+        "listen": {"host": "127.0.0.1", "port": gateway_port},
+        "recorder": {"spool_dir": str(tmp_path / "spool")},
+        "backends": [{"path": "/beta", "transport": "streamable-http", "url": backends["beta"]}],
+        "virtual_servers": [{"path": "/v", "server_name": "V", "public": True,
+                             "tool_mappings": [{"tool_name": "get_issue", "backend_server_path": "/beta"}]}],
+    }  # fmt: skip
+    path = tmp_path / "up.yaml"
+    path.write_text(yaml.safe_dump(config))
+    db = tmp_path / "traces.duckdb"
+    up = Proc(
+        [sys.executable, "-m", "proxy", "up", "--config", str(path), "--db", str(db),
+         "--recorder-listen", f"127.0.0.1:{free_port()}", "--workers", "2"],
+        tmp_path / "up.log",
+        env={"XDG_STATE_HOME": str(tmp_path / "state")},
+    )  # fmt: skip
+    try:
+        wait_until(lambda: "2 workers)" in up.output(), 60, what="both workers listening")
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}  # fmt: skip
+        headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+                   "mcp-method": "tools/call", "mcp-name": "get_issue"}  # fmt: skip
+        for n in range(20):  # a new connection each: the kernel spreads them over the workers
+            body = {"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                    "params": {"name": "get_issue", "arguments": {"number": n}, "_meta": meta}}  # fmt: skip
+            answer = httpx.post(f"http://127.0.0.1:{gateway_port}/v/mcp", json=body, headers=headers, timeout=30)
+            assert answer.json()["result"]["structuredContent"]["number"] == n
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(60) == 0
+    finally:
+        up.stop()
+    assert "Traceback" not in up.output()
+    with connect(str(db)) as rec:
+        rows = rec.rows("SELECT gateway_instance FROM spans WHERE kind = 'SERVER' AND name = 'tools/call get_issue'")
+    assert len(rows) == 20
+    assert len({row["gateway_instance"] for row in rows}) == 2  # both workers served, both recorded
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, timeout=60,
