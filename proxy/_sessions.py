@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._jsonrpc import RequestId
 from ._upstream import Exchange
+from ._vault import decode_key
 
 __all__ = [
     "KEYS_ENV",
@@ -58,15 +59,10 @@ class SessionKeyError(Exception):
 
 
 def parse_keys(text: str, where: str) -> list[bytes]:
-    keys = []
-    for item in text.replace(",", "\n").split():
-        try:
-            key = base64.b64decode(item, validate=True)
-        except (binascii.Error, ValueError):
-            raise SessionKeyError(f"{where}: a key is not base64") from None
-        if len(key) != 32:
-            raise SessionKeyError(f"{where}: expected 32-byte keys (base64 of 44 characters), found {len(key)} bytes")
-        keys.append(key)
+    try:
+        keys = [decode_key(item, where) for item in text.replace(",", "\n").split()]
+    except ValueError as exc:
+        raise SessionKeyError(str(exc)) from None
     if not keys:
         raise SessionKeyError(f"{where}: no key")
     return keys
@@ -83,6 +79,11 @@ def explicit_keys(keys_file: str | None) -> list[bytes] | None:
     if os.environ.get(KEYS_ENV, "").strip():
         return parse_keys(os.environ[KEYS_ENV], f"${KEYS_ENV}")
     return None
+
+
+def _encode(sealed: bytes) -> str:
+    """'s' first: never '-', which the CLI would read as an option (`slicewire replay <id>`)."""
+    return "s" + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
 
 
 def _key_id(key: bytes) -> bytes:
@@ -152,8 +153,7 @@ class Sessions:
         expires_at = now + self.max_age_s
         facts = [virtual_server, version, capabilities, subject, round(now, 3), round(expires_at, 3)]
         sealed = self.ring.seal(orjson.dumps(facts))
-        # 's' first: never '-', which the CLI would read as an option (`slicewire replay <id>`).
-        session_id = "s" + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+        session_id = _encode(sealed)
         state = SessionState(session_id, virtual_server, version, capabilities, subject, now, expires_at)
         self._remember(state)
         return state
@@ -179,6 +179,10 @@ class Sessions:
         try:
             sealed = base64.urlsafe_b64decode(session_id[1:] + "=" * (-(len(session_id) - 1) % 4))
         except (binascii.Error, ValueError):
+            return None
+        if _encode(sealed) != session_id:
+            # Another spelling of the same bytes (the last character's unused bits): one session has one
+            # id, or an ended session's id could be spelled anew and opened again.
             return None
         if not self.ring.knows(sealed) and self.on_unknown_key is not None:
             self.on_unknown_key()

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._config import AuthConfig
 
-__all__ = ["KEY_ENV", "Vault", "VaultKeyError", "load_key", "new_key"]
+__all__ = ["KEY_ENV", "Vault", "VaultKeyError", "decode_key", "load_key", "new_key"]
 
 KEY_ENV = "SLICEWIRE_SECRET_KEY"
 _VERSION = b"\x01"
@@ -53,11 +53,19 @@ def load_key(auth: AuthConfig) -> bytes:
                 f"(`slicewire creds keygen` prints a new one)"
             )
     try:
+        return decode_key(text, where)
+    except ValueError as exc:
+        raise VaultKeyError(str(exc)) from None
+
+
+def decode_key(text: str, where: str) -> bytes:
+    """A 32-byte key from its base64 (a vault key, a session key); a ValueError naming `where` otherwise."""
+    try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise VaultKeyError(f"{where}: not base64") from None
+        raise ValueError(f"{where}: not base64") from None
     if len(key) != 32:
-        raise VaultKeyError(f"{where}: expected 32 bytes (base64 of 44 characters), found {len(key)} bytes")
+        raise ValueError(f"{where}: expected 32 bytes (base64 of 44 characters), found {len(key)} bytes")
     return key
 
 
