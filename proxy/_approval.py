@@ -6,6 +6,11 @@ is forwarded (guardrails `approval: required`, or `destructive` for tools annota
     2026-07-28  the gateway answers InputRequiredResult asking `approval`; the client's retry with
                 `inputResponses` and the `requestState` goes on if the same caller approved the same call
 
+The 2026-07-28 `requestState` is the pending approval itself — virtual server, tool, a digest of the
+exact arguments, caller, expiry — sealed with the session keys (`_sessions`), so the retry may reach
+any worker or replica. Each is used once: the process that takes it remembers it until it expires and
+tells the others over the bus.
+
 The user is shown the exact call (tool and arguments) and answers a form with one boolean,
 `approve`. Anything but accept + approve: true refuses the call, and so does a client that cannot be
 asked (no elicitation capability): a JSON-RPC error saying so, never a silent drop.
@@ -14,14 +19,12 @@ asked (no elicitation capability): a JSON-RPC error saying so, never a silent dr
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from typing import Any
 
 import orjson
 
 from ._call import Call
-from ._gateway import PendingApproval
 from ._guardrails import Verdict
 from ._jsonrpc import INVALID_PARAMS, Message, encode_error, encode_result
 from ._mcp import MISSING_CLIENT_CAPABILITY
@@ -32,6 +35,7 @@ __all__ = ["APPROVAL_PREFIX", "approve"]
 APPROVAL_PREFIX = "sw-approval."
 _KEY = "approval"  # the inputRequests key a modern client answers
 _RULE = "approval"
+_PURPOSE = b"slicewire approval v1"  # a session id never opens as an approval, nor the reverse
 
 
 def elicitation(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +53,8 @@ def elicitation(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _digest(name: str, arguments: dict[str, Any]) -> bytes:
-    return hashlib.blake2b(orjson.dumps([name, arguments], option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+def _digest(name: str, arguments: dict[str, Any]) -> str:
+    return hashlib.blake2b(orjson.dumps([name, arguments], option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
 
 def _approved(answer: Any) -> bool:
@@ -75,15 +79,11 @@ async def _modern(call: Call, msg: Message, name: str, arguments: dict[str, Any]
     state = msg.params.get("requestState")
     gateway = call.gateway
     if isinstance(state, str) and state.startswith(APPROVAL_PREFIX):
-        pending = gateway.approvals.pop(state, None)
-        if (
-            pending is None
-            or pending.expires < time.monotonic()
-            or pending.virtual_server != call.server.config.path
-            or pending.tool != name
-            or pending.subject != call.subject
-            or pending.digest != _digest(name, arguments)
-        ):
+        facts = gateway.sessions.unseal(state.removeprefix(APPROVAL_PREFIX), _PURPOSE)
+        # Presented once, used up: a retry for another call spends it too.
+        fresh = facts is not None and len(facts) == 5 and gateway.use_once(state, facts[4])
+        expected = [call.server.config.path, name, _digest(name, arguments), call.subject]
+        if not fresh or facts is None or facts[:4] != expected or facts[4] < time.time():
             call.observed.guarded([Verdict(_RULE, "deny", "requestState unknown, expired or for another call")])
             await call.responder.json(200, encode_error(msg.id, INVALID_PARAMS, (
                 "The approval in requestState is unknown, expired, or for another call (approval covers one "
@@ -94,10 +94,9 @@ async def _modern(call: Call, msg: Message, name: str, arguments: dict[str, Any]
         return await _decided(call, msg, name, answer)
     if "elicitation" not in call.client_capabilities:
         return await _cannot_ask(call, msg, name)
-    token = APPROVAL_PREFIX + secrets.token_urlsafe(24)
-    ttl = gateway.config.limits.input_required_ttl_s
-    gateway.approvals[token] = PendingApproval(call.server.config.path, name, _digest(name, arguments), call.subject,
-                                               time.monotonic() + ttl)  # fmt: skip
+    expires = round(time.time() + gateway.config.limits.input_required_ttl_s, 3)
+    facts = [call.server.config.path, name, _digest(name, arguments), call.subject, expires]
+    token = APPROVAL_PREFIX + gateway.sessions.seal(facts, _PURPOSE)
     call.observed.guarded([Verdict(_RULE, "ask", name)])
     request = {"method": "elicitation/create", "params": elicitation(name, arguments)}
     result = {"resultType": "input_required", "inputRequests": {_KEY: request}, "requestState": token}

@@ -49,7 +49,7 @@ from .recording._record import Record, session_trace_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Gateway", "Parked", "PendingApproval", "VirtualServer"]
+__all__ = ["Gateway", "Parked", "VirtualServer"]
 
 GATEWAY_VERSION = SLICEWIRE_VERSION
 _SWEEP_S = 30.0
@@ -124,18 +124,6 @@ class VirtualServer:
         return capabilities
 
 
-@dataclass(slots=True)
-class PendingApproval:
-    """A call a modern client was asked to approve (InputRequiredResult): only the same caller's retry
-    of the same call, in time, goes on."""
-
-    virtual_server: str
-    tool: str
-    digest: bytes  # of the exact arguments the user was shown
-    subject: str
-    expires: float
-
-
 @dataclass
 class Parked:
     """A backend call waiting for a modern client to retry with `inputResponses` (MRTR)."""
@@ -185,7 +173,8 @@ class Gateway:
         self._keys_from_db = False
         self._keys_checked = 0.0
         self.parked: dict[str, Parked] = {}
-        self.approvals: dict[str, PendingApproval] = {}  # modern clients' approvals being asked (_approval)
+        # Approvals (sealed requestStates, _approval) already used here or elsewhere -> when they expire.
+        self.used_approvals: dict[str, float] = {}
         self.listeners: dict[str, set[Listener]] = {}
         self.servers: dict[str, VirtualServer] = {}
         # endpoint path ("/virtual/x/mcp") -> virtual server path
@@ -290,6 +279,15 @@ class Gateway:
 
     # --- what crosses processes ----------------------------------------------------------------------
 
+    def use_once(self, token: str, until: float) -> bool:
+        """Take a one-use token (an approval): False when it was taken before, here or (as told over the
+        bus) in another process."""
+        if token in self.used_approvals:
+            return False
+        self.used_approvals[token] = until
+        self.bus.publish({"t": "used", "k": token, "until": until})
+        return True
+
     def to_stream(self, live: LiveSession, message: bytes) -> None:
         """A message for the session's GET stream: there if this process holds it, else to the one that does."""
         if live.stream is not None:
@@ -302,6 +300,9 @@ class Gateway:
         kind, sid = message.get("t"), message.get("s")
         if kind == "rediscover" and isinstance(message.get("b"), str):
             self.catalog.rediscover(message["b"])
+            return
+        if kind == "used" and isinstance(message.get("k"), str):
+            self.used_approvals[message["k"]] = float(message.get("until", 0))
             return
         if kind == "reload" and self.reload_from_file is not None:
             # Another process changed a virtual server through the admin API (files this one may not
@@ -515,9 +516,8 @@ class Gateway:
                 if parked.expires < now:
                     del self.parked[token]
                     await parked.exchange.close()
-            for token, pending in list(self.approvals.items()):
-                if pending.expires < now:
-                    del self.approvals[token]
+            wall = time.time()
+            self.used_approvals = {token: until for token, until in self.used_approvals.items() if until > wall}
             self.tasks.sweep()
             self.sessions.sweep()
             self.refresh_keys()

@@ -101,17 +101,17 @@ class KeyRing:
         self._sealer_id = _key_id(keys[0])
         self._sealer = self._by_id[self._sealer_id]
 
-    def seal(self, plaintext: bytes) -> bytes:
+    def seal(self, plaintext: bytes, purpose: bytes = _AAD) -> bytes:
         nonce = secrets.token_bytes(12)
-        return self._sealer_id + nonce + self._sealer.encrypt(nonce, plaintext, _AAD)
+        return self._sealer_id + nonce + self._sealer.encrypt(nonce, plaintext, purpose)
 
-    def open(self, sealed: bytes) -> bytes | None:
-        """The plaintext, or None (a key this ring does not hold, or not sealed by one)."""
+    def open(self, sealed: bytes, purpose: bytes = _AAD) -> bytes | None:
+        """The plaintext, or None (a key this ring does not hold, not sealed by one, or for another purpose)."""
         aead = self._by_id.get(sealed[:_KID])
         if aead is None or len(sealed) < _KID + 12 + 16:
             return None
         try:
-            return aead.decrypt(sealed[_KID : _KID + 12], sealed[_KID + 12 :], _AAD)
+            return aead.decrypt(sealed[_KID : _KID + 12], sealed[_KID + 12 :], purpose)
         except InvalidTag:
             return None
 
@@ -152,8 +152,7 @@ class Sessions:
         now = time.time()
         expires_at = now + self.max_age_s
         facts = [virtual_server, version, capabilities, subject, round(now, 3), round(expires_at, 3)]
-        sealed = self.ring.seal(orjson.dumps(facts))
-        session_id = _encode(sealed)
+        session_id = self.seal(facts)
         state = SessionState(session_id, virtual_server, version, capabilities, subject, now, expires_at)
         self._remember(state)
         return state
@@ -174,26 +173,39 @@ class Sessions:
         return state
 
     def _open(self, session_id: str) -> SessionState | None:
-        if not session_id.startswith("s") or len(session_id) > 8192:
+        facts = self.unseal(session_id)
+        try:
+            vs, version, capabilities, subject, created, expires = facts  # type: ignore[misc]
+        except (ValueError, TypeError):
+            return None
+        return SessionState(session_id, vs, version, capabilities, subject, created, expires)
+
+    def seal(self, facts: list[Any], purpose: bytes = _AAD) -> str:
+        """Facts (JSON) sealed into a token any process with the keys opens: a session id, or (with another
+        `purpose`, which a token of one purpose never opens as) the state of a request awaiting input."""
+        return _encode(self.ring.seal(orjson.dumps(facts), purpose))
+
+    def unseal(self, token: str, purpose: bytes = _AAD) -> list[Any] | None:
+        if not token.startswith("s") or len(token) > 8192:
             return None
         try:
-            sealed = base64.urlsafe_b64decode(session_id[1:] + "=" * (-(len(session_id) - 1) % 4))
+            sealed = base64.urlsafe_b64decode(token[1:] + "=" * (-(len(token) - 1) % 4))
         except (binascii.Error, ValueError):
             return None
-        if _encode(sealed) != session_id:
-            # Another spelling of the same bytes (the last character's unused bits): one session has one
-            # id, or an ended session's id could be spelled anew and opened again.
+        if _encode(sealed) != token:
+            # Another spelling of the same bytes (the last character's unused bits): one token has one
+            # spelling, or an ended session's id could be spelled anew and opened again.
             return None
         if not self.ring.knows(sealed) and self.on_unknown_key is not None:
             self.on_unknown_key()
-        plain = self.ring.open(sealed)
+        plain = self.ring.open(sealed, purpose)
         if plain is None:
             return None
         try:
-            vs, version, capabilities, subject, created, expires = orjson.loads(plain)
-        except (orjson.JSONDecodeError, ValueError, TypeError):
+            facts = orjson.loads(plain)
+        except orjson.JSONDecodeError:
             return None
-        return SessionState(session_id, vs, version, capabilities, subject, created, expires)
+        return facts if isinstance(facts, list) else None
 
     def _remember(self, state: SessionState) -> None:
         if len(self._opened) >= self.CACHE_MAX:

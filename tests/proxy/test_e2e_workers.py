@@ -38,8 +38,12 @@ def gateway(alpha: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
     config = {
         "backends": [{"path": "/alpha", "transport": "streamable-http", "url": alpha,
                       "protocol_version": "2025-11-25"}],
-        "virtual_servers": [{"path": "/virtual/w", "server_name": "W", "tool_mappings": [
-            {"tool_name": name, "backend_server_path": "/alpha"} for name in TOOLS]}],
+        "virtual_servers": [
+            {"path": "/virtual/w", "server_name": "W", "tool_mappings": [
+                {"tool_name": name, "backend_server_path": "/alpha"} for name in TOOLS]},
+            {"path": "/virtual/approve", "server_name": "A", "tool_mappings": [
+                {"tool_name": "echo", "backend_server_path": "/alpha", "guardrails": {"approval": "required"}}]},
+        ],
     }  # fmt: skip
     gw = RunningGateway(config, tmp_path_factory.mktemp("workers"), args=("--workers", "2"))
     yield gw
@@ -148,6 +152,31 @@ def test_a_tampered_session_id_is_not_found(gateway: RunningGateway) -> None:
     response = httpx.post(url, json=PING, headers={**session, "mcp-session-id": flipped}, timeout=10)
     assert response.status_code == 404
     assert response.json()["error"]["message"].startswith("Session not found")
+
+
+def test_a_modern_clients_approval_is_taken_by_either_worker_once(gateway: RunningGateway) -> None:
+    """The approval's requestState is sealed, not kept in one worker: the retry (a new connection, so
+    either worker) goes on; the same state presented again is refused by both."""
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+               "mcp-method": "tools/call", "mcp-name": "echo"}  # fmt: skip
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}  # fmt: skip
+    yes = {"approval": {"action": "accept", "content": {"approve": True}}}
+    url = gateway.url("/virtual/approve")
+
+    def call(text: str, **extra: Any) -> dict[str, Any]:
+        params = {"name": "echo", "arguments": {"text": text}, "_meta": meta, **extra}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+        return dict(httpx.post(url, json=body, headers=headers, timeout=10).json())
+
+    for n in range(6):
+        asked = call(f"approved {n}")
+        state = asked["result"]["requestState"]
+        done = call(f"approved {n}", inputResponses=yes, requestState=state)
+        assert done["result"]["content"][0]["text"] == f"approved {n}", done
+    for _ in range(6):  # the last state again, on either worker: used up
+        again = call("approved 5", inputResponses=yes, requestState=state)
+        assert "unknown, expired, or for another call" in again["error"]["message"]
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_drains_all(alpha: str, tmp_path: Path) -> None:
