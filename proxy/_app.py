@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from ._admin import AdminApi
 from ._catalog import BackendFactory
-from ._config import Config, ConfigError, load_config
+from ._config import Config, ConfigError, StartError, load_config
 from ._endpoint import McpEndpoint
 from ._gateway import Gateway
 from ._jsonrpc import INVALID_REQUEST, encode_error
@@ -163,6 +163,10 @@ class SlicewireApp:
             await self.gateway.start()
             if self.watch:
                 self._watcher = asyncio.get_running_loop().create_task(self._watch_config())
+        except StartError as exc:  # a setting it cannot start with: the message says which
+            logger.error("gateway failed to start: %s", exc)
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
         except Exception as exc:
             logger.exception("gateway failed to start")
             await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from ._config import StartError
 from ._urls import UrlError, resolved, without_password
 
 __all__ = ["BUS_ENV", "Bus", "LocalBus", "RedisBus", "UnixBus", "make_bus"]
@@ -134,13 +135,13 @@ class RedisBus(Bus):
         try:
             self._client = redis.Redis.from_url(resolved(self.url, "sessions.channel"))
         except UrlError as exc:
-            raise RuntimeError(str(exc)) from None
+            raise StartError(str(exc)) from None
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(_CHANNEL)
         except (OSError, redis.RedisError) as exc:
             await self._client.aclose()
-            raise RuntimeError(f"sessions.channel: cannot reach {without_password(self.url)}: {exc}") from None
+            raise StartError(f"sessions.channel: cannot reach {without_password(self.url)}: {exc}") from None
         self._reader = asyncio.get_running_loop().create_task(self._read(pubsub), name="redis bus")
 
     async def _read(self, pubsub: Any) -> None:

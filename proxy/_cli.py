@@ -714,11 +714,13 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _state(config: Path) -> Any:
-    from ._state import StateDB
+    from ._state import StateDB, StateDBError
 
     cfg = _load(config, check_secrets=False)
     try:
         return cfg, StateDB(cfg.auth.state_db)
+    except StateDBError as exc:  # names the database, without its password
+        raise _fail(str(exc)) from None
     except (OSError, RuntimeError) as exc:
         raise _fail(f"cannot open the state DB {cfg.auth.state_db}: {exc}") from None
 

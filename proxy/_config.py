@@ -40,6 +40,7 @@ __all__ = [
     "RecorderConfig",
     "ResourceMapping",
     "SessionsConfig",
+    "StartError",
     "TLSConfig",
     "ToolMapping",
     "VirtualServerConfig",
@@ -51,6 +52,10 @@ __all__ = [
 
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9._~\-]+)+$")
 _RESERVED_PREFIXES = ("/healthz", "/readyz", "/.well-known", "/metrics", "/oauth", "/api")
+
+
+class StartError(RuntimeError):
+    """The gateway cannot start with what its settings name (a key, a database, a channel); one line."""
 
 
 class ConfigError(Exception):

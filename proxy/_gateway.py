@@ -23,7 +23,7 @@ from proto._access import given_token
 from ._access import Policy
 from ._bus import Bus, LocalBus, make_bus
 from ._catalog import BackendFactory, Catalog
-from ._config import PER_USER_MODES, BackendConfig, Config, RecorderConfig, VirtualServerConfig
+from ._config import PER_USER_MODES, BackendConfig, Config, RecorderConfig, StartError, VirtualServerConfig
 from ._creds import Credentials
 from ._identity import Authenticator, Identity
 from ._jsonrpc import Message, encode_notification
@@ -39,7 +39,7 @@ from ._sessions import (
     parse_keys,
 )
 from ._slice import Route, Slice
-from ._state import StateDB
+from ._state import StateDB, StateDBError
 from ._subscriptions import Subscriptions
 from ._tasks import Tasks
 from ._upstream import BackendError, Exchange
@@ -235,13 +235,16 @@ class Gateway:
             or bool(config.auth.admins)
         )
         if needs_state and self.state is None:
-            self.state = StateDB(config.auth.state_db)
+            try:
+                self.state = StateDB(config.auth.state_db)
+            except StateDBError as exc:
+                raise StartError(str(exc)) from None
         vault = None
         if any(b.auth.mode in ("per_user_key", "oauth2") for b in config.backends):
             try:
                 vault = Vault(load_key(config.auth))
             except VaultKeyError as exc:
-                raise RuntimeError(str(exc)) from None
+                raise StartError(str(exc)) from None
         on_secret = self.emitter.add_secret if self.emitter is not None else (lambda value: None)
         self.auth = Authenticator(config.auth, self.state)
         self.creds = Credentials(config, self.state, vault, on_secret)
@@ -261,7 +264,7 @@ class Gateway:
             if keys is None and os.environ.get(WORKER_KEY_ENV):
                 keys = parse_keys(os.environ[WORKER_KEY_ENV], f"${WORKER_KEY_ENV}")
         except SessionKeyError as exc:
-            raise RuntimeError(str(exc)) from None
+            raise StartError(str(exc)) from None
         if keys is not None:
             self.sessions.rekey(KeyRing(keys))
         self.sessions.on_unknown_key = self.refresh_keys
@@ -576,5 +579,5 @@ def _recorder_token(config: RecorderConfig) -> str | None:
     try:
         token: str | None = given_token(config.token_file)
     except ValueError as exc:
-        raise RuntimeError(f"recorder.token_file: {exc}") from None
+        raise StartError(f"recorder.token_file: {exc}") from None
     return token

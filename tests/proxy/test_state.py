@@ -144,6 +144,47 @@ def test_an_unreachable_postgres_is_one_line_without_the_password() -> None:
     assert "hunter2" not in message and "\n" not in message
 
 
+def test_the_token_cli_on_postgres(postgres: Postgres, tmp_path: Path) -> None:
+    """`slicewire tokens` against a PostgreSQL state DB, as replicas' operators run it; an unreachable
+    one is one line without the password."""
+    import subprocess
+    import sys
+
+    from tests.support.procs import ROOT, free_port
+
+    def cli(state_db: str, *args: str) -> subprocess.CompletedProcess[str]:
+        config = tmp_path / "gw.yaml"
+        config.write_text(f"auth: {{state_db: '{state_db}'}}\n")
+        return subprocess.run([sys.executable, "-m", "proxy", "tokens", *args, "--config", str(config)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+
+    made = cli(postgres.url, "create", "--subject", "ops-bot", "--service")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("sws_")
+    listed = cli(postgres.url, "list", "--json")
+    assert listed.returncode == 0 and "ops-bot" in listed.stdout
+    down = cli(f"postgresql://slicewire:hunter2@127.0.0.1:{free_port()}/x", "list")
+    assert down.returncode == 1 and "hunter2" not in down.stderr
+    assert down.stderr.startswith("slicewire: auth.state_db (postgresql://slicewire:***@127.0.0.1:")
+    assert len(down.stderr.strip().splitlines()) == 1
+
+
+def test_a_gateway_whose_postgres_is_down_says_so_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.procs import ROOT, free_port
+
+    config = tmp_path / "gw.yaml"
+    config.write_text(f"listen: {{host: 127.0.0.1, port: {free_port()}}}\n"
+                      f"auth: {{state_db: 'postgresql://slicewire:hunter2@127.0.0.1:{free_port()}/x'}}\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "proxy", "serve", "--config", str(config)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert "gateway failed to start: auth.state_db (postgresql://slicewire:***@127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+
+
 def test_an_unknown_scheme_is_refused() -> None:
     with pytest.raises(StateDBError, match=r"expected a file path or a postgresql:// URL, found mysql://"):
         StateDB("mysql://db/slicewire")
