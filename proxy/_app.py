@@ -30,6 +30,7 @@ from ._endpoint import McpEndpoint
 from ._gateway import Gateway
 from ._jsonrpc import INVALID_REQUEST, encode_error
 from ._responder import Receive, Send
+from ._resume import serve_resume
 from ._vsapi import VirtualServerApi
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class SlicewireApp:
         self.config_file = config_file
         if config_file is not None:
             self.gateway.reload_from_file = self.reload
+        self.gateway.on_resume = lambda message: serve_resume(self.gateway, message)
         self.watch = watch and config_file is not None
         self.endpoint = McpEndpoint(self.gateway)
         self._watcher: asyncio.Task[None] | None = None

@@ -47,6 +47,7 @@ class Bus:
     """Publishes to every other process; `deliver` is called with what they publish."""
 
     name = "local"
+    shared = False  # whether there are other processes to tell
 
     async def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
@@ -64,6 +65,7 @@ class LocalBus(Bus):
 
 class UnixBus(Bus):
     name = "workers"
+    shared = True
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
@@ -120,6 +122,7 @@ class UnixBus(Bus):
 
 class RedisBus(Bus):
     name = "redis"
+    shared = True
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -170,6 +170,11 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         # Loads the config file again and applies it (set by the app): what a "reload" on the bus runs.
         self.reload_from_file: Callable[[], Coroutine[Any, Any, bool]] | None = None
+        # Retries of parked calls crossing processes (_resume): the asker's inboxes and the holder's
+        # responders by request id, and what resumes a call for another process (set by the app).
+        self.forwarded: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self.forwarding: dict[str, Any] = {}
+        self.on_resume: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None
         self._keys_from_db = False
         self._keys_checked = 0.0
         self.parked: dict[str, Parked] = {}
@@ -303,6 +308,15 @@ class Gateway:
         kind, sid = message.get("t"), message.get("s")
         if kind == "rediscover" and isinstance(message.get("b"), str):
             self.catalog.rediscover(message["b"])
+            return
+        if kind == "resume" and self.on_resume is not None and message.get("token") in self.parked:
+            self._spawn(self.on_resume(message))
+            return
+        if kind == "resumed" and message.get("rid") in self.forwarded:
+            self.forwarded[message["rid"]].put_nowait(message)
+            return
+        if kind == "gone" and message.get("rid") in self.forwarding:
+            self.forwarding[message["rid"]].gone.set()
             return
         if kind == "used" and isinstance(message.get("k"), str):
             self.used_approvals[message["k"]] = float(message.get("until", 0))

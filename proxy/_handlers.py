@@ -33,8 +33,9 @@ from ._mcp import (
     header_text,
     negotiate_legacy,
 )
-from ._relay import PARK_PREFIX, credentials, forward, resume, upstream_label
+from ._relay import PARK_PREFIX, credentials, forward, upstream_label
 from ._resources import ResourceRoute
+from ._resume import resume_anywhere
 from ._sessions import LiveSession
 from ._shapes import contents_shaper, prompt_shaper, tool_result_shaper
 from ._taskcalls import HANDLERS_2025, HANDLERS_2026, task_shaper
@@ -214,7 +215,7 @@ async def _get_prompt(call: Call, msg: Message) -> None:
     state = params.get("requestState")
     client_meta = client_meta_of(params)
     if call.era == "modern" and isinstance(state, str) and state.startswith(PARK_PREFIX):
-        await resume(call, msg, f"prompts/get {name}", state, client_meta.get("progressToken"))
+        await resume_anywhere(call, msg, f"prompts/get {name}", state, client_meta.get("progressToken"))
         return
     upstream: dict[str, Any] = {"name": route.tool_name}
     await _routed(call, msg, route.backend, "prompts/get", upstream, name, name, prompt_shaper(call, route.backend))
@@ -234,7 +235,7 @@ async def _read_resource(call: Call, msg: Message) -> None:
         return
     state = params.get("requestState")
     if call.era == "modern" and isinstance(state, str) and state.startswith(PARK_PREFIX):
-        await resume(call, msg, f"resources/read {uri}", state, client_meta_of(params).get("progressToken"))
+        await resume_anywhere(call, msg, f"resources/read {uri}", state, client_meta_of(params).get("progressToken"))
         return
     mapping = call.server.config.resource_mappings[route.mapping]
     shape = contents_shaper(call, route)
@@ -382,7 +383,7 @@ async def _call_tool(call: Call, msg: Message) -> None:
 
     state = params.get("requestState")
     if call.era == "modern" and isinstance(state, str) and state.startswith(PARK_PREFIX):
-        await resume(call, msg, f"tools/call {name}", state, client_token)
+        await resume_anywhere(call, msg, f"tools/call {name}", state, client_token)
         return
 
     route = call.server.tool_route(name, call.identity)

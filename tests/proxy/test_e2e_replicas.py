@@ -138,6 +138,32 @@ def test_a_server_made_through_one_replica_is_served_by_the_other(cluster: Clust
     wait_until(served_by_gw2, 10, what="gw2 serving the server made through gw1")
 
 
+def test_a_modern_retry_is_resumed_by_the_replica_holding_the_call(cluster: Cluster) -> None:
+    """A 2026-07-28 client, a 2025-11-25 backend that elicits: the first request parks the backend's
+    call on one replica, round robin sends the retry to the other, which has the first resume it (Redis)."""
+    import httpx
+
+    headers = {"authorization": f"Bearer {cluster.token}", "accept": "application/json, text/event-stream",
+               "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "ask"}  # fmt: skip
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}  # fmt: skip
+    with httpx.Client(headers=headers, timeout=30) as http:
+
+        def call(**extra: Any) -> tuple[dict[str, Any], str]:
+            params = {"name": "ask", "arguments": {"question": "Name?"}, "_meta": meta, **extra}
+            body = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params}
+            response = http.post(cluster.url, json=body)
+            return response.json(), response.headers["x-served-by"]
+
+        for n in range(3):
+            asked, first = call()
+            (key,) = asked["result"]["inputRequests"]
+            answer = {key: {"action": "accept", "content": {"value": f"grace-{n}"}}}
+            done, second = call(inputResponses=answer, requestState=asked["result"]["requestState"])
+            assert done["result"]["content"][0]["text"] == f"hello grace-{n}", done
+            assert first != second  # round robin: the retry reached the replica not holding the call
+
+
 async def test_one_session_across_two_replicas_and_one_killed(cluster: Cluster) -> None:
     served = Served()
     asked = 0

@@ -179,6 +179,32 @@ def test_a_modern_clients_approval_is_taken_by_either_worker_once(gateway: Runni
         assert "unknown, expired, or for another call" in again["error"]["message"]
 
 
+def test_a_modern_clients_retry_resumes_the_backend_call_in_the_other_worker(gateway: RunningGateway) -> None:
+    """A 2025-11-25 backend elicits mid-call; the 2026-07-28 client gets InputRequiredResult and retries
+    on a new connection: whichever worker gets the retry, the backend's waiting call is resumed (by the
+    worker holding it, over the bus) and the answer reaches the client."""
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+               "mcp-method": "tools/call", "mcp-name": "ask"}  # fmt: skip
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}  # fmt: skip
+    url = gateway.url("/virtual/w")
+
+    def call(**extra: Any) -> dict[str, Any]:
+        params = {"name": "ask", "arguments": {"question": "Name?"}, "_meta": meta, **extra}
+        body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+        return dict(httpx.post(url, json=body, headers=headers, timeout=30).json())
+
+    for n in range(10):
+        asked = call()
+        assert asked["result"]["resultType"] == "input_required", asked
+        (key,) = asked["result"]["inputRequests"]
+        answer = {key: {"action": "accept", "content": {"value": f"ada-{n}"}}}
+        done = call(inputResponses=answer, requestState=asked["result"]["requestState"])
+        assert done["id"] == 7 and done["result"]["content"][0]["text"] == f"hello ada-{n}", done
+    unknown = call(inputResponses={"input-1": {}}, requestState="sw1.nobody-holds-this")
+    assert "requestState is unknown or expired" in unknown["error"]["message"]  # after CLAIM_S, not forever
+
+
 def test_a_killed_worker_is_replaced_and_sigterm_drains_all(alpha: str, tmp_path: Path) -> None:
     config = {
         "backends": [{"path": "/alpha", "transport": "streamable-http", "url": alpha}],
