@@ -7,7 +7,7 @@ gets it and acts if the part is theirs. Messages are small dicts (`t`: what, `s`
 
 - `LocalBus`: one process; nothing to tell.
 - `UnixBus`: the workers of one `slicewire serve --workers N`, one datagram socket each in a directory
-  the supervisor made.
+  the supervisor made (a message larger than a datagram goes in a file there, which the datagram names).
 - `RedisBus`: replicas on several machines, over Redis pub/sub (`sessions.channel: redis://...`).
 
 Delivery is at most once and unordered, which is what these messages need: each is either acted on by
@@ -39,6 +39,7 @@ logger = logging.getLogger("slicewire.bus")
 BUS_ENV = "SLICEWIRE_WORKER_BUS"
 _CHANNEL = "slicewire:bus"
 _MAX_DATAGRAM = 200_000  # under Linux's default socket buffer (212,992 bytes)
+_SPILLED = b"@file:"  # a datagram naming the file a larger message is in
 
 Deliver = Callable[[dict[str, Any]], None]
 
@@ -87,20 +88,27 @@ class UnixBus(Bus):
                 data = self.sock.recv(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
+            if data.startswith(_SPILLED):  # a large message, in a file of its own for this worker
+                spilled = self.directory / data[len(_SPILLED) :].decode()
+                try:
+                    data = spilled.read_bytes()
+                    spilled.unlink()
+                except OSError as exc:
+                    logger.warning("bus: a large message could not be read (%s); dropped", exc)
+                    continue
             _deliver(self.deliver, data)
 
     def publish(self, message: dict[str, Any]) -> None:
         if self.sock is None:
             return
         data = orjson.dumps(message)
-        if len(data) > _MAX_DATAGRAM:
-            logger.warning("bus: a %s message of %d bytes is too large for the workers' bus; dropped",
-                           message.get("t"), len(data))  # fmt: skip
-            return
         for entry in os.scandir(self.directory):
             if entry.name.endswith(".sock") and entry.path != str(self.path):
                 try:
-                    self.sock.sendto(data, entry.path)
+                    # Too large for a datagram (an answer with its payloads): written to a file the other
+                    # worker reads and removes; the datagram names it.
+                    sent = data if len(data) <= _MAX_DATAGRAM else _SPILLED + self._spill(data, entry.name).encode()
+                    self.sock.sendto(sent, entry.path)
                 except ConnectionRefusedError:  # a worker that died: nobody reads this socket any more
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
@@ -110,6 +118,11 @@ class UnixBus(Bus):
                     logger.warning(
                         "bus: worker socket %s is full; a %s message was dropped", entry.name, message.get("t")
                     )
+
+    def _spill(self, data: bytes, peer: str) -> str:
+        name = f"{peer}.{secrets.token_hex(6)}.msg"
+        (self.directory / name).write_bytes(data)
+        return name
 
     async def close(self) -> None:
         if self.sock is not None:

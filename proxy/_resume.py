@@ -21,8 +21,11 @@ part of the resumed call is not recorded in either (a known gap: docs/deployment
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import logging
 import secrets
+import time
 from typing import Any
 
 from ._call import Call
@@ -33,7 +36,7 @@ from ._mcp import BACKEND_ERROR
 from ._observed import Observed
 from ._relay import resume
 from ._responder import Responder
-from .recording._record import NULL_RECORD
+from .recording._record import Hop, Record
 
 __all__ = ["CLAIM_S", "resume_anywhere", "serve_resume"]
 
@@ -87,6 +90,8 @@ async def _resume_elsewhere(call: Call, msg: Message, target: str, token: str, c
             if isinstance(item.get("event"), str):
                 await call.responder.event(item["event"].encode())
             elif isinstance(item.get("m"), str):
+                for hop in _hops_in(item.get("hops")):
+                    call.observed.record.add(hop)
                 await call.responder.json(int(item.get("status", 200)), item["m"].encode())
                 return True
             elif item.get("end"):
@@ -99,9 +104,9 @@ async def _resume_elsewhere(call: Call, msg: Message, target: str, token: str, c
 class _Forwarding(Responder):
     """The holder's responder: what it writes goes over the bus to the asker, which writes it to the client."""
 
-    def __init__(self, gateway: Gateway, rid: str) -> None:
+    def __init__(self, gateway: Gateway, rid: str, record: Record) -> None:
         super().__init__(self._nowhere, self._until_gone)
-        self.gateway, self.rid = gateway, rid
+        self.gateway, self.rid, self.record = gateway, rid, record
         self.gone = asyncio.Event()
 
     async def _nowhere(self, message: Any) -> None:
@@ -117,7 +122,7 @@ class _Forwarding(Responder):
     async def json(self, status: int, body: bytes) -> None:
         self.sent_body, self.status = body, status
         if not self.disconnected.is_set() and not self.finished:
-            self._publish(status=status, m=body.decode())
+            self._publish(status=status, m=body.decode(), hops=_hops_out(self.record))
         self.started = self.finished = True
         self._stop_watch()
 
@@ -147,13 +152,14 @@ async def serve_resume(gateway: Gateway, message: dict[str, Any]) -> None:
         return
     gateway.bus.publish({"t": "resumed", "rid": rid, "claimed": True})
     logger.debug("resuming %s for another process (%s)", message.get("target"), rid)
-    responder = _Forwarding(gateway, rid)
+    record = Record.begin([], time.time_ns())  # collects the hops, which go back to the asker's record
+    responder = _Forwarding(gateway, rid, record)
     gateway.forwarding[rid] = responder
     subject = str(message.get("subject") or "")
     # Who asked was authenticated by the asker; `resume` checks it is who the call was parked for.
     identity = Identity(subject, "forwarded", frozenset(), frozenset(), None) if subject else None
     caps = message.get("caps")
-    call = Call(gateway, server, "modern", str(message.get("version")), responder, Observed(NULL_RECORD),
+    call = Call(gateway, server, "modern", str(message.get("version")), responder, Observed(record),
                 client_capabilities=caps if isinstance(caps, dict) else {}, identity=identity)  # fmt: skip
     target = str(message.get("target"))
     method = target.split(" ", 1)[0]  # "tools/call echo" -> tools/call
@@ -165,3 +171,37 @@ async def serve_resume(gateway: Gateway, message: dict[str, Any]) -> None:
         if not responder.finished:
             await responder.end()
         gateway.forwarding.pop(rid, None)
+
+
+# --- hops across the bus ----------------------------------------------------------------------------
+
+_HOP_FIELDS = [field.name for field in dataclasses.fields(Hop)]
+
+
+def _hops_out(record: Record) -> list[dict[str, Any]]:
+    return [{name: _plain(getattr(hop, name)) for name in _HOP_FIELDS} for hop in record.hops or ()]
+
+
+def _hops_in(items: Any) -> list[Hop]:
+    hops = []
+    for item in items if isinstance(items, list) else ():
+        try:
+            hops.append(Hop(**{name: _typed(item.get(name)) for name in _HOP_FIELDS if name in item}))
+        except (TypeError, AttributeError, ValueError):
+            logger.warning("a resumed call's hop came back unreadable; left out of the trace")
+    return hops
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the bus: bytes as {"b64": ...}, tuples as lists (as they become crossing the helper's pipe)."""
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    return value

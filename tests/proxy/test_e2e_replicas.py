@@ -162,6 +162,15 @@ def test_a_modern_retry_is_resumed_by_the_replica_holding_the_call(cluster: Clus
             done, second = call(inputResponses=answer, requestState=asked["result"]["requestState"])
             assert done["result"]["content"][0]["text"] == f"hello grace-{n}", done
             assert first != second  # round robin: the retry reached the replica not holding the call
+    # Each retry's trace (where it arrived) has the resumed backend call, recorded where it ran.
+    for gw in cluster.replicas.values():
+        wait_until(lambda gw=gw: _recorded(gw), 20, what="spans shipped")
+    with connect(cluster.recorder.target) as db:
+        resumed = db.rows(
+            "SELECT s.trace_id FROM spans s JOIN spans r ON r.trace_id = s.trace_id AND r.kind = 'SERVER' "
+            "WHERE s.name = 'tools/call ask (resumed)' AND s.kind = 'CLIENT'"
+        )
+    assert len(resumed) == 3
 
 
 async def test_one_session_across_two_replicas_and_one_killed(cluster: Cluster) -> None:
