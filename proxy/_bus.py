@@ -10,8 +10,23 @@ gets it and acts if the part is theirs. Messages are small dicts (`t`: what, `s`
   the supervisor made (a message larger than a datagram goes in a file there, which the datagram names).
 - `RedisBus`: replicas on several machines, over Redis pub/sub (`sessions.channel: redis://...`).
 
-Delivery is at most once and unordered, which is what these messages need: each is either acted on by
-the one process holding its part, or by nobody (as when the part is already gone).
+The messages (`t`), and who acts on them (`Gateway._on_bus`):
+
+| t | published when | acted on by |
+| --- | --- | --- |
+| cancel, answer | a session's cancellation, or answer to a relayed request, finds no call here | the call's process |
+| stream | a message for a session's GET stream that is not held here | the stream's process |
+| level | a session's logging/setLevel | every process |
+| unsubscribe | resources/unsubscribe of a subscription made elsewhere | the subscribing process |
+| ended | a session's DELETE | every process (refused from now on) |
+| rediscover | a backend said its lists changed | every process (asks the backend again) |
+| reload | an admin API change to virtual_servers_dir | every process (loads the files again) |
+| used | an approval's sealed requestState was taken | every process (refuses it from now on) |
+| resume, resumed, gone | a 2026-07-28 retry for a call parked elsewhere (`_resume`) | the holder; the asker |
+
+Delivery is at most once, which is what these messages need: each is either acted on by the one process
+holding its part, or by nobody (as when the part is already gone). Each publisher's messages arrive in
+the order it sent them (a resumed call's events before its answer).
 """
 
 from __future__ import annotations

@@ -304,7 +304,8 @@ class Gateway:
             self.bus.publish({"t": "stream", "s": live.id, "m": message.decode()})
 
     def _on_bus(self, message: dict[str, Any]) -> None:
-        """What another process could not finish: act if the part it names is in this one."""
+        """What another process could not finish: act if the part it names is in this one (the kinds of
+        message: proxy/_bus.py)."""
         kind, sid = message.get("t"), message.get("s")
         if kind == "rediscover" and isinstance(message.get("b"), str):
             self.catalog.rediscover(message["b"])
@@ -326,8 +327,11 @@ class Gateway:
             # hear of: another host, a network file system, --no-reload).
             self._spawn(self.reload_from_file())
             return
-        if not isinstance(sid, str):
-            return
+        if isinstance(sid, str):
+            self._on_session_message(kind, sid, message)
+
+    def _on_session_message(self, kind: Any, sid: str, message: dict[str, Any]) -> None:
+        """A bus message about one 2025-11-25 session: for the part of it this process holds, if any."""
         if kind == "ended":
             self.sessions.ended(sid, float(message.get("until", 0)))
             live = self.live.pop(sid, None)
