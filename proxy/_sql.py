@@ -16,6 +16,7 @@ replicas share). `StateDB` writes one SQL dialect, the common subset of both wit
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -33,28 +34,28 @@ class StateDBError(RuntimeError):
     """The state DB cannot be used; the message is one line naming it."""
 
 
-class Engine:
+class Engine(abc.ABC):
     where: str
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
+    @abc.abstractmethod
     def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement that changes data; the rows it changed."""
-        raise NotImplementedError
 
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[None]: ...
 
-    def migrate(self, migrations: list[str]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def migrate(self, migrations: list[str]) -> None: ...
 
+    @abc.abstractmethod
     def version(self) -> int:
         """Changes when another connection has written since the last call."""
-        raise NotImplementedError
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = self.query(sql, params)

@@ -18,6 +18,7 @@ files are named by their first span's position, so such a file is written again,
 
 from __future__ import annotations
 
+import abc
 import datetime
 import hashlib
 import logging
@@ -43,7 +44,7 @@ BACKOFF_MAX_S = 60.0
 _HOUR_NS = 3600 * 10**9
 
 
-class Feed:
+class Feed(abc.ABC):
     """What every feed shares: the position, the batches, the backoff. A feed says which columns it
     reads (`columns`), how it sends a batch (`send`: True once the destination took it), and how it
     ends (`shutdown`)."""
@@ -72,11 +73,12 @@ class Feed:
         logger.info("exporting spans to %s from position %d", self.name, self.position)
         self._thread.start()
 
+    @abc.abstractmethod
     def send(self, batch: pa.Table) -> bool:
-        raise NotImplementedError
+        """Send one batch (the `seq` column and `columns`); True once the destination took it."""
 
-    def shutdown(self) -> None:
-        pass
+    def shutdown(self) -> None:  # noqa: B027 - most destinations have nothing to close
+        """After the last batch (an exporter's connections)."""
 
     def _pending(self) -> pa.Table:
         cursor = self.store.cursor()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,10 +221,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_drains_all(alpha: str, tmp_path
         assert f"worker {victim} exited with code -9; starting another" in gw.log()
         gw.proc.process.send_signal(signal.SIGTERM)  # the supervisor only: it drains its workers
         assert gw.proc.process.wait(30) == 0
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in now) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(_alive(pid) for pid in now), "workers outlived their supervisor"
+        wait_until(lambda: not any(_alive(pid) for pid in now), 10, what="the workers gone with their supervisor")
     finally:
         gw.stop()
 

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import os
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from proxy._bus import RedisBus, UnixBus
 from proxy._sessions import KeyRing, SessionKeyError, Sessions, parse_keys
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_until
 from tests.support.services import Redis
 
 pytestmark = pytest.mark.anyio
@@ -65,10 +64,7 @@ def test_ids_expire_and_ended_ids_stay_refused() -> None:
     s = sessions(max_age_s=0.05)
     state = s.issue("/virtual/a", "2025-11-25", {}, "")
     assert s.get(state.id) is not None
-    deadline = time.monotonic() + 5
-    while s.get(state.id) is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert s.get(state.id) is None
+    wait_until(lambda: s.get(state.id) is None, 5, interval=0.01, what="the id expired")
     t = sessions()
     ended = t.issue("/virtual/a", "2025-11-25", {}, "")
     t.end(ended)
@@ -105,15 +101,18 @@ def test_keys_parse_with_one_line_errors() -> None:
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
 
     def __call__(self, message: dict[str, Any]) -> None:
         self.messages.append(message)
+        self.arrived.set()
 
     async def wait(self, count: int, within_s: float = 5) -> None:
-        deadline = time.monotonic() + within_s
-        while len(self.messages) < count:
-            assert time.monotonic() < deadline, f"{len(self.messages)} of {count} messages"
-            await asyncio.sleep(0.01)
+        """Until `count` messages have arrived (woken by each arrival, never polling)."""
+        async with asyncio.timeout(within_s):
+            while len(self.messages) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
 
 
 async def test_workers_bus_reaches_the_others_not_itself(tmp_path: Path) -> None:
