@@ -60,13 +60,36 @@ Deliver = Callable[[dict[str, Any]], None]
 
 
 class Bus:
-    """Publishes to every other process; `deliver` is called with what they publish."""
+    """Publishes to every other process; `deliver` is called with what they publish. `counts`: messages
+    by (kind, "sent" | "received" | "lost"), for /metrics."""
 
     name = "local"
     shared = False  # whether there are other processes to tell
 
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
     async def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
+
+    def count(self, message: dict[str, Any], what: str) -> None:
+        key = (str(message.get("t")), what)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def received(self, data: bytes, origin: str | None = None) -> None:
+        """A message from another process (not our own, which Redis sends back), passed to `deliver`."""
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            logger.warning("bus: a message that is not JSON; ignored")
+            return
+        if not isinstance(message, dict) or (origin is not None and message.get("o") == origin):
+            return
+        self.count(message, "received")
+        try:
+            self.deliver(message)
+        except Exception:  # one bad message must not stop the reader
+            logger.exception("bus: handling a %s message failed", message.get("t"))
 
     def publish(self, message: dict[str, Any]) -> None:
         """Fire and forget: never blocks the request that publishes."""
@@ -84,6 +107,7 @@ class UnixBus(Bus):
     shared = True
 
     def __init__(self, directory: str) -> None:
+        super().__init__()
         self.directory = Path(directory)
         self.path = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
         self.sock: socket.socket | None = None
@@ -111,11 +135,12 @@ class UnixBus(Bus):
                 except OSError as exc:
                     logger.warning("bus: a large message could not be read (%s); dropped", exc)
                     continue
-            _deliver(self.deliver, data)
+            self.received(data)
 
     def publish(self, message: dict[str, Any]) -> None:
         if self.sock is None:
             return
+        self.count(message, "sent")
         data = orjson.dumps(message)
         for entry in os.scandir(self.directory):
             if entry.name.endswith(".sock") and entry.path != str(self.path):
@@ -130,6 +155,7 @@ class UnixBus(Bus):
                 except FileNotFoundError:
                     pass
                 except BlockingIOError:
+                    self.count(message, "lost")
                     logger.warning(
                         "bus: worker socket %s is full; a %s message was dropped", entry.name, message.get("t")
                     )
@@ -153,6 +179,7 @@ class RedisBus(Bus):
     shared = True
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
         self.origin = secrets.token_hex(8)  # our own messages come back; skip them
         self._client: Any = None
@@ -182,7 +209,7 @@ class RedisBus(Bus):
             try:
                 async for item in pubsub.listen():
                     if item.get("type") == "message":
-                        _deliver(self.deliver, item["data"], self.origin)
+                        self.received(item["data"], self.origin)
             except (OSError, redis.RedisError) as exc:
                 logger.warning("bus: lost %s (%s); resubscribing in 1 s", without_password(self.url), exc)
                 await asyncio.sleep(1)
@@ -192,16 +219,18 @@ class RedisBus(Bus):
     def publish(self, message: dict[str, Any]) -> None:
         if self._client is None:
             return
-        task = asyncio.get_running_loop().create_task(self._send(orjson.dumps({**message, "o": self.origin})))
+        self.count(message, "sent")
+        task = asyncio.get_running_loop().create_task(self._send(message))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
         import redis.asyncio as redis
 
         try:
-            await self._client.publish(_CHANNEL, data)
+            await self._client.publish(_CHANNEL, orjson.dumps({**message, "o": self.origin}))
         except (OSError, redis.RedisError) as exc:
+            self.count(message, "lost")
             logger.warning("bus: publishing to %s failed: %s", without_password(self.url), exc)
 
     async def close(self) -> None:
@@ -210,20 +239,6 @@ class RedisBus(Bus):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def _deliver(deliver: Deliver, data: bytes, origin: str | None = None) -> None:
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        logger.warning("bus: a message that is not JSON; ignored")
-        return
-    if not isinstance(message, dict) or (origin is not None and message.get("o") == origin):
-        return
-    try:
-        deliver(message)
-    except Exception:  # one bad message must not stop the reader
-        logger.exception("bus: handling a %s message failed", message.get("t"))
 
 
 def make_bus(channel: str | None) -> Bus:

@@ -213,6 +213,8 @@ class Gateway:
             "in_flight": self.in_flight,
             "recorder": self.emitter.counters if self.emitter is not None else None,
             "backends": dict(self.catalog.tools),
+            "sessions": len(self.live),
+            "bus": dict(self.bus.counts),
         }
 
     # --- lifecycle -------------------------------------------------------------------------------

@@ -8,6 +8,9 @@
                                              and action
     slicewire_recorder_spans_total           counter: the flight recorder's emitted, sent, spooled,
                                              resent and dropped spans
+    slicewire_sessions_open                  gauge: 2025-11-25 sessions with parts in this process
+    slicewire_bus_messages_total             counter: messages between gateway processes, by kind and
+                                             direction (sent, received, lost)
     slicewire_backend_up                     gauge: 1 once a backend answered discovery, else 0
     slicewire_backend_tools                  gauge: the tools a backend offers now
 
@@ -113,6 +116,16 @@ class _Collector(Collector):
             )
             replaced.add_metric([], state["recorder"].get("payloads_replaced", 0))
             yield replaced
+        sessions = GaugeMetricFamily("slicewire_sessions_open", "2025-11-25 sessions with parts in this process.")
+        sessions.add_metric([], state.get("sessions", 0))
+        yield sessions
+        bus = CounterMetricFamily(
+            "slicewire_bus_messages", "Messages between gateway processes (docs/deployment.md), by kind and "
+            "direction: sent, received, lost.", labels=["kind", "direction"],
+        )  # fmt: skip
+        for (kind, direction), count in sorted(state.get("bus", {}).items()):
+            bus.add_metric([kind, direction], count)
+        yield bus
         up = GaugeMetricFamily("slicewire_backend_up", "1 once the backend answered discovery.", labels=["backend"])
         tools = GaugeMetricFamily("slicewire_backend_tools", "Tools the backend offers now.", labels=["backend"])
         for path, offered in state["backends"].items():
@@ -124,7 +137,8 @@ class _Collector(Collector):
 
 class Metrics:
     """The gateway's metrics. `read` gives the scrape-time figures: {"in_flight": int,
-    "recorder": counters or None, "backends": {path: tools list or None}}."""
+    "recorder": counters or None, "backends": {path: tools list or None}, "sessions": int,
+    "bus": {(kind, direction): count}}."""
 
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self.read = read

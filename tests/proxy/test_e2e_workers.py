@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,22 @@ def test_a_modern_clients_retry_resumes_the_backend_call_in_the_other_worker(gat
         assert done["id"] == 7 and done["result"]["content"][0]["text"] == f"hello ada-{n}", done
     unknown = call(inputResponses={"input-1": {}}, requestState="sw1.nobody-holds-this")
     assert "requestState is unknown or expired" in unknown["error"]["message"]  # after CLAIM_S, not forever
+
+
+def test_each_worker_counts_what_crossed_the_bus(gateway: RunningGateway) -> None:
+    url = gateway.url("/virtual/w")
+    session = initialize(url)
+    assert httpx.delete(url, headers=session, timeout=10).status_code == 200  # "ended": to the other worker
+    admin = {"authorization": f"Bearer {gateway.admin_token}"}
+
+    def counted(direction: str) -> bool:
+        text = httpx.get(f"{gateway.base}/metrics", headers=admin, timeout=10).text  # either worker's
+        sample = rf'slicewire_bus_messages_total{{direction="{direction}",kind="ended"}} [1-9]'
+        return re.search(sample, text) is not None
+
+    wait_until(lambda: counted("sent"), 10, interval=0.02, what="a worker that sent 'ended'")
+    wait_until(lambda: counted("received"), 10, interval=0.02, what="a worker that received it")
+    assert "slicewire_sessions_open " in httpx.get(f"{gateway.base}/metrics", headers=admin, timeout=10).text
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_drains_all(alpha: str, tmp_path: Path) -> None:
