@@ -3,8 +3,8 @@
 The supervisor checks that nobody holds the port (a plain bind), then binds one socket per worker with
 SO_REUSEPORT and starts each worker with its own: the kernel spreads new connections over them by
 hash (with one shared socket every worker would wake for each connection, and whichever is first
-takes it). A restarted
-worker gets the socket its predecessor had, so connections queued there meanwhile are served.
+takes it). A restarted worker gets the socket its predecessor had, so connections queued there
+meanwhile are served.
 
 Each worker is a whole gateway: its own upstream connections, span-shipping helper and config watcher.
 What they share:
